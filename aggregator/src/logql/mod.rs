@@ -1,0 +1,373 @@
+//! A LogQL subset: a stream selector with `=`, `!=`, `=~`, `!~` matchers, followed by chained
+//! line filters `|=`, `!=`, `|~`, `!~`. Strings are double-quoted (with Go-style escapes) or
+//! back-quoted (raw). Regexes are fully anchored for label matchers, as in Loki, and unanchored
+//! for line filters. Errors carry the 1-based column where parsing failed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use regex::Regex;
+use thiserror::Error;
+
+/// Compiled-size limit for regexes in queries.
+const MAX_QUERY_REGEX_BYTES: usize = 1024 * 1024;
+
+/// A LogQL syntax or semantic error, with the column it was found at.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("parse error at line 1, col {col}: {reason}")]
+pub struct ParseError {
+    pub col: usize,
+    pub reason: String,
+}
+
+/// How a label matcher compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    Eq,
+    Ne,
+    Re,
+    Nre,
+}
+
+/// One label matcher of a stream selector.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+    re: Option<Regex>,
+}
+
+impl Matcher {
+    /// Builds a matcher; regex matchers are compiled anchored.
+    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
+        let re = match op {
+            MatchOp::Re | MatchOp::Nre => Some(compile(&format!("^(?:{value})$"))?),
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.to_owned(),
+            op,
+            value: value.to_owned(),
+            re,
+        })
+    }
+
+    /// Whether a label set satisfies this matcher (a missing label is the empty string).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.name).map_or("", String::as_str);
+        match (self.op, &self.re) {
+            (MatchOp::Eq, _) => v == self.value,
+            (MatchOp::Ne, _) => v != self.value,
+            (MatchOp::Re, Some(re)) => re.is_match(v),
+            (MatchOp::Nre, Some(re)) => !re.is_match(v),
+            _ => false,
+        }
+    }
+}
+
+/// One line filter.
+#[derive(Debug, Clone)]
+pub enum LineFilter {
+    Contains(String),
+    NotContains(String),
+    Matches(Regex),
+    NotMatches(Regex),
+}
+
+impl LineFilter {
+    pub fn keep(&self, line: &str) -> bool {
+        match self {
+            LineFilter::Contains(s) => line.contains(s.as_str()),
+            LineFilter::NotContains(s) => !line.contains(s.as_str()),
+            LineFilter::Matches(re) => re.is_match(line),
+            LineFilter::NotMatches(re) => !re.is_match(line),
+        }
+    }
+}
+
+/// A parsed log query.
+#[derive(Debug, Clone)]
+pub struct LogQuery {
+    pub matchers: Vec<Matcher>,
+    pub filters: Vec<LineFilter>,
+}
+
+impl LogQuery {
+    pub fn matches_stream(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|m| m.matches(labels))
+    }
+
+    pub fn keep_line(&self, line: &str) -> bool {
+        self.filters.iter().all(|f| f.keep(line))
+    }
+}
+
+impl fmt::Display for MatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatchOp::Eq => "=",
+            MatchOp::Ne => "!=",
+            MatchOp::Re => "=~",
+            MatchOp::Nre => "!~",
+        })
+    }
+}
+
+fn compile(p: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(p)
+        .size_limit(MAX_QUERY_REGEX_BYTES)
+        .build()
+        .map_err(|e| {
+            format!(
+                "invalid regex: {}",
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        })
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, at: usize, reason: impl Into<String>) -> ParseError {
+        ParseError {
+            col: self.s[..at.min(self.s.len())].chars().count() + 1,
+            reason: reason.into(),
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(c) = self.s[self.pos..].chars().next() {
+            if c.is_whitespace() {
+                self.pos += c.len_utf8();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.s[self.pos..].chars().next()
+    }
+
+    fn eat(&mut self, tok: &str) -> bool {
+        if self.s[self.pos..].starts_with(tok) {
+            self.pos += tok.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ident(&mut self) -> Result<&'a str, ParseError> {
+        let start = self.pos;
+        for (i, c) in self.s[self.pos..].char_indices() {
+            let ok = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
+            if !ok {
+                break;
+            }
+            self.pos = start + i + c.len_utf8();
+        }
+        if self.pos == start {
+            return Err(self.err(start, "expected a label name"));
+        }
+        Ok(&self.s[start..self.pos])
+    }
+
+    fn string(&mut self) -> Result<String, ParseError> {
+        let start = self.pos;
+        match self.peek() {
+            Some('`') => {
+                self.pos += 1;
+                match self.s[self.pos..].find('`') {
+                    Some(end) => {
+                        let v = self.s[self.pos..self.pos + end].to_owned();
+                        self.pos += end + 1;
+                        Ok(v)
+                    }
+                    None => Err(self.err(start, "unterminated raw string")),
+                }
+            }
+            Some('"') => {
+                self.pos += 1;
+                let mut out = String::new();
+                let mut chars = self.s[self.pos..].char_indices();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '"' => {
+                            self.pos += i + 1;
+                            return Ok(out);
+                        }
+                        '\\' => match chars.next() {
+                            Some((_, 'n')) => out.push('\n'),
+                            Some((_, 't')) => out.push('\t'),
+                            Some((_, 'r')) => out.push('\r'),
+                            Some((_, '\\')) => out.push('\\'),
+                            Some((_, '"')) => out.push('"'),
+                            Some((_, '\'')) => out.push('\''),
+                            Some((j, _)) => {
+                                return Err(self.err(self.pos + j - 1, "unknown escape sequence"))
+                            }
+                            None => break,
+                        },
+                        c => out.push(c),
+                    }
+                }
+                Err(self.err(start, "unterminated string"))
+            }
+            _ => Err(self.err(start, "expected a quoted string")),
+        }
+    }
+
+    fn matcher_op(&mut self) -> Result<MatchOp, ParseError> {
+        let at = self.pos;
+        for (tok, op) in [
+            ("=~", MatchOp::Re),
+            ("!~", MatchOp::Nre),
+            ("!=", MatchOp::Ne),
+            ("=", MatchOp::Eq),
+        ] {
+            if self.eat(tok) {
+                return Ok(op);
+            }
+        }
+        Err(self.err(at, "expected one of =, !=, =~, !~"))
+    }
+}
+
+/// Parses a log query: `{selector} [filters…]`.
+pub fn parse(q: &str) -> Result<LogQuery, ParseError> {
+    let mut p = Parser { s: q, pos: 0 };
+    p.skip_ws();
+    if !p.eat("{") {
+        return Err(p.err(p.pos, "expected '{' to start a stream selector"));
+    }
+    let mut matchers = Vec::new();
+    loop {
+        p.skip_ws();
+        if p.eat("}") {
+            break;
+        }
+        if !matchers.is_empty() {
+            if !p.eat(",") {
+                return Err(p.err(p.pos, "expected ',' or '}'"));
+            }
+            p.skip_ws();
+        }
+        let at = p.pos;
+        let name = p.ident()?;
+        p.skip_ws();
+        let op = p.matcher_op()?;
+        p.skip_ws();
+        let value = p.string()?;
+        let m = Matcher::new(name, op, &value).map_err(|e| p.err(at, e))?;
+        matchers.push(m);
+    }
+    let all_empty = matchers.iter().all(|m| m.matches(&BTreeMap::new()));
+    if all_empty {
+        return Err(p.err(
+            0,
+            "queries require at least one label matcher that does not match the empty value, e.g. {team=\"payments\"}",
+        ));
+    }
+    let mut filters = Vec::new();
+    loop {
+        p.skip_ws();
+        if p.pos >= q.len() {
+            break;
+        }
+        let at = p.pos;
+        let kind = if p.eat("|=") {
+            0
+        } else if p.eat("!=") {
+            1
+        } else if p.eat("|~") {
+            2
+        } else if p.eat("!~") {
+            3
+        } else {
+            return Err(p.err(
+                at,
+                "expected a line filter (|=, !=, |~, !~) or the end of the query",
+            ));
+        };
+        p.skip_ws();
+        let sat = p.pos;
+        let v = p.string()?;
+        filters.push(match kind {
+            0 => LineFilter::Contains(v),
+            1 => LineFilter::NotContains(v),
+            2 => LineFilter::Matches(compile(&v).map_err(|e| p.err(sat, e))?),
+            _ => LineFilter::NotMatches(compile(&v).map_err(|e| p.err(sat, e))?),
+        });
+    }
+    Ok(LogQuery { matchers, filters })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_and_filters() {
+        let q = parse(r#"{team="payments", pod=~"pay.*", ns!="dev", c!~`side.*`} |= "declined" != "test" |~ `card=\d+` !~ "x{3}""#).unwrap();
+        assert_eq!(q.matchers.len(), 4);
+        assert_eq!(q.filters.len(), 4);
+        let l = labels(&[
+            ("team", "payments"),
+            ("pod", "payment-1"),
+            ("ns", "prod"),
+            ("c", "app"),
+        ]);
+        assert!(q.matches_stream(&l));
+        assert!(!q.matches_stream(&labels(&[
+            ("team", "payments"),
+            ("pod", "xpay"),
+            ("ns", "prod")
+        ])));
+        assert!(q.keep_line("payment declined card=42"));
+        assert!(!q.keep_line("payment declined card=42 test"));
+        assert!(!q.keep_line("payment declined card=x"));
+        assert!(!q.keep_line("payment declined card=4 xxx"));
+    }
+
+    #[test]
+    fn escapes_in_strings() {
+        let q = parse(r#"{a="x\"y"} |= "tab\there""#).unwrap();
+        assert!(q.matches_stream(&labels(&[("a", "x\"y")])));
+        assert!(q.keep_line("tab\there"));
+    }
+
+    #[test]
+    fn errors_name_the_column() {
+        let cases = [
+            (r#"team="x""#, 1, "expected '{'"),
+            (r#"{team="x" "#, 11, "expected ','"),
+            (r#"{team=="x"}"#, 7, "expected a quoted string"),
+            (r#"{team="x"} |= declined"#, 15, "expected a quoted string"),
+            (r#"{team="x"} | "a""#, 12, "expected a line filter"),
+            (r#"{team="x} "#, 7, "unterminated string"),
+            (r#"{team=~"("}"#, 2, "invalid regex"),
+            (r#"{}"#, 1, "at least one label matcher"),
+            (r#"{team=~".*"}"#, 1, "at least one label matcher"),
+        ];
+        for (q, col, what) in cases {
+            let e = parse(q).unwrap_err();
+            assert_eq!(e.col, col, "{q}: {e}");
+            assert!(e.reason.contains(what), "{q}: {e}");
+        }
+    }
+}

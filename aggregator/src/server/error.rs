@@ -1,0 +1,57 @@
+//! The one error type of the HTTP API. Every error answers a JSON `ErrorBody`; internal
+//! errors are logged with their cause and answered with a generic reason, so nothing internal
+//! (paths, SQL) leaks to clients.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fjord_wire::ErrorBody;
+
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub reason: String,
+    /// Seconds for `Retry-After` on 429/503.
+    pub retry_after: Option<u64>,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        AppError {
+            status,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason)
+    }
+    /// Load shedding: the client should come back after `secs`.
+    pub fn overloaded(status: StatusCode, reason: impl Into<String>, secs: u64) -> Self {
+        AppError {
+            retry_after: Some(secs),
+            ..Self::new(status, reason)
+        }
+    }
+    /// A failure on our side. The cause is logged here and not sent to the client.
+    pub fn internal(what: &str, err: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%err, "{what} failed");
+        Self::overloaded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what} failed on the server; retry later"),
+            5,
+        )
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(ErrorBody::new(self.reason))).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

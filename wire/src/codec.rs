@@ -1,0 +1,334 @@
+//! The batch codec: encode a push request as JSON + zstd; decode a body sent with
+//! `Content-Encoding: zstd`, `gzip` or identity, streaming, with a hard limit on the
+//! decompressed size so a compression bomb is refused after reading at most the limit.
+
+use std::io::{self, Read, Write};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::push::PushRequest;
+
+/// Everything that can be wrong with a push body. Messages are lowercase, name the problem
+/// and never contain log content, so they can be returned to the client and logged.
+#[derive(Debug, Error)]
+pub enum CodecError {
+    /// `Content-Encoding` is not one we decode.
+    #[error("unsupported content-encoding {0:?}; use zstd, gzip or identity")]
+    UnsupportedEncoding(String),
+    /// The body did not decompress.
+    #[error("body is not valid {encoding} data: {reason}")]
+    Corrupt {
+        encoding: &'static str,
+        reason: String,
+    },
+    /// The decompressed body is larger than allowed.
+    #[error("decompressed body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The JSON did not parse into a push request.
+    #[error("malformed push body at line {line} column {column}: {reason}")]
+    Json {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    /// A line is longer than the limit.
+    #[error("stream {stream} entry {entry} is {len} bytes; the line limit is {limit}")]
+    LineTooLong {
+        stream: usize,
+        entry: usize,
+        len: usize,
+        limit: usize,
+    },
+    /// Any other limit or shape violation.
+    #[error("{0}")]
+    Invalid(String),
+    /// Encoding failed (only for I/O errors of the compressor, which work in memory).
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+/// The `Content-Encoding` values we accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+impl ContentEncoding {
+    /// Parses a `Content-Encoding` header value; a missing header means identity.
+    pub fn from_header(value: Option<&str>) -> Result<Self, CodecError> {
+        match value.map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(ContentEncoding::Identity),
+            Some(v) if v.is_empty() || v == "identity" => Ok(ContentEncoding::Identity),
+            Some(v) if v == "gzip" || v == "x-gzip" => Ok(ContentEncoding::Gzip),
+            Some(v) if v == "zstd" => Ok(ContentEncoding::Zstd),
+            Some(v) => Err(CodecError::UnsupportedEncoding(
+                v.chars().take(32).collect::<String>(),
+            )),
+        }
+    }
+
+    /// The header value for this encoding.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentEncoding::Identity => "identity",
+            ContentEncoding::Gzip => "gzip",
+            ContentEncoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// An encoded batch, ready to send.
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    /// The zstd-compressed JSON body.
+    pub body: Vec<u8>,
+    /// Length of the uncompressed JSON.
+    pub json_bytes: usize,
+    /// SHA-256 of the uncompressed JSON, hex: the payload hash both ledger and receipt record.
+    pub payload_sha256: String,
+}
+
+/// Default zstd level for batches.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Serialises `req` as JSON and compresses it with zstd at `level`.
+pub fn encode_zstd(req: &PushRequest, level: i32) -> Result<EncodedBatch, CodecError> {
+    let json = serde_json::to_vec(req).map_err(|e| CodecError::Encode(e.to_string()))?;
+    let payload_sha256 = payload_sha256(&json);
+    let body = zstd::bulk::compress(&json, level).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(EncodedBatch {
+        body,
+        json_bytes: json.len(),
+        payload_sha256,
+    })
+}
+
+/// Hex SHA-256 of an uncompressed push payload.
+pub fn payload_sha256(json: &[u8]) -> String {
+    hex::encode(Sha256::digest(json))
+}
+
+/// Decompresses `body` according to `encoding`, refusing to produce more than `limit` bytes.
+pub fn decompress(
+    body: &[u8],
+    encoding: ContentEncoding,
+    limit: usize,
+) -> Result<Vec<u8>, CodecError> {
+    match encoding {
+        ContentEncoding::Identity => {
+            if body.len() > limit {
+                return Err(CodecError::TooLarge { limit });
+            }
+            Ok(body.to_vec())
+        }
+        ContentEncoding::Gzip => {
+            let r = flate2::read::MultiGzDecoder::new(body);
+            read_bounded(r, limit, "gzip")
+        }
+        ContentEncoding::Zstd => {
+            let r = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| {
+                CodecError::Corrupt {
+                    encoding: "zstd",
+                    reason: e.to_string(),
+                }
+            })?;
+            read_bounded(r, limit, "zstd")
+        }
+    }
+}
+
+/// Reads at most `limit` bytes from a decompressor; one byte more means the body is too large.
+fn read_bounded<R: Read>(
+    r: R,
+    limit: usize,
+    encoding: &'static str,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    let mut taken = r.take(limit as u64 + 1);
+    taken
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(encoding, e))?;
+    if out.len() > limit {
+        return Err(CodecError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+fn corrupt(encoding: &'static str, e: io::Error) -> CodecError {
+    CodecError::Corrupt {
+        encoding,
+        reason: e.to_string(),
+    }
+}
+
+/// Parses an uncompressed push body and checks it against the wire limits.
+pub fn parse_push(json: &[u8]) -> Result<PushRequest, CodecError> {
+    let req: PushRequest = serde_json::from_slice(json).map_err(|e| CodecError::Json {
+        line: e.line(),
+        column: e.column(),
+        reason: json_reason(&e),
+    })?;
+    req.validate()?;
+    Ok(req)
+}
+
+/// serde_json's message without its trailing " at line L column C" (we report those apart).
+fn json_reason(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg,
+    }
+}
+
+/// Decompresses and parses in one step: what the aggregator does with a request body.
+pub fn decode(
+    body: &[u8],
+    encoding: ContentEncoding,
+    limit: usize,
+) -> Result<(PushRequest, Vec<u8>), CodecError> {
+    let json = decompress(body, encoding, limit)?;
+    let req = parse_push(&json)?;
+    Ok((req, json))
+}
+
+/// Compresses `data` with gzip (used by tests and by clients that prefer gzip).
+pub fn gzip(data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data)
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    enc.finish().map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::MAX_DECOMPRESSED_BYTES;
+    use crate::push::{Entry, PushStream};
+
+    fn sample() -> PushRequest {
+        PushRequest {
+            streams: vec![PushStream {
+                stream: [
+                    ("team".to_owned(), "payments".to_owned()),
+                    ("file".to_owned(), "/var/log/app.log".to_owned()),
+                ]
+                .into(),
+                values: vec![
+                    Entry::new(1764151200123000000, "payment accepted id=1"),
+                    Entry::new(1764151200123000001, "ünïcode \"quoted\" \\ line"),
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn zstd_round_trip() {
+        let req = sample();
+        let enc = encode_zstd(&req, DEFAULT_ZSTD_LEVEL).unwrap();
+        let (back, json) =
+            decode(&enc.body, ContentEncoding::Zstd, MAX_DECOMPRESSED_BYTES).unwrap();
+        assert_eq!(back, req);
+        assert_eq!(json.len(), enc.json_bytes);
+        assert_eq!(payload_sha256(&json), enc.payload_sha256);
+    }
+
+    #[test]
+    fn gzip_and_identity_decode() {
+        let req = sample();
+        let json = serde_json::to_vec(&req).unwrap();
+        let gz = gzip(&json).unwrap();
+        assert_eq!(decode(&gz, ContentEncoding::Gzip, 1 << 20).unwrap().0, req);
+        assert_eq!(
+            decode(&json, ContentEncoding::Identity, 1 << 20).unwrap().0,
+            req
+        );
+    }
+
+    #[test]
+    fn encoding_header_values() {
+        assert_eq!(
+            ContentEncoding::from_header(None).unwrap(),
+            ContentEncoding::Identity
+        );
+        assert_eq!(
+            ContentEncoding::from_header(Some("ZSTD")).unwrap(),
+            ContentEncoding::Zstd
+        );
+        assert_eq!(
+            ContentEncoding::from_header(Some("gzip")).unwrap(),
+            ContentEncoding::Gzip
+        );
+        let err = ContentEncoding::from_header(Some("br"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported content-encoding"), "{err}");
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused() {
+        // 200 MiB of zeros compress to a few hundred KiB of zstd and ~200 KiB of gzip.
+        let zeros = vec![0u8; 200 * 1024 * 1024];
+        let z = zstd::bulk::compress(&zeros, 3).unwrap();
+        assert!(z.len() < 1024 * 1024);
+        let err = decompress(&z, ContentEncoding::Zstd, MAX_DECOMPRESSED_BYTES).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }), "{err}");
+        let g = gzip(&zeros).unwrap();
+        let err = decompress(&g, ContentEncoding::Gzip, MAX_DECOMPRESSED_BYTES).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }), "{err}");
+        let err = decompress(&zeros, ContentEncoding::Identity, 1024).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn corrupt_compression_is_refused() {
+        let err = decompress(b"definitely not zstd", ContentEncoding::Zstd, 1024).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodecError::Corrupt {
+                    encoding: "zstd",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = decompress(b"not gzip either", ContentEncoding::Gzip, 1024).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodecError::Corrupt {
+                    encoding: "gzip",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_refused_with_position() {
+        let err = parse_push(b"{\"streams\": [ {\"stream\": {}, \"values\": [[\"1\", 2]]} ]}")
+            .unwrap_err();
+        match &err {
+            CodecError::Json {
+                line,
+                column,
+                reason,
+            } => {
+                assert_eq!(*line, 1);
+                assert!(*column > 30, "{column}");
+                assert!(reason.contains("invalid type"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse_push(b"").is_err());
+        assert!(parse_push(b"{\"streams\": 5}").is_err());
+        assert!(parse_push(b"not json").is_err());
+        // An empty push is valid (Loki accepts it too).
+        assert_eq!(parse_push(b"{\"streams\":[]}").unwrap().records(), 0);
+    }
+}

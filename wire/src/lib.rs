@@ -1,0 +1,16 @@
+//! fjord-wire: the contract between `fjord-agent` and `fjord-aggregator`.
+//!
+//! The push body is Grafana Loki's push format, so any Loki-speaking agent can ship to the
+//! aggregator and the agent can ship to a real Loki. This crate holds the types, the `Fjord-*`
+//! header names, the batch codec (JSON + zstd/gzip/identity) and the limits. It performs no I/O
+//! and depends on neither tokio nor an HTTP stack, so both sides and the tests share it.
+
+pub mod codec;
+pub mod headers;
+pub mod info;
+pub mod limits;
+pub mod push;
+
+pub use codec::{CodecError, ContentEncoding, EncodedBatch};
+pub use info::{ErrorBody, Info, StatusBody};
+pub use push::{Entry, PushRequest, PushStream};
