@@ -1,0 +1,118 @@
+//! The `fjord-agent` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Overrides};
+
+/// Exit code for bad configuration or usage (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// fjord's log-forwarding sidecar: follow, scrub, batch, ship.
+#[derive(Debug, Parser)]
+#[command(name = "fjord-agent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Follow log files and ship them to the aggregator.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Glob of files to follow (repeatable), e.g. '/var/log/payment/*.log'.
+    #[arg(long = "path", value_name = "GLOB")]
+    pub paths: Vec<String>,
+    /// Aggregator base URL, e.g. http://127.0.0.1:3100.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Directory of the state DB (checkpoints and ledger) [default: ./fjord-state].
+    #[arg(long = "state", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Directory of team rule files; without it the baseline and eu-pii packs apply.
+    #[arg(long = "rules", value_name = "DIR")]
+    pub rules_dir: Option<PathBuf>,
+    /// File holding the ingest token (else FJORD_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(a) => run_agent(a).await,
+    }
+}
+
+async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match config::load(
+        a.config.as_deref(),
+        Overrides {
+            paths: a.paths,
+            url: a.url,
+            state_dir: a.state_dir,
+            rules_dir: a.rules_dir,
+            token_file: a.token_file,
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fjord-agent: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let rules = match fjord_rules::load_rule_set(cfg.rules_dir.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fjord-agent: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let redactor = match fjord_rules::Redactor::new(&rules) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("fjord-agent: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    tracing::info!(rules = ?redactor.rule_names(), version = redactor.version(), url = %cfg.url, agent_id = %cfg.agent_id, "starting");
+    let shutdown = CancellationToken::new();
+    let sig = shutdown.clone();
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: flushing acknowledged work");
+        sig.cancel();
+    });
+    let res = crate::pipeline::run(cfg, redactor, shutdown).await;
+    signals.abort();
+    res.map(|()| ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Shipping: one pooled HTTP client, the residency guard, and sending a batch until the
+//! aggregator gives a final answer. Transient faults (connection errors, 5xx, 429) are
+//! retried forever with capped exponential backoff and full jitter, honouring `Retry-After`;
+//! data is never dropped for a transient fault.
+
+use std::time::Duration;
+
+use fjord_wire::{headers as fh, Info};
+use reqwest::StatusCode;
+
+/// Cap of the retry backoff.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// First retry delay.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A batch ready to send.
+pub struct OutBatch {
+    pub batch_id: String,
+    pub body: Vec<u8>,
+    pub rules_version: String,
+    pub redactions: String,
+}
+
+/// The aggregator's final answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Stored,
+    Duplicate,
+    /// 400/413/415…: the batch will never be accepted; dead-letter it.
+    Rejected(u16, String),
+}
+
+/// Why the residency guard refuses a destination.
+pub fn residency_refusal(info: &Info, allowed: &[String]) -> Option<String> {
+    if allowed.iter().any(|j| j == &info.jurisdiction) {
+        return None;
+    }
+    if info.jurisdiction == fjord_wire::info::UNSET {
+        return Some(format!(
+            "the aggregator declares no jurisdiction; start it with --jurisdiction <J> --region <R> (one of {:?}) or set allowed_jurisdictions",
+            allowed
+        ));
+    }
+    Some(format!(
+        "the aggregator declares jurisdiction {:?}, which is not in allowed_jurisdictions {:?}",
+        info.jurisdiction, allowed
+    ))
+}
+
+/// Full-jitter backoff for attempt `n` (0-based): uniform in [0, min(cap, base·2ⁿ)].
+pub fn backoff(n: u32, seed: &mut u64) -> Duration {
+    let ceiling = MIN_BACKOFF
+        .saturating_mul(1u32 << n.min(16))
+        .min(MAX_BACKOFF);
+    // xorshift64: jitter needs no cryptographic randomness.
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let frac = (*seed >> 11) as f64 / (1u64 << 53) as f64;
+    ceiling.mul_f64(frac)
+}
+
+/// The client side of the wire.
+pub struct Shipper {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    agent_id: String,
+}
+
+impl Shipper {
+    pub fn new(url: &str, token: Option<String>, agent_id: &str) -> reqwest::Result<Shipper> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(2)
+            .build()?;
+        Ok(Shipper {
+            client,
+            url: url.to_owned(),
+            token,
+            agent_id: agent_id.to_owned(),
+        })
+    }
+
+    /// The destination URL, for the ledger.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET /v1/info`.
+    pub async fn info(&self) -> Result<Info, String> {
+        let resp = self
+            .client
+            .get(format!("{}/v1/info", self.url))
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the aggregator: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("/v1/info answered {}", resp.status()));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("reading /v1/info failed: {e}"))?;
+        serde_json::from_slice::<Info>(&body)
+            .map_err(|e| format!("/v1/info is not a residency declaration: {e}"))
+    }
+
+    /// One attempt. `Err` is transient (retry, maybe after the given delay).
+    pub async fn send_once(&self, b: &OutBatch) -> Result<Answer, (String, Option<Duration>)> {
+        let mut req = self
+            .client
+            .post(format!("{}/loki/api/v1/push", self.url))
+            .header("content-type", "application/json")
+            .header("content-encoding", "zstd")
+            .header(fh::BATCH_ID, &b.batch_id)
+            .header(fh::AGENT, &self.agent_id)
+            .header(fh::RULES, &b.rules_version)
+            .header(fh::REDACTIONS, &b.redactions)
+            .body(b.body.clone());
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (format!("send failed: {e}"), None))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(300)));
+        match status {
+            StatusCode::NO_CONTENT => Ok(Answer::Stored),
+            s if s.is_success() => {
+                let body = resp.bytes().await.unwrap_or_default();
+                let dup = serde_json::from_slice::<fjord_wire::StatusBody>(&body)
+                    .is_ok_and(|b| b.status == "duplicate");
+                Ok(if dup {
+                    Answer::Duplicate
+                } else {
+                    Answer::Stored
+                })
+            }
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
+                Err((format!("aggregator answered {status}"), retry_after))
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err((
+                format!("aggregator refused the token ({status}); check token_file"),
+                None,
+            )),
+            s if s.is_client_error() => {
+                let body = resp.bytes().await.unwrap_or_default();
+                let reason = serde_json::from_slice::<fjord_wire::ErrorBody>(&body)
+                    .map(|e| e.error)
+                    .unwrap_or_else(|_| "no reason given".to_owned());
+                Ok(Answer::Rejected(s.as_u16(), reason))
+            }
+            _ => Err((format!("aggregator answered {status}"), retry_after)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        for n in 0..40 {
+            let d = backoff(n, &mut seed);
+            assert!(d <= MAX_BACKOFF);
+        }
+        let a = backoff(3, &mut seed);
+        let b = backoff(3, &mut seed);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn residency_guard() {
+        let mut info = Info {
+            name: "x".into(),
+            version: "1".into(),
+            region: "eu-north-1".into(),
+            jurisdiction: "EEA".into(),
+        };
+        let allowed = vec!["EEA".to_owned()];
+        assert!(residency_refusal(&info, &allowed).is_none());
+        info.jurisdiction = "unset".into();
+        assert!(residency_refusal(&info, &allowed)
+            .unwrap()
+            .contains("--jurisdiction"));
+        info.jurisdiction = "US".into();
+        assert!(residency_refusal(&info, &allowed)
+            .unwrap()
+            .contains("\"US\""));
+    }
+}
