@@ -10,7 +10,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 
 /// Bytes at the start of a file that identify it.
@@ -33,7 +33,8 @@ impl Discovery {
         let mut b = GlobSetBuilder::new();
         let mut roots = Vec::new();
         for p in patterns {
-            b.add(Glob::new(p)?);
+            // `*` stops at `/`, as in a shell; `**` crosses directories.
+            b.add(GlobBuilder::new(p).literal_separator(true).build()?);
             // The literal directory prefix before the first glob character.
             let lit: String = p.chars().take_while(|c| !"*?[{".contains(*c)).collect();
             let root = if lit.ends_with('/') {

@@ -1,1 +1,265 @@
+//! Harness for end-to-end tests and the benchmark: start the real `fjord-aggregator` and
+//! `fjord-agent` binaries in per-test temp dirs on 127.0.0.1, wait for conditions (never fixed
+//! sleeps), and read results back through the real CLI.
 
+pub mod gen;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, next to the test executable's `deps/` directory.
+/// `cargo test --workspace` builds them (the agent and aggregator packages have integration
+/// tests, which makes cargo build their binaries first).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not found; run `cargo test --workspace` (or `cargo build --workspace`) first",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; panics with `what` then.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Minimal HTTP GET on loopback; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A running child process, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit status code.
+    pub fn terminate(mut self) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running aggregator.
+pub struct Aggregator {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+}
+
+impl Aggregator {
+    /// Starts `fjord-aggregator serve` on a free port with data in `dir/data`, declaring EEA.
+    pub fn start(dir: &Path) -> Aggregator {
+        Self::start_on(
+            dir,
+            free_port(),
+            &["--region", "eu-north-1", "--jurisdiction", "EEA"],
+        )
+    }
+
+    pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Aggregator {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let data = dir.join("data");
+        let log = std::fs::File::create(dir.join("aggregator.log")).expect("log file");
+        let child = Command::new(bin("fjord-aggregator"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data")
+            .arg(&data)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn fjord-aggregator");
+        let agg = Aggregator {
+            proc: Proc {
+                child,
+                name: "fjord-aggregator",
+            },
+            addr,
+            data,
+        };
+        wait_for("aggregator /v1/info", Duration::from_secs(30), || {
+            matches!(http_get(addr, "/v1/info"), Ok((200, _)))
+        });
+        agg
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs `fjord-aggregator query … --output jsonl` and returns the parsed rows.
+    pub fn query_jsonl(&self, logql: &str, limit: usize) -> Vec<serde_json::Value> {
+        let out = self.cli(&[
+            "query",
+            logql,
+            "--since",
+            "24h",
+            "--limit",
+            &limit.to_string(),
+            "--output",
+            "jsonl",
+        ]);
+        assert!(
+            out.status.success(),
+            "query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("jsonl row"))
+            .collect()
+    }
+
+    /// Runs a CLI subcommand against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("fjord-aggregator"))
+            .args(args)
+            .arg("--url")
+            .arg(self.url())
+            .output()
+            .expect("run fjord-aggregator cli")
+    }
+
+    /// Total records stored, from `/fjord/v1/stats`.
+    pub fn stored_records(&self) -> u64 {
+        let Ok((200, body)) = http_get(self.addr, "/fjord/v1/stats") else {
+            return 0;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["records"].as_u64()).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Starts `fjord-agent run --config <config>`, logging to `dir/agent-<n>.log`.
+pub fn start_agent(dir: &Path, config: &Path) -> Proc {
+    let n = std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0);
+    let log = std::fs::File::create(dir.join(format!("agent-{n}.log"))).expect("log file");
+    let child = Command::new(bin("fjord-agent"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn fjord-agent");
+    Proc {
+        child,
+        name: "fjord-agent",
+    }
+}
+
+/// Writes an agent config following `logs/*.log` under `dir`, shipping to `url`.
+pub fn agent_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    let p = dir.join("agent.toml");
+    let text = format!(
+        "paths = [\"{logs}/*.log\"]\nurl = \"{url}\"\nstate_dir = \"{state}\"\nagent_id = \"test-agent\"\nlinger_ms = 200\npoll_interval_ms = 50\n{extra}\n[labels]\nteam = \"payments\"\n",
+        logs = dir.join("logs").display(),
+        state = dir.join("state").display(),
+    );
+    std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
+    std::fs::write(&p, text).expect("write agent config");
+    p
+}
+
+/// Reads `/proc/<pid>/stat` utime+stime in seconds.
+pub fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / hz)
+}
+
+/// Peak RSS (VmHWM) of a process in KiB.
+pub fn peak_rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
