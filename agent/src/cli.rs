@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +45,9 @@ pub struct RunArgs {
     /// File holding the ingest token (else FJORD_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /readyz [default: 127.0.0.1:9810].
+    #[arg(long = "admin-listen", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
 }
 
 /// Runs a parsed command line.
@@ -64,6 +66,7 @@ async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
             state_dir: a.state_dir,
             rules_dir: a.rules_dir,
             token_file: a.token_file,
+            admin_listen: a.admin_listen,
         },
     ) {
         Ok(c) => c,
@@ -72,15 +75,10 @@ async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    let rules = match fjord_rules::load_rule_set(cfg.rules_dir.as_deref()) {
+    // Rules are compiled before anything is opened: a bad rule file (or a `hash` rule
+    // without a key) is a start-up error that names the file, line and column.
+    let redactor = match crate::reload::build(cfg.rules_dir.as_deref(), cfg.hash_key.as_deref()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("fjord-agent: {e}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-    };
-    let redactor = match fjord_rules::Redactor::new(&rules) {
-        Ok(r) => Arc::new(r),
         Err(e) => {
             eprintln!("fjord-agent: {e}");
             return Ok(ExitCode::from(EXIT_USAGE));

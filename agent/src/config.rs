@@ -54,6 +54,74 @@ pub struct FileConfig {
     pub shutdown_grace_ms: Option<u64>,
     /// zstd level for batches.
     pub zstd_level: Option<i32>,
+    /// Glob patterns of files never to follow, even when `paths` matches them.
+    pub exclude: Option<Vec<String>>,
+    /// Where to start in files already present at the agent's first start:
+    /// `beginning` (default) or `end`. Files that appear later are always read from the start.
+    pub read_from: Option<ReadFrom>,
+    /// Longest line kept; longer lines are cut with a marker and the rest skipped.
+    pub max_line_bytes: Option<usize>,
+    /// A last line without a newline is shipped after waiting this long for the newline.
+    pub partial_line_flush_ms: Option<u64>,
+    /// Multiline records: the first entry whose `path` glob matches a file applies to it.
+    pub multiline: Option<Vec<MultilineFile>>,
+    /// Most files kept open at once; idle files read to their end are closed first.
+    pub max_open_files: Option<usize>,
+    /// How often the directories are walked for new files (the watcher is faster).
+    pub rescan_interval_ms: Option<u64>,
+    /// Checkpoints of files gone for longer than this are forgotten.
+    pub checkpoint_ttl_hours: Option<u64>,
+    /// Batches formed and waiting for a send slot.
+    pub queue_batches: Option<usize>,
+    /// Batches being sent at once.
+    pub max_in_flight: Option<usize>,
+    /// Raw bytes held in partly built batches across all files.
+    pub max_building_bytes: Option<usize>,
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    pub admin_listen: Option<String>,
+    /// Allow plain http to a non-loopback aggregator (the network must be trusted).
+    pub allow_insecure_http: Option<bool>,
+    /// PEM file with the CA certificate(s) that sign the aggregator's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Host names (or IPs) the agent may ship to; empty allows any host of `url`.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// File holding the team's key for `hash` rules (a Kubernetes Secret).
+    pub hash_key_file: Option<PathBuf>,
+    /// Ledger rows older than this are removed.
+    pub ledger_retention_days: Option<u64>,
+}
+
+/// Where to start reading files that exist at the agent's first start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    #[default]
+    Beginning,
+    End,
+}
+
+/// Multiline settings for the files one glob matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineFile {
+    /// Glob of the files this applies to.
+    pub path: String,
+    /// A regex that matches the first line of a record (e.g. a timestamp at line start);
+    /// lines that do not match are joined to the record before them with `\n`.
+    pub start_pattern: String,
+    /// A record is complete when no continuation line arrived for this long.
+    pub timeout_ms: Option<u64>,
+    /// Most lines in one record; a longer record is split.
+    pub max_lines: Option<usize>,
+}
+
+/// Checked multiline settings.
+#[derive(Debug, Clone)]
+pub struct Multiline {
+    pub glob: globset::GlobMatcher,
+    pub start: regex::Regex,
+    pub timeout: Duration,
+    pub max_lines: usize,
 }
 
 /// Flag values; they override the file.
@@ -64,6 +132,7 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub rules_dir: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+    pub admin_listen: Option<String>,
 }
 
 /// The checked configuration.
@@ -83,6 +152,22 @@ pub struct Config {
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
     pub zstd_level: i32,
+    pub exclude: Vec<String>,
+    pub read_from: ReadFrom,
+    pub max_line_bytes: usize,
+    pub partial_line_flush: Duration,
+    pub multiline: Vec<Multiline>,
+    pub max_open_files: usize,
+    pub rescan_interval: Duration,
+    pub checkpoint_ttl: Duration,
+    pub queue_batches: usize,
+    pub max_in_flight: usize,
+    pub max_building_bytes: usize,
+    pub admin_listen: std::net::SocketAddr,
+    pub ca_file: Option<PathBuf>,
+    pub allowed_hosts: Vec<String>,
+    pub hash_key: Option<Vec<u8>>,
+    pub ledger_retention: Duration,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -161,6 +246,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         .or(f.url)
         .ok_or_else(|| invalid("url", "give --url (or `url` in the config file)"))?;
     let parsed = reqwest::Url::parse(&url).map_err(|e| invalid("url", format!("{url:?}: {e}")))?;
+    let allow_insecure_http = f.allow_insecure_http.unwrap_or(false);
     match parsed.scheme() {
         "https" => {}
         "http" => {
@@ -170,14 +256,32 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
                 Some(url::Host::Domain(d)) => d == "localhost",
                 None => false,
             };
-            if !loopback {
+            if !loopback && !allow_insecure_http {
                 return Err(invalid(
                     "url",
-                    "plain http is only allowed to a loopback address; use https",
+                    "plain http is only allowed to a loopback address; use https, or set allow_insecure_http = true if the network is trusted",
                 ));
             }
         }
         s => return Err(invalid("url", format!("scheme {s:?} is not http or https"))),
+    }
+    let allowed_hosts = f.allowed_hosts.unwrap_or_default();
+    if !allowed_hosts.is_empty() {
+        let host = parsed.host_str().unwrap_or_default();
+        if !allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return Err(invalid(
+                "url",
+                format!("host {host:?} is not in allowed_hosts {allowed_hosts:?}"),
+            ));
+        }
+    }
+    if let Some(ca) = &f.ca_file {
+        if parsed.scheme() != "https" {
+            return Err(invalid("ca_file", "only applies to an https url"));
+        }
+        if let Err(e) = std::fs::metadata(ca) {
+            return Err(invalid("ca_file", format!("{}: {e}", ca.display())));
+        }
     }
     let token_file = o.token_file.or(f.token_file);
     let token = match token_file {
@@ -217,6 +321,72 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
     if !(1..=19).contains(&zstd_level) {
         return Err(invalid("zstd_level", "must be between 1 and 19"));
     }
+    let exclude = f.exclude.unwrap_or_default();
+    for p in &exclude {
+        globset::Glob::new(p).map_err(|e| invalid("exclude", format!("{p:?}: {e}")))?;
+    }
+    let max_line_bytes = f.max_line_bytes.unwrap_or(256 * 1024);
+    if !(256..=fjord_wire::limits::MAX_LINE_BYTES).contains(&max_line_bytes) {
+        return Err(invalid(
+            "max_line_bytes",
+            format!(
+                "must be between 256 and {} (the aggregator's limit)",
+                fjord_wire::limits::MAX_LINE_BYTES
+            ),
+        ));
+    }
+    let mut multiline = Vec::new();
+    for m in f.multiline.unwrap_or_default() {
+        let glob = globset::GlobBuilder::new(&m.path)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| invalid("multiline.path", format!("{:?}: {e}", m.path)))?
+            .compile_matcher();
+        let start = regex::RegexBuilder::new(&m.start_pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| invalid("multiline.start_pattern", e.to_string()))?;
+        multiline.push(Multiline {
+            glob,
+            start,
+            timeout: Duration::from_millis(m.timeout_ms.unwrap_or(1000).max(10)),
+            max_lines: m.max_lines.unwrap_or(500).max(1),
+        });
+    }
+    let positive = |field: &'static str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(invalid(field, "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let max_open_files = positive("max_open_files", f.max_open_files, 256)?;
+    let queue_batches = positive("queue_batches", f.queue_batches, 4)?;
+    let max_in_flight = positive("max_in_flight", f.max_in_flight, 4)?;
+    let max_building_bytes = f
+        .max_building_bytes
+        .unwrap_or(4 * max_batch_bytes)
+        .max(max_batch_bytes);
+    let admin = o
+        .admin_listen
+        .or(f.admin_listen)
+        .unwrap_or_else(|| "127.0.0.1:9810".to_owned());
+    let admin_listen = admin
+        .parse()
+        .map_err(|e| invalid("admin_listen", format!("{admin:?}: {e} (want IP:PORT)")))?;
+    let hash_key = match &f.hash_key_file {
+        Some(p) => {
+            let k = std::fs::read(p)
+                .map_err(|e| invalid("hash_key_file", format!("{}: {e}", p.display())))?;
+            let k = k.trim_ascii().to_vec();
+            if k.len() < 16 {
+                return Err(invalid(
+                    "hash_key_file",
+                    "the key must be at least 16 bytes (generate one with `head -c 32 /dev/urandom | base64`)",
+                ));
+            }
+            Some(k)
+        }
+        None => None,
+    };
     Ok(Config {
         paths,
         url: url.trim_end_matches('/').to_owned(),
@@ -231,11 +401,34 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         allowed_jurisdictions: f
             .allowed_jurisdictions
             .unwrap_or_else(|| vec!["EEA".to_owned()]),
-        linger: Duration::from_millis(f.linger_ms.unwrap_or(1000)),
+        linger: Duration::from_millis(f.linger_ms.unwrap_or(250)),
         max_batch_bytes,
         max_batch_lines,
         poll_interval: Duration::from_millis(f.poll_interval_ms.unwrap_or(250).max(10)),
         shutdown_grace: Duration::from_millis(f.shutdown_grace_ms.unwrap_or(10_000)),
         zstd_level,
+        exclude,
+        read_from: f.read_from.unwrap_or_default(),
+        max_line_bytes,
+        partial_line_flush: Duration::from_millis(f.partial_line_flush_ms.unwrap_or(5000)),
+        multiline,
+        max_open_files,
+        rescan_interval: Duration::from_millis(f.rescan_interval_ms.unwrap_or(5000).max(100)),
+        checkpoint_ttl: Duration::from_secs(3600 * f.checkpoint_ttl_hours.unwrap_or(24 * 7)),
+        queue_batches,
+        max_in_flight,
+        max_building_bytes,
+        admin_listen,
+        ca_file: f.ca_file,
+        allowed_hosts,
+        hash_key,
+        ledger_retention: Duration::from_secs(86_400 * f.ledger_retention_days.unwrap_or(90)),
     })
+}
+
+impl Config {
+    /// The multiline settings of a file, if any applies.
+    pub fn multiline_for(&self, path: &Path) -> Option<&Multiline> {
+        self.multiline.iter().find(|m| m.glob.is_match(path))
+    }
 }

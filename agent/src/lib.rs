@@ -3,9 +3,14 @@
 //! aggregator. A file's checkpoint advances only when the aggregator has acknowledged the
 //! lines before it, in the same transaction as the ledger row of that batch.
 
+pub mod admin;
+pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod discover;
+pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod ship;
 pub mod state;
 pub mod tail;

@@ -1,61 +1,42 @@
-//! The agent's tasks: a reader (discover → read lines → redact → batch) and a shipper
-//! (residency guard → send with retries → commit checkpoint + ledger), joined by a bounded
-//! channel. When the shipper cannot keep up, `send().await` blocks the reader, which stops
-//! reading: the log file on disk is the buffer.
+//! The agent's tasks and how they stop.
+//!
+//! - the tailer (a blocking thread): discover → read → multiline → redact → batch;
+//! - the shipper: residency guard → up to `max_in_flight` sends with retries → commit;
+//! - the rules reloader and the admin endpoints.
+//!
+//! They are joined by one bounded channel (`queue_batches`); when it is full the tailer
+//! stops reading and the log files are the buffer. Per file identity, batches are committed
+//! (checkpoint + ledger row, one transaction) strictly in order, even when a later batch is
+//! acknowledged first, so a checkpoint never passes a line that is not stored.
+//!
+//! Shutdown: the tailer stops and hands over what it built; the shipper drains within
+//! `shutdown_grace_ms`; whatever is still unacknowledged stays pending on disk and is
+//! re-formed with the same batch ids after restart.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::File;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
-use fjord_rules::{Counts, Redactor};
-use fjord_wire::{headers as fh, Entry, PushRequest, PushStream};
-use tokio::sync::{mpsc, Mutex};
+use fjord_rules::Redactor;
+use fjord_wire::Info;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, Health};
+use crate::batch::Formed;
 use crate::config::Config;
-use crate::ship::{self, Answer, OutBatch, Shipper};
-use crate::state::{Checkpoint, LedgerRow, State};
-use crate::tail::{self, Discovery};
+use crate::discover::{Discovery, Wake, Watcher};
+use crate::metrics::{Metrics, ReasonLabel};
+use crate::reload::RulesHandle;
+use crate::ship::{self, Answer, Shipper};
+use crate::state::{LedgerRow, State};
+use crate::tail::{Shared, Tailer};
 
-/// Batches queued between reader and shipper.
-const QUEUE_BATCHES: usize = 2;
-
-/// A formed batch: one contiguous byte range of one file.
-struct Formed {
-    identity: String,
-    path: String,
-    start: u64,
-    end: u64,
-    out: OutBatch,
-    records: u64,
-    raw_bytes: u64,
-    payload_sha256: String,
-}
-
-struct Building {
-    start: u64,
-    end: u64,
-    entries: Vec<Entry>,
-    bytes: usize,
-    counts: Counts,
-    since: Instant,
-}
-
-struct Followed {
-    path: String,
-    dev_ino: String,
-    identity: String,
-    file: File,
-    fp_len: u64,
-    fp_hash: String,
-    read_off: u64,
-    last_ts: i64,
-    /// Boundaries of batches sent before a restart but not acknowledged, re-formed exactly.
-    forced: VecDeque<(u64, u64)>,
-    building: Option<Building>,
-}
+/// How long the residency guard waits before asking a refusing destination again.
+const RESIDENCY_RECHECK: Duration = Duration::from_secs(5);
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -63,392 +44,426 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Runs the agent until `shutdown` is cancelled, then flushes within the grace period.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled, then drains within the grace period.
 pub async fn run(
     cfg: Config,
-    redactor: Arc<Redactor>,
+    redactor: Redactor,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
     let state = State::open(&cfg.state_dir).context("opening the state DB")?;
     let state = Arc::new(Mutex::new(state));
-    let shipper = Shipper::new(&cfg.url, cfg.token.clone(), &cfg.agent_id)
-        .context("building the HTTP client")?;
-    let discovery = Discovery::new(&cfg.paths).context("compiling path globs")?;
-    let (tx, rx) = mpsc::channel::<Formed>(QUEUE_BATCHES);
-    let cfg = Arc::new(cfg);
+    let shipper = Shipper::new(
+        &cfg.url,
+        cfg.token.clone(),
+        &cfg.agent_id,
+        cfg.ca_file.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let discovery = Discovery::new(&cfg.paths, &cfg.exclude).context("compiling path globs")?;
+    let listener = tokio::net::TcpListener::bind(cfg.admin_listen)
+        .await
+        .with_context(|| format!("binding admin_listen {}", cfg.admin_listen))?;
+    tracing::info!(addr = %cfg.admin_listen, "serving /metrics, /healthz and /readyz");
 
-    // The shipper is stopped separately so it can drain what the reader flushed.
-    let ship_stop = CancellationToken::new();
-    let shipper_task = tokio::spawn(ship_loop(
-        cfg.clone(),
-        shipper,
-        state.clone(),
-        rx,
-        ship_stop.clone(),
+    let metrics = Arc::new(Metrics::new());
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    let health = Arc::new(Health::new(heartbeat.clone()));
+    let rules = Arc::new(RulesHandle::new(
+        redactor,
+        cfg.rules_dir.clone(),
+        cfg.hash_key.clone(),
     ));
-    let reader = read_loop(
+    let acked = Arc::new(Mutex::new(HashMap::new()));
+    let cfg = Arc::new(cfg);
+    // Why a channel of Formed batches: it is the backpressure point between reading and
+    // shipping; its capacity bounds the memory held in encoded batches.
+    let (tx, rx) = mpsc::channel::<Formed>(cfg.queue_batches);
+
+    // Stops the helpers (admin, reloader) after the pipeline has drained.
+    let helpers_stop = CancellationToken::new();
+    // Stops the shipper when the grace period is over.
+    let ship_stop = CancellationToken::new();
+    let mut helpers = JoinSet::new();
+    {
+        let stop = helpers_stop.clone();
+        let app = admin::app(metrics.clone(), health.clone());
+        helpers.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(%err, "admin endpoint failed");
+            }
+        });
+    }
+    helpers.spawn(rules.clone().watch(metrics.clone(), helpers_stop.clone()));
+
+    let ship = Arc::new(ShipCtx {
+        cfg: cfg.clone(),
+        shipper,
+        state: state.clone(),
+        metrics: metrics.clone(),
+        health,
+        residency: RwLock::new(None),
+        acked: acked.clone(),
+        stop: ship_stop.clone(),
+    });
+    // Check residency at start, so /readyz tells the truth before any data is read.
+    {
+        let ship = ship.clone();
+        helpers.spawn(async move {
+            ship.residency(0).await;
+        });
+    }
+    let mut shipper_task = tokio::spawn(ship_loop(ship.clone(), rx));
+
+    let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
+    let wake = Wake::default();
+    let watcher = Watcher::new(wake.clone(), wake_tx);
+    let tailer = Tailer::new(
         cfg.clone(),
         discovery,
-        redactor,
-        state,
+        Shared {
+            state,
+            metrics,
+            rules,
+            acked,
+            heartbeat,
+        },
         tx,
-        shutdown.clone(),
-    )
-    .await;
-    // The reader returned (shutdown or error) and dropped its sender: the shipper drains
-    // the queue, bounded by the grace period.
-    let grace = cfg.shutdown_grace;
-    let mut shipper_task = shipper_task;
-    let drained = tokio::time::timeout(grace, &mut shipper_task).await;
-    if drained.is_err() {
-        tracing::warn!(grace_ms = grace.as_millis() as u64, "batches still unacknowledged at the end of the grace period; they stay on disk and are sent after restart");
-        ship_stop.cancel();
-        let _ = shipper_task.await;
-    }
-    reader
-}
+        ship_stop.clone(),
+    );
+    let reader_stop = shutdown.clone();
+    let mut reader =
+        tokio::task::spawn_blocking(move || tailer.run(wake, wake_rx, watcher, reader_stop));
 
-async fn read_loop(
-    cfg: Arc<Config>,
-    discovery: Discovery,
-    redactor: Arc<Redactor>,
-    state: Arc<Mutex<State>>,
-    tx: mpsc::Sender<Formed>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut files: HashMap<String, Followed> = HashMap::new();
-    loop {
-        if shutdown.is_cancelled() {
-            break;
+    // The tailer returns on shutdown (after handing over its batches) or if the shipper is
+    // gone; the shipper drains until the channel is closed and every send has finished.
+    let grace = cfg.shutdown_grace;
+    let reader_done = tokio::select! {
+        r = &mut reader => Some(r),
+        r = &mut shipper_task => {
+            tracing::error!(?r, "the shipper stopped unexpectedly");
+            None
         }
-        // Discover: open files we do not follow yet (by device:inode).
-        for path in discovery.scan() {
-            let Ok(md) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let di = tail::dev_ino(&md);
-            if files.contains_key(&di) {
-                continue;
-            }
-            match open_followed(&path, &di, &state).await {
-                Ok(f) => {
-                    tracing::info!(path = %f.path, offset = f.read_off, "following file");
-                    files.insert(di, f);
-                }
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), %err, "cannot open file; will retry")
-                }
-            }
+    };
+    if reader_done.is_some() {
+        let drained = tokio::time::timeout(grace, &mut shipper_task).await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "batches still unacknowledged at the end of the grace period; they stay on disk and are sent after restart"
+            );
+            ship_stop.cancel();
+            let _ = shipper_task.await;
         }
-        let mut busy = false;
-        let mut gone = Vec::new();
-        for (di, f) in files.iter_mut() {
-            let mut formed = Vec::new();
-            match read_file(&cfg, &redactor, f, &mut formed) {
-                Ok(more) => busy |= more,
-                Err(err) => tracing::warn!(path = %f.path, %err, "read failed"),
-            }
-            if let Some(b) = &f.building {
-                if b.since.elapsed() >= cfg.linger || shutdown.is_cancelled() {
-                    formed.extend(finish(&cfg, &redactor, f));
-                }
-            }
-            for b in formed {
-                if tx.send(b).await.is_err() {
-                    return Ok(());
-                }
-            }
-            // A rotated-away or deleted file is dropped once read to its end.
-            let still_there = std::fs::metadata(&f.path)
-                .map(|m| tail::dev_ino(&m) == *di)
-                .unwrap_or(false);
-            if !still_there && f.building.is_none() {
-                let len = f.file.metadata().map(|m| m.len()).unwrap_or(0);
-                if f.read_off >= len {
-                    gone.push(di.clone());
-                }
-            }
-        }
-        for di in gone {
-            if let Some(f) = files.remove(&di) {
-                tracing::info!(path = %f.path, "file rotated or removed; finished reading it");
-            }
-        }
-        if !busy {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(cfg.poll_interval) => {}
-            }
-        }
+    } else {
+        ship_stop.cancel();
+        shutdown.cancel();
+        let _ = reader.await;
     }
-    // Flush what is built: complete lines only; the checkpoint covers exactly these.
-    for f in files.values_mut() {
-        if let Some(b) = finish(&cfg, &redactor, f) {
-            if tx.send(b).await.is_err() {
-                break;
-            }
-        }
-    }
+    helpers_stop.cancel();
+    while helpers.join_next().await.is_some() {}
     Ok(())
 }
 
-async fn open_followed(
-    path: &std::path::Path,
-    di: &str,
-    state: &Arc<Mutex<State>>,
-) -> anyhow::Result<Followed> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let st = state.lock().await;
-    let known = st.checkpoint(di)?;
-    let cp = match known {
-        Some(cp)
-            if cp.fp_len <= len
-                && tail::fingerprint(&mut file, cp.fp_len)?.as_deref()
-                    == Some(cp.fp_hash.as_str()) =>
-        {
-            cp
-        }
-        _ => {
-            // New file (or a reused inode): read it from the start.
-            let fp_len = len.min(tail::FINGERPRINT_BYTES);
-            let fp_hash = tail::fingerprint(&mut file, fp_len)?.unwrap_or_default();
-            let cp = Checkpoint {
-                identity: format!("{di}:{}", now_ns()),
-                fp_len,
-                fp_hash,
-                offset: 0,
-            };
-            st.put_checkpoint(di, &path.display().to_string(), &cp)?;
-            cp
-        }
-    };
-    let forced = st
-        .pending(&cp.identity)?
-        .into_iter()
-        .filter(|(s, _)| *s >= cp.offset)
-        .collect();
-    Ok(Followed {
-        path: path.display().to_string(),
-        dev_ino: di.to_owned(),
-        identity: cp.identity,
-        file,
-        fp_len: cp.fp_len,
-        fp_hash: cp.fp_hash,
-        read_off: cp.offset,
-        last_ts: 0,
-        forced,
-        building: None,
-    })
-}
-
-/// Reads what is available; returns whether more may be waiting (the read was capped).
-fn read_file(
-    cfg: &Config,
-    redactor: &Redactor,
-    f: &mut Followed,
-    formed: &mut Vec<Formed>,
-) -> std::io::Result<bool> {
-    let len = f.file.metadata()?.len();
-    if len < f.read_off {
-        tracing::warn!(path = %f.path, "file shrank below the read offset (truncated); reading from the start");
-        f.read_off = 0;
-        f.building = None;
-        f.forced.clear();
-    }
-    if len == f.read_off {
-        return Ok(false);
-    }
-    let start_of_batch = f.building.as_ref().map_or(f.read_off, |b| b.start);
-    let stop_at = f
-        .forced
-        .front()
-        .filter(|(s, _)| *s == start_of_batch)
-        .map(|(_, e)| *e);
-    let lines = tail::read_lines(&mut f.file, f.read_off, cfg.max_batch_bytes, stop_at)?;
-    if lines.is_empty() {
-        return Ok(false);
-    }
-    for line in lines {
-        let b = f.building.get_or_insert_with(|| Building {
-            start: f.read_off,
-            end: f.read_off,
-            entries: Vec::new(),
-            bytes: 0,
-            counts: Counts::default(),
-            since: Instant::now(),
-        });
-        let text = redactor.redact(&line.text, &mut b.counts).into_owned();
-        f.last_ts = now_ns().max(f.last_ts + 1);
-        b.bytes += text.len();
-        b.entries.push(Entry::new(f.last_ts, text));
-        b.end = line.end_offset;
-        f.read_off = line.end_offset;
-        let forced_end = f
-            .forced
-            .front()
-            .filter(|(s, _)| *s == b.start)
-            .map(|(_, e)| *e);
-        let full = match forced_end {
-            Some(e) => b.end >= e,
-            None => b.bytes >= cfg.max_batch_bytes || b.entries.len() >= cfg.max_batch_lines,
-        };
-        if full {
-            if forced_end.is_some() {
-                f.forced.pop_front();
-            }
-            formed.extend(finish(cfg, redactor, f));
-        }
-    }
-    Ok(f.read_off < len)
-}
-
-fn finish(cfg: &Config, redactor: &Redactor, f: &mut Followed) -> Option<Formed> {
-    let b = f.building.take()?;
-    if b.entries.is_empty() {
-        return None;
-    }
-    let mut labels: BTreeMap<String, String> = cfg.labels.clone();
-    labels.insert("file".to_owned(), f.path.clone());
-    let req = PushRequest {
-        streams: vec![PushStream {
-            stream: labels,
-            values: b.entries,
-        }],
-    };
-    let records = req.records() as u64;
-    let enc = match fjord_wire::codec::encode_zstd(&req, cfg.zstd_level) {
-        Ok(e) => e,
-        Err(err) => {
-            tracing::error!(path = %f.path, %err, "encoding a batch failed");
-            return None;
-        }
-    };
-    let _ = (&f.dev_ino, f.fp_len, &f.fp_hash);
-    Some(Formed {
-        identity: f.identity.clone(),
-        path: f.path.clone(),
-        start: b.start,
-        end: b.end,
-        out: OutBatch {
-            batch_id: fh::batch_id(&cfg.agent_id, &f.identity, b.start),
-            body: enc.body,
-            rules_version: redactor.version().to_owned(),
-            redactions: fh::format_redactions(&b.counts.by_name(redactor)),
-        },
-        records,
-        raw_bytes: b.bytes as u64,
-        payload_sha256: enc.payload_sha256,
-    })
-}
-
-async fn ship_loop(
+/// What every send task needs.
+struct ShipCtx {
     cfg: Arc<Config>,
     shipper: Shipper,
     state: Arc<Mutex<State>>,
-    mut rx: mpsc::Receiver<Formed>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// The destination's declaration while it is trusted; cleared after a connection
+    /// failure so the next send checks it again.
+    residency: RwLock<Option<Info>>,
+    acked: Arc<Mutex<HashMap<String, u64>>>,
     stop: CancellationToken,
-) {
-    let mut seed = (now_ns() as u64) | 1;
-    let mut residency: Option<fjord_wire::Info> = None;
-    while let Some(b) = rx.recv().await {
-        let mut attempt = 0u32;
-        // Record the boundaries before the first send, so a restart re-forms this batch.
-        if let Err(err) =
-            state
-                .lock()
-                .await
-                .add_pending(&b.out.batch_id, &b.identity, b.start, b.end)
-        {
-            tracing::error!(%err, "cannot record pending batch");
-        }
-        let answer = loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            let info = match &residency {
-                Some(i) => i.clone(),
-                None => match shipper.info().await {
-                    Ok(info) => match ship::residency_refusal(&info, &cfg.allowed_jurisdictions) {
-                        None => {
-                            tracing::info!(region = %info.region, jurisdiction = %info.jurisdiction, "residency check passed");
-                            residency = Some(info.clone());
-                            info
-                        }
-                        Some(why) => {
-                            tracing::error!(url = %shipper.url(), reason = %why, "residency guard: shipping nothing");
-                            wait(&stop, Duration::from_secs(5)).await;
-                            continue;
-                        }
-                    },
-                    Err(err) => {
-                        tracing::warn!(url = %shipper.url(), %err, "aggregator unreachable; retrying");
-                        wait(&stop, ship::backoff(attempt, &mut seed)).await;
-                        attempt += 1;
-                        continue;
-                    }
-                },
-            };
-            match shipper.send_once(&b.out).await {
-                Ok(a) => break (a, info),
-                Err((err, after)) => {
-                    tracing::warn!(batch_id = %b.out.batch_id, %err, attempt, "send failed; retrying");
-                    // Check residency again after a connection problem.
-                    residency = None;
-                    let d = after.unwrap_or_else(|| ship::backoff(attempt, &mut seed));
-                    wait(&stop, d).await;
-                    attempt = attempt.saturating_add(1);
-                }
-            }
-        };
-        let (answer, info) = answer;
-        let outcome = match &answer {
-            Answer::Stored => "acked",
-            Answer::Duplicate => "duplicate",
-            Answer::Rejected(status, reason) => {
-                tracing::error!(batch_id = %b.out.batch_id, status, %reason, "aggregator rejected the batch; dead-lettering it");
-                let dir = cfg.state_dir.join("dead-letter");
-                let written = std::fs::create_dir_all(&dir).and_then(|()| {
-                    std::fs::write(
-                        dir.join(format!("{}.json.zst", b.out.batch_id)),
-                        &b.out.body,
-                    )
-                });
-                if let Err(err) = written {
-                    tracing::error!(%err, "cannot write the dead-letter file");
-                }
-                "dead_letter"
-            }
-        };
-        let row = LedgerRow {
-            batch_id: b.out.batch_id.clone(),
-            destination: shipper.url().to_owned(),
-            region: info.region,
-            jurisdiction: info.jurisdiction,
-            path: b.path.clone(),
-            start_off: b.start,
-            end_off: b.end,
-            records: b.records,
-            raw_bytes: b.raw_bytes,
-            compressed_bytes: b.out.body.len() as u64,
-            payload_sha256: b.payload_sha256.clone(),
-            rules_version: b.out.rules_version.clone(),
-            redactions: b.out.redactions.clone(),
-            outcome,
-        };
-        if let Err(err) = state.lock().await.commit_batch(&b.identity, &row) {
-            tracing::error!(batch_id = %row.batch_id, %err, "cannot store the checkpoint; the batch will be re-sent after restart");
-        } else {
-            tracing::debug!(batch_id = %row.batch_id, records = row.records, outcome, "batch acknowledged");
-        }
-    }
+}
+
+/// The final answer for one batch.
+enum Outcome {
+    Sent(Answer, Info),
+    /// Every line was dropped by rules: nothing to send.
+    NothingToSend,
 }
 
 async fn wait(stop: &CancellationToken, d: Duration) {
     tokio::select! {
         () = stop.cancelled() => {}
         () = tokio::time::sleep(d) => {}
+    }
+}
+
+impl ShipCtx {
+    /// The destination's declaration once it passes the guard; `None` only when stopped.
+    async fn residency(&self, seed: u64) -> Option<Info> {
+        let mut seed = seed | 1;
+        let mut attempt = 0u32;
+        loop {
+            if let Some(i) = self.residency.read().ok().and_then(|r| r.clone()) {
+                return Some(i);
+            }
+            if self.stop.is_cancelled() {
+                return None;
+            }
+            match self.shipper.info().await {
+                Ok(info) => match ship::residency_refusal(&info, &self.cfg.allowed_jurisdictions) {
+                    None => {
+                        tracing::info!(url = %self.shipper.url(), region = %info.region, jurisdiction = %info.jurisdiction, "residency check passed");
+                        self.metrics.residency_blocked.set(0);
+                        self.health.set(Ok(()));
+                        if let Ok(mut r) = self.residency.write() {
+                            *r = Some(info.clone());
+                        }
+                        return Some(info);
+                    }
+                    Some(why) => {
+                        tracing::error!(url = %self.shipper.url(), reason = %why, "residency guard: shipping nothing; the data stays on disk");
+                        self.metrics.residency_blocked.set(1);
+                        self.metrics
+                            .residency_blocks
+                            .get_or_create(&ReasonLabel {
+                                reason: "jurisdiction".to_owned(),
+                            })
+                            .inc();
+                        self.health.set(Err(format!("residency guard: {why}")));
+                        wait(&self.stop, RESIDENCY_RECHECK).await;
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(url = %self.shipper.url(), %err, "aggregator unreachable; retrying");
+                    self.health
+                        .set(Err(format!("aggregator unreachable: {err}")));
+                    wait(&self.stop, ship::backoff(attempt, &mut seed)).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    fn forget_residency(&self) {
+        if let Ok(mut r) = self.residency.write() {
+            *r = None;
+        }
+    }
+
+    /// Sends one batch until the aggregator gives a final answer; `None` when stopped.
+    async fn deliver(&self, out: &crate::batch::OutBatch, seed: u64) -> Option<Outcome> {
+        let mut seed = seed | 1;
+        let mut attempt = 0u32;
+        loop {
+            let info = self.residency(seed).await?;
+            if self.stop.is_cancelled() {
+                return None;
+            }
+            self.metrics.batches_sent.inc();
+            self.metrics.in_flight.inc();
+            let res = self.shipper.send_once(out).await;
+            self.metrics.in_flight.dec();
+            match res {
+                Ok(a) => return Some(Outcome::Sent(a, info)),
+                Err(t) => {
+                    tracing::warn!(batch_id = %out.batch_id, reason = %t.reason, attempt, "send failed; retrying");
+                    self.metrics.batches_retried.inc();
+                    if t.connection {
+                        self.forget_residency();
+                    }
+                    let d = t
+                        .retry_after
+                        .unwrap_or_else(|| ship::backoff(attempt, &mut seed));
+                    wait(&self.stop, d).await;
+                    if self.stop.is_cancelled() {
+                        return None;
+                    }
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Records the final answer: dead-letter file if rejected, then checkpoint + ledger row
+    /// in one transaction.
+    fn commit(&self, f: &Formed, outcome: &Outcome) {
+        let m = &self.metrics;
+        let row = match outcome {
+            Outcome::NothingToSend => None,
+            Outcome::Sent(answer, info) => {
+                let out = f.out.as_ref();
+                let outcome = match answer {
+                    Answer::Stored => "acked",
+                    Answer::Duplicate => "duplicate",
+                    Answer::Rejected(status, reason) => {
+                        tracing::error!(batch_id = %f.batch_id, status, %reason, "aggregator rejected the batch as malformed; dead-lettering it");
+                        m.batches_dead_lettered.inc();
+                        let dir = self.cfg.state_dir.join("dead-letter");
+                        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+                            std::fs::write(
+                                dir.join(format!("{}.json.zst", f.batch_id)),
+                                out.map_or(&[][..], |o| &o.body[..]),
+                            )
+                        });
+                        if let Err(err) = written {
+                            tracing::error!(%err, "cannot write the dead-letter file");
+                        }
+                        "dead_letter"
+                    }
+                };
+                if outcome != "dead_letter" {
+                    if outcome == "duplicate" {
+                        m.batches_duplicate.inc();
+                    }
+                    m.batches_acked.inc();
+                    m.records_sent.inc_by(f.records);
+                    m.raw_bytes_sent.inc_by(f.raw_bytes);
+                    m.compressed_bytes_sent
+                        .inc_by(out.map_or(0, |o| o.body.len() as u64));
+                    m.last_ack_unix_seconds.set(now_ns() as f64 / 1e9);
+                }
+                Some(LedgerRow {
+                    batch_id: f.batch_id.clone(),
+                    destination: self.shipper.url().to_owned(),
+                    region: info.region.clone(),
+                    jurisdiction: info.jurisdiction.clone(),
+                    path: f.path.clone(),
+                    start_off: f.start,
+                    end_off: f.end,
+                    records: f.records,
+                    raw_bytes: f.raw_bytes,
+                    compressed_bytes: out.map_or(0, |o| o.body.len() as u64),
+                    payload_sha256: f.payload_sha256.clone(),
+                    rules_version: out.map(|o| o.rules_version.clone()).unwrap_or_default(),
+                    redactions: out.map(|o| o.redactions.clone()).unwrap_or_default(),
+                    outcome,
+                })
+            }
+        };
+        let res = lock(&self.state).commit_batch(&f.identity, &f.batch_id, f.end, row.as_ref());
+        match res {
+            Ok(()) => {
+                lock(&self.acked).insert(f.identity.clone(), f.end);
+                tracing::debug!(batch_id = %f.batch_id, records = f.records, "batch committed");
+            }
+            Err(err) => {
+                tracing::error!(batch_id = %f.batch_id, %err, "cannot store the checkpoint; the batch will be re-sent after restart")
+            }
+        }
+    }
+}
+
+/// One batch between formation and commit.
+struct Slot {
+    formed: Formed,
+    outcome: Option<Outcome>,
+}
+
+/// Receives formed batches, keeps up to `max_in_flight` sends running, and commits each
+/// identity's batches in order.
+async fn ship_loop(ctx: Arc<ShipCtx>, mut rx: mpsc::Receiver<Formed>) {
+    let mut slots: HashMap<u64, Slot> = HashMap::new();
+    let mut order: HashMap<String, VecDeque<u64>> = HashMap::new();
+    let mut sends: JoinSet<(u64, Option<Outcome>)> = JoinSet::new();
+    let mut next_seq = 0u64;
+    let mut open = true;
+    let base_seed = now_ns() as u64;
+    loop {
+        ctx.metrics.queued.set(rx.len() as i64);
+        tokio::select! {
+            biased;
+            Some(done) = sends.join_next(), if !sends.is_empty() => {
+                let Ok((seq, outcome)) = done else { continue };
+                let Some(outcome) = outcome else {
+                    // Stopped before a final answer: the batch stays pending on disk.
+                    continue;
+                };
+                let identity = match slots.get_mut(&seq) {
+                    Some(s) => {
+                        s.outcome = Some(outcome);
+                        s.formed.identity.clone()
+                    }
+                    None => continue,
+                };
+                commit_ready(&ctx, &identity, &mut slots, &mut order).await;
+            }
+            got = rx.recv(), if open && sends.len() < ctx.cfg.max_in_flight && !ctx.stop.is_cancelled() => {
+                let Some(f) = got else {
+                    open = false;
+                    continue;
+                };
+                next_seq += 1;
+                let seq = next_seq;
+                let identity = f.identity.clone();
+                order.entry(identity.clone()).or_default().push_back(seq);
+                match &f.out {
+                    None => {
+                        slots.insert(seq, Slot { formed: f, outcome: Some(Outcome::NothingToSend) });
+                        commit_ready(&ctx, &identity, &mut slots, &mut order).await;
+                    }
+                    Some(out) => {
+                        // Record the boundaries before the first send, so a restart re-forms
+                        // exactly this batch with the same id.
+                        let pending = lock(&ctx.state).add_pending(&f.batch_id, &f.identity, f.start, f.end);
+                        if let Err(err) = pending {
+                            tracing::error!(%err, "cannot record a pending batch");
+                        }
+                        let out = out.clone();
+                        slots.insert(seq, Slot { formed: f, outcome: None });
+                        let c = ctx.clone();
+                        sends.spawn(async move {
+                            let o = c.deliver(&out, base_seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)).await;
+                            (seq, o)
+                        });
+                    }
+                }
+            }
+            () = ctx.stop.cancelled(), if !sends.is_empty() => {
+                // Grace period over: let the sends notice and return.
+                while sends.join_next().await.is_some() {}
+                return;
+            }
+            else => break,
+        }
+    }
+}
+
+/// Commits the identity's batches from the front while they have an outcome.
+async fn commit_ready(
+    ctx: &Arc<ShipCtx>,
+    identity: &str,
+    slots: &mut HashMap<u64, Slot>,
+    order: &mut HashMap<String, VecDeque<u64>>,
+) {
+    let Some(q) = order.get_mut(identity) else {
+        return;
+    };
+    while let Some(&seq) = q.front() {
+        if slots.get(&seq).is_none_or(|s| s.outcome.is_none()) {
+            break;
+        }
+        q.pop_front();
+        if let Some(slot) = slots.remove(&seq) {
+            let c = ctx.clone();
+            let committed = tokio::task::spawn_blocking(move || {
+                if let Some(o) = &slot.outcome {
+                    c.commit(&slot.formed, o);
+                }
+            })
+            .await;
+            if let Err(err) = committed {
+                tracing::error!(%err, "commit task failed");
+            }
+        }
+    }
+    if q.is_empty() {
+        order.remove(identity);
     }
 }

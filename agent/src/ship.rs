@@ -13,13 +13,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First retry delay.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A batch ready to send.
-pub struct OutBatch {
-    pub batch_id: String,
-    pub body: Vec<u8>,
-    pub rules_version: String,
-    pub redactions: String,
-}
+pub use crate::batch::OutBatch;
 
 /// The aggregator's final answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +54,25 @@ pub fn backoff(n: u32, seed: &mut u64) -> Duration {
     ceiling.mul_f64(frac)
 }
 
+/// Why a send attempt failed transiently.
+#[derive(Debug)]
+pub struct Transient {
+    pub reason: String,
+    /// The server's `Retry-After`, if it gave one.
+    pub retry_after: Option<Duration>,
+    /// The connection failed (not an HTTP answer): check residency again before resending.
+    pub connection: bool,
+}
+
+/// Parses `Retry-After` as delay-seconds (capped at 5 minutes). HTTP-dates are not used
+/// by the aggregator; they fall back to backoff.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(300)))
+}
+
 /// The client side of the wire.
 pub struct Shipper {
     client: reqwest::Client,
@@ -69,12 +82,34 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    pub fn new(url: &str, token: Option<String>, agent_id: &str) -> reqwest::Result<Shipper> {
-        let client = reqwest::Client::builder()
+    /// One pooled keep-alive client for every request; `ca_file` adds trusted roots (PEM).
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        agent_id: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Shipper, String> {
+        let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(2)
-            .build()?;
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(8)
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("fjord-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(p) = ca_file {
+            let pem = std::fs::read(p).map_err(|e| format!("ca_file {}: {e}", p.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("ca_file {}: not PEM certificates: {e}", p.display()))?;
+            if certs.is_empty() {
+                return Err(format!("ca_file {}: no certificate in it", p.display()));
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let client = b
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(Shipper {
             client,
             url: url.to_owned(),
@@ -107,8 +142,8 @@ impl Shipper {
             .map_err(|e| format!("/v1/info is not a residency declaration: {e}"))
     }
 
-    /// One attempt. `Err` is transient (retry, maybe after the given delay).
-    pub async fn send_once(&self, b: &OutBatch) -> Result<Answer, (String, Option<Duration>)> {
+    /// One attempt. `Err` is transient: retry (after `retry_after` if given).
+    pub async fn send_once(&self, b: &OutBatch) -> Result<Answer, Transient> {
         let mut req = self
             .client
             .post(format!("{}/loki/api/v1/push", self.url))
@@ -119,20 +154,26 @@ impl Shipper {
             .header(fh::RULES, &b.rules_version)
             .header(fh::REDACTIONS, &b.redactions)
             .body(b.body.clone());
+        // The body is cloned per attempt: reqwest consumes it, and retries need it again.
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| (format!("send failed: {e}"), None))?;
+        let resp = req.send().await.map_err(|e| Transient {
+            reason: format!("send failed: {e}"),
+            retry_after: None,
+            connection: true,
+        })?;
         let status = resp.status();
         let retry_after = resp
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(300)));
+            .and_then(parse_retry_after);
+        let transient = |reason: String| Transient {
+            reason,
+            retry_after,
+            connection: false,
+        };
         match status {
             StatusCode::NO_CONTENT => Ok(Answer::Stored),
             s if s.is_success() => {
@@ -146,12 +187,12 @@ impl Shipper {
                 })
             }
             StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
-                Err((format!("aggregator answered {status}"), retry_after))
+                Err(transient(format!("aggregator answered {status}")))
             }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err((
-                format!("aggregator refused the token ({status}); check token_file"),
-                None,
-            )),
+            // A token problem is fixed by an operator, not by dropping data: keep retrying.
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(transient(format!(
+                "aggregator refused the token ({status}); check token_file"
+            ))),
             s if s.is_client_error() => {
                 let body = resp.bytes().await.unwrap_or_default();
                 let reason = serde_json::from_slice::<fjord_wire::ErrorBody>(&body)
@@ -159,7 +200,7 @@ impl Shipper {
                     .unwrap_or_else(|_| "no reason given".to_owned());
                 Ok(Answer::Rejected(s.as_u16(), reason))
             }
-            _ => Err((format!("aggregator answered {status}"), retry_after)),
+            _ => Err(transient(format!("aggregator answered {status}"))),
         }
     }
 }

@@ -15,7 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 /// File name of the state DB inside the state directory.
 pub const STATE_DB: &str = "fjord-agent.db";
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE files (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE files (
         dev_ino     TEXT PRIMARY KEY,       -- device:inode
         identity    TEXT NOT NULL,          -- stable id used in batch ids
         fp_len      INTEGER NOT NULL,       -- bytes covered by fp_hash
@@ -48,12 +49,33 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE files (
         rules_version  TEXT NOT NULL,
         redactions     TEXT NOT NULL,
         outcome        TEXT NOT NULL        -- acked | duplicate | dead_letter
-     );"];
+     );",
+    // 2: checkpoints keyed by content identity, so an identity can move to another inode
+    // (copytruncate's copy) and a reused inode can carry a new identity; `seen_ns` lets
+    // entries of files gone for long be forgotten.
+    "CREATE TABLE checkpoints (
+        identity    TEXT PRIMARY KEY,       -- stable id used in batch ids
+        dev_ino     TEXT NOT NULL,          -- device:inode where it was last seen
+        fp_len      INTEGER NOT NULL,       -- bytes covered by fp_hash
+        fp_hash     TEXT NOT NULL,          -- SHA-256 prefix of the first fp_len bytes
+        path        TEXT NOT NULL,
+        offset      INTEGER NOT NULL,       -- just after the last acknowledged line
+        updated_ns  INTEGER NOT NULL,
+        seen_ns     INTEGER NOT NULL
+     );
+     INSERT INTO checkpoints SELECT identity, dev_ino, fp_len, fp_hash, path, offset, updated_ns, updated_ns FROM files;
+     DROP TABLE files;
+     CREATE INDEX checkpoints_dev_ino ON checkpoints(dev_ino);
+     CREATE INDEX checkpoints_fp ON checkpoints(fp_hash);
+     CREATE INDEX ledger_sent ON ledger(sent_ns);",
+];
 
 /// A checkpoint row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub identity: String,
+    pub dev_ino: String,
+    pub path: String,
     pub fp_len: u64,
     pub fp_hash: String,
     pub offset: u64,
@@ -81,6 +103,7 @@ pub struct LedgerRow {
 /// The state DB.
 pub struct State {
     conn: Connection,
+    fresh: bool,
 }
 
 fn now_ns() -> i64 {
@@ -89,6 +112,23 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+fn age_cutoff(age: Duration) -> i64 {
+    now_ns().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        identity: r.get(0)?,
+        dev_ino: r.get(1)?,
+        path: r.get(2)?,
+        fp_len: r.get::<_, i64>(3)? as u64,
+        fp_hash: r.get(4)?,
+        offset: r.get::<_, i64>(5)? as u64,
+    })
+}
+
+const CHECKPOINT_COLUMNS: &str = "identity, dev_ino, path, fp_len, fp_hash, offset";
+
 impl State {
     /// Opens (creating) the state DB in `dir` and migrates it.
     pub fn open(dir: &Path) -> Result<State, rusqlite::Error> {
@@ -96,7 +136,7 @@ impl State {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        let mut s = State { conn };
+        let mut s = State { conn, fresh: false };
         let tx = s
             .conn
             .transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -112,50 +152,103 @@ impl State {
         }
         tx.pragma_update(None, "user_version", known)?;
         tx.commit()?;
+        s.fresh = v == 0;
         Ok(s)
     }
 
-    /// The checkpoint of a device:inode, if any.
-    pub fn checkpoint(&self, dev_ino: &str) -> Result<Option<Checkpoint>, rusqlite::Error> {
-        self.conn
-            .query_row(
-                "SELECT identity, fp_len, fp_hash, offset FROM files WHERE dev_ino = ?1",
-                [dev_ino],
-                |r| {
-                    Ok(Checkpoint {
-                        identity: r.get(0)?,
-                        fp_len: r.get::<_, i64>(1)? as u64,
-                        fp_hash: r.get(2)?,
-                        offset: r.get::<_, i64>(3)? as u64,
-                    })
-                },
-            )
-            .optional()
+    /// Whether this DB was created by this process: the agent's first start on the volume.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
-    /// Records (or replaces) the checkpoint of a device:inode.
-    pub fn put_checkpoint(
+    /// The checkpoints recorded for a device:inode, newest first.
+    pub fn checkpoints_of(&self, dev_ino: &str) -> Result<Vec<Checkpoint>, rusqlite::Error> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE dev_ino = ?1 ORDER BY updated_ns DESC"
+        ))?;
+        let rows = st.query_map([dev_ino], checkpoint_row)?;
+        rows.collect()
+    }
+
+    /// Checkpoints whose full-length fingerprint is `fp_hash`, newest first: a copy of a
+    /// file we were reading (copytruncate) carries the same first bytes.
+    pub fn checkpoints_by_fingerprint(
         &self,
-        dev_ino: &str,
-        path: &str,
-        c: &Checkpoint,
-    ) -> Result<(), rusqlite::Error> {
+        fp_len: u64,
+        fp_hash: &str,
+    ) -> Result<Vec<Checkpoint>, rusqlite::Error> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE fp_hash = ?1 AND fp_len = ?2 ORDER BY updated_ns DESC"
+        ))?;
+        let rows = st.query_map(params![fp_hash, fp_len as i64], checkpoint_row)?;
+        rows.collect()
+    }
+
+    /// Records (or replaces) a checkpoint.
+    pub fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), rusqlite::Error> {
+        let now = now_ns();
         self.conn.execute(
-            "INSERT INTO files (dev_ino, identity, fp_len, fp_hash, path, offset, updated_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(dev_ino) DO UPDATE SET identity = ?2, fp_len = ?3, fp_hash = ?4,
-               path = ?5, offset = ?6, updated_ns = ?7",
+            "INSERT INTO checkpoints (identity, dev_ino, path, fp_len, fp_hash, offset, updated_ns, seen_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT(identity) DO UPDATE SET dev_ino = ?2, path = ?3, fp_len = ?4,
+               fp_hash = ?5, offset = MAX(offset, ?6), updated_ns = ?7, seen_ns = ?7",
             params![
-                dev_ino,
                 c.identity,
+                c.dev_ino,
+                c.path,
                 c.fp_len as i64,
                 c.fp_hash,
-                path,
                 c.offset as i64,
-                now_ns()
+                now
             ],
         )?;
         Ok(())
+    }
+
+    /// Marks these identities as present now, and forgets checkpoints (with their pending
+    /// batches) of files not seen for `ttl`. Returns how many were forgotten.
+    pub fn touch_and_forget(
+        &mut self,
+        present: &[&str],
+        ttl: Duration,
+    ) -> Result<usize, rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let now = now_ns();
+        {
+            let mut st =
+                tx.prepare_cached("UPDATE checkpoints SET seen_ns = ?2 WHERE identity = ?1")?;
+            for id in present {
+                st.execute(params![id, now])?;
+            }
+        }
+        let cutoff = age_cutoff(ttl);
+        tx.execute(
+            "DELETE FROM pending WHERE identity IN (SELECT identity FROM checkpoints WHERE seen_ns < ?1)",
+            [cutoff],
+        )?;
+        let n = tx.execute("DELETE FROM checkpoints WHERE seen_ns < ?1", [cutoff])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Removes ledger rows older than `retention`.
+    pub fn prune_ledger(&self, retention: Duration) -> Result<usize, rusqlite::Error> {
+        self.conn.execute(
+            "DELETE FROM ledger WHERE sent_ns < ?1",
+            [age_cutoff(retention)],
+        )
+    }
+
+    /// The acknowledged offset of an identity.
+    pub fn offset(&self, identity: &str) -> Result<Option<u64>, rusqlite::Error> {
+        self.conn
+            .query_row(
+                "SELECT offset FROM checkpoints WHERE identity = ?1",
+                [identity],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|v| v as u64))
     }
 
     /// Pending batch boundaries of a file identity, by start offset.
@@ -185,38 +278,48 @@ impl State {
     }
 
     /// After an ack (or dead-letter): ledger row, checkpoint advance and pending removal in
-    /// one transaction.
-    pub fn commit_batch(&mut self, identity: &str, row: &LedgerRow) -> Result<(), rusqlite::Error> {
+    /// one transaction. `row` is `None` for a range whose lines were all dropped by rules:
+    /// nothing left the pod, only the checkpoint moves.
+    pub fn commit_batch(
+        &mut self,
+        identity: &str,
+        batch_id: &str,
+        end_off: u64,
+        row: Option<&LedgerRow>,
+    ) -> Result<(), rusqlite::Error> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ns();
+        if let Some(row) = row {
+            tx.execute(
+                "INSERT INTO ledger (batch_id, sent_ns, destination, region, jurisdiction, path, start_off,
+                   end_off, records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    row.batch_id,
+                    now,
+                    row.destination,
+                    row.region,
+                    row.jurisdiction,
+                    row.path,
+                    row.start_off as i64,
+                    row.end_off as i64,
+                    row.records as i64,
+                    row.raw_bytes as i64,
+                    row.compressed_bytes as i64,
+                    row.payload_sha256,
+                    row.rules_version,
+                    row.redactions,
+                    row.outcome
+                ],
+            )?;
+        }
         tx.execute(
-            "INSERT INTO ledger (batch_id, sent_ns, destination, region, jurisdiction, path, start_off,
-               end_off, records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
-                row.batch_id,
-                now_ns(),
-                row.destination,
-                row.region,
-                row.jurisdiction,
-                row.path,
-                row.start_off as i64,
-                row.end_off as i64,
-                row.records as i64,
-                row.raw_bytes as i64,
-                row.compressed_bytes as i64,
-                row.payload_sha256,
-                row.rules_version,
-                row.redactions,
-                row.outcome
-            ],
+            "UPDATE checkpoints SET offset = MAX(offset, ?2), updated_ns = ?3, seen_ns = ?3 WHERE identity = ?1",
+            params![identity, end_off as i64, now],
         )?;
-        tx.execute(
-            "UPDATE files SET offset = MAX(offset, ?2), updated_ns = ?3 WHERE identity = ?1",
-            params![identity, row.end_off as i64, now_ns()],
-        )?;
-        tx.execute("DELETE FROM pending WHERE batch_id = ?1", [&row.batch_id])?;
+        tx.execute("DELETE FROM pending WHERE batch_id = ?1", [batch_id])?;
         tx.commit()
     }
 }
@@ -225,27 +328,15 @@ impl State {
 mod tests {
     use super::*;
 
-    #[test]
-    fn checkpoint_advances_with_ledger_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = State::open(dir.path()).unwrap();
-        let c = Checkpoint {
-            identity: "1:2:3".into(),
-            fp_len: 10,
-            fp_hash: "ab".into(),
-            offset: 0,
-        };
-        s.put_checkpoint("1:2", "/a.log", &c).unwrap();
-        s.add_pending("b1", "1:2:3", 0, 100).unwrap();
-        assert_eq!(s.pending("1:2:3").unwrap(), vec![(0, 100)]);
-        let row = LedgerRow {
-            batch_id: "b1".into(),
+    fn row(batch_id: &str, end: u64) -> LedgerRow {
+        LedgerRow {
+            batch_id: batch_id.into(),
             destination: "http://x".into(),
             region: "r".into(),
             jurisdiction: "EEA".into(),
             path: "/a.log".into(),
             start_off: 0,
-            end_off: 100,
+            end_off: end,
             records: 3,
             raw_bytes: 97,
             compressed_bytes: 50,
@@ -253,11 +344,44 @@ mod tests {
             rules_version: "v".into(),
             redactions: "{}".into(),
             outcome: "acked",
+        }
+    }
+
+    #[test]
+    fn checkpoint_advances_with_ledger_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        assert!(s.is_fresh());
+        let c = Checkpoint {
+            identity: "id-1".into(),
+            dev_ino: "1:2".into(),
+            path: "/a.log".into(),
+            fp_len: 256,
+            fp_hash: "ab".into(),
+            offset: 0,
         };
-        s.commit_batch("1:2:3", &row).unwrap();
+        s.put_checkpoint(&c).unwrap();
+        s.add_pending("b1", "id-1", 0, 100).unwrap();
+        assert_eq!(s.pending("id-1").unwrap(), vec![(0, 100)]);
+        s.commit_batch("id-1", "b1", 100, Some(&row("b1", 100)))
+            .unwrap();
         drop(s);
-        let s = State::open(dir.path()).unwrap();
-        assert_eq!(s.checkpoint("1:2").unwrap().unwrap().offset, 100);
-        assert!(s.pending("1:2:3").unwrap().is_empty());
+        let mut s = State::open(dir.path()).unwrap();
+        assert!(!s.is_fresh());
+        assert_eq!(s.checkpoints_of("1:2").unwrap()[0].offset, 100);
+        assert_eq!(s.checkpoints_by_fingerprint(256, "ab").unwrap().len(), 1);
+        assert!(s.pending("id-1").unwrap().is_empty());
+        // A checkpoint never moves backwards.
+        s.commit_batch("id-1", "b0", 50, None).unwrap();
+        assert_eq!(s.offset("id-1").unwrap(), Some(100));
+        // Gone for longer than the TTL: forgotten.
+        assert_eq!(
+            s.touch_and_forget(&["id-1"], Duration::from_secs(60))
+                .unwrap(),
+            0
+        );
+        assert_eq!(s.touch_and_forget(&[], Duration::ZERO).unwrap(), 1);
+        assert_eq!(s.offset("id-1").unwrap(), None);
+        assert_eq!(s.prune_ledger(Duration::ZERO).unwrap(), 1);
     }
 }

@@ -3,6 +3,7 @@
 //! sleeps), and read results back through the real CLI.
 
 pub mod gen;
+pub mod writer;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,6 +27,21 @@ pub fn bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// A temp dir for one test; with `FJORD_E2E_KEEP=1` it is kept (and named on stderr) so the
+/// processes' logs can be read after a failure.
+pub fn test_dir() -> tempfile::TempDir {
+    let keep = std::env::var_os("FJORD_E2E_KEEP").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix("fjord-e2e-")
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("temp dir");
+    if keep {
+        eprintln!("test dir kept: {}", dir.path().display());
+    }
+    dir
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
@@ -186,6 +202,14 @@ impl Aggregator {
             .collect()
     }
 
+    /// The sequence numbers (see [`writer::seq_of`]) of every stored line of the team.
+    pub fn stored_seqs(&self) -> Vec<u64> {
+        self.query_jsonl(r#"{team="payments"}"#, 100_000)
+            .iter()
+            .filter_map(|r| r["line"].as_str().and_then(writer::seq_of))
+            .collect()
+    }
+
     /// Runs a CLI subcommand against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin("fjord-aggregator"))
@@ -227,17 +251,60 @@ pub fn start_agent(dir: &Path, config: &Path) -> Proc {
     }
 }
 
-/// Writes an agent config following `logs/*.log` under `dir`, shipping to `url`.
+/// Writes an agent config following `logs/*.log` under `dir`, shipping to `url`, with its
+/// admin endpoint on a free port (see [`admin_addr`]). Keys in `extra` override the
+/// defaults written here (`paths`, `linger_ms`, `poll_interval_ms`, `admin_listen`); the
+/// word `LOGS` in `extra` stands for the `dir/logs` directory.
 pub fn agent_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    let logs = dir.join("logs").display().to_string();
+    let extra = &extra.replace("LOGS", &logs);
     let p = dir.join("agent.toml");
-    let text = format!(
-        "paths = [\"{logs}/*.log\"]\nurl = \"{url}\"\nstate_dir = \"{state}\"\nagent_id = \"test-agent\"\nlinger_ms = 200\npoll_interval_ms = 50\n{extra}\n[labels]\nteam = \"payments\"\n",
-        logs = dir.join("logs").display(),
+    let mut text = String::new();
+    let defaults = [
+        (
+            "paths",
+            format!("[\"{}/*.log\"]", dir.join("logs").display()),
+        ),
+        ("linger_ms", "200".to_owned()),
+        ("poll_interval_ms", "50".to_owned()),
+        ("admin_listen", format!("\"127.0.0.1:{}\"", free_port())),
+    ];
+    for (k, v) in defaults {
+        if !extra
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{k} ")))
+        {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "url = \"{url}\"\nstate_dir = \"{state}\"\nagent_id = \"test-agent\"\n{extra}\n[labels]\nteam = \"payments\"\n",
         state = dir.join("state").display(),
-    );
+    ));
     std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
     std::fs::write(&p, text).expect("write agent config");
     p
+}
+
+/// The admin address (`/metrics`, `/healthz`, `/readyz`) written into an agent config.
+pub fn admin_addr(config: &Path) -> SocketAddr {
+    let text = std::fs::read_to_string(config).expect("read agent config");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("admin_listen = "))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .expect("admin_listen in agent config")
+}
+
+/// Reads the agent's `/metrics` and returns the value of one sample (exact name and labels).
+pub fn agent_metric(config: &Path, sample: &str) -> Option<f64> {
+    let (_, body) = http_get(admin_addr(config), "/metrics").ok()?;
+    body.lines().find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Reads `/proc/<pid>/stat` utime+stime in seconds.

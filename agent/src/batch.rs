@@ -1,0 +1,124 @@
+//! Building batches: one contiguous byte range of one file identity, its redacted records,
+//! and everything the shipper and the ledger need once it is encoded.
+//!
+//! Invariants: a batch covers `[start, end)` of one identity with no gap to the batch before
+//! it; its id depends only on (agent, identity, start), so a batch re-formed after a restart
+//! is the same batch; every record in it was redacted by one rule-set version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fjord_rules::{Counts, Redactor};
+use fjord_wire::{headers as fh, Entry, PushRequest, PushStream};
+
+/// A batch being filled.
+pub struct Building {
+    pub start: u64,
+    pub end: u64,
+    pub entries: Vec<Entry>,
+    pub bytes: usize,
+    pub counts: Counts,
+    /// The rule set that redacted every record of this batch (counts index its rules).
+    pub redactor: Arc<Redactor>,
+    pub since: Instant,
+}
+
+impl Building {
+    pub fn new(start: u64, redactor: Arc<Redactor>) -> Building {
+        Building {
+            start,
+            end: start,
+            entries: Vec::new(),
+            bytes: 0,
+            counts: Counts::default(),
+            redactor,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// An encoded request body with its headers.
+pub struct OutBatch {
+    pub batch_id: String,
+    pub body: Vec<u8>,
+    pub rules_version: String,
+    /// The `Fjord-Redactions` header value.
+    pub redactions: String,
+}
+
+/// A formed batch, ready for the shipper.
+pub struct Formed {
+    pub identity: String,
+    pub batch_id: String,
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    /// `None` when every line of the range was dropped by a rule: nothing is sent, only the
+    /// checkpoint moves (in order with the batches before it).
+    pub out: Option<Arc<OutBatch>>,
+    pub records: u64,
+    pub raw_bytes: u64,
+    pub payload_sha256: String,
+    pub redactions: BTreeMap<String, u64>,
+}
+
+/// What identifies the stream a batch belongs to.
+pub struct Origin<'a> {
+    pub agent_id: &'a str,
+    pub identity: &'a str,
+    pub path: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// Encodes a finished batch.
+pub fn form(
+    o: &Origin<'_>,
+    b: Building,
+    zstd_level: i32,
+) -> Result<Formed, fjord_wire::CodecError> {
+    let by_rule = b.counts.by_name(&b.redactor);
+    let batch_id = fh::batch_id(o.agent_id, o.identity, b.start);
+    let raw_bytes = b.bytes as u64;
+    if b.entries.is_empty() {
+        return Ok(Formed {
+            identity: o.identity.to_owned(),
+            batch_id,
+            path: o.path.to_owned(),
+            start: b.start,
+            end: b.end,
+            out: None,
+            records: 0,
+            raw_bytes: 0,
+            payload_sha256: String::new(),
+            redactions: by_rule,
+        });
+    }
+    let mut labels = o.labels.clone();
+    labels.insert("file".to_owned(), o.path.to_owned());
+    let req = PushRequest {
+        streams: vec![PushStream {
+            stream: labels,
+            values: b.entries,
+        }],
+    };
+    let records = req.records() as u64;
+    let enc = fjord_wire::codec::encode_zstd(&req, zstd_level)?;
+    Ok(Formed {
+        identity: o.identity.to_owned(),
+        batch_id: batch_id.clone(),
+        path: o.path.to_owned(),
+        start: b.start,
+        end: b.end,
+        out: Some(Arc::new(OutBatch {
+            batch_id,
+            body: enc.body,
+            rules_version: b.redactor.version().to_owned(),
+            redactions: fh::format_redactions(&by_rule),
+        })),
+        records,
+        raw_bytes,
+        payload_sha256: enc.payload_sha256,
+        redactions: by_rule,
+    })
+}
