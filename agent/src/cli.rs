@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Follow log files and ship them to the aggregator.
     Run(RunArgs),
+    /// Test, check or explain the PII redaction rules.
+    #[command(subcommand)]
+    Rules(crate::rules_cmd::RulesCmd),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +57,7 @@ pub struct RunArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run_agent(a).await,
+        Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)),
     }
 }
 

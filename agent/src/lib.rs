@@ -11,6 +11,7 @@ pub mod discover;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
+pub mod rules_cmd;
 pub mod ship;
 pub mod state;
 pub mod tail;

@@ -1,2 +1,141 @@
-//! Placeholder replaced by the rules benchmark.
-fn main() {}
+//! Throughput of the default packs (baseline + eu-pii) over realistic payment-service logs,
+//! in bytes of input per second on one core:
+//!
+//! * `mixed`: the e2e generator's line shapes (plain, access-log and JSON lines), about
+//!   2 % of lines carrying each PII kind (tests/src/gen.rs, re-implemented here so the rules
+//!   crate needs no dependency on the e2e crate);
+//! * `clean`: the same shapes without PII, the prefilter-only path;
+//! * `json`: JSON lines only, half with PII.
+//!
+//! Run: `cargo bench -p fjord-rules --bench redact`. docs/benchmarks.md records the figures.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use fjord_rules::{resolve, Counts, Redactor};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{luhn_digit, Rng};
+
+/// Bytes of log per benchmark input.
+const INPUT_BYTES: usize = 4 * 1024 * 1024;
+
+fn card(r: &mut Rng) -> String {
+    let mut d: Vec<u32> = std::iter::once(4)
+        .chain((0..14).map(|_| r.below(10) as u32))
+        .collect();
+    d.push(luhn_digit(&d));
+    d.iter().map(|x| char::from(b'0' + *x as u8)).collect()
+}
+
+fn pii(r: &mut Rng, rate: u64) -> String {
+    match r.below(rate) {
+        0 => format!(
+            " customer_email={}@example.no",
+            r.pick(&["kari.nordmann", "ola", "anna.berg"])
+        ),
+        1 => format!(" card={}", card(r)),
+        2 => " iban=NO9386011117947".to_owned(),
+        3 => format!(" phone=+47 {} {} {}", r.digits(3), r.digits(2), r.digits(3)),
+        4 => " national_id=15076500565".to_owned(),
+        5 => format!(
+            " client_ip=10.{}.{}.{}",
+            r.below(256),
+            r.below(256),
+            r.below(256)
+        ),
+        6 => format!(
+            " auth=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ{}.{}",
+            r.alnum(24),
+            r.alnum(43)
+        ),
+        7 => format!(" api_key=sk_live_{}", r.alnum(24)),
+        _ => String::new(),
+    }
+}
+
+/// One line in the e2e generator's shapes; `rate` = 1 in `rate` lines per PII kind
+/// (0 = never).
+fn line(r: &mut Rng, seq: u64, rate: u64, shape: Option<u64>) -> String {
+    let ts = format!(
+        "2026-11-26T10:{:02}:{:02}.{:03}Z",
+        (seq / 60_000) % 60,
+        (seq / 1000) % 60,
+        seq % 1000
+    );
+    let order = r.digits(10);
+    let trace = r.hex(32);
+    let amount = format!("{}.{:02}", r.below(5000), r.below(100));
+    let pii = if rate == 0 {
+        String::new()
+    } else {
+        pii(r, rate)
+    };
+    match shape.unwrap_or_else(|| r.below(3)) {
+        0 => format!(
+            "{ts} {} payment-service [{}] order={order} amount={amount} currency=NOK trace={trace} status={}{pii}",
+            r.pick(&["INFO", "INFO", "DEBUG", "WARN", "ERROR"]),
+            r.pick(&["worker-1", "worker-2", "http-nio-8080-exec-3"]),
+            r.pick(&["authorized", "captured", "declined", "pending"]),
+        ),
+        1 => format!(
+            "[{ts}] \"{} {} HTTP/1.1\" {} {} {}ms trace={trace}{pii}",
+            r.pick(&["GET", "POST", "PUT"]),
+            r.pick(&["/v1/payments", "/v1/refunds", "/health", "/v1/customers/me"]),
+            r.pick(&["200", "200", "201", "400", "402", "500"]),
+            r.below(20_000),
+            r.below(900),
+        ),
+        _ => format!(
+            "{{\"ts\":\"{ts}\",\"level\":\"info\",\"msg\":\"payment event\",\"order_id\":\"{order}\",\"amount\":{amount},\"trace_id\":\"{trace}\",\"seq\":{seq},\"detail\":\"{}\"}}",
+            pii.trim(),
+        ),
+    }
+}
+
+fn corpus(rate: u64, shape: Option<u64>) -> Vec<String> {
+    let mut r = Rng(42);
+    let mut v = Vec::new();
+    let mut bytes = 0;
+    let mut seq = 0;
+    while bytes < INPUT_BYTES {
+        let l = line(&mut r, seq, rate, shape);
+        bytes += l.len() + 1;
+        v.push(l);
+        seq += 1;
+    }
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    let redactor = match resolve(&[]).map(|s| Redactor::new(&s, None)) {
+        Ok(Ok(r)) => r,
+        _ => panic!("default packs do not compile"),
+    };
+    let mut g = c.benchmark_group("redact");
+    for (name, lines) in [
+        ("mixed", corpus(50, None)),
+        ("clean", corpus(0, None)),
+        ("json", corpus(16, Some(2))),
+    ] {
+        let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.sample_size(20);
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                Counts::default,
+                |counts| {
+                    let mut out = 0usize;
+                    for l in &lines {
+                        out += redactor.apply(l, counts).map_or(0, |s| s.len());
+                    }
+                    out
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,16 +1,24 @@
 //! fjord-rules: what gets scrubbed from a log line before it leaves the pod.
 //!
 //! Rule packs are TOML (`pack.rs`); a rule is a built-in detector with a check-digit
-//! validator (`detect/`, `validate.rs`) or a custom regex, plus an action. The effective rule
-//! set compiles into a [`Redactor`] whose first step is one `RegexSet` scan, so a line without
-//! any candidate costs a single pass. The compiled set has a version hash that travels with
-//! every batch. Nothing here does I/O beyond reading rule files, and no error or log message
-//! ever contains the text being scrubbed.
+//! validator (`detect/`, `validate.rs`) or a custom regex, plus an action (`mask`, `hash`,
+//! `partial`, `drop_line`; `drop_field` for JSON field rules, `json.rs`). The effective rule
+//! set compiles into a [`Redactor`] whose first step is one cheap byte pass, so a line
+//! without any candidate costs a single scan. The compiled set has a version hash that
+//! travels with every batch. `selftest.rs` runs the rules' examples and explains matches.
+//!
+//! Nothing here does I/O beyond reading rule files, and no error, panic or log message ever
+//! contains the text being scrubbed.
 
 pub mod detect;
+pub mod json;
 pub mod pack;
 pub mod redact;
+pub mod selftest;
 pub mod validate;
 
-pub use pack::{load_rule_set, Action, RuleSet, RuleSpec, RulesError};
-pub use redact::{Counts, Redactor};
+pub use pack::{
+    load_rule_set, resolve, Action, Example, Expect, FieldSpec, Matcher, RuleSet, RuleSpec,
+    RulesError,
+};
+pub use redact::{Counts, ExplainHit, Explanation, Redactor, RedactorError};

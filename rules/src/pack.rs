@@ -1,21 +1,29 @@
-//! Rule packs: the TOML format, `extends`, `disable` and `locked`, and resolution of the
-//! effective rule set.
+//! Rule packs: the TOML format, `extends`, `disable`, `locked`, the always-on baseline,
+//! and resolution of the effective rule set.
 //!
 //! ```toml
 //! name = "payments"
-//! extends = ["baseline", "eu-pii"]     # shipped packs; the default when omitted
-//! disable = []                         # rule names to switch off; locked ones cannot be
+//! extends = ["eu-pii"]                 # shipped packs; omitted = ["baseline", "eu-pii"]
+//! disable = ["ipv6"]                   # rule names to switch off; locked ones cannot be
 //!
 //! [[rule]]
 //! name = "customer-id"
-//! pattern = 'customer=\d+'             # or: detector = "email"
-//! action = "mask"                      # → [REDACTED:customer-id]
+//! pattern = 'customer=(?P<value>\d+)' # or: detector = "email"
+//! action = "hash"                      # mask | hash | partial (+ keep_last) | drop_line
 //! [[rule.example]]
 //! input = "customer=4711 paid"
-//! expect = "[REDACTED:customer-id] paid"
+//! expect = "customer=[HASH:customer-id:*] paid"
+//!
+//! [[field]]                            # JSON lines only
+//! path = "customer.email"
+//! action = "drop_field"                # mask | hash | partial | drop_field | drop_line
 //! ```
 //!
-//! Errors name the file and, where the problem sits in the file, its line and column.
+//! Invariants: the locked `baseline` pack is in force for every team file unless that file
+//! says `unsafe_disable_baseline = true` (and then the [`RuleSet`] records where, so the
+//! agent can say so loudly); a locked rule cannot be disabled or redefined; every custom
+//! regex compiles under [`MAX_REGEX_COMPILED_BYTES`]. Errors name the file and, where the
+//! problem sits in the file, its line and column. No error contains log content.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -34,93 +42,206 @@ pub const BUILTIN_PACKS: &[(&str, &str)] = &[
     ("eu-pii", include_str!("../packs/eu-pii.toml")),
 ];
 
-/// Packs applied when no rule file is configured: scrubbing is on by default.
+/// The compliance-owned pack that is always in force unless explicitly opted out of.
+pub const BASELINE_PACK: &str = "baseline";
+
+/// Packs applied when no rule file is configured, or a team file has no `extends`:
+/// scrubbing is on by default.
 pub const DEFAULT_PACKS: &[&str] = &["baseline", "eu-pii"];
 
 /// Largest compiled size of one custom regex. Bigger patterns are refused, so a hostile or
 /// careless rule cannot make every line expensive.
 pub const MAX_REGEX_COMPILED_BYTES: usize = 1024 * 1024;
 
+/// Largest `keep_last` of a `partial` action.
+pub const MAX_KEEP_LAST: usize = 32;
+
+/// `keep_last` when a `partial` action does not say.
+pub const DEFAULT_KEEP_LAST: usize = 4;
+
 /// An error in a rule file. `location` is `file:line:col` (or just the file).
 #[derive(Debug, Error)]
 pub enum RulesError {
+    /// The file is not a valid rule pack; `reason` says why, without quoting log content.
     #[error("{location}: {reason}")]
-    Invalid { location: String, reason: String },
+    Invalid {
+        /// `file:line:col`, or the file alone when the problem has no position.
+        location: String,
+        /// What is wrong, naming the rule or key.
+        reason: String,
+    },
+    /// The file or directory could not be read.
     #[error("{path}: cannot read rule file: {source}")]
     Io {
+        /// The path that failed.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
 }
 
 /// What a rule does with a match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Replace the match with `[REDACTED:<rule name>]`.
     Mask,
+    /// Replace the match with `[HASH:<rule name>:<12 hex>]`, a keyed HMAC-SHA256 pseudonym.
+    Hash,
+    /// Keep the last `keep_last` letters/digits, replace the earlier ones with `*`.
+    Partial {
+        /// How many trailing letters/digits stay readable.
+        keep_last: usize,
+    },
+    /// Drop the whole line (it is not shipped; its offset still advances).
+    DropLine,
+    /// JSON field rules only: remove the field from the object.
+    DropField,
 }
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Mask => f.write_str("mask"),
+            Action::Hash => f.write_str("hash"),
+            Action::Partial { keep_last } => write!(f, "partial(keep_last={keep_last})"),
+            Action::DropLine => f.write_str("drop_line"),
+            Action::DropField => f.write_str("drop_field"),
         }
     }
+}
+
+/// The action names as written in TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ActionName {
+    Mask,
+    Hash,
+    Partial,
+    DropLine,
+    DropField,
 }
 
 /// What a rule looks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Matcher {
+    /// A built-in detector with its validator.
     Detector(Detector),
+    /// A custom regex; a group named `value` narrows what is scrubbed.
     Pattern(String),
 }
 
-/// A rule of the effective set, resolved and checked.
+/// What a self-test example expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The scrubbed line. `[HASH:<name>:*]` matches any pseudonym of that rule.
+    Line(String),
+    /// The line is dropped.
+    Dropped,
+}
+
+/// A self-test example: the effective rule set turns `input` into `expect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// A log line.
+    pub input: String,
+    /// What the rule set must make of it.
+    pub expect: Expect,
+}
+
+/// A pattern rule of the effective set, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct RuleSpec {
+    /// Unique name; redaction counts and masks use it.
     pub name: String,
+    /// Detector or custom regex.
     pub matcher: Matcher,
+    /// What happens to a match.
     pub action: Action,
+    /// Whether team files may disable it.
     pub locked: bool,
     /// Where the rule came from: `pack:baseline` or a file path.
     pub source: String,
+    /// `file:line:col` of the rule's name.
+    pub location: String,
+    /// Self-test examples.
     pub examples: Vec<Example>,
 }
 
-/// A self-test example: the rule set turns `input` into `expect`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Example {
-    pub input: String,
-    pub expect: String,
+/// A JSON field rule of the effective set.
+#[derive(Debug, Clone)]
+pub struct FieldSpec {
+    /// Name for counts and masks; defaults to the path.
+    pub name: String,
+    /// Dot-separated keys; `*` matches any one key; arrays are walked through.
+    pub path: Vec<String>,
+    /// What happens to the field's value.
+    pub action: Action,
+    /// Where the rule came from.
+    pub source: String,
+    /// `file:line:col` of the rule's path.
+    pub location: String,
+    /// Self-test examples.
+    pub examples: Vec<Example>,
 }
 
 /// The effective rule set: every rule in the order it applies, and where each came from.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
+    /// Pattern rules (detectors and custom regexes).
     pub rules: Vec<RuleSpec>,
+    /// JSON field rules.
+    pub fields: Vec<FieldSpec>,
     /// The packs and files that made it, for messages and audit.
     pub sources: Vec<String>,
+    /// `file:line:col` of the `unsafe_disable_baseline = true` that took the baseline out,
+    /// if it is out. The agent warns about it at start-up.
+    pub baseline_disabled_at: Option<String>,
 }
 
 impl RuleSet {
-    /// A stable hash of the effective rules (name, matcher, action), 16 hex digits. Two
-    /// agents with the same rules report the same version; any change gives a new one.
+    /// A stable hash of the effective rules, 16 hex digits: names, matchers (a detector's
+    /// revision, a pattern's text), actions with their parameters, locks and field rules.
+    /// Any change to a rule, pack or action gives a new version. Never includes key material.
     pub fn version(&self) -> String {
         let mut h = Sha256::new();
+        let mut part = |p: &str| {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p.as_bytes());
+        };
+        part("fjord-rules/2");
         for r in &self.rules {
             let m = match &r.matcher {
-                Matcher::Detector(d) => format!("detector:{}", d.name()),
+                Matcher::Detector(d) => format!("detector:{}", d.revision()),
                 Matcher::Pattern(p) => format!("pattern:{p}"),
             };
-            for part in [r.name.as_str(), m.as_str(), &r.action.to_string()] {
-                h.update((part.len() as u64).to_le_bytes());
-                h.update(part.as_bytes());
-            }
+            part("rule");
+            part(&r.name);
+            part(&m);
+            part(&r.action.to_string());
+            part(if r.locked { "locked" } else { "open" });
+        }
+        for f in &self.fields {
+            part("field");
+            part(&f.name);
+            part(&f.path.join("."));
+            part(&f.action.to_string());
         }
         hex::encode(&h.finalize()[..8])
+    }
+
+    /// Whether any rule hashes, so that a key is required.
+    pub fn needs_hash_key(&self) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| r.action == Action::Hash)
+            .map(|r| r.name.as_str())
+            .or_else(|| {
+                self.fields
+                    .iter()
+                    .find(|f| f.action == Action::Hash)
+                    .map(|f| f.name.as_str())
+            })
     }
 }
 
@@ -134,8 +255,11 @@ struct PackFile {
     extends: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     disable: Vec<Spanned<String>>,
+    unsafe_disable_baseline: Option<Spanned<bool>>,
     #[serde(default, rename = "rule")]
     rules: Vec<RuleFile>,
+    #[serde(default, rename = "field")]
+    fields: Vec<FieldFile>,
 }
 
 #[derive(Deserialize)]
@@ -144,18 +268,36 @@ struct RuleFile {
     name: Spanned<String>,
     detector: Option<Spanned<String>>,
     pattern: Option<Spanned<String>>,
-    #[serde(default = "default_action")]
-    action: Action,
+    action: Option<Spanned<ActionName>>,
+    keep_last: Option<Spanned<usize>>,
     #[serde(default)]
     locked: bool,
     #[allow(dead_code)]
     description: Option<String>,
     #[serde(default, rename = "example")]
-    examples: Vec<Example>,
+    examples: Vec<Spanned<ExampleFile>>,
 }
 
-fn default_action() -> Action {
-    Action::Mask
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldFile {
+    name: Option<Spanned<String>>,
+    path: Spanned<String>,
+    action: Option<Spanned<ActionName>>,
+    keep_last: Option<Spanned<usize>>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default, rename = "example")]
+    examples: Vec<Spanned<ExampleFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExampleFile {
+    input: String,
+    expect: Option<String>,
+    #[serde(default)]
+    expect_drop: bool,
 }
 
 /// A parsed file with its text, so spans can be turned into line:col.
@@ -185,27 +327,17 @@ impl Source<'_> {
 
 /// 1-based line and column (in characters) of byte offset `pos` in `text`.
 pub fn line_col(text: &str, pos: usize) -> (usize, usize) {
-    let pos = pos.min(text.len());
-    let before = &text[..text.floor_char_boundary_compat(pos)];
+    let mut pos = pos.min(text.len());
+    while pos > 0 && !text.is_char_boundary(pos) {
+        pos -= 1;
+    }
+    let before = &text[..pos];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
 }
 
-trait FloorCharBoundary {
-    fn floor_char_boundary_compat(&self, i: usize) -> usize;
-}
-
-impl FloorCharBoundary for str {
-    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
-        while i > 0 && !self.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    }
-}
-
-fn parse<'a>(src: &Source<'a>) -> Result<PackFile, RulesError> {
+fn parse(src: &Source<'_>) -> Result<PackFile, RulesError> {
     toml::from_str::<PackFile>(src.text).map_err(|e| match e.span() {
         Some(span) => src.at(span, e.message().trim_end().to_owned()),
         None => src.whole(e.message().trim_end().to_owned()),
@@ -264,16 +396,50 @@ pub fn resolve(team_files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
         }
     }
     let mut disables = Vec::new();
+    let mut opt_out = None;
+    let mut baseline_required = team_files.is_empty();
+    let mut parsed = Vec::with_capacity(team_files.len());
     for (label, text) in team_files {
         let src = Source {
             label: (*label).to_owned(),
             text,
         };
         let file = parse(&src)?;
+        let opts_out = file
+            .unsafe_disable_baseline
+            .as_ref()
+            .is_some_and(|v| *v.get_ref());
+        if opts_out {
+            if let Some(e) = file
+                .extends
+                .iter()
+                .flatten()
+                .find(|e| e.get_ref() == BASELINE_PACK)
+            {
+                return Err(src.at(
+                    e.span(),
+                    "extends the baseline pack and sets unsafe_disable_baseline = true; pick one",
+                ));
+            }
+            if let Some(v) = &file.unsafe_disable_baseline {
+                opt_out.get_or_insert_with(|| src.location(v.span()));
+            }
+        } else {
+            baseline_required = true;
+        }
+        parsed.push((src, file));
+    }
+    // The baseline goes first, so its locked rules win ties.
+    if baseline_required {
+        b.add_builtin(BASELINE_PACK, None)?;
+    }
+    for (src, file) in parsed {
         match &file.extends {
             None => {
                 for name in DEFAULT_PACKS {
-                    b.add_builtin(name, None)?;
+                    if *name != BASELINE_PACK || baseline_required {
+                        b.add_builtin(name, None)?;
+                    }
                 }
             }
             Some(list) => {
@@ -285,9 +451,13 @@ pub fn resolve(team_files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
         for rule in file.rules {
             b.add_rule(rule, &src, src.label.clone())?;
         }
+        for field in file.fields {
+            b.add_field(field, &src)?;
+        }
         for d in &file.disable {
             disables.push((src.location(d.span()), d.get_ref().clone()));
         }
+        b.sources.push(src.label.clone());
     }
     for (location, name) in disables {
         let Some(i) = b.rules.iter().position(|r| r.name == name) else {
@@ -311,15 +481,96 @@ pub fn resolve(team_files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
     }
     Ok(RuleSet {
         rules: b.rules,
+        fields: b.fields,
         sources: b.sources,
+        baseline_disabled_at: if baseline_required { None } else { opt_out },
     })
 }
 
 #[derive(Default)]
 struct Builder {
     rules: Vec<RuleSpec>,
+    fields: Vec<FieldSpec>,
     sources: Vec<String>,
     packs: BTreeSet<String>,
+}
+
+/// 1-64 bytes of ASCII letters, digits, `-`, `_` and the `extra` bytes.
+fn valid_name(name: &str, extra: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || extra.contains(&c))
+}
+
+/// Checks an action and its `keep_last` for a rule (`field` = JSON field rule).
+fn action(
+    src: &Source<'_>,
+    what: &str,
+    name: Option<&Spanned<ActionName>>,
+    keep_last: Option<&Spanned<usize>>,
+    field: bool,
+) -> Result<Action, RulesError> {
+    let a = match name.map(Spanned::get_ref) {
+        None | Some(ActionName::Mask) => Action::Mask,
+        Some(ActionName::Hash) => Action::Hash,
+        Some(ActionName::DropLine) => Action::DropLine,
+        Some(ActionName::DropField) if field => Action::DropField,
+        Some(ActionName::DropField) => {
+            let span = name.map_or(0..0, Spanned::span);
+            return Err(src.at(
+                span,
+                format!(
+                    "{what}: drop_field only applies to [[field]] rules; use drop_line or mask"
+                ),
+            ));
+        }
+        Some(ActionName::Partial) => {
+            let n = keep_last.map_or(DEFAULT_KEEP_LAST, |k| *k.get_ref());
+            if !(1..=MAX_KEEP_LAST).contains(&n) {
+                let span = keep_last.map_or(0..0, Spanned::span);
+                return Err(src.at(span, format!("{what}: keep_last must be 1-{MAX_KEEP_LAST}")));
+            }
+            return Ok(Action::Partial { keep_last: n });
+        }
+    };
+    if let Some(k) = keep_last {
+        return Err(src.at(
+            k.span(),
+            format!("{what}: keep_last only applies to action = \"partial\""),
+        ));
+    }
+    Ok(a)
+}
+
+fn examples(
+    src: &Source<'_>,
+    what: &str,
+    list: Vec<Spanned<ExampleFile>>,
+) -> Result<Vec<Example>, RulesError> {
+    list.into_iter()
+        .map(|e| {
+            let span = e.span();
+            let e = e.into_inner();
+            let expect = match (e.expect, e.expect_drop) {
+                (Some(line), false) => Expect::Line(line),
+                (None, true) => Expect::Dropped,
+                _ => {
+                    return Err(src.at(
+                        span,
+                        format!(
+                        "{what}: an example needs exactly one of `expect` or `expect_drop = true`"
+                    ),
+                    ))
+                }
+            };
+            Ok(Example {
+                input: e.input,
+                expect,
+            })
+        })
+        .collect()
 }
 
 impl Builder {
@@ -353,8 +604,35 @@ impl Builder {
         for rule in file.rules {
             self.add_rule(rule, &src, src.label.clone())?;
         }
+        for field in file.fields {
+            self.add_field(field, &src)?;
+        }
         self.sources.push(src.label);
         Ok(())
+    }
+
+    /// Errors when `name` is already used by a pattern or field rule.
+    fn unique(
+        &self,
+        name: &str,
+        src: &Source<'_>,
+        span: std::ops::Range<usize>,
+    ) -> Result<(), RulesError> {
+        let prev = self
+            .rules
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.source.as_str())
+            .or_else(|| {
+                self.fields
+                    .iter()
+                    .find(|f| f.name == name)
+                    .map(|f| f.source.as_str())
+            });
+        match prev {
+            Some(prev) => Err(src.at(span, format!("rule {name:?} is already defined by {prev}"))),
+            None => Ok(()),
+        }
     }
 
     fn add_rule(
@@ -364,23 +642,13 @@ impl Builder {
         origin: String,
     ) -> Result<(), RulesError> {
         let name = rule.name.get_ref().clone();
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-        if !valid_name {
+        if !valid_name(&name, b"") {
             return Err(src.at(
                 rule.name.span(),
                 "rule name must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
             ));
         }
-        if let Some(prev) = self.rules.iter().find(|r| r.name == name) {
-            return Err(src.at(
-                rule.name.span(),
-                format!("rule {name:?} is already defined by {}", prev.source),
-            ));
-        }
+        self.unique(&name, src, rule.name.span())?;
         let matcher = match (&rule.detector, &rule.pattern) {
             (Some(d), None) => match Detector::from_name(d.get_ref()) {
                 Some(det) => Matcher::Detector(det),
@@ -409,13 +677,61 @@ impl Builder {
                 ))
             }
         };
+        let what = format!("rule {name:?}");
+        let action = action(
+            src,
+            &what,
+            rule.action.as_ref(),
+            rule.keep_last.as_ref(),
+            false,
+        )?;
         self.rules.push(RuleSpec {
+            location: src.location(rule.name.span()),
+            examples: examples(src, &what, rule.examples)?,
             name,
             matcher,
-            action: rule.action,
+            action,
             locked: rule.locked,
             source: origin,
-            examples: rule.examples,
+        });
+        Ok(())
+    }
+
+    fn add_field(&mut self, field: FieldFile, src: &Source<'_>) -> Result<(), RulesError> {
+        let path_text = field.path.get_ref();
+        let path: Vec<String> = path_text.split('.').map(str::to_owned).collect();
+        if path.iter().any(String::is_empty) || path.len() > 32 {
+            return Err(src.at(
+                field.path.span(),
+                format!("field path {path_text:?} must be 1-32 non-empty keys separated by '.'"),
+            ));
+        }
+        let (name, name_span) = match &field.name {
+            Some(n) => (n.get_ref().clone(), n.span()),
+            None => (path_text.clone(), field.path.span()),
+        };
+        if !valid_name(&name, b".*") {
+            return Err(src.at(
+                name_span,
+                "field rule name must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.' or '*'; set `name` when the path is longer",
+            ));
+        }
+        self.unique(&name, src, name_span)?;
+        let what = format!("field rule {name:?}");
+        let action = action(
+            src,
+            &what,
+            field.action.as_ref(),
+            field.keep_last.as_ref(),
+            true,
+        )?;
+        self.fields.push(FieldSpec {
+            location: src.location(field.path.span()),
+            examples: examples(src, &what, field.examples)?,
+            name,
+            path,
+            action,
+            source: src.label.clone(),
         });
         Ok(())
     }

@@ -1,0 +1,147 @@
+//! IP addresses, parsed with `std::net`. Under the GDPR an IP address that can be tied to a
+//! person is personal data, and a log line cannot tell whose address it is, so every
+//! routable-looking address is scrubbed, private ranges included. Not scrubbed, because
+//! they identify nobody: unspecified (`0.0.0.0`, `::`), loopback (`127.0.0.0/8`, `::1`),
+//! broadcast and netmasks (`255.255.255.0`).
+//!
+//! Version strings are not addresses: a dotted quad directly after `version`, `ver`, `v`,
+//! `release`, `build` or `firmware` (with `=`, `:` or a space), after a single `/`
+//! (`Chrome/120.0.0.0`, but not `http://10.1.2.3`), or glued to more dotted numbers
+//! (`1.2.3.4.5`) is left alone. `v1.2.3.4` never matches (no word boundary after `v`).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use super::{builtin, is_word, regex_find};
+
+/// IPv4 candidates: four dot-separated groups of 1–3 digits.
+pub const IPV4: &str = r"(?-u:\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?-u:\b)";
+
+/// Appends IPv4 addresses.
+pub fn find_ipv4(line: &str, out: &mut Vec<Range<usize>>) {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    regex_find(builtin(&RE, IPV4), line, out, |l, r| {
+        let b = l.as_bytes();
+        let before = r.start.checked_sub(1).map(|i| b[i]);
+        let after = b.get(r.end).copied();
+        let after2 = b.get(r.end + 1).copied();
+        if before == Some(b'.')
+            || (after == Some(b'.') && after2.is_some_and(|c| c.is_ascii_digit()))
+            || version_context(l, r.start)
+        {
+            return None;
+        }
+        let ip: Ipv4Addr = l[r.clone()].parse().ok()?;
+        let bits = u32::from(ip);
+        let netmask = ip.octets()[0] == 255 && bits.leading_ones() + bits.trailing_zeros() == 32;
+        let boring = ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || netmask;
+        (!boring).then_some(r)
+    });
+}
+
+/// Words after which a dotted quad is a version, not an address.
+const VERSION_WORDS: &[&[u8]] = &[b"version", b"ver", b"v", b"release", b"build", b"firmware"];
+
+fn version_context(line: &str, start: usize) -> bool {
+    let b = line.as_bytes();
+    if start == 0 {
+        return false;
+    }
+    match b[start - 1] {
+        b'/' => return start < 2 || b[start - 2] != b'/',
+        b'=' | b':' | b' ' => {}
+        _ => return false,
+    }
+    let mut end = start - 1;
+    while end > 0 && matches!(b[end - 1], b' ' | b'=' | b':') {
+        end -= 1;
+    }
+    let word_start = b[..end]
+        .iter()
+        .rposition(|&c| !c.is_ascii_alphabetic() && c != b'_')
+        .map_or(0, |i| i + 1);
+    let word = b[word_start..end].to_ascii_lowercase();
+    VERSION_WORDS
+        .iter()
+        .any(|w| word == *w || word.ends_with(&[b"_", *w].concat()))
+}
+
+/// Appends IPv6 addresses: maximal runs of hex digits, `:` and `.` with at least two
+/// colons, not glued to a word, that `std::net::Ipv6Addr` accepts.
+pub fn find_ipv6(line: &str, out: &mut Vec<Range<usize>>) {
+    let b = line.as_bytes();
+    let is_run = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+    let mut from = 0;
+    while let Some(p) = memchr::memchr(b':', &b[from..]) {
+        let colon = from + p;
+        let mut start = colon;
+        while start > 0 && is_run(b[start - 1]) {
+            start -= 1;
+        }
+        let mut end = colon;
+        while end < b.len() && is_run(b[end]) {
+            end += 1;
+        }
+        from = end.max(colon + 1);
+        // A sentence's full stop is not part of the address.
+        let mut e = end;
+        while e > start && b[e - 1] == b'.' {
+            e -= 1;
+        }
+        let glued =
+            (start > 0 && is_word(b[start - 1])) || b.get(end).copied().is_some_and(is_word);
+        if glued || b[start..e].iter().filter(|&&c| c == b':').count() < 2 {
+            continue;
+        }
+        let Ok(ip) = line[start..e].parse::<Ipv6Addr>() else {
+            continue;
+        };
+        if !ip.is_unspecified() && !ip.is_loopback() {
+            out.push(start..e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::found;
+    use super::*;
+
+    #[test]
+    fn v4() {
+        let cases: &[(&str, &[&str])] = &[
+            ("client 10.1.2.3 GET", &["10.1.2.3"]),
+            ("http://192.168.1.20:8080/x", &["192.168.1.20"]),
+            ("127.0.0.1 0.0.0.0 255.255.255.0", &[]),
+            ("version=1.2.3.4 ver: 2.0.0.1", &[]),
+            ("Chrome/120.0.0.0 v1.2.3.4 app_version=1.0.0.7", &[]),
+            ("1.2.3.4.5 and 256.1.1.1", &[]),
+            ("host=8.8.8.8,", &["8.8.8.8"]),
+        ];
+        for (line, want) in cases {
+            assert_eq!(found(find_ipv4, line), *want, "{line}");
+        }
+    }
+
+    #[test]
+    fn v6() {
+        let cases: &[(&str, &[&str])] = &[
+            ("from 2001:db8::1 ok", &["2001:db8::1"]),
+            (
+                "[fe80::1ff:fe23:4567:890a]:443",
+                &["fe80::1ff:fe23:4567:890a"],
+            ),
+            (
+                "addr 2001:0db8:85a3:0000:0000:8a2e:0370:7334.",
+                &["2001:0db8:85a3:0000:0000:8a2e:0370:7334"],
+            ),
+            ("::ffff:10.1.2.3", &["::ffff:10.1.2.3"]),
+            ("at 10:00:00.123 ::1 mac 00:1a:2b:3c:4d:5e", &[]),
+            ("std::net::Ipv6Addr", &[]),
+        ];
+        for (line, want) in cases {
+            assert_eq!(found(find_ipv6, line), *want, "{line}");
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! JSON lines: a line that is one JSON object is rewritten value by value, so the output is
+//! still valid JSON with the same key order and the same formatting outside the values that
+//! changed.
+//!
+//! * Field rules (`[[field]] path = "customer.email"`) act on the value at that path:
+//!   `mask`/`hash`/`partial` replace it with a string, `drop_field` removes the member,
+//!   `drop_line` drops the line. Path segments are object keys; `*` matches any one key;
+//!   arrays are transparent (`items.card` reaches `{"items":[{"card":…}]}`).
+//! * Pattern rules run over every string value (after unescaping) and every integer of 8+
+//!   digits (a card or id written as a number becomes a string when scrubbed). Keys are not
+//!   scanned. A `"password"` / `"api_key"`-style key marks its whole string value.
+//!
+//! This is a small hand-written parser rather than `serde_json::Value` because the latter
+//! would reorder keys (without the crate-wide `preserve_order` feature, which would change
+//! map ordering for every crate in the workspace) and re-format numbers. Nesting deeper than
+//! [`MAX_DEPTH`] or anything that is not valid JSON makes [`redact`] fail, and the caller
+//! scrubs the line as plain text instead — never unscrubbed, never a panic.
+
+use crate::pack::Action;
+use crate::redact::{Counts, ExplainHit, Hit, Redactor};
+
+/// Deepest nesting handled as JSON; deeper lines are scrubbed as text.
+pub const MAX_DEPTH: usize = 64;
+
+/// The line is not (handled as) JSON.
+#[derive(Debug)]
+pub(crate) struct NotJson;
+
+/// Cheap test: first and last non-blank bytes are `{` and `}`.
+pub(crate) fn looks_like_object(line: &str) -> bool {
+    let t = line.trim_ascii();
+    t.len() >= 2 && t.as_bytes()[0] == b'{' && t.as_bytes()[t.len() - 1] == b'}'
+}
+
+/// Rewrites a JSON-object line. `Ok(None)`: a rule drops the line.
+pub(crate) fn redact(
+    r: &Redactor,
+    line: &str,
+    counts: &mut Counts,
+    explain: Option<&mut Vec<ExplainHit>>,
+) -> Result<Option<String>, NotJson> {
+    let mut w = Walker {
+        r,
+        s: line,
+        b: line.as_bytes(),
+        i: 0,
+        out: String::with_capacity(line.len() + 32),
+        counts,
+        explain,
+        path: Vec::new(),
+        dropped: false,
+        hits: Vec::new(),
+    };
+    w.ws();
+    if w.peek() != Some(b'{') {
+        return Err(NotJson);
+    }
+    w.value(None, 0)?;
+    w.ws();
+    if w.i != w.b.len() {
+        return Err(NotJson);
+    }
+    Ok((!w.dropped).then_some(w.out))
+}
+
+struct Walker<'a, 'c, 'e> {
+    r: &'a Redactor,
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+    out: String,
+    counts: &'c mut Counts,
+    explain: Option<&'e mut Vec<ExplainHit>>,
+    path: Vec<String>,
+    dropped: bool,
+    hits: Vec<Hit>,
+}
+
+impl Walker<'_, '_, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Copies whitespace through.
+    fn ws(&mut self) {
+        let start = self.i;
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+        self.out.push_str(&self.s[start..self.i]);
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), NotJson> {
+        if self.peek() == Some(c) {
+            self.out.push(char::from(c));
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(NotJson)
+        }
+    }
+
+    fn field_rule(&self) -> Option<usize> {
+        self.r.fields.iter().position(|f| {
+            f.path.len() == self.path.len()
+                && f.path
+                    .iter()
+                    .zip(&self.path)
+                    .all(|(want, got)| want == "*" || want == got)
+        })
+    }
+
+    /// Parses a value at `i` and writes its scrubbed form. `key_rule`: the pattern rule the
+    /// member's key marks the value with (`"password"`).
+    fn value(&mut self, key_rule: Option<usize>, depth: usize) -> Result<(), NotJson> {
+        if depth > MAX_DEPTH {
+            return Err(NotJson);
+        }
+        if let Some(f) = self.field_rule() {
+            return self.field_value(f);
+        }
+        match self.peek().ok_or(NotJson)? {
+            b'{' => self.object(depth),
+            b'[' => self.array(depth),
+            b'"' => {
+                let start = self.i;
+                let text = self.string()?;
+                self.scrub_scalar(&self.s[start..self.i], text, key_rule, true);
+                Ok(())
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = self.i;
+                let integer = self.number()?;
+                let raw = &self.s[start..self.i];
+                if integer && raw.len() >= 8 {
+                    self.scrub_scalar(raw, raw.to_owned(), None, false);
+                } else {
+                    self.out.push_str(raw);
+                }
+                Ok(())
+            }
+            _ => {
+                for lit in ["true", "false", "null"] {
+                    if self.s[self.i..].starts_with(lit) {
+                        self.out.push_str(lit);
+                        self.i += lit.len();
+                        return Ok(());
+                    }
+                }
+                Err(NotJson)
+            }
+        }
+    }
+
+    /// Applies pattern rules to one string (or integer) value; writes the raw form when
+    /// nothing fires.
+    fn scrub_scalar(&mut self, raw: &str, text: String, key_rule: Option<usize>, string: bool) {
+        let mut hits = std::mem::take(&mut self.hits);
+        if let Some(rule) = key_rule.filter(|_| string && !text.is_empty()) {
+            hits.clear();
+            hits.push(Hit {
+                start: 0,
+                end: text.len(),
+                rule,
+            });
+        } else {
+            self.r.hits(&text, &mut hits);
+        }
+        if hits.is_empty() {
+            self.out.push_str(raw);
+        } else if let Some(h) = hits
+            .iter()
+            .find(|h| self.r.rules[h.rule].action == Action::DropLine)
+        {
+            self.counts.bump(h.rule);
+            self.dropped = true;
+            self.note(h);
+            self.out.push_str(raw);
+        } else {
+            let mut scrubbed = String::with_capacity(text.len() + 16);
+            self.r.render(&text, &hits, self.counts, &mut scrubbed);
+            for h in &hits {
+                self.note(h);
+            }
+            push_json_string(&mut self.out, &scrubbed);
+        }
+        self.hits = hits;
+    }
+
+    fn note(&mut self, h: &Hit) {
+        if let Some(e) = self.explain.as_deref_mut() {
+            let path = self.path.join(".");
+            e.push(self.r.explain_hit(h, Some(&path)));
+        }
+    }
+
+    /// A value under a field rule: parsed (to find its end) but replaced as a whole.
+    fn field_value(&mut self, f: usize) -> Result<(), NotJson> {
+        let start = self.i;
+        // Neither `string` nor `skip_value` writes output; the value is replaced whole.
+        let text = if self.peek() == Some(b'"') {
+            self.string()?
+        } else {
+            self.skip_value(0)?;
+            self.s[start..self.i].to_owned()
+        };
+        let rule = &self.r.fields[f];
+        let index = self.r.rules.len() + f;
+        self.counts.bump(index);
+        if let Some(e) = self.explain.as_deref_mut() {
+            e.push(ExplainHit {
+                rule: rule.name.clone(),
+                action: rule.action.to_string(),
+                field: Some(self.path.join(".")),
+                range: 0..0,
+            });
+        }
+        match rule.action {
+            Action::DropLine => {
+                self.dropped = true;
+                self.out.push_str(&self.s[start..self.i]);
+            }
+            action => {
+                let mut v = String::new();
+                self.r.replacement(&rule.name, action, &text, None, &mut v);
+                push_json_string(&mut self.out, &v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips a value without scrubbing it (validates syntax).
+    fn skip_value(&mut self, depth: usize) -> Result<(), NotJson> {
+        if depth > MAX_DEPTH {
+            return Err(NotJson);
+        }
+        let skip_ws = |w: &mut Self| {
+            while matches!(w.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                w.i += 1;
+            }
+        };
+        match self.peek().ok_or(NotJson)? {
+            b'"' => self.string().map(drop),
+            b'-' | b'0'..=b'9' => self.number().map(drop),
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                skip_ws(self);
+                if self.peek() == Some(close) {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.string()?;
+                        skip_ws(self);
+                        if self.peek() != Some(b':') {
+                            return Err(NotJson);
+                        }
+                        self.i += 1;
+                        skip_ws(self);
+                    }
+                    self.skip_value(depth + 1)?;
+                    skip_ws(self);
+                    match self.peek() {
+                        Some(b',') => {
+                            self.i += 1;
+                            skip_ws(self);
+                        }
+                        Some(c) if c == close => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(NotJson),
+                    }
+                }
+            }
+            _ => {
+                for lit in ["true", "false", "null"] {
+                    if self.s[self.i..].starts_with(lit) {
+                        self.i += lit.len();
+                        return Ok(());
+                    }
+                }
+                Err(NotJson)
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), NotJson> {
+        self.expect(b'{')?;
+        let mut wrote_any = false;
+        let mut first = true;
+        // The first member's leading whitespace, reused when that member is dropped.
+        let mut first_lead: Option<&str> = None;
+        loop {
+            // Leading whitespace of the member (or of the closing brace).
+            let ws_start = self.i;
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.i += 1;
+            }
+            let lead = &self.s[ws_start..self.i];
+            if first && self.peek() == Some(b'}') {
+                self.out.push_str(lead);
+                self.i += 1;
+                self.out.push('}');
+                return Ok(());
+            }
+            first = false;
+            let lead = if wrote_any {
+                lead
+            } else {
+                *first_lead.get_or_insert(lead)
+            };
+            let key_start = self.i;
+            let key = self.string()?;
+            let key_raw = &self.s[key_start..self.i];
+            self.path.push(key);
+            let drop = self
+                .field_rule()
+                .filter(|&f| self.r.fields[f].action == Action::DropField);
+            let mark = self.out.len();
+            if wrote_any {
+                self.out.push(',');
+            }
+            self.out.push_str(lead);
+            self.out.push_str(key_raw);
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            if let Some(f) = drop {
+                self.skip_value(depth + 1)?;
+                self.out.truncate(mark);
+                self.counts.bump(self.r.rules.len() + f);
+                if let Some(e) = self.explain.as_deref_mut() {
+                    let rule = &self.r.fields[f];
+                    e.push(ExplainHit {
+                        rule: rule.name.clone(),
+                        action: rule.action.to_string(),
+                        field: Some(self.path.join(".")),
+                        range: 0..0,
+                    });
+                }
+            } else {
+                let key_rule = self.path.last().and_then(|k| {
+                    self.r
+                        .key_rules
+                        .iter()
+                        .find(|(d, _)| d.json_key(k))
+                        .map(|&(_, rule)| rule)
+                });
+                self.value(key_rule, depth + 1)?;
+                wrote_any = true;
+            }
+            self.path.pop();
+            // Trailing whitespace before `,` or `}` is kept only for kept members.
+            let ws_start = self.i;
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.i += 1;
+            }
+            if drop.is_none() {
+                self.out.push_str(&self.s[ws_start..self.i]);
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    self.out.push('}');
+                    return Ok(());
+                }
+                _ => return Err(NotJson),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), NotJson> {
+        self.expect(b'[')?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            self.out.push(']');
+            return Ok(());
+        }
+        loop {
+            self.value(None, depth + 1)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.expect(b',')?;
+                    self.ws();
+                }
+                Some(b']') => {
+                    self.expect(b']')?;
+                    return Ok(());
+                }
+                _ => return Err(NotJson),
+            }
+        }
+    }
+
+    /// Parses a string literal at `i` and returns its unescaped text.
+    fn string(&mut self) -> Result<String, NotJson> {
+        if self.peek() != Some(b'"') {
+            return Err(NotJson);
+        }
+        self.i += 1;
+        let start = self.i;
+        // Fast path: no escapes.
+        while let Some(c) = self.peek() {
+            match c {
+                b'"' => {
+                    let s = self.s[start..self.i].to_owned();
+                    self.i += 1;
+                    return Ok(s);
+                }
+                b'\\' => break,
+                0..=0x1f => return Err(NotJson),
+                _ => self.i += 1,
+            }
+        }
+        let mut out = self.s[start..self.i].to_owned();
+        loop {
+            let c = self.peek().ok_or(NotJson)?;
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let e = self.peek().ok_or(NotJson)?;
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                if !self.s[self.i..].starts_with("\\u") {
+                                    return Err(NotJson);
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(NotJson);
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            out.push(char::from_u32(cp).ok_or(NotJson)?);
+                        }
+                        _ => return Err(NotJson),
+                    }
+                }
+                0..=0x1f => return Err(NotJson),
+                _ => {
+                    // Copy one UTF-8 character.
+                    let ch = self.s[self.i..].chars().next().ok_or(NotJson)?;
+                    out.push(ch);
+                    self.i += ch.len_utf8();
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, NotJson> {
+        let h = self.s.get(self.i..self.i + 4).ok_or(NotJson)?;
+        let v = u32::from_str_radix(h, 16).map_err(|_| NotJson)?;
+        if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(NotJson);
+        }
+        self.i += 4;
+        Ok(v)
+    }
+
+    /// Parses a number at `i`; returns whether it is an integer.
+    fn number(&mut self) -> Result<bool, NotJson> {
+        let digits = |w: &mut Self| {
+            let s = w.i;
+            while w.peek().is_some_and(|c| c.is_ascii_digit()) {
+                w.i += 1;
+            }
+            w.i - s
+        };
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        if digits(self) == 0 {
+            return Err(NotJson);
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            integer = false;
+            if digits(self) == 0 {
+                return Err(NotJson);
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            integer = false;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if digits(self) == 0 {
+                return Err(NotJson);
+            }
+        }
+        Ok(integer)
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pack::resolve;
+    use crate::redact::{Counts, Redactor};
+
+    const KEY: &[u8] = b"0123456789abcdef-test-key";
+
+    fn redactor(team: &str) -> Redactor {
+        let set = if team.is_empty() {
+            resolve(&[]).unwrap()
+        } else {
+            resolve(&[("t.toml", team)]).unwrap()
+        };
+        Redactor::new(&set, Some(KEY)).unwrap()
+    }
+
+    fn apply(r: &Redactor, line: &str) -> Option<String> {
+        r.apply(line, &mut Counts::default())
+            .map(|c| c.into_owned())
+    }
+
+    #[test]
+    fn pattern_rules_scrub_string_values_and_keep_order() {
+        let r = redactor("");
+        let line = r#"{"z":1,"msg":"mail kari@example.no","a":{"card":4111111111111111,"ok":true},"password":"hunter2"}"#;
+        let out = apply(&r, line).unwrap();
+        assert_eq!(
+            out,
+            r#"{"z":1,"msg":"mail [REDACTED:email]","a":{"card":"[REDACTED:card]","ok":true},"password":"[REDACTED:password]"}"#
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap();
+    }
+
+    #[test]
+    fn escaped_values_are_found() {
+        let r = redactor("");
+        let out = apply(&r, r#"{"msg":"to kari\u0040example.no \"x\""}"#).unwrap();
+        assert_eq!(out, r#"{"msg":"to [REDACTED:email] \"x\""}"#);
+    }
+
+    #[test]
+    fn field_rules() {
+        let team = r#"
+[[field]]
+path = "customer.email"
+action = "hash"
+[[field]]
+path = "customer.phone"
+action = "drop_field"
+[[field]]
+path = "items.*.pan"
+action = "partial"
+keep_last = 4
+[[field]]
+name = "debug-dump"
+path = "debug"
+action = "drop_line"
+"#;
+        let r = redactor(team);
+        let line = r#"{"customer": {"phone": "x", "email": "Kari@Example.no", "id": 7}, "items":[{"a":{"pan":"5555555555554444"}}]}"#;
+        let out = apply(&r, line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let email = v["customer"]["email"].as_str().unwrap();
+        assert!(email.starts_with("[HASH:customer.email:"), "{out}");
+        assert!(v["customer"].get("phone").is_none(), "{out}");
+        assert_eq!(v["customer"]["id"], 7);
+        assert_eq!(v["items"][0]["a"]["pan"], "************4444", "{out}");
+        assert!(out.starts_with(r#"{"customer": {"email": "#), "{out}");
+        let mut c = Counts::default();
+        assert_eq!(r.apply(r#"{"debug":{"x":1}}"#, &mut c), None);
+        assert_eq!(c.by_name(&r).get("debug-dump"), Some(&1));
+        // Drop the only member.
+        assert_eq!(
+            apply(&r, r#"{"customer":{"phone":"1"}}"#).unwrap(),
+            r#"{"customer":{}}"#
+        );
+    }
+
+    #[test]
+    fn invalid_or_deep_json_falls_back_to_text() {
+        let r = redactor("");
+        assert_eq!(
+            apply(&r, r#"{"msg": kari@example.no}"#).unwrap(),
+            r#"{"msg": [REDACTED:email]}"#
+        );
+        let deep = format!("{}\"a@b.co\"{}", "{\"k\":".repeat(100), "}".repeat(100));
+        let out = apply(&r, &deep).unwrap();
+        assert!(out.contains("[REDACTED:email]") && !out.contains("a@b.co"));
+    }
+
+    #[test]
+    fn clean_json_is_unchanged() {
+        let r = redactor("");
+        let line = r#"{"ts":"2026-11-26T10:00:00Z","amount":1234.50,"order_id":"ORD-2026-000123","seq":12345678}"#;
+        assert_eq!(apply(&r, line).unwrap(), line);
+    }
+}
