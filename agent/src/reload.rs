@@ -23,6 +23,9 @@ pub const RELOAD_POLL: Duration = Duration::from_secs(1);
 /// Builds the redactor from a rules directory (or the default packs without one).
 pub fn build(dir: Option<&Path>, hash_key: Option<&[u8]>) -> Result<Redactor, String> {
     let rules = fjord_rules::load_rule_set(dir).map_err(|e| e.to_string())?;
+    if let Some(at) = &rules.baseline_disabled_at {
+        tracing::warn!(at = %at, "the locked compliance baseline is DISABLED by unsafe_disable_baseline = true: secrets and card numbers are not scrubbed");
+    }
     Redactor::new(&rules, hash_key).map_err(|e| e.to_string())
 }
 

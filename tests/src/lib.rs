@@ -3,6 +3,7 @@
 //! sleeps), and read results back through the real CLI.
 
 pub mod gen;
+pub mod proxy;
 pub mod writer;
 
 use std::io::{Read, Write};
@@ -208,6 +209,22 @@ impl Aggregator {
             .iter()
             .filter_map(|r| r["line"].as_str().and_then(writer::seq_of))
             .collect()
+    }
+
+    /// Waits (up to `within`) until `expected.len()` records are stored, a little longer so
+    /// that a late duplicate would have arrived, then checks that the stored sequence
+    /// numbers are exactly `expected`, each once.
+    pub fn expect_exactly_once(
+        &self,
+        expected: &std::collections::BTreeSet<u64>,
+        within: Duration,
+    ) {
+        let start = Instant::now();
+        while self.stored_records() < expected.len() as u64 && start.elapsed() < within {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        writer::assert_exactly_once(&self.stored_seqs(), expected);
     }
 
     /// Runs a CLI subcommand against this server.

@@ -24,6 +24,17 @@ pub fn seq_of(line: &str) -> Option<u64> {
     line.get(i + 4..i + 12)?.parse().ok()
 }
 
+/// Appends the numbered lines `range` to `path` (creating it and its directory).
+pub fn append_numbered(path: &Path, range: std::ops::Range<u64>) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("log dir");
+    }
+    let mut f = open(path).expect("open log");
+    for i in range {
+        writeln!(f, "{}", numbered_line(i)).expect("write log line");
+    }
+}
+
 /// A running writer.
 pub struct Writer {
     stop: Arc<AtomicBool>,

@@ -98,6 +98,21 @@ fn restart_after_sigkill_loses_and_duplicates_nothing() {
     run(true);
 }
 
+/// Restarts the aggregator on the same port and data, declaring EEA, and waits until every
+/// line has arrived.
+fn redeclare_eea(agg: Aggregator, dir: &Path, port: u16) -> Aggregator {
+    assert_eq!(agg.proc.terminate(), Some(0));
+    let agg = Aggregator::start_on(
+        dir,
+        port,
+        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
+    );
+    wait_for("all lines stored", Duration::from_secs(60), || {
+        agg.stored_records() >= TOTAL as u64
+    });
+    agg
+}
+
 #[test]
 fn undeclared_jurisdiction_ships_nothing_until_declared() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,14 +141,33 @@ fn undeclared_jurisdiction_ships_nothing_until_declared() {
         0,
         "nothing shipped to an undeclared jurisdiction"
     );
-    assert_eq!(agg.proc.terminate(), Some(0));
+    let agg = redeclare_eea(agg, dir.path(), port);
+    check_all(&agg);
+}
+
+#[test]
+fn foreign_jurisdiction_blocks_shipping_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = fjord_e2e::free_port();
     let agg = Aggregator::start_on(
         dir.path(),
         port,
-        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
+        &["--region", "us-east-1", "--jurisdiction", "US"],
     );
-    wait_for("all lines stored", Duration::from_secs(60), || {
-        agg.stored_records() >= TOTAL as u64
+    let cfg = agent_config(dir.path(), &agg.url(), "");
+    append(&dir.path().join("logs/app.log"), 0..TOTAL);
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for("the residency block", Duration::from_secs(30), || {
+        fjord_e2e::agent_metric(&cfg, "fjord_agent_residency_blocked") == Some(1.0)
     });
+    let (status, body) = fjord_e2e::http_get(fjord_e2e::admin_addr(&cfg), "/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("\"US\""), "{body}");
+    assert_eq!(agg.stored_records(), 0, "nothing shipped outside the EEA");
+    let agg = redeclare_eea(agg, dir.path(), port);
     check_all(&agg);
+    assert_eq!(
+        fjord_e2e::agent_metric(&cfg, "fjord_agent_residency_blocked"),
+        Some(0.0)
+    );
 }

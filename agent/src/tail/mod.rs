@@ -614,8 +614,10 @@ impl Tailer {
             && t.fp_len <= size
             && fingerprint(file, t.fp_len)?.as_deref() != Some(t.fp_hash.as_str());
         if shrank || replaced {
-            self.truncated(id, now)?;
-            return Ok(true);
+            match self.truncated(id, now) {
+                Ok(()) => return Ok(true),
+                Err(e) => return Err(e.into()),
+            }
         }
         t.verified_size = size;
         // Grow a short fingerprint as the file grows, so identity gets stronger.
@@ -667,16 +669,31 @@ impl Tailer {
             return Ok(());
         };
         self.ctx.sh.metrics.truncations.inc();
-        tracing::info!(path = %old.seen_path.display(), offset = old.splitter.fed_to(), "file truncated or replaced; reading it again from the start");
         let Some(file) = old.file.take() else {
             return Ok(());
         };
         self.by_inode.remove(&old.dev_ino);
-        old.orphan_since = Some(now);
         let path = old.seen_path.clone();
         let di = old.dev_ino.clone();
-        self.files.insert(old.identity.clone(), old);
         let len = file.metadata().map_or(0, |m| m.len());
+        // Cut back, but its first bytes are unchanged: the part that is left was read
+        // already; only what is appended after the cut is new.
+        let same_start = old.fp_len > 0
+            && len >= old.fp_len
+            && fingerprint(&file, old.fp_len).ok().flatten().as_deref()
+                == Some(old.fp_hash.as_str());
+        let offset = if same_start {
+            tracing::info!(path = %path.display(), offset = old.splitter.fed_to(), size = len, "file shrank; reading what is appended after the cut");
+            // What was built is shipped; a partial line or open record lay in the cut part.
+            self.ctx.finish(&mut old)?;
+            len
+        } else {
+            tracing::info!(path = %path.display(), offset = old.splitter.fed_to(), "file truncated or replaced; reading it again from the start");
+            // The old identity waits for logrotate's copy (copytruncate) to continue in.
+            old.orphan_since = Some(now);
+            self.files.insert(old.identity.clone(), old);
+            0
+        };
         let fp_len = len.min(FINGERPRINT_BYTES);
         let c = Checkpoint {
             identity: format!("{di}:{}", now_ns()),
@@ -687,7 +704,7 @@ impl Tailer {
                 .ok()
                 .flatten()
                 .unwrap_or_default(),
-            offset: 0,
+            offset,
         };
         if let Err(err) = lock(&self.ctx.sh.state).put_checkpoint(&c) {
             tracing::error!(%err, "cannot store a checkpoint");

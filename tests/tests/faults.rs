@@ -1,0 +1,157 @@
+//! Shipping under faults, with the real agent and aggregator (and, where the fault is in
+//! the network or the answer, the fault proxy between them). Each test ends with every
+//! written line stored exactly once (compared as sets of sequence numbers).
+
+use std::path::Path;
+use std::time::Duration;
+
+use fjord_e2e::proxy::{Fault, Proxy};
+use fjord_e2e::writer::{append_numbered, Writer};
+use fjord_e2e::{
+    admin_addr, agent_config, agent_metric, free_port, http_get, start_agent, test_dir, wait_for,
+    Aggregator,
+};
+
+/// Small batches, so that faults hit several of them.
+const SMALL_BATCHES: &str = "max_batch_lines = 200";
+
+fn agent_log_contains(dir: &Path, needle: &str) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
+        .any(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .contains(needle)
+        })
+}
+
+#[test]
+fn aggregator_down_at_start() {
+    let dir = test_dir();
+    let port = free_port();
+    let cfg = agent_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        SMALL_BATCHES,
+    );
+    append_numbered(&dir.path().join("logs/app.log"), 0..3000);
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for("the agent to notice", Duration::from_secs(30), || {
+        agent_log_contains(dir.path(), "aggregator unreachable")
+    });
+    let (status, body) = http_get(admin_addr(&cfg), "/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let agg = Aggregator::start_on(
+        dir.path(),
+        port,
+        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
+    );
+    agg.expect_exactly_once(&(0..3000).collect(), Duration::from_secs(60));
+    assert_eq!(http_get(admin_addr(&cfg), "/readyz").unwrap().0, 200);
+}
+
+#[test]
+fn aggregator_killed_mid_stream_and_back_30s_later() {
+    let dir = test_dir();
+    let port = free_port();
+    let eea = ["--region", "eu-north-1", "--jurisdiction", "EEA"];
+    let agg = Aggregator::start_on(dir.path(), port, &eea);
+    let cfg = agent_config(dir.path(), &agg.url(), SMALL_BATCHES);
+    let writer = Writer::start(&dir.path().join("logs/app.log"), 1000);
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for("some lines stored", Duration::from_secs(30), || {
+        agg.stored_records() > 500
+    });
+    agg.proc.kill();
+    std::thread::sleep(Duration::from_secs(30));
+    let agg = Aggregator::start_on(dir.path(), port, &eea);
+    std::thread::sleep(Duration::from_secs(1));
+    let written = writer.stop();
+    agg.expect_exactly_once(&(0..written).collect(), Duration::from_secs(90));
+}
+
+#[test]
+fn unavailable_with_retry_after_is_honoured() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let proxy = Proxy::start(agg.addr);
+    proxy.inject(
+        Fault::Unavailable {
+            retry_after_secs: 2,
+        },
+        4,
+    );
+    let cfg = agent_config(dir.path(), &proxy.url(), SMALL_BATCHES);
+    append_numbered(&dir.path().join("logs/app.log"), 0..2000);
+    let _agent = start_agent(dir.path(), &cfg);
+    agg.expect_exactly_once(&(0..2000).collect(), Duration::from_secs(60));
+    // Each batch that was told to come back in 2 s came back no sooner.
+    let pushes = proxy.pushes();
+    let mut refused = 0;
+    for (i, (t, id, fault)) in pushes.iter().enumerate() {
+        if fault.is_none() {
+            continue;
+        }
+        refused += 1;
+        let next = pushes[i + 1..]
+            .iter()
+            .find(|(_, other, _)| other == id)
+            .expect("the refused batch is sent again");
+        let waited = next.0.duration_since(*t);
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "batch {id} came back after {waited:?}, before Retry-After"
+        );
+    }
+    assert_eq!(refused, 4);
+    let retried = agent_metric(&cfg, "fjord_agent_batches_retried_total").unwrap();
+    assert!(retried >= 4.0, "retried {retried}");
+}
+
+#[test]
+fn slow_answers_and_dropped_connections() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let proxy = Proxy::start(agg.addr);
+    proxy.inject(Fault::Slow(Duration::from_secs(3)), 3);
+    proxy.inject(Fault::DropMidRequest, 3);
+    proxy.inject(Fault::DropAfterForward, 3);
+    let cfg = agent_config(dir.path(), &proxy.url(), SMALL_BATCHES);
+    append_numbered(&dir.path().join("logs/app.log"), 0..4000);
+    let _agent = start_agent(dir.path(), &cfg);
+    agg.expect_exactly_once(&(0..4000).collect(), Duration::from_secs(90));
+    assert_eq!(proxy.pending_faults(), 0, "every fault was exercised");
+    // A batch whose acknowledgement was lost was sent again and answered `duplicate` (a
+    // retry may meet the next lost acknowledgement first, so not necessarily three).
+    let dup = agent_metric(&cfg, "fjord_agent_batches_duplicate_total").unwrap();
+    assert!(dup >= 1.0, "duplicates acknowledged: {dup}");
+}
+
+#[test]
+fn rejected_batch_is_dead_lettered_and_the_rest_flows() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let proxy = Proxy::start(agg.addr);
+    proxy.inject(Fault::BadRequest, 1);
+    let cfg = agent_config(dir.path(), &proxy.url(), SMALL_BATCHES);
+    // One batch worth of lines first, so the rejected batch is exactly 0..200.
+    let log = dir.path().join("logs/app.log");
+    append_numbered(&log, 0..200);
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for("the rejection", Duration::from_secs(30), || {
+        proxy.pending_faults() == 0
+    });
+    append_numbered(&log, 200..1000);
+    agg.expect_exactly_once(&(200..1000).collect(), Duration::from_secs(60));
+    let dead: Vec<_> = std::fs::read_dir(dir.path().join("state/dead-letter"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(dead.len(), 1, "one dead-letter file");
+    assert_eq!(
+        agent_metric(&cfg, "fjord_agent_batches_dead_lettered_total"),
+        Some(1.0)
+    );
+}
