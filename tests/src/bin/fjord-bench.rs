@@ -4,6 +4,10 @@
 //! processes and stored bytes per raw byte.
 //!
 //! Run: `cargo build --release --workspace && target/release/fjord-bench --mb 256`
+//!
+//! With `--outage-s N`, it measures backpressure instead: the agent starts with no
+//! aggregator listening, the app writes `--write-mb-per-s` for N seconds, the agent's RSS is
+//! sampled every 5 s, then the aggregator starts and the time to drain is reported.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -21,6 +25,94 @@ struct Args {
     /// Generator seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Backpressure mode: keep the aggregator down for this many seconds while writing.
+    #[arg(long, default_value_t = 0)]
+    outage_s: u64,
+    /// Write rate during the outage, MB per second.
+    #[arg(long, default_value_t = 2.0)]
+    write_mb_per_s: f64,
+    /// Extra agent config lines (TOML), e.g. 'zstd_level = 1'.
+    #[arg(long, default_value = "")]
+    agent_config: String,
+}
+
+/// Current RSS (VmRSS) of a process in KiB.
+fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn outage(args: &Args) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("logs"))?;
+    let log = dir.path().join("logs/app.log");
+    let port = fjord_e2e::free_port();
+    let cfg = agent_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        &args.agent_config,
+    );
+    let agent = start_agent(dir.path(), &cfg);
+    let mut w = BufWriter::new(std::fs::File::create(&log)?);
+    let mut rng = gen::Rng::new(args.seed);
+    let started = Instant::now();
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    let mut samples: Vec<(u64, u64)> = Vec::new();
+    let mut next_sample = 0u64;
+    while started.elapsed() < Duration::from_secs(args.outage_s) {
+        let due = (started.elapsed().as_secs_f64() * args.write_mb_per_s * 1e6) as u64;
+        while bytes < due {
+            let l = gen::line(&mut rng, lines);
+            writeln!(w, "{l}")?;
+            bytes += l.len() as u64 + 1;
+            lines += 1;
+        }
+        w.flush()?;
+        let t = started.elapsed().as_secs();
+        if t >= next_sample {
+            let rss = rss_kib(agent.pid()).unwrap_or(0);
+            eprintln!(
+                "t={t:>4}s written={:.0}MB agent_rss={:.1}MiB",
+                bytes as f64 / 1e6,
+                rss as f64 / 1024.0
+            );
+            samples.push((t, rss));
+            next_sample = t + 5;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(w);
+    let agg = Aggregator::start_on(
+        dir.path(),
+        port,
+        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
+    );
+    let up = Instant::now();
+    wait_for("every line acknowledged", Duration::from_secs(3600), || {
+        agg.stored_records() >= lines
+    });
+    let rss: Vec<u64> = samples.iter().skip(1).map(|s| s.1).collect();
+    let (min, max) = (
+        rss.iter().copied().min().unwrap_or(0),
+        rss.iter().copied().max().unwrap_or(0),
+    );
+    println!("outage_s               {}", args.outage_s);
+    println!("written_mb             {:.1}", bytes as f64 / 1e6);
+    println!("agent_rss_min_mib      {:.1}", min as f64 / 1024.0);
+    println!("agent_rss_max_mib      {:.1}", max as f64 / 1024.0);
+    println!(
+        "agent_peak_rss_mib     {:.1}",
+        peak_rss_kib(agent.pid()).unwrap_or(0) as f64 / 1024.0
+    );
+    println!("drain_s                {:.1}", up.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -36,6 +128,9 @@ fn dir_bytes(p: &Path) -> u64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.outage_s > 0 {
+        return outage(&args);
+    }
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("logs"))?;
     let log = dir.path().join("logs/app.log");
@@ -47,7 +142,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("generated {lines} lines, {bytes} bytes");
 
     let agg = Aggregator::start(dir.path());
-    let cfg = agent_config(dir.path(), &agg.url(), "");
+    let cfg = agent_config(dir.path(), &agg.url(), &args.agent_config);
     let started = Instant::now();
     let mut agent = start_agent(dir.path(), &cfg);
     let (mut agent_cpu, mut agent_rss, mut agg_rss) = (0.0, 0, 0);
