@@ -60,6 +60,9 @@ const ROTATED_GRACE: Duration = Duration::from_secs(1);
 /// be mistaken for a new file before its first bytes show whose copy it is.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// How often the lag gauges are refreshed.
+const LAG_REFRESH: Duration = Duration::from_secs(5);
+
 /// How often checkpoints are marked seen, stale ones forgotten and the ledger pruned.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
@@ -221,6 +224,7 @@ impl Tailer {
     ) {
         let mut next_rescan = Instant::now();
         let mut next_housekeeping = Instant::now();
+        let mut next_lag = Instant::now();
         let cfg = self.ctx.cfg.clone();
         while !shutdown.is_cancelled() {
             self.ctx.beat();
@@ -245,6 +249,10 @@ impl Tailer {
             if now >= next_housekeeping {
                 self.housekeeping();
                 next_housekeeping = now + HOUSEKEEPING;
+            }
+            if now >= next_lag {
+                self.refresh_lag();
+                next_lag = now + LAG_REFRESH;
             }
             if !busy {
                 match wake_rx.recv_timeout(cfg.poll_interval) {
@@ -808,7 +816,10 @@ impl Tailer {
         if let Err(err) = st.prune_ledger(cfg.ledger_retention) {
             tracing::warn!(%err, "ledger pruning failed");
         }
-        drop(st);
+    }
+
+    /// Refreshes the per-file lag gauges (file size minus acknowledged offset).
+    fn refresh_lag(&self) {
         let acked = self
             .ctx
             .sh
