@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Follow log files and ship them to the aggregator.
     Run(RunArgs),
+    /// Report what left this pod, from the agent's ledger (read-only, safe next to a
+    /// running agent); or export the ledger as JSON lines with --export.
+    Audit(crate::audit::AuditArgs),
     /// Test, check or explain the PII redaction rules.
     #[command(subcommand)]
     Rules(crate::rules_cmd::RulesCmd),
@@ -57,6 +60,7 @@ pub struct RunArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run_agent(a).await,
+        Command::Audit(a) => Ok(crate::audit::run(a)),
         Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)),
     }
 }

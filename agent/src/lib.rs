@@ -4,6 +4,7 @@
 //! lines before it, in the same transaction as the ledger row of that batch.
 
 pub mod admin;
+pub mod audit;
 pub mod batch;
 pub mod cli;
 pub mod config;

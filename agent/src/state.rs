@@ -100,6 +100,38 @@ pub struct LedgerRow {
     pub outcome: &'static str,
 }
 
+/// A ledger row as stored, for audits and exports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LedgerEntry {
+    pub batch_id: String,
+    /// Unix nanoseconds when the batch's final answer was committed.
+    pub sent_ns: i64,
+    pub destination: String,
+    pub region: String,
+    pub jurisdiction: String,
+    pub path: String,
+    pub start_off: u64,
+    pub end_off: u64,
+    pub records: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub payload_sha256: String,
+    pub rules_version: String,
+    /// Redaction counts per rule, as sent in `Fjord-Redactions`.
+    pub redactions: std::collections::BTreeMap<String, u64>,
+    /// `acked`, `duplicate` or `dead_letter`.
+    pub outcome: String,
+}
+
+/// A batch sent (or about to be) and not yet answered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingEntry {
+    pub batch_id: String,
+    pub path: Option<String>,
+    pub start_off: u64,
+    pub end_off: u64,
+}
+
 /// The state DB.
 pub struct State {
     conn: Connection,
@@ -154,6 +186,71 @@ impl State {
         tx.commit()?;
         s.fresh = v == 0;
         Ok(s)
+    }
+
+    /// Opens an existing state DB for reading only (audits while the agent runs): no
+    /// migration, no writes.
+    pub fn open_read_only(dir: &Path) -> Result<State, rusqlite::Error> {
+        let conn = Connection::open_with_flags(
+            dir.join(STATE_DB),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if v != MIGRATIONS.len() as i64 {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "state DB schema {v} does not match this agent ({}); use the agent version that wrote it",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(State { conn, fresh: false })
+    }
+
+    /// Ledger rows committed in `[from_ns, to_ns)`, oldest first.
+    pub fn ledger(&self, from_ns: i64, to_ns: i64) -> Result<Vec<LedgerEntry>, rusqlite::Error> {
+        let mut st = self.conn.prepare(
+            "SELECT batch_id, sent_ns, destination, region, jurisdiction, path, start_off, end_off,
+                    records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome
+             FROM ledger WHERE sent_ns >= ?1 AND sent_ns < ?2 ORDER BY sent_ns, id",
+        )?;
+        let rows = st.query_map(params![from_ns, to_ns], |r| {
+            let redactions: String = r.get(13)?;
+            Ok(LedgerEntry {
+                batch_id: r.get(0)?,
+                sent_ns: r.get(1)?,
+                destination: r.get(2)?,
+                region: r.get(3)?,
+                jurisdiction: r.get(4)?,
+                path: r.get(5)?,
+                start_off: r.get::<_, i64>(6)? as u64,
+                end_off: r.get::<_, i64>(7)? as u64,
+                records: r.get::<_, i64>(8)? as u64,
+                raw_bytes: r.get::<_, i64>(9)? as u64,
+                compressed_bytes: r.get::<_, i64>(10)? as u64,
+                payload_sha256: r.get(11)?,
+                rules_version: r.get(12)?,
+                redactions: fjord_wire::headers::parse_redactions(&redactions).unwrap_or_default(),
+                outcome: r.get(14)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Every batch recorded as pending (sent or about to be, no final answer yet).
+    pub fn pending_all(&self) -> Result<Vec<PendingEntry>, rusqlite::Error> {
+        let mut st = self.conn.prepare(
+            "SELECT p.batch_id, c.path, p.start_off, p.end_off FROM pending p
+             LEFT JOIN checkpoints c ON c.identity = p.identity ORDER BY p.rowid",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(PendingEntry {
+                batch_id: r.get(0)?,
+                path: r.get(1)?,
+                start_off: r.get::<_, i64>(2)? as u64,
+                end_off: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        rows.collect()
     }
 
     /// Whether this DB was created by this process: the agent's first start on the volume.
