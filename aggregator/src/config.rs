@@ -1,13 +1,21 @@
 //! `serve` configuration: an optional TOML file, overridden by command-line flags, validated
 //! into a [`ServeConfig`] before any file is opened or port bound.
+//!
+//! Invariants once validated: every token hash is 32 bytes and every token name unique; limits
+//! only tighten the wire limits that agents respect; without tokens the listen address is
+//! loopback, so an unauthenticated aggregator is never reachable from another host.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fjord_wire::info::UNSET;
-use fjord_wire::Info;
+use fjord_wire::{limits as wire, Info};
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::server::auth::{Role, Token};
 
 /// Default listen address: loopback, Loki's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3100";
@@ -17,7 +25,24 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 pub const DEFAULT_MAX_QUERY_LINES: usize = 100_000;
 /// Default number of push requests decoded and stored at once.
 pub const DEFAULT_INGEST_CONCURRENCY: usize = 4;
+/// Default number of push requests that may wait for a worker before pushes get 429.
+pub const DEFAULT_INGEST_QUEUE: usize = 16;
+/// Default most live tails (WebSockets) at once.
+pub const DEFAULT_MAX_TAILS: usize = 32;
+/// Default age beyond which entries are refused: 7 days.
+pub const DEFAULT_REJECT_OLDER_THAN: Duration = Duration::from_secs(7 * 86_400);
+/// Default distance into the future beyond which entries are refused (clock skew): 10 minutes.
+pub const DEFAULT_REJECT_NEWER_THAN: Duration = Duration::from_secs(600);
+/// Default retention in days.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+/// Default interval between retention passes of a running server.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default interval between compaction passes.
+pub const DEFAULT_COMPACT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default interval between WAL checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 
+/// A configuration problem. Messages name the field or the file position.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read config: {source}")]
@@ -29,7 +54,14 @@ pub enum ConfigError {
     #[error("{location}: {reason}")]
     Parse { location: String, reason: String },
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// The config file. Every field is optional; flags override it.
@@ -46,8 +78,83 @@ pub struct FileConfig {
     pub jurisdiction: Option<String>,
     /// Most entries one query may return.
     pub max_query_lines: Option<usize>,
-    /// Push requests decoded and stored at once; more are answered 429.
+    /// Push requests decoded and stored at once.
     pub ingest_concurrency: Option<usize>,
+    /// Push requests that may wait for a free worker; beyond that pushes are answered 429.
+    pub ingest_queue: Option<usize>,
+    /// Most live tails (WebSockets) at once; more are answered 429.
+    pub max_tails: Option<usize>,
+    /// Ingest limits.
+    #[serde(default)]
+    pub limits: FileLimits,
+    /// Retention per team.
+    #[serde(default)]
+    pub retention: FileRetention,
+    /// Background storage maintenance.
+    #[serde(default)]
+    pub storage: FileStorage,
+    /// Access tokens. Without any, the server only listens on loopback and needs no token.
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<FileToken>,
+}
+
+/// `[limits]`: each may only tighten the wire limit of the same name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    /// Largest request body before decompression, bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Largest push payload after decompression, bytes.
+    pub max_decompressed_bytes: Option<usize>,
+    /// Longest log line, bytes.
+    pub max_line_bytes: Option<usize>,
+    /// Most labels on one stream.
+    pub max_labels_per_stream: Option<usize>,
+    /// Longest label name, bytes.
+    pub max_label_name_bytes: Option<usize>,
+    /// Longest label value, bytes.
+    pub max_label_value_bytes: Option<usize>,
+    /// Refuse entries older than this, e.g. `7d`.
+    pub reject_older_than: Option<String>,
+    /// Refuse entries further than this in the future, e.g. `10m`.
+    pub reject_newer_than: Option<String>,
+}
+
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetention {
+    /// Days to keep lines of teams without an override; 0 keeps them forever.
+    pub default_days: Option<u32>,
+    /// How often a running server applies retention, e.g. `1h`.
+    pub interval: Option<String>,
+    /// Per-team days, e.g. `payments = 90`.
+    #[serde(default)]
+    pub teams: BTreeMap<String, u32>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorage {
+    /// How often the compactor merges small chunks, e.g. `1m`.
+    pub compact_interval: Option<String>,
+    /// How often the WAL is checkpointed and truncated, e.g. `30s`.
+    pub checkpoint_interval: Option<String>,
+}
+
+/// One `[[token]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileToken {
+    /// Name recorded in logs and the erasure log, e.g. `payments-ingest`.
+    pub name: String,
+    /// Hex SHA-256 of the token (`fjord-aggregator token hash`); never the token itself.
+    pub sha256: String,
+    /// Team the token pushes as or reads; optional for `admin`.
+    pub team: Option<String>,
+    /// `ingest`, `read` or `admin`.
+    pub role: String,
 }
 
 /// Values given on the command line, which win over the file.
@@ -59,6 +166,77 @@ pub struct Overrides {
     pub jurisdiction: Option<String>,
 }
 
+/// Checked ingest limits.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub max_line_bytes: usize,
+    pub max_labels_per_stream: usize,
+    pub max_label_name_bytes: usize,
+    pub max_label_value_bytes: usize,
+    pub reject_older_than: Duration,
+    pub reject_newer_than: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_body_bytes: wire::MAX_BODY_BYTES,
+            max_decompressed_bytes: wire::MAX_DECOMPRESSED_BYTES,
+            max_line_bytes: wire::MAX_LINE_BYTES,
+            max_labels_per_stream: wire::MAX_LABELS_PER_STREAM,
+            max_label_name_bytes: wire::MAX_LABEL_NAME_BYTES,
+            max_label_value_bytes: wire::MAX_LABEL_VALUE_BYTES,
+            reject_older_than: DEFAULT_REJECT_OLDER_THAN,
+            reject_newer_than: DEFAULT_REJECT_NEWER_THAN,
+        }
+    }
+}
+
+/// Checked retention policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Days for teams without an override; 0 = forever.
+    pub default_days: u32,
+    /// Per-team days; 0 = forever.
+    pub teams: BTreeMap<String, u32>,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            default_days: DEFAULT_RETENTION_DAYS,
+            teams: BTreeMap::new(),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// Days kept for `team`; 0 means forever.
+    pub fn days_for(&self, team: &str) -> u32 {
+        self.teams.get(team).copied().unwrap_or(self.default_days)
+    }
+}
+
+/// Checked intervals of the background tasks.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    pub compact_interval: Duration,
+    pub checkpoint_interval: Duration,
+    pub retention_interval: Duration,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Maintenance {
+            compact_interval: DEFAULT_COMPACT_INTERVAL,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            retention_interval: DEFAULT_RETENTION_INTERVAL,
+        }
+    }
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -67,6 +245,22 @@ pub struct ServeConfig {
     pub info: Info,
     pub max_query_lines: usize,
     pub ingest_concurrency: usize,
+    pub ingest_queue: usize,
+    pub max_tails: usize,
+    pub limits: IngestLimits,
+    pub retention: RetentionPolicy,
+    pub maintenance: Maintenance,
+    /// Empty: no auth (loopback only).
+    pub tokens: Vec<Token>,
+}
+
+impl ServeConfig {
+    /// The defaults with `data_dir`; for tests and offline commands.
+    pub fn with_data_dir(data_dir: &Path) -> ServeConfig {
+        let mut c = load(None, Overrides::default()).expect("the built-in defaults are valid");
+        c.data_dir = data_dir.to_owned();
+        c
+    }
 }
 
 /// Reads the file (if any), applies overrides and validates.
@@ -85,27 +279,63 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         .listen
         .or(file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    let listen: SocketAddr = listen_s.parse().map_err(|_| ConfigError::Invalid {
-        field: "listen",
-        reason: format!("{listen_s:?} is not an IP:port address, e.g. 127.0.0.1:3100"),
+    let listen: SocketAddr = listen_s.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("{listen_s:?} is not an IP:port address, e.g. 127.0.0.1:3100"),
+        )
     })?;
     let region = declaration("region", o.region.or(file.region))?;
     let jurisdiction = declaration("jurisdiction", o.jurisdiction.or(file.jurisdiction))?;
-    let max_query_lines = file.max_query_lines.unwrap_or(DEFAULT_MAX_QUERY_LINES);
-    if max_query_lines == 0 {
-        return Err(ConfigError::Invalid {
-            field: "max_query_lines",
-            reason: "must be at least 1".into(),
-        });
-    }
-    let ingest_concurrency = file
-        .ingest_concurrency
-        .unwrap_or(DEFAULT_INGEST_CONCURRENCY);
-    if !(1..=1024).contains(&ingest_concurrency) {
-        return Err(ConfigError::Invalid {
-            field: "ingest_concurrency",
-            reason: "must be between 1 and 1024".into(),
-        });
+    let max_query_lines = ranged(
+        "max_query_lines",
+        file.max_query_lines,
+        DEFAULT_MAX_QUERY_LINES,
+        1,
+        10_000_000,
+    )?;
+    let ingest_concurrency = ranged(
+        "ingest_concurrency",
+        file.ingest_concurrency,
+        DEFAULT_INGEST_CONCURRENCY,
+        1,
+        1024,
+    )?;
+    let ingest_queue = ranged(
+        "ingest_queue",
+        file.ingest_queue,
+        DEFAULT_INGEST_QUEUE,
+        0,
+        4096,
+    )?;
+    let max_tails = ranged("max_tails", file.max_tails, DEFAULT_MAX_TAILS, 0, 4096)?;
+    let limits = check_limits(&file.limits)?;
+    let retention = check_retention(&file.retention)?;
+    let maintenance = Maintenance {
+        compact_interval: interval(
+            "storage.compact_interval",
+            file.storage.compact_interval.as_deref(),
+            DEFAULT_COMPACT_INTERVAL,
+        )?,
+        checkpoint_interval: interval(
+            "storage.checkpoint_interval",
+            file.storage.checkpoint_interval.as_deref(),
+            DEFAULT_CHECKPOINT_INTERVAL,
+        )?,
+        retention_interval: interval(
+            "retention.interval",
+            file.retention.interval.as_deref(),
+            DEFAULT_RETENTION_INTERVAL,
+        )?,
+    };
+    let tokens = check_tokens(&file.tokens)?;
+    if tokens.is_empty() && !listen.ip().is_loopback() {
+        return Err(invalid(
+            "listen",
+            format!(
+                "{listen} is not a loopback address and no [[token]] is configured; an aggregator without tokens only serves on loopback. Add tokens (see `fjord-aggregator token new`) or listen on 127.0.0.1"
+            ),
+        ));
     }
     Ok(ServeConfig {
         listen,
@@ -121,7 +351,188 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         },
         max_query_lines,
         ingest_concurrency,
+        ingest_queue,
+        max_tails,
+        limits,
+        retention,
+        maintenance,
+        tokens,
     })
+}
+
+fn ranged(
+    field: &str,
+    v: Option<usize>,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let v = v.unwrap_or(default);
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(
+            field,
+            format!("{v} is not between {min} and {max}"),
+        ))
+    }
+}
+
+fn duration(field: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => crate::time::parse_duration(s).map_err(|e| invalid(field, e)),
+    }
+}
+
+fn interval(field: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    let d = duration(field, v, default)?;
+    if d < Duration::from_secs(1) {
+        return Err(invalid(field, "must be at least 1s"));
+    }
+    Ok(d)
+}
+
+fn check_limits(f: &FileLimits) -> Result<IngestLimits, ConfigError> {
+    let tighten = |field: &str, v: Option<usize>, wire_max: usize| {
+        ranged(&format!("limits.{field}"), v, wire_max, 1, wire_max)
+    };
+    Ok(IngestLimits {
+        max_body_bytes: tighten("max_body_bytes", f.max_body_bytes, wire::MAX_BODY_BYTES)?,
+        max_decompressed_bytes: tighten(
+            "max_decompressed_bytes",
+            f.max_decompressed_bytes,
+            wire::MAX_DECOMPRESSED_BYTES,
+        )?,
+        max_line_bytes: tighten("max_line_bytes", f.max_line_bytes, wire::MAX_LINE_BYTES)?,
+        max_labels_per_stream: tighten(
+            "max_labels_per_stream",
+            f.max_labels_per_stream,
+            wire::MAX_LABELS_PER_STREAM,
+        )?,
+        max_label_name_bytes: tighten(
+            "max_label_name_bytes",
+            f.max_label_name_bytes,
+            wire::MAX_LABEL_NAME_BYTES,
+        )?,
+        max_label_value_bytes: tighten(
+            "max_label_value_bytes",
+            f.max_label_value_bytes,
+            wire::MAX_LABEL_VALUE_BYTES,
+        )?,
+        reject_older_than: duration(
+            "limits.reject_older_than",
+            f.reject_older_than.as_deref(),
+            DEFAULT_REJECT_OLDER_THAN,
+        )?,
+        reject_newer_than: duration(
+            "limits.reject_newer_than",
+            f.reject_newer_than.as_deref(),
+            DEFAULT_REJECT_NEWER_THAN,
+        )?,
+    })
+}
+
+fn check_retention(f: &FileRetention) -> Result<RetentionPolicy, ConfigError> {
+    const MAX_DAYS: u32 = 36_500;
+    let check = |field: String, d: u32| {
+        if d > MAX_DAYS {
+            Err(invalid(field, format!("{d} is more than {MAX_DAYS} days")))
+        } else {
+            Ok(d)
+        }
+    };
+    let default_days = check(
+        "retention.default_days".into(),
+        f.default_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+    )?;
+    let mut teams = BTreeMap::new();
+    for (t, d) in &f.teams {
+        valid_team(&format!("retention.teams.{t}"), t)?;
+        teams.insert(t.clone(), check(format!("retention.teams.{t}"), *d)?);
+    }
+    Ok(RetentionPolicy {
+        default_days,
+        teams,
+    })
+}
+
+fn valid_team(field: &str, t: &str) -> Result<(), ConfigError> {
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "a team must be 1-64 characters of letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+fn check_tokens(f: &[FileToken]) -> Result<Vec<Token>, ConfigError> {
+    let mut out: Vec<Token> = Vec::with_capacity(f.len());
+    for (i, t) in f.iter().enumerate() {
+        let field = format!("token[{i}]");
+        if t.name.is_empty() || t.name.len() > 64 || t.name.chars().any(char::is_control) {
+            return Err(invalid(
+                format!("{field}.name"),
+                "must be 1-64 printable characters",
+            ));
+        }
+        if out.iter().any(|o| o.name == t.name) {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("{:?} is used by another token", t.name),
+            ));
+        }
+        let hash: [u8; 32] = hex::decode(t.sha256.trim())
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                invalid(
+                    format!("{field}.sha256"),
+                    format!(
+                        "token {:?}: must be 64 hex digits, the SHA-256 of the token (`fjord-aggregator token hash`), never the token itself",
+                        t.name
+                    ),
+                )
+            })?;
+        if out.iter().any(|o| o.hash == hash) {
+            return Err(invalid(
+                format!("{field}.sha256"),
+                format!("token {:?} has the same hash as another token", t.name),
+            ));
+        }
+        let role = match t.role.as_str() {
+            "ingest" => Role::Ingest,
+            "read" => Role::Read,
+            "admin" => Role::Admin,
+            other => {
+                return Err(invalid(
+                    format!("{field}.role"),
+                    format!("{other:?} is not one of ingest, read, admin"),
+                ))
+            }
+        };
+        if let Some(team) = &t.team {
+            valid_team(&format!("{field}.team"), team)?;
+        } else if role != Role::Admin {
+            return Err(invalid(
+                format!("{field}.team"),
+                format!("token {:?} with role {} needs a team", t.name, t.role),
+            ));
+        }
+        out.push(Token {
+            name: t.name.clone(),
+            hash,
+            team: t.team.clone(),
+            role,
+        });
+    }
+    Ok(out)
 }
 
 fn declaration(field: &'static str, v: Option<String>) -> Result<String, ConfigError> {
@@ -135,10 +546,10 @@ fn declaration(field: &'static str, v: Option<String>) -> Result<String, ConfigE
             if ok {
                 Ok(s)
             } else {
-                Err(ConfigError::Invalid {
+                Err(invalid(
                     field,
-                    reason: "must be 1-64 characters of letters, digits, '-', '_' or '.'".into(),
-                })
+                    "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+                ))
             }
         }
     }
@@ -167,23 +578,31 @@ pub fn parse_file(label: &str, text: &str) -> Result<FileConfig, ConfigError> {
 mod tests {
     use super::*;
 
+    const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agg.toml");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
     #[test]
     fn defaults_declare_unset() {
         let c = load(None, Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.info.jurisdiction, UNSET);
         assert_eq!(c.info.region, UNSET);
+        assert!(c.tokens.is_empty());
+        assert_eq!(c.retention.default_days, 30);
+        assert_eq!(c.limits.reject_newer_than, Duration::from_secs(600));
     }
 
     #[test]
     fn flags_override_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("agg.toml");
-        std::fs::write(
-            &p,
-            "listen = \"0.0.0.0:9000\"\nregion = \"eu-west-1\"\njurisdiction = \"EEA\"\n",
-        )
-        .unwrap();
+        let (_d, p) = write(&format!(
+            "listen = \"0.0.0.0:9000\"\nregion = \"eu-west-1\"\njurisdiction = \"EEA\"\n[[token]]\nname = \"a\"\nsha256 = \"{HASH}\"\nteam = \"payments\"\nrole = \"ingest\"\n"
+        ));
         let c = load(
             Some(&p),
             Overrides {
@@ -195,6 +614,41 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.info.region, "eu-north-1");
         assert_eq!(c.info.jurisdiction, "EEA");
+        assert_eq!(c.tokens.len(), 1);
+        assert_eq!(c.tokens[0].role, Role::Ingest);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let (_d, p) = write(&format!(
+            r#"
+ingest_queue = 2
+max_tails = 4
+[limits]
+max_line_bytes = 1000
+reject_older_than = "2d"
+reject_newer_than = "1m"
+[retention]
+default_days = 7
+interval = "10m"
+teams = {{ payments = 90, search = 0 }}
+[storage]
+compact_interval = "5m"
+checkpoint_interval = "10s"
+[[token]]
+name = "root"
+sha256 = "{HASH}"
+role = "admin"
+"#
+        ));
+        let c = load(Some(&p), Overrides::default()).unwrap();
+        assert_eq!(c.limits.max_line_bytes, 1000);
+        assert_eq!(c.limits.reject_older_than, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.retention.days_for("payments"), 90);
+        assert_eq!(c.retention.days_for("search"), 0);
+        assert_eq!(c.retention.days_for("other"), 7);
+        assert_eq!(c.maintenance.compact_interval, Duration::from_secs(300));
+        assert_eq!(c.tokens[0].team, None);
     }
 
     #[test]
@@ -224,5 +678,68 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("invalid jurisdiction"), "{err}");
+    }
+
+    #[test]
+    fn open_server_must_be_loopback() {
+        let err = load(
+            None,
+            Overrides {
+                listen: Some("0.0.0.0:3100".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a loopback address"), "{err}");
+        assert!(load(
+            None,
+            Overrides {
+                listen: Some("[::1]:3100".into()),
+                ..Overrides::default()
+            },
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (
+                "[[token]]\nname=\"a\"\nsha256=\"secret\"\nteam=\"t\"\nrole=\"read\"\n",
+                "token[0].sha256",
+            ),
+            (
+                &format!("[[token]]\nname=\"a\"\nsha256=\"{HASH}\"\nrole=\"read\"\n"),
+                "token[0].team",
+            ),
+            (
+                &format!("[[token]]\nname=\"a\"\nsha256=\"{HASH}\"\nteam=\"t\"\nrole=\"root\"\n"),
+                "token[0].role",
+            ),
+            (
+                &format!("[[token]]\nname=\"a\"\nsha256=\"{HASH}\"\nrole=\"admin\"\n[[token]]\nname=\"b\"\nsha256=\"{HASH}\"\nrole=\"admin\"\n"),
+                "token[1].sha256",
+            ),
+            ("[limits]\nmax_line_bytes = 99999999\n", "limits.max_line_bytes"),
+            ("[limits]\nreject_older_than = \"soon\"\n", "limits.reject_older_than"),
+            ("[retention]\nteams = { \"a b\" = 3 }\n", "retention.teams.a b"),
+            ("[storage]\ncompact_interval = \"0s\"\n", "storage.compact_interval"),
+            ("ingest_concurrency = 0\n", "ingest_concurrency"),
+        ];
+        for (text, field) in cases {
+            let (_d, p) = write(text);
+            let err = load(Some(&p), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("invalid {field}")), "{text}: {err}");
+        }
+        // The token-hash error never echoes what was in the file.
+        let (_d, p) =
+            write("[[token]]\nname=\"a\"\nsha256=\"secret\"\nteam=\"t\"\nrole=\"read\"\n");
+        let err = load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
     }
 }

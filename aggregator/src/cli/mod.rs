@@ -1,7 +1,16 @@
 //! The `fjord-aggregator` command line: clap definitions and the code behind each
 //! subcommand. `main.rs` only parses, sets up tracing and calls [`run`].
+//!
+//! Query commands (`query`, `tail`, `labels`, `stats`, `erase`) talk to a server over HTTP
+//! (`--url`/`FJORD_URL`, token from `--token-file` or `FJORD_TOKEN`); `retention run` and
+//! `erase --data` work offline on the data directory, coordinated with a running server by
+//! SQLite's locks. Bad configuration or usage exits with 64.
 
+mod client;
+mod offline;
 mod query;
+mod tail;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +18,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
@@ -28,14 +36,30 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the aggregator server.
     Serve(ServeArgs),
     /// Query stored lines with LogQL and print them in time order.
     Query(QueryArgs),
+    /// Follow new lines live (over the /tail WebSocket), reconnecting when the server goes away.
+    Tail(TailArgs),
+    /// List label names, or the values of one label.
+    Labels(LabelsArgs),
+    /// Lines and bytes stored per team, stream and day.
+    Stats(StatsArgs),
+    /// Erase the lines matching a selector and filter (GDPR right to erasure).
+    Erase(EraseArgs),
+    /// Retention: delete expired lines and reclaim disk space.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Token helpers: hash a token for the config, or make a new one.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
+/// `serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:3100].
@@ -55,7 +79,23 @@ pub struct ServeArgs {
     pub jurisdiction: Option<String>,
 }
 
-/// How `query` prints results.
+/// Where a client command finds the server and its token.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Aggregator URL.
+    #[arg(
+        long,
+        env = "FJORD_URL",
+        default_value = "http://127.0.0.1:3100",
+        value_name = "URL"
+    )]
+    pub url: String,
+    /// File holding the token (else FJORD_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// How `query` and `tail` print lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// Aligned, human-readable: time, labels, line.
@@ -66,19 +106,14 @@ pub enum Output {
     Raw,
 }
 
+/// `query` flags.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// LogQL query, e.g. '{team="payments"} |= "declined"'.
     #[arg(value_name = "LOGQL")]
     pub query: String,
-    /// Aggregator URL.
-    #[arg(
-        long,
-        env = "FJORD_URL",
-        default_value = "http://127.0.0.1:3100",
-        value_name = "URL"
-    )]
-    pub url: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Look back this far from --to (or now), e.g. 15m, 1h, 7d.
     #[arg(long, value_name = "DURATION", conflicts_with = "from")]
     pub since: Option<String>,
@@ -97,9 +132,139 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// File holding a read token (else FJORD_TOKEN).
+}
+
+/// `tail` flags.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// LogQL query, e.g. '{team="payments"} |= "declined"'.
+    #[arg(value_name = "LOGQL")]
+    pub query: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// First print the lines of this last stretch, e.g. 5m (at most --limit of them).
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub since: String,
+    /// Most lines printed from --since before following.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Stop after this many lines (for scripts and tests).
+    #[arg(long, value_name = "N", hide = true)]
+    pub max_lines: Option<u64>,
+}
+
+/// `labels` flags.
+#[derive(Debug, Args)]
+pub struct LabelsArgs {
+    /// A label name: print its values instead of the names.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only streams with lines in this last stretch.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub since: String,
+    /// Only streams matching this selector, e.g. '{namespace="shop"}'.
+    #[arg(long, value_name = "LOGQL")]
+    pub query: Option<String>,
+}
+
+/// How `stats` groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsBy {
+    Team,
+    Stream,
+    Day,
+}
+
+/// `stats` flags.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Grouping; repeat for several tables [default: team].
+    #[arg(long, value_enum, value_name = "BY")]
+    pub by: Vec<StatsBy>,
+    /// Print the server's JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `erase` flags.
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// Stream selector, e.g. '{team="payments"}'.
+    #[arg(value_name = "SELECTOR")]
+    pub selector: String,
+    /// Erase lines containing this text (repeat: lines containing all of them).
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub filter: Vec<String>,
+    /// Start of the range [default: the beginning].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the range [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Count the lines that would be erased; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Who is erasing, for the erasure log [default: $USER].
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+    /// Work offline on this data directory instead of asking a server.
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    pub data: Option<PathBuf>,
+    /// Aggregator URL (needs an admin token).
+    #[arg(long, env = "FJORD_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// File holding an admin token (else FJORD_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+}
+
+/// `retention` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Apply the retention policy now, offline on the data directory (a running server keeps
+    /// serving; SQLite's locks serialise the two).
+    Run(RetentionArgs),
+}
+
+/// `retention run` flags.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Data directory [default: data_dir of --config, else ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The server's config file, for [retention].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Read a token from stdin and print its SHA-256, for `sha256 = "…"` in [[token]].
+    Hash,
+    /// Generate a random token; print it once, with the [[token]] entry for the config.
+    New(TokenNewArgs),
+}
+
+/// `token new` flags.
+#[derive(Debug, Args)]
+pub struct TokenNewArgs {
+    /// Token name, e.g. payments-ingest.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Team the token pushes as or reads (optional for admin).
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
+    /// Role.
+    #[arg(long, value_name = "ROLE", value_parser = ["ingest", "read", "admin"])]
+    pub role: String,
 }
 
 /// Runs a parsed command line.
@@ -107,6 +272,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
         Command::Query(a) => query::run(a).await,
+        Command::Tail(a) => tail::run(a).await,
+        Command::Labels(a) => query::labels(a).await,
+        Command::Stats(a) => query::stats(a).await,
+        Command::Erase(a) => offline::erase(a).await,
+        Command::Retention(RetentionCommand::Run(a)) => offline::retention(a).await,
+        Command::Token(TokenCommand::Hash) => token::hash(),
+        Command::Token(TokenCommand::New(a)) => token::new(a),
     }
 }
 
@@ -136,21 +308,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
-    let state = Arc::new(AppState {
-        store: Arc::new(store),
-        info: cfg.info,
-        ingest_permits: Arc::new(Semaphore::new(cfg.ingest_concurrency)),
-        max_query_lines: cfg.max_query_lines,
-    });
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    let mut server = tokio::spawn(server::run(listener, state, shutdown.clone()));
+    let state = Arc::new(AppState::new(Arc::new(store), &cfg, shutdown.clone()));
+    let mut server = tokio::spawn(server::run(listener, state, cfg));
     tokio::select! {
         res = &mut server => { res??; return Ok(ExitCode::SUCCESS); }
         () = wait_for_signal() => {}
     }
     tracing::info!("shutting down");
-    signal.cancel();
+    shutdown.cancel();
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(res) => res??,
         Err(_) => tracing::warn!("requests still running after the grace period; exiting"),

@@ -1,29 +1,25 @@
-//! `fjord-aggregator query`: asks a server's `query_range` and prints the lines in time order.
+//! `query`, `labels` and `stats`: ask a server and print aligned, readable tables (or JSON).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
-use fjord_wire::ErrorBody;
+use anyhow::Context;
 
-use super::{Output, QueryArgs};
-use crate::server::query_types::QueryResponse;
+use super::client::Client;
+use super::{LabelsArgs, Output, QueryArgs, StatsArgs, StatsBy};
+use crate::server::query_types::{LabelsResponse, QueryResponse, StatsResponse};
 use crate::time::{format_ns, now_ns, parse_duration, parse_time};
 
-/// Reads the bearer token: `--token-file` first, then `FJORD_TOKEN`.
-pub fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
-    if let Some(p) = file {
-        let t = std::fs::read_to_string(p)
-            .with_context(|| format!("reading token file {}", p.display()))?;
-        return Ok(Some(t.trim().to_owned()));
-    }
-    Ok(std::env::var("FJORD_TOKEN")
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty()))
+/// Parses a `--since` style duration into nanoseconds.
+pub fn since_ns(s: &str, flag: &str) -> anyhow::Result<i64> {
+    let d = parse_duration(s)
+        .map_err(anyhow::Error::msg)
+        .context(flag.to_owned())?;
+    Ok(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// Runs `query`.
 pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let end = match &a.to {
         Some(t) => parse_time(t).map_err(anyhow::Error::msg).context("--to")?,
@@ -33,46 +29,25 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
         (Some(f), _) => parse_time(f)
             .map_err(anyhow::Error::msg)
             .context("--from")?,
-        (None, Some(s)) => {
-            let d = parse_duration(s)
-                .map_err(anyhow::Error::msg)
-                .context("--since")?;
-            end.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        }
+        (None, Some(s)) => end.saturating_sub(since_ns(s, "--since")?),
         (None, None) => end.saturating_sub(3600 * 1_000_000_000),
     };
-    let token = read_token(a.token_file.as_deref())?;
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .build()
-        .context("building the HTTP client")?;
-    let url = format!("{}/loki/api/v1/query_range", a.url.trim_end_matches('/'));
-    let mut req = client.get(&url).query(&[
-        ("query", a.query.as_str()),
-        ("start", &start.to_string()),
-        ("end", &end.to_string()),
-        ("limit", &a.limit.to_string()),
-        ("direction", if a.backward { "backward" } else { "forward" }),
-    ]);
-    if let Some(t) = &token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.with_context(|| {
-        format!(
-            "cannot reach the aggregator at {}; is it running? (set --url or FJORD_URL)",
-            a.url
+    let client = Client::new(&a.client.url, a.client.token_file.as_deref())?;
+    let parsed: QueryResponse = client
+        .get(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", a.query.clone()),
+                ("start", start.to_string()),
+                ("end", end.to_string()),
+                ("limit", a.limit.to_string()),
+                (
+                    "direction",
+                    if a.backward { "backward" } else { "forward" }.to_owned(),
+                ),
+            ],
         )
-    })?;
-    let status = resp.status();
-    let body = resp.bytes().await.context("reading the response")?;
-    if !status.is_success() {
-        let reason = serde_json::from_slice::<ErrorBody>(&body)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(500).collect());
-        bail!("query failed ({status}): {reason}");
-    }
-    let parsed: QueryResponse = serde_json::from_slice(&body)
-        .context("the server's answer is not a Loki query response")?;
+        .await?;
 
     // Merge streams into one time-ordered list; ties keep stream order.
     let mut rows: Vec<(i64, usize, &BTreeMap<String, String>, &str)> = Vec::new();
@@ -90,26 +65,8 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or(0);
     for (ts, _, labels, line) in &rows {
-        let res = match a.output {
-            Output::Text => writeln!(
-                out,
-                "{}  {:<w$}  {}",
-                format_ns(*ts),
-                format_labels(labels),
-                line,
-                w = label_width
-            ),
-            Output::Raw => writeln!(out, "{line}"),
-            Output::Jsonl => {
-                let v = serde_json::json!({ "ts": ts.to_string(), "time": format_ns(*ts), "labels": labels, "line": line });
-                writeln!(out, "{v}")
-            }
-        };
-        if let Err(e) = res {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(e.into());
+        if !print_line(&mut out, a.output, *ts, labels, line, label_width)? {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     out.flush().ok();
@@ -122,7 +79,224 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn format_labels(l: &BTreeMap<String, String>) -> String {
+/// Prints one line in `output` format; false when stdout is closed (a pipe to `head`).
+pub fn print_line(
+    out: &mut impl Write,
+    output: Output,
+    ts: i64,
+    labels: &BTreeMap<String, String>,
+    line: &str,
+    label_width: usize,
+) -> anyhow::Result<bool> {
+    let res = match output {
+        Output::Text => writeln!(
+            out,
+            "{}  {:<w$}  {}",
+            format_ns(ts),
+            format_labels(labels),
+            line,
+            w = label_width
+        ),
+        Output::Raw => writeln!(out, "{line}"),
+        Output::Jsonl => {
+            let v = serde_json::json!({ "ts": ts.to_string(), "time": format_ns(ts), "labels": labels, "line": line });
+            writeln!(out, "{v}")
+        }
+    };
+    match res {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `{a="1", b="2"}`.
+pub fn format_labels(l: &BTreeMap<String, String>) -> String {
     let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
+}
+
+/// Runs `labels [NAME]`.
+pub async fn labels(a: LabelsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.client.url, a.client.token_file.as_deref())?;
+    let end = now_ns();
+    let start = end.saturating_sub(since_ns(&a.since, "--since")?);
+    let mut q = vec![("start", start.to_string()), ("end", end.to_string())];
+    if let Some(sel) = &a.query {
+        q.push(("query", sel.clone()));
+    }
+    let path = match &a.name {
+        Some(n) => {
+            if !fjord_wire::push::valid_label_name(n) {
+                anyhow::bail!(
+                    "{n:?} is not a label name (letters, digits and _, not starting with a digit)"
+                );
+            }
+            format!("/loki/api/v1/label/{n}/values")
+        }
+        None => "/loki/api/v1/labels".to_owned(),
+    };
+    let resp: LabelsResponse = client.get(&path, &q).await?;
+    let mut out = std::io::stdout().lock();
+    for v in &resp.data {
+        if writeln!(out, "{v}").is_err() {
+            break;
+        }
+    }
+    if resp.data.is_empty() {
+        eprintln!("(none with lines in the last {}; widen --since)", a.since);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Human byte counts: `1.5 MiB`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Prints rows as a table: first column left-aligned, the rest right-aligned.
+pub fn print_table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let fmt_row = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", fmt_row(header.to_vec()).trim_end())?;
+    for r in rows {
+        writeln!(
+            out,
+            "{}",
+            fmt_row(r.iter().map(String::as_str).collect()).trim_end()
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `stats`.
+pub async fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.client.url, a.client.token_file.as_deref())?;
+    let resp: serde_json::Value = client.get("/fjord/v1/stats", &[]).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&resp)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let resp: StatsResponse =
+        serde_json::from_value(resp).context("the server's stats are not what fjord expects")?;
+    let by = if a.by.is_empty() {
+        vec![StatsBy::Team]
+    } else {
+        a.by
+    };
+    let mut out = std::io::stdout().lock();
+    for (i, b) in by.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        match b {
+            StatsBy::Team => {
+                let rows: Vec<Vec<String>> = resp
+                    .data
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.team.clone(),
+                            t.streams.to_string(),
+                            t.stored_lines.to_string(),
+                            human_bytes(t.stored_raw_bytes),
+                            human_bytes(t.stored_compressed_bytes),
+                            ratio(t.stored_compressed_bytes, t.stored_raw_bytes),
+                            t.batches.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &mut out,
+                    &[
+                        "TEAM", "STREAMS", "LINES", "RAW", "STORED", "RATIO", "BATCHES",
+                    ],
+                    &rows,
+                )?;
+            }
+            StatsBy::Stream => {
+                let rows: Vec<Vec<String>> = resp
+                    .detail
+                    .streams
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            format_labels(&s.stream),
+                            s.lines.to_string(),
+                            human_bytes(s.raw_bytes),
+                            human_bytes(s.stored_bytes),
+                            s.chunks.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &mut out,
+                    &["STREAM", "LINES", "RAW", "STORED", "CHUNKS"],
+                    &rows,
+                )?;
+            }
+            StatsBy::Day => {
+                let rows: Vec<Vec<String>> = resp
+                    .detail
+                    .days
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            format!("{}  {}", d.day, d.team),
+                            d.lines.to_string(),
+                            human_bytes(d.raw_bytes),
+                            human_bytes(d.stored_bytes),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &mut out,
+                    &["DAY         TEAM", "LINES", "RAW", "STORED"],
+                    &rows,
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ratio(a: u64, b: u64) -> String {
+    if b == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.3}", a as f64 / b as f64)
+    }
 }

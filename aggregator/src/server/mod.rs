@@ -1,14 +1,23 @@
-//! The HTTP API: Loki push and query endpoints plus fjord's own `/v1/info` and stats.
+//! The HTTP API: Loki push, query and tail endpoints, fjord's own `/v1/info`, stats and
+//! erasure, and the background maintenance tasks of a running server.
 //!
-//! `app(state)` builds the router so tests drive it in-process; `run(listener, state,
-//! shutdown)` serves it until the token is cancelled, then drains in-flight requests.
+//! `app(state)` builds the router so tests drive it in-process; `run(listener, state)` serves
+//! it until `state.shutdown` is cancelled, then drains in-flight requests, live tails and the
+//! maintenance tasks, all of which are tracked in `state.tasks`.
 
+pub mod admin;
+pub mod auth;
 mod error;
-mod push;
+mod maintenance;
+pub mod push;
 mod query;
+mod tail;
+
 /// Response types of the query endpoints, shared with the CLI.
 pub mod query_types {
-    pub use super::query::{QueryData, QueryResponse, StreamValues};
+    pub use super::admin::{EraseRequest, StatsResponse};
+    pub use super::query::{LabelsResponse, QueryData, QueryResponse, StreamValues};
+    pub use super::tail::TailMessage;
 }
 
 use std::net::SocketAddr;
@@ -21,34 +30,76 @@ use fjord_wire::Info;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use error::AppError;
 
+use crate::config::{IngestLimits, ServeConfig};
 use crate::store::Store;
+use auth::Auth;
 
 /// Shared state of every handler.
 pub struct AppState {
     pub store: Arc<Store>,
     /// The residency declaration served at `/v1/info`.
     pub info: Info,
-    /// Ingest requests decoded and written at once. A push that finds no permit is answered
-    /// 429 with `Retry-After` instead of queueing in memory.
-    pub ingest_permits: Arc<Semaphore>,
+    /// Configured tokens; empty = open (loopback-only) mode.
+    pub auth: Auth,
+    pub limits: IngestLimits,
+    /// Admission to the ingest queue: `ingest_concurrency + ingest_queue` permits. A push that
+    /// finds none is answered 429 with `Retry-After` before its body is read, so memory is
+    /// bounded by (permits × `max_body_bytes`) however hard agents push.
+    pub ingest_slots: Arc<Semaphore>,
+    /// Pushes decoded and written at once (`ingest_concurrency`); admitted pushes wait here.
+    pub ingest_workers: Arc<Semaphore>,
+    /// Live tails at once (`max_tails`); more are answered 429.
+    pub tail_permits: Arc<Semaphore>,
     /// Most entries one query may ask for.
     pub max_query_lines: usize,
+    /// Cancelled on shutdown: live tails and maintenance tasks stop.
+    pub shutdown: CancellationToken,
+    /// Live tails and maintenance tasks, awaited on shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// Builds the state from a checked config and an open store.
+    pub fn new(store: Arc<Store>, cfg: &ServeConfig, shutdown: CancellationToken) -> AppState {
+        AppState {
+            store,
+            info: cfg.info.clone(),
+            auth: Auth::new(cfg.tokens.clone()),
+            limits: cfg.limits.clone(),
+            ingest_slots: Arc::new(Semaphore::new(cfg.ingest_concurrency + cfg.ingest_queue)),
+            ingest_workers: Arc::new(Semaphore::new(cfg.ingest_concurrency)),
+            tail_permits: Arc::new(Semaphore::new(cfg.max_tails)),
+            max_query_lines: cfg.max_query_lines,
+            shutdown,
+            tasks: TaskTracker::new(),
+        }
+    }
 }
 
 /// Builds the router.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/loki/api/v1/push", post(push::push))
+        // The push handler streams its body with its own limit and JSON 413.
+        .route(
+            "/loki/api/v1/push",
+            post(push::push).layer(DefaultBodyLimit::disable()),
+        )
         .route("/loki/api/v1/query_range", get(query::query_range))
+        .route("/loki/api/v1/query", get(query::query_instant))
+        .route("/loki/api/v1/labels", get(query::labels))
+        .route("/loki/api/v1/label", get(query::labels))
+        .route("/loki/api/v1/label/{name}/values", get(query::label_values))
+        .route("/loki/api/v1/series", get(query::series))
+        .route("/loki/api/v1/tail", get(tail::tail))
         .route("/v1/info", get(info))
         .route("/ready", get(|| async { "ready\n" }))
-        .route("/fjord/v1/stats", get(query::stats))
-        // The push handler enforces MAX_BODY_BYTES itself with a JSON 413; this only lifts
-        // axum's 2 MiB default so that it can.
-        .layer(DefaultBodyLimit::max(fjord_wire::limits::MAX_BODY_BYTES))
+        .route("/fjord/v1/stats", get(admin::stats))
+        .route("/fjord/v1/erase", post(admin::erase))
+        .route("/fjord/v1/erasures", get(admin::erasures))
         .with_state(state)
 }
 
@@ -56,18 +107,29 @@ async fn info(State(st): State<Arc<AppState>>) -> Json<Info> {
     Json(st.info.clone())
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` is cancelled, then lets in-flight
-/// requests finish.
+/// Serves `app(state)` on `listener`, with the maintenance tasks of `cfg`, until
+/// `state.shutdown` is cancelled; then lets in-flight requests finish and waits for every
+/// tracked task.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
-    shutdown: CancellationToken,
+    cfg: ServeConfig,
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
+    if state.auth.is_open() {
+        tracing::warn!(%addr, "no [[token]] configured: serving WITHOUT authentication (loopback only)");
+    }
     tracing::info!(%addr, region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
-    axum::serve(listener, app(state))
+    maintenance::spawn(&state, &cfg);
+    let shutdown = state.shutdown.clone();
+    let res = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+        .await;
+    // Stop the background tasks also when serving failed.
+    state.shutdown.cancel();
+    state.tasks.close();
+    state.tasks.wait().await;
+    res
 }
 
 #[cfg(test)]

@@ -1,33 +1,34 @@
-//! Read endpoints: `GET /loki/api/v1/query_range` in Loki's JSON shape, and fjord's stats.
+//! Read endpoints in Loki's JSON shape: `query_range`, `query` (instant log queries),
+//! `labels`, `label/<name>/values` and `series`.
+//!
+//! Invariants: every endpoint needs a read or admin token; a read token's selectors get
+//! `team="<its team>"` added server-side, so it never sees another team's streams; time
+//! parameters accept Unix ns, float/integer seconds and RFC 3339 as Loki does; a bad parameter
+//! or LogQL syntax error is a 400 naming the parameter or the column, never a 5xx.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use fjord_wire::Entry;
 use serde::{Deserialize, Serialize};
 
+use super::auth::Caller;
 use super::{AppError, AppState};
-use crate::logql;
-use crate::store::{Direction, RangeQuery, TeamStats};
+use crate::logql::{self, LogQuery};
+use crate::store::{Direction, Labels, RangeQuery, StreamResult};
 use crate::time::{now_ns, parse_duration, parse_time};
 
 /// Loki's default `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
-/// Loki's default range: the last hour.
+/// Loki's default range for log queries: the last hour.
 const DEFAULT_RANGE_NS: i64 = 3600 * 1_000_000_000;
-
-#[derive(Debug, Deserialize)]
-pub struct RangeParams {
-    query: Option<String>,
-    start: Option<String>,
-    end: Option<String>,
-    since: Option<String>,
-    limit: Option<String>,
-    direction: Option<String>,
-}
+/// Loki's default range for label and series lookups: the last six hours.
+const DEFAULT_META_RANGE_NS: i64 = 6 * 3600 * 1_000_000_000;
+/// How far an instant log query (`/query`) looks back from `time`.
+pub const INSTANT_LOOKBACK_NS: i64 = DEFAULT_RANGE_NS;
 
 /// Loki's response: `{"status":"success","data":{"resultType":"streams","result":[…]}}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,6 +37,7 @@ pub struct QueryResponse {
     pub data: QueryData,
 }
 
+/// The `data` of a query response.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct QueryData {
     #[serde(rename = "resultType")]
@@ -45,107 +47,324 @@ pub struct QueryData {
     pub stats: serde_json::Value,
 }
 
+/// One stream of a result: labels and `[["<ns>", "<line>"], …]`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StreamValues {
     pub stream: BTreeMap<String, String>,
     pub values: Vec<Entry>,
 }
 
-fn bad_query(e: QueryRejection) -> AppError {
-    AppError::bad_request(format!("invalid query parameters: {}", e.body_text()))
+impl From<StreamResult> for StreamValues {
+    fn from(s: StreamResult) -> Self {
+        StreamValues {
+            stream: s.labels,
+            values: s.entries,
+        }
+    }
 }
 
-pub async fn query_range(
-    State(st): State<Arc<AppState>>,
-    params: Result<Query<RangeParams>, QueryRejection>,
-) -> Result<Json<QueryResponse>, AppError> {
-    let Query(p) = params.map_err(bad_query)?;
-    let q = p
-        .query
-        .as_deref()
-        .ok_or_else(|| AppError::bad_request("missing parameter `query`"))?;
-    let query = logql::parse(q).map_err(|e| AppError::bad_request(e.to_string()))?;
-    let end_ns = match &p.end {
-        Some(e) => parse_time(e).map_err(|e| AppError::bad_request(format!("end: {e}")))?,
-        None => now_ns(),
-    };
-    let start_ns = match (&p.start, &p.since) {
-        (Some(s), _) => parse_time(s).map_err(|e| AppError::bad_request(format!("start: {e}")))?,
-        (None, Some(since)) => {
-            let d =
-                parse_duration(since).map_err(|e| AppError::bad_request(format!("since: {e}")))?;
-            end_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+/// `/labels` and `/label/<n>/values`: `{"status":"success","data":["…"]}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LabelsResponse {
+    pub status: String,
+    #[serde(default)]
+    pub data: Vec<String>,
+}
+
+/// `/series`: `{"status":"success","data":[{labels}, …]}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SeriesResponse {
+    pub status: String,
+    pub data: Vec<Labels>,
+}
+
+/// Query-string parameters; repeated keys (`match[]`) are kept in order.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses the query string.
+    pub fn from_query(
+        q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    ) -> Result<Self, AppError> {
+        let Query(v) = q.map_err(|e| {
+            AppError::bad_request(format!("invalid query parameters: {}", e.body_text()))
+        })?;
+        Ok(Params(v))
+    }
+
+    /// The last value of `name` (an empty value counts as absent, like Loki).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn time(&self, name: &str) -> Result<Option<i64>, AppError> {
+        self.get(name)
+            .map(|v| parse_time(v).map_err(|e| AppError::bad_request(format!("{name}: {e}"))))
+            .transpose()
+    }
+
+    /// `[start, end]` from `start`/`end`/`since`, defaulting to `default_ns` before now.
+    pub fn range(&self, default_ns: i64) -> Result<(i64, i64), AppError> {
+        let end = self.time("end")?.unwrap_or_else(now_ns);
+        let start = match (self.time("start")?, self.get("since")) {
+            (Some(s), _) => s,
+            (None, Some(since)) => {
+                let d = parse_duration(since)
+                    .map_err(|e| AppError::bad_request(format!("since: {e}")))?;
+                end.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            }
+            (None, None) => end.saturating_sub(default_ns),
+        };
+        if start > end {
+            return Err(AppError::bad_request("start must not be after end"));
         }
-        (None, None) => end_ns.saturating_sub(DEFAULT_RANGE_NS),
-    };
-    if start_ns > end_ns {
-        return Err(AppError::bad_request("start must not be after end"));
+        Ok((start, end))
     }
-    let limit = match &p.limit {
-        Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| AppError::bad_request("limit must be a non-negative integer"))?,
-        None => DEFAULT_LIMIT,
-    };
-    if limit > st.max_query_lines {
-        return Err(AppError::bad_request(format!(
-            "max entries limit per query exceeded, limit > max_entries_limit ({limit} > {})",
-            st.max_query_lines
-        )));
+
+    /// `limit`, checked against the server's maximum.
+    pub fn limit(&self, max: usize) -> Result<usize, AppError> {
+        let limit = match self.get("limit") {
+            Some(l) => l
+                .parse::<usize>()
+                .map_err(|_| AppError::bad_request("limit must be a non-negative integer"))?,
+            None => DEFAULT_LIMIT,
+        };
+        if limit > max {
+            return Err(AppError::bad_request(format!(
+                "max entries limit per query exceeded, limit > max_entries_limit ({limit} > {max})"
+            )));
+        }
+        Ok(limit)
     }
-    let direction = match p.direction.as_deref() {
-        None | Some("backward") | Some("BACKWARD") => Direction::Backward,
-        Some("forward") | Some("FORWARD") => Direction::Forward,
-        Some(_) => {
-            return Err(AppError::bad_request(
+
+    /// `direction`, Loki's default backward.
+    pub fn direction(&self) -> Result<Direction, AppError> {
+        match self.get("direction") {
+            None | Some("backward") | Some("BACKWARD") => Ok(Direction::Backward),
+            Some("forward") | Some("FORWARD") => Ok(Direction::Forward),
+            Some(_) => Err(AppError::bad_request(
                 "direction must be forward or backward",
-            ))
+            )),
         }
-    };
-    let rq = RangeQuery {
-        query,
-        start_ns,
-        end_ns,
-        limit,
-        direction,
-        team: None,
-    };
+    }
+
+    /// The `query` parameter parsed and confined to the caller's team.
+    pub fn log_query(&self, caller: &Caller) -> Result<LogQuery, AppError> {
+        let q = self
+            .get("query")
+            .ok_or_else(|| AppError::bad_request("missing parameter `query`"))?;
+        let mut query = logql::parse(q).map_err(|e| AppError::bad_request(e.to_string()))?;
+        caller.scope_query(&mut query)?;
+        Ok(query)
+    }
+}
+
+async fn run_range(st: &Arc<AppState>, rq: RangeQuery) -> Result<Json<QueryResponse>, AppError> {
     let store = st.store.clone();
     let streams = tokio::task::spawn_blocking(move || store.query_range(&rq))
         .await
         .map_err(|e| AppError::internal("query task", &e))?
         .map_err(|e| AppError::internal("query", &e))?;
     let lines: usize = streams.iter().map(|s| s.entries.len()).sum();
+    let bytes: usize = streams
+        .iter()
+        .flat_map(|s| s.entries.iter())
+        .map(|e| e.line.len())
+        .sum();
     Ok(Json(QueryResponse {
         status: "success".to_owned(),
         data: QueryData {
             result_type: "streams".to_owned(),
-            result: streams
-                .into_iter()
-                .map(|s| StreamValues {
-                    stream: s.labels,
-                    values: s.entries,
-                })
-                .collect(),
-            stats: serde_json::json!({ "summary": { "totalEntriesReturned": lines } }),
+            result: streams.into_iter().map(StreamValues::from).collect(),
+            stats: serde_json::json!({ "summary": {
+                "totalEntriesReturned": lines,
+                "totalBytesProcessed": bytes,
+            } }),
         },
     }))
 }
 
-#[derive(Debug, Serialize)]
-pub struct StatsResponse {
-    status: &'static str,
-    data: Vec<TeamStats>,
+/// Which range a log query endpoint reads.
+enum Span {
+    /// `start`/`end`/`since` (query_range).
+    Range,
+    /// `[time - INSTANT_LOOKBACK_NS, time]` (instant query).
+    Instant,
 }
 
-pub async fn stats(State(st): State<Arc<AppState>>) -> Result<Json<StatsResponse>, AppError> {
+/// Shared body of the two log query endpoints.
+async fn log_query(
+    st: Arc<AppState>,
+    caller: Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    span: Span,
+) -> Result<Json<QueryResponse>, AppError> {
+    caller.require_read()?;
+    let p = Params::from_query(q)?;
+    let query = p.log_query(&caller)?;
+    let (start_ns, end_ns) = match span {
+        Span::Range => p.range(DEFAULT_RANGE_NS)?,
+        Span::Instant => {
+            let end = p.time("time")?.unwrap_or_else(now_ns);
+            (end.saturating_sub(INSTANT_LOOKBACK_NS), end)
+        }
+    };
+    let rq = RangeQuery {
+        query,
+        start_ns,
+        end_ns,
+        limit: p.limit(st.max_query_lines)?,
+        direction: p.direction()?,
+        team: caller.read_scope().map(str::to_owned),
+    };
+    run_range(&st, rq).await
+}
+
+/// `GET /loki/api/v1/query_range`.
+pub async fn query_range(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<QueryResponse>, AppError> {
+    log_query(st, caller, q, Span::Range).await
+}
+
+/// `GET /loki/api/v1/query`: an instant log query, the entries in
+/// `[time - 1h, time]` (Loki answers log selectors here with `resultType: streams` too).
+pub async fn query_instant(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<QueryResponse>, AppError> {
+    log_query(st, caller, q, Span::Instant).await
+}
+
+/// Streams visible to the caller in the request's range, optionally narrowed by `query`.
+async fn visible_streams(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    p: &Params,
+    selectors: Vec<LogQuery>,
+) -> Result<Vec<Labels>, AppError> {
+    let (start, end) = p.range(DEFAULT_META_RANGE_NS)?;
+    let team = caller.read_scope().map(str::to_owned);
     let store = st.store.clone();
-    let data = tokio::task::spawn_blocking(move || store.stats(None))
-        .await
-        .map_err(|e| AppError::internal("stats task", &e))?
-        .map_err(|e| AppError::internal("stats", &e))?;
-    Ok(Json(StatsResponse {
-        status: "success",
+    tokio::task::spawn_blocking(move || -> Result<Vec<Labels>, crate::store::StoreError> {
+        if selectors.is_empty() {
+            return store.streams_in_range(None, team.as_deref(), start, end);
+        }
+        // A stream matching several selectors is listed once.
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for sel in &selectors {
+            for l in store.streams_in_range(Some(sel), team.as_deref(), start, end)? {
+                if seen.insert(l.clone()) {
+                    out.push(l);
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| AppError::internal("series task", &e))?
+    .map_err(|e| AppError::internal("series", &e))
+}
+
+fn optional_selector(p: &Params, caller: &Caller) -> Result<Vec<LogQuery>, AppError> {
+    match p.get("query") {
+        Some(_) => Ok(vec![p.log_query(caller)?]),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Shared body of the label endpoints: the visible streams of the request, reduced by `pick`
+/// to a sorted, de-duplicated list.
+async fn label_list(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    pick: impl Fn(Labels) -> Vec<String>,
+) -> Result<Json<LabelsResponse>, AppError> {
+    caller.require_read()?;
+    let p = Params::from_query(q)?;
+    let sel = optional_selector(&p, caller)?;
+    let streams = visible_streams(st, caller, &p, sel).await?;
+    let set: BTreeSet<String> = streams.into_iter().flat_map(pick).collect();
+    Ok(Json(LabelsResponse {
+        status: "success".to_owned(),
+        data: set.into_iter().collect(),
+    }))
+}
+
+/// `GET /loki/api/v1/labels` (also `/label`): label names of the visible streams with data in
+/// `[start, end]` (default the last 6 h), optionally narrowed by `query`.
+pub async fn labels(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<LabelsResponse>, AppError> {
+    label_list(&st, &caller, q, |l| l.into_keys().collect()).await
+}
+
+/// `GET /loki/api/v1/label/<name>/values`.
+pub async fn label_values(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<LabelsResponse>, AppError> {
+    if !fjord_wire::push::valid_label_name(&name) {
+        caller.require_read()?;
+        return Err(AppError::bad_request(
+            "label name must match [a-zA-Z_][a-zA-Z0-9_]*",
+        ));
+    }
+    label_list(&st, &caller, q, |mut l| {
+        l.remove(&name).into_iter().collect()
+    })
+    .await
+}
+
+/// `GET /loki/api/v1/series?match[]=…`: the label sets of matching streams.
+pub async fn series(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<SeriesResponse>, AppError> {
+    caller.require_read()?;
+    let p = Params::from_query(q)?;
+    let mut selectors = Vec::new();
+    for m in p.all("match[]").chain(p.all("match")) {
+        let mut sel =
+            logql::parse(m).map_err(|e| AppError::bad_request(format!("match[]: {e}")))?;
+        if !sel.filters.is_empty() {
+            return Err(AppError::bad_request(
+                "match[]: series take a stream selector only, without line filters",
+            ));
+        }
+        caller.scope_query(&mut sel)?;
+        selectors.push(sel);
+    }
+    if selectors.is_empty() {
+        return Err(AppError::bad_request(
+            "missing parameter `match[]`, e.g. match[]={team=\"payments\"}",
+        ));
+    }
+    let data = visible_streams(&st, &caller, &p, selectors).await?;
+    Ok(Json(SeriesResponse {
+        status: "success".to_owned(),
         data,
     }))
 }

@@ -1,27 +1,59 @@
-//! In-process tests of the router with `oneshot`, against a real SQLite store in a temp dir.
+//! In-process tests of the router with `oneshot`, against a real SQLite store in a temp dir;
+//! the live tail over a real socket with a real WebSocket client.
 
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::http::{Request, StatusCode};
-use fjord_wire::{codec, Entry, Info, PushRequest, PushStream};
-use tokio::sync::Semaphore;
+use axum::http::{self, Request, StatusCode};
+use fjord_wire::{codec, Entry, PushRequest, PushStream};
 use tower::ServiceExt;
 
+use super::auth::{hash_token, Role, Token};
 use super::*;
+use crate::config::ServeConfig;
+
+const INGEST_PAY: &str = "tok-ingest-payments";
+const INGEST_SEARCH: &str = "tok-ingest-search";
+const READ_PAY: &str = "tok-read-payments";
+const ADMIN: &str = "tok-admin";
+
+fn config(dir: &std::path::Path) -> ServeConfig {
+    let mut cfg = ServeConfig::with_data_dir(dir);
+    cfg.info.region = "eu-north-1".into();
+    cfg.info.jurisdiction = "EEA".into();
+    cfg.info.version = "test".into();
+    cfg.ingest_concurrency = 2;
+    cfg.ingest_queue = 0;
+    cfg.max_query_lines = 1000;
+    cfg
+}
+
+fn with_tokens(mut cfg: ServeConfig) -> ServeConfig {
+    let tok = |name: &str, secret: &str, team: Option<&str>, role| Token {
+        name: name.into(),
+        hash: hex::decode(hash_token(secret)).unwrap().try_into().unwrap(),
+        team: team.map(Into::into),
+        role,
+    };
+    cfg.tokens = vec![
+        tok("pay-in", INGEST_PAY, Some("payments"), Role::Ingest),
+        tok("search-in", INGEST_SEARCH, Some("search"), Role::Ingest),
+        tok("pay-read", READ_PAY, Some("payments"), Role::Read),
+        tok("root", ADMIN, None, Role::Admin),
+    ];
+    cfg
+}
+
+fn state_from(cfg: &ServeConfig) -> Arc<AppState> {
+    Arc::new(AppState::new(
+        Arc::new(Store::open(&cfg.data_dir).unwrap()),
+        cfg,
+        CancellationToken::new(),
+    ))
+}
 
 fn state(dir: &std::path::Path) -> Arc<AppState> {
-    Arc::new(AppState {
-        store: Arc::new(Store::open(dir).unwrap()),
-        info: Info {
-            name: "fjord-aggregator".into(),
-            version: "test".into(),
-            region: "eu-north-1".into(),
-            jurisdiction: "EEA".into(),
-        },
-        ingest_permits: Arc::new(Semaphore::new(2)),
-        max_query_lines: 1000,
-    })
+    state_from(&config(dir))
 }
 
 fn sample(now: i64) -> PushRequest {
@@ -58,16 +90,70 @@ async fn send(
     (status, headers, json)
 }
 
-use axum::http;
-
 fn push_req(body: Vec<u8>, encoding: &str, batch: Option<&str>) -> Request<Body> {
+    push_as(body, encoding, batch, None)
+}
+
+fn push_as(
+    body: Vec<u8>,
+    encoding: &str,
+    batch: Option<&str>,
+    token: Option<&str>,
+) -> Request<Body> {
     let mut b = Request::post("/loki/api/v1/push")
         .header("content-type", "application/json")
         .header("content-encoding", encoding);
     if let Some(id) = batch {
         b = b.header("fjord-batch-id", id);
     }
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
     b.body(Body::from(body)).unwrap()
+}
+
+fn json_push(req: &PushRequest) -> Vec<u8> {
+    serde_json::to_vec(req).unwrap()
+}
+
+fn get(uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(uri);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+/// Percent-encodes a query-string value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn range_uri(q: &str, start: i64, end: i64) -> String {
+    format!(
+        "/loki/api/v1/query_range?query={}&limit=100&direction=forward&start={start}&end={end}",
+        enc(q)
+    )
+}
+
+fn all_lines(body: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter())
+        .map(|e| e[1].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 #[tokio::test]
@@ -75,24 +161,21 @@ async fn push_duplicate_and_query_in_loki_shape() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
     let now = crate::time::now_ns();
-    let enc = codec::encode_zstd(&sample(now), 3).unwrap();
+    let enc_body = codec::encode_zstd(&sample(now), 3).unwrap();
 
-    let (s, _, _) = send(&app, push_req(enc.body.clone(), "zstd", Some("b-1"))).await;
+    let (s, _, _) = send(&app, push_req(enc_body.body.clone(), "zstd", Some("b-1"))).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _, body) = send(&app, push_req(enc.body.clone(), "zstd", Some("b-1"))).await;
+    let (s, _, body) = send(&app, push_req(enc_body.body.clone(), "zstd", Some("b-1"))).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body, serde_json::json!({"status": "duplicate"}));
 
-    let uri = format!(
-        "/loki/api/v1/query_range?query={}&limit=10&direction=forward&start={}&end={}",
-        "%7Bteam%3D%22payments%22%7D%20%7C%3D%20%22declined%22",
-        now - 1000,
-        now + 1000
-    );
-    let (s, _, body) = send(&app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    let uri = range_uri(r#"{team="payments"} |= "declined""#, now - 1000, now + 1000);
+    let (s, _, body) = send(&app, get(&uri, None)).await;
     assert_eq!(s, StatusCode::OK, "{body}");
+    // Loki's documented shape: status, data.resultType, data.result[].stream/values, stats.
     assert_eq!(body["status"], "success");
     assert_eq!(body["data"]["resultType"], "streams");
+    assert!(body["data"]["stats"].is_object());
     let result = body["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 1);
     assert_eq!(result[0]["stream"]["team"], "payments");
@@ -100,6 +183,116 @@ async fn push_duplicate_and_query_in_loki_shape() {
         result[0]["values"],
         serde_json::json!([[now.to_string(), "payment declined id=1"]])
     );
+}
+
+#[tokio::test]
+async fn time_parameters_accept_loki_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(state(dir.path()));
+    let now = crate::time::now_ns();
+    let (s, _, _) = send(&app, push_req(json_push(&sample(now)), "identity", None)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let secs = now / 1_000_000_000;
+    let rfc = |ns: i64| crate::time::format_ns(ns);
+    for (start, end) in [
+        ((now - 1000).to_string(), (now + 1000).to_string()),
+        (format!("{}.5", secs - 1), format!("{}.0", secs + 1)),
+        (rfc(now - 1_000_000_000), rfc(now + 1_000_000_000)),
+    ] {
+        let uri = format!(
+            "/loki/api/v1/query_range?query={}&start={}&end={}",
+            enc(r#"{team="payments"}"#),
+            enc(&start),
+            enc(&end)
+        );
+        let (s, _, body) = send(&app, get(&uri, None)).await;
+        assert_eq!(s, StatusCode::OK, "{start}: {body}");
+        assert_eq!(all_lines(&body).len(), 2, "{start}..{end}");
+    }
+    // Backward (Loki's default) with limit 1 picks the newest.
+    let uri = format!(
+        "/loki/api/v1/query_range?query={}&limit=1&since=1h",
+        enc(r#"{team="payments"}"#)
+    );
+    let (_, _, body) = send(&app, get(&uri, None)).await;
+    assert_eq!(all_lines(&body), vec!["payment ok id=2"]);
+    // The instant query answers streams too.
+    let uri = format!(
+        "/loki/api/v1/query?query={}&time={}",
+        enc(r#"{file="/a.log"} != "ok""#),
+        now + 10
+    );
+    let (s, _, body) = send(&app, get(&uri, None)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resultType"], "streams");
+    assert_eq!(all_lines(&body), vec!["payment declined id=1"]);
+}
+
+#[tokio::test]
+async fn labels_values_and_series_in_loki_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(state(dir.path()));
+    let now = crate::time::now_ns();
+    let mut req = sample(now);
+    req.streams.push(PushStream {
+        stream: [
+            ("team".to_owned(), "payments".to_owned()),
+            ("file".to_owned(), "/b.log".to_owned()),
+            ("pod".to_owned(), "pay-1".to_owned()),
+        ]
+        .into(),
+        values: vec![Entry::new(now, "x")],
+    });
+    let (s, _, _) = send(&app, push_req(json_push(&req), "identity", None)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    // Grafana's data source test: no parameters at all.
+    let (s, _, body) = send(&app, get("/loki/api/v1/labels", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"status":"success","data":["file","pod","team"]})
+    );
+    let uri = format!(
+        "/loki/api/v1/labels?start={}&end={}",
+        now - 1_000_000,
+        now + 1_000_000
+    );
+    let (_, _, body) = send(&app, get(&uri, None)).await;
+    assert_eq!(body["data"], serde_json::json!(["file", "pod", "team"]));
+    let (_, _, body) = send(&app, get("/loki/api/v1/label/file/values", None)).await;
+    assert_eq!(
+        body,
+        serde_json::json!({"status":"success","data":["/a.log","/b.log"]})
+    );
+    let uri = format!(
+        "/loki/api/v1/label/file/values?query={}",
+        enc(r#"{pod="pay-1"}"#)
+    );
+    let (_, _, body) = send(&app, get(&uri, None)).await;
+    assert_eq!(body["data"], serde_json::json!(["/b.log"]));
+    // Outside the range there is nothing.
+    let (_, _, body) = send(&app, get("/loki/api/v1/labels?start=1&end=2", None)).await;
+    assert_eq!(body["data"], serde_json::json!([]));
+
+    let uri = format!(
+        "/loki/api/v1/series?match[]={}&match[]={}",
+        enc(r#"{file="/a.log"}"#),
+        enc(r#"{pod=~"pay.*"}"#)
+    );
+    let (s, _, body) = send(&app, get(&uri, None)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"status":"success","data":[
+            {"file":"/a.log","team":"payments"},
+            {"file":"/b.log","pod":"pay-1","team":"payments"}
+        ]})
+    );
+    let (s, _, body) = send(&app, get("/loki/api/v1/series", None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _, _) = send(&app, get("/loki/api/v1/label/bad-name/values", None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
@@ -147,32 +340,43 @@ async fn bad_input_gets_4xx_with_json_reason() {
             "fjord-batch-id",
         ),
         (
-            Request::get("/loki/api/v1/query_range?query=%7Bteam%3D%22x%22")
-                .body(Body::empty())
-                .unwrap(),
+            get("/loki/api/v1/query_range?query=%7Bteam%3D%22x%22", None),
             StatusCode::BAD_REQUEST,
             "parse error at line 1, col 10",
         ),
         (
-            Request::get("/loki/api/v1/query_range")
-                .body(Body::empty())
-                .unwrap(),
+            get("/loki/api/v1/query_range", None),
             StatusCode::BAD_REQUEST,
             "missing parameter",
         ),
         (
-            Request::get("/loki/api/v1/query_range?query=%7Bteam%3D%22x%22%7D&limit=5000")
-                .body(Body::empty())
-                .unwrap(),
+            get(
+                "/loki/api/v1/query_range?query=%7Bteam%3D%22x%22%7D&limit=5000",
+                None,
+            ),
             StatusCode::BAD_REQUEST,
             "max entries limit",
         ),
         (
-            Request::get("/loki/api/v1/query_range?query=%7Bteam%3D%22x%22%7D&start=tomorrow")
-                .body(Body::empty())
-                .unwrap(),
+            get(
+                "/loki/api/v1/query_range?query=%7Bteam%3D%22x%22%7D&start=tomorrow",
+                None,
+            ),
             StatusCode::BAD_REQUEST,
             "start: cannot parse time",
+        ),
+        (
+            get(
+                "/loki/api/v1/query_range?query=%7Bteam%3D%22x%22%7D&direction=up",
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "direction",
+        ),
+        (
+            get("/loki/api/v1/tail?query=%7Bteam%3D%22x%22%7D", None),
+            StatusCode::BAD_REQUEST,
+            "WebSocket",
         ),
     ];
     for (req, want_status, want_reason) in cases {
@@ -189,6 +393,125 @@ async fn bad_input_gets_4xx_with_json_reason() {
         .stats(None)
         .unwrap()
         .is_empty());
+}
+
+/// Every ingest limit: a 4xx naming the limit, and nothing stored.
+#[tokio::test]
+async fn each_ingest_limit_refuses_the_whole_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_body_bytes = 64 * 1024;
+    cfg.limits.max_decompressed_bytes = 32 * 1024;
+    cfg.limits.max_line_bytes = 100;
+    cfg.limits.max_labels_per_stream = 3;
+    cfg.limits.max_label_name_bytes = 10;
+    cfg.limits.max_label_value_bytes = 20;
+    let st = state_from(&cfg);
+    let app = app(st.clone());
+    let now = crate::time::now_ns();
+    let with = |labels: &[(&str, &str)], line: &str, ts: i64| PushRequest {
+        streams: vec![PushStream {
+            stream: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            values: vec![Entry::new(now, "fine"), Entry::new(ts, line)],
+        }],
+    };
+    let ok_labels = [("team", "payments")];
+    let big_json = json_push(&with(&ok_labels, &"y".repeat(90), now)).repeat(1); // under limits
+    assert!(big_json.len() < 1000);
+    let bomb_json = {
+        let mut r = with(&ok_labels, "z", now);
+        r.streams[0].values = (0..400)
+            .map(|i| Entry::new(now + i, "z".repeat(99)))
+            .collect();
+        json_push(&r)
+    };
+    assert!(bomb_json.len() > 32 * 1024);
+    let day = 86_400 * 1_000_000_000i64;
+    let cases: Vec<(Vec<u8>, &str, StatusCode, &str)> = vec![
+        (
+            vec![b' '; 64 * 1024 + 1],
+            "identity",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body exceeds the limit of 65536",
+        ),
+        (
+            zstd::bulk::compress(&bomb_json, 3).unwrap(),
+            "zstd",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "decompressed body exceeds the limit of 32768",
+        ),
+        (
+            json_push(&with(&ok_labels, &"x".repeat(101), now)),
+            "identity",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "stream 0 entry 1 is 101 bytes; the line limit is 100",
+        ),
+        (
+            json_push(&with(
+                &[("team", "p"), ("a", "1"), ("b", "2"), ("c", "3")],
+                "x",
+                now,
+            )),
+            "identity",
+            StatusCode::BAD_REQUEST,
+            "stream 0 has 4 labels; the limit is 3",
+        ),
+        (
+            json_push(&with(&[("team", "p"), ("a_long_label", "1")], "x", now)),
+            "identity",
+            StatusCode::BAD_REQUEST,
+            "label name of 12 bytes; the limit is 10",
+        ),
+        (
+            json_push(&with(&[("team", "p"), ("pod", &"v".repeat(21))], "x", now)),
+            "identity",
+            StatusCode::BAD_REQUEST,
+            "value is 21 bytes; the limit is 20",
+        ),
+        (
+            json_push(&with(&ok_labels, "x", now - 8 * day)),
+            "identity",
+            StatusCode::BAD_REQUEST,
+            "stream 0 entry 1 is older than 7days",
+        ),
+        (
+            json_push(&with(&ok_labels, "x", now + 11 * 60 * 1_000_000_000)),
+            "identity",
+            StatusCode::BAD_REQUEST,
+            "more than 10m in the future",
+        ),
+        (
+            // Invalid UTF-8 in a label value.
+            b"{\"streams\":[{\"stream\":{\"team\":\"p\xff\"},\"values\":[]}]}".to_vec(),
+            "identity",
+            StatusCode::BAD_REQUEST,
+            "malformed push body",
+        ),
+        (
+            // A lone surrogate escape is not a Unicode scalar either.
+            br#"{"streams":[{"stream":{"team":"p\ud800"},"values":[]}]}"#.to_vec(),
+            "identity",
+            StatusCode::BAD_REQUEST,
+            "malformed push body",
+        ),
+    ];
+    for (body, encoding, want_status, want_reason) in cases {
+        let (s, _, resp) = send(&app, push_req(body, encoding, None)).await;
+        assert_eq!(s, want_status, "{want_reason}: {resp}");
+        let reason = resp["error"].as_str().unwrap();
+        assert!(reason.contains(want_reason), "{want_reason}: {reason}");
+        assert!(
+            !reason.contains("yyyy") && !reason.contains("xxxx"),
+            "no content echoed"
+        );
+    }
+    assert!(st.store.stats(None).unwrap().is_empty(), "nothing stored");
+    // And a push inside every limit is stored.
+    let (s, _, _) = send(&app, push_req(big_json, "identity", None)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
@@ -208,12 +531,7 @@ async fn gzip_and_identity_pushes_are_stored() {
 async fn full_ingest_queue_sheds_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path());
-    let _held = st
-        .ingest_permits
-        .clone()
-        .acquire_many_owned(2)
-        .await
-        .unwrap();
+    let _held = st.ingest_slots.clone().acquire_many_owned(2).await.unwrap();
     let app = app(st);
     let (s, h, body) = send(
         &app,
@@ -222,16 +540,292 @@ async fn full_ingest_queue_sheds_with_retry_after() {
     .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(h.get("retry-after").unwrap(), "1");
+    assert!(body["error"].as_str().unwrap().contains("queue is full"));
 }
 
 #[tokio::test]
 async fn info_declares_residency() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let (s, _, body) = send(&app, Request::get("/v1/info").body(Body::empty()).unwrap()).await;
+    let (s, _, body) = send(&app, get("/v1/info", None)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         body,
         serde_json::json!({"name":"fjord-aggregator","version":"test","region":"eu-north-1","jurisdiction":"EEA"})
     );
+}
+
+#[tokio::test]
+async fn tokens_decide_team_and_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state_from(&with_tokens(config(dir.path())));
+    let app = app(st.clone());
+    let now = crate::time::now_ns();
+    let body = json_push(&sample(now)); // labelled team=payments
+
+    // 401 without or with a wrong token; the body never echoes the token.
+    let (s, _, b) = send(&app, push_req(body.clone(), "identity", None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["error"].as_str().unwrap().contains("missing token"));
+    let (s, _, b) = send(
+        &app,
+        push_as(body.clone(), "identity", None, Some("guess-123")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(!b.to_string().contains("guess-123"));
+    // A read token may not push.
+    let (s, _, _) = send(
+        &app,
+        push_as(body.clone(), "identity", None, Some(READ_PAY)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The search ingest token's push is stamped team=search whatever the labels say.
+    let (s, _, _) = send(
+        &app,
+        push_as(body.clone(), "identity", None, Some(INGEST_SEARCH)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = send(
+        &app,
+        push_as(body.clone(), "identity", None, Some(INGEST_PAY)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    let q = |sel: &str| range_uri(sel, now - 1000, now + 1000);
+    // Queries need a token, and an ingest token may not read.
+    let (s, _, _) = send(&app, get(&q(r#"{file="/a.log"}"#), None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = send(&app, get(&q(r#"{file="/a.log"}"#), Some(INGEST_PAY))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The read token sees only payments, even with a selector that would match both.
+    let (s, _, b) = send(&app, get(&q(r#"{file="/a.log"}"#), Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let result = b["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1);
+    assert_eq!(result[0]["stream"]["team"], "payments");
+    let (s, _, b) = send(&app, get(&q(r#"{team="search"}"#), Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (_, _, b) = send(&app, get("/loki/api/v1/label/team/values", Some(READ_PAY))).await;
+    assert_eq!(b["data"], serde_json::json!(["payments"]));
+    let (_, _, b) = send(&app, get("/fjord/v1/stats", Some(READ_PAY))).await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    // The admin sees both teams.
+    let (_, _, b) = send(&app, get(&q(r#"{file="/a.log"}"#), Some(ADMIN))).await;
+    assert_eq!(b["data"]["result"].as_array().unwrap().len(), 2);
+    let (_, _, b) = send(&app, get("/loki/api/v1/label/team/values", Some(ADMIN))).await;
+    assert_eq!(b["data"], serde_json::json!(["payments", "search"]));
+    // /v1/info stays open: agents check residency before they hold a token.
+    let (s, _, _) = send(&app, get("/v1/info", None)).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+fn erase_req(body: serde_json::Value, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::post("/fjord/v1/erase").header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn erase_is_admin_only_logged_and_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state_from(&with_tokens(config(dir.path())));
+    let app = app(st.clone());
+    let now = crate::time::now_ns();
+    let mut req = sample(now);
+    req.streams[0]
+        .values
+        .push(Entry::new(now + 2, "refund customer=4711 ok"));
+    req.streams[0]
+        .values
+        .push(Entry::new(now + 3, "refund customer=4712 ok"));
+    let (s, _, _) = send(
+        &app,
+        push_as(json_push(&req), "identity", None, Some(INGEST_PAY)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    let body = serde_json::json!({"query": "{team=\"payments\"} |= \"customer=4711\"", "operator": "dpo@example.no"});
+    let (s, _, _) = send(&app, erase_req(body.clone(), Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, b) = send(
+        &app,
+        erase_req(
+            serde_json::json!({"query": "{team=\"payments\"}"}),
+            Some(ADMIN),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("line filter"));
+    let (s, _, b) = send(
+        &app,
+        erase_req(serde_json::json!({"query": "{team="}), Some(ADMIN)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _, b) = send(&app, erase_req(serde_json::json!({"nope": 1}), Some(ADMIN))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+
+    let mut dry = body.clone();
+    dry["dry_run"] = true.into();
+    let (s, _, b) = send(&app, erase_req(dry, Some(ADMIN))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["lines"], 1);
+    assert!(b["data"]["log_id"].is_null());
+
+    let (s, _, b) = send(&app, erase_req(body, Some(ADMIN))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["lines"], 1);
+    let (_, _, b) = send(
+        &app,
+        get(
+            &range_uri(r#"{team="payments"}"#, now - 10, now + 10),
+            Some(ADMIN),
+        ),
+    )
+    .await;
+    assert_eq!(
+        all_lines(&b),
+        vec![
+            "payment declined id=1",
+            "payment ok id=2",
+            "refund customer=4712 ok"
+        ]
+    );
+    let (s, _, b) = send(&app, get("/fjord/v1/erasures", Some(ADMIN))).await;
+    assert_eq!(s, StatusCode::OK);
+    let log = &b["data"][0];
+    assert_eq!(log["operator"], "root (dpo@example.no)");
+    assert_eq!(log["lines"], 1);
+    assert_eq!(log["query"], "{team=\"payments\"} |= \"customer=4711\"");
+    let (s, _, _) = send(&app, get("/fjord/v1/erasures", Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn stats_break_down_by_stream_and_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(state(dir.path()));
+    let now = crate::time::now_ns();
+    let (s, _, _) = send(&app, push_req(json_push(&sample(now)), "identity", None)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, b) = send(&app, get("/fjord/v1/stats", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"][0]["team"], "payments");
+    assert_eq!(b["data"][0]["records"], 2);
+    assert_eq!(b["streams"][0]["stream"]["file"], "/a.log");
+    assert_eq!(b["streams"][0]["lines"], 2);
+    assert_eq!(
+        b["days"][0]["day"],
+        crate::store::format_day(crate::store::day_of(now))
+    );
+    assert_eq!(b["days"][0]["raw_bytes"], 36);
+}
+
+/// The live tail over a real socket: backfill, then pushes as they commit, in Loki's shape;
+/// a read token sees only its team; shutdown closes it.
+#[tokio::test]
+async fn tail_streams_backfill_then_new_lines() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = with_tokens(config(dir.path()));
+    let st = state_from(&cfg);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(run(listener, st.clone(), cfg));
+    let http = reqwest::Client::new();
+    let push = |body: Vec<u8>, token: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("http://{addr}/loki/api/v1/push"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        }
+    };
+    let now = crate::time::now_ns();
+    push(json_push(&sample(now)), INGEST_PAY).await;
+
+    let url = format!(
+        "ws://{addr}/loki/api/v1/tail?query={}&start={}",
+        enc(r#"{file="/a.log"} |= "id=""#),
+        now - 1_000_000_000
+    );
+    // Without a token the upgrade is refused with 401.
+    let err = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {READ_PAY}").parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    async fn next<S>(ws: &mut S) -> serde_json::Value
+    where
+        S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a tail message")
+            .unwrap()
+            .unwrap();
+        match m {
+            WsMessage::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let first = next(&mut ws).await;
+    assert_eq!(first["dropped_entries"], serde_json::json!([]));
+    assert_eq!(
+        first["streams"][0]["values"],
+        serde_json::json!([
+            [now.to_string(), "payment declined id=1"],
+            [(now + 1).to_string(), "payment ok id=2"]
+        ])
+    );
+    // Another team's push is not shown to the payments read token; a payments push is.
+    push(json_push(&sample(now + 100)), INGEST_SEARCH).await;
+    let mut later = sample(now + 200);
+    later.streams[0].values.truncate(1);
+    push(json_push(&later), INGEST_PAY).await;
+    let m = next(&mut ws).await;
+    assert_eq!(m["streams"].as_array().unwrap().len(), 1);
+    assert_eq!(m["streams"][0]["stream"]["team"], "payments");
+    assert_eq!(
+        m["streams"][0]["values"],
+        serde_json::json!([[(now + 200).to_string(), "payment declined id=1"]])
+    );
+    // Shutdown closes the tail and the server returns.
+    st.shutdown.cancel();
+    let closing = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .unwrap();
+    assert!(matches!(
+        closing,
+        Some(Ok(WsMessage::Close(_))) | None | Some(Err(_))
+    ));
+    drop(ws);
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
 }

@@ -9,8 +9,10 @@ use thiserror::Error;
 
 const MAGIC: &[u8; 4] = b"FJC1";
 
-/// zstd level for stored chunks.
-pub const CHUNK_ZSTD_LEVEL: i32 = 3;
+/// zstd level for stored chunks. Measured on realistic lines (`benches/store.rs`,
+/// docs/benchmarks.md): level 1 compresses a 1 MiB chunk at ~2.3× the speed of level 3 *and*
+/// smaller (0.247 vs 0.264 stored/raw), because these lines' redundancy is short-range.
+pub const CHUNK_ZSTD_LEVEL: i32 = 1;
 
 /// Raw bytes (sum of line lengths) at which the ingest path starts a new chunk.
 pub const TARGET_CHUNK_RAW_BYTES: usize = 1024 * 1024;
@@ -68,42 +70,143 @@ fn unzigzag(v: u64) -> i64 {
 
 /// Encodes entries (any order) into a compressed chunk. `entries` must not be empty.
 pub fn encode(entries: &[Entry]) -> Result<EncodedChunk, ChunkError> {
-    let raw_bytes: usize = entries.iter().map(|e| e.line.len()).sum();
-    let mut buf = Vec::with_capacity(raw_bytes + entries.len() * 6 + MAGIC.len());
-    buf.extend_from_slice(MAGIC);
-    let mut prev = 0i64;
-    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-    for e in entries {
-        put_varint(&mut buf, zigzag(e.ts_ns.wrapping_sub(prev)));
-        prev = e.ts_ns;
-        put_varint(&mut buf, e.line.len() as u64);
-        buf.extend_from_slice(e.line.as_bytes());
-        min_ts = min_ts.min(e.ts_ns);
-        max_ts = max_ts.max(e.ts_ns);
+    encode_iter(entries.iter().map(|e| (e.ts_ns, e.line.as_str())))
+}
+
+/// Encodes `(timestamp, line)` pairs (any order) into a compressed chunk; at least one.
+pub fn encode_iter<'a>(
+    entries: impl Iterator<Item = (i64, &'a str)> + Clone,
+) -> Result<EncodedChunk, ChunkError> {
+    encode_iter_at(entries, CHUNK_ZSTD_LEVEL)
+}
+
+/// [`encode_iter`] at another zstd level (for the benchmark that chose the level).
+pub fn encode_iter_at<'a>(
+    entries: impl Iterator<Item = (i64, &'a str)> + Clone,
+    level: i32,
+) -> Result<EncodedChunk, ChunkError> {
+    Encoder::new(level)?.encode(entries)
+}
+
+/// A reusable chunk encoder: keeps one zstd context and one buffer, so a busy writer does not
+/// allocate and initialise them per chunk.
+pub struct Encoder {
+    z: zstd::bulk::Compressor<'static>,
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder at zstd `level`.
+    pub fn new(level: i32) -> Result<Encoder, ChunkError> {
+        Ok(Encoder {
+            z: zstd::bulk::Compressor::new(level).map_err(|e| ChunkError::Zstd(e.to_string()))?,
+            buf: Vec::new(),
+        })
     }
-    let data = zstd::bulk::compress(&buf, CHUNK_ZSTD_LEVEL)
-        .map_err(|e| ChunkError::Zstd(e.to_string()))?;
-    Ok(EncodedChunk {
-        data,
-        min_ts,
-        max_ts,
-        lines: entries.len(),
-        raw_bytes,
-    })
+
+    /// Encodes `(timestamp, line)` pairs (any order, at least one) into a chunk.
+    pub fn encode<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (i64, &'a str)> + Clone,
+    ) -> Result<EncodedChunk, ChunkError> {
+        let (mut lines, mut raw_bytes) = (0usize, 0usize);
+        for (_, l) in entries.clone() {
+            lines += 1;
+            raw_bytes += l.len();
+        }
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.reserve(raw_bytes + lines * 6 + MAGIC.len());
+        buf.extend_from_slice(MAGIC);
+        let mut prev = 0i64;
+        let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+        for (ts, line) in entries {
+            put_varint(buf, zigzag(ts.wrapping_sub(prev)));
+            prev = ts;
+            put_varint(buf, line.len() as u64);
+            buf.extend_from_slice(line.as_bytes());
+            min_ts = min_ts.min(ts);
+            max_ts = max_ts.max(ts);
+        }
+        let data = self
+            .z
+            .compress(buf)
+            .map_err(|e| ChunkError::Zstd(e.to_string()))?;
+        // Chunks of a busy stream are ~1 MiB raw; do not keep a rare huge buffer around.
+        if self.buf.capacity() > 4 * TARGET_CHUNK_RAW_BYTES {
+            self.buf = Vec::new();
+        }
+        Ok(EncodedChunk {
+            data,
+            min_ts,
+            max_ts,
+            lines,
+            raw_bytes,
+        })
+    }
+}
+
+/// A reusable chunk decoder: one zstd context and one output buffer for a whole scan.
+pub struct Decoder {
+    z: zstd::bulk::Decompressor<'static>,
+    buf: Vec<u8>,
+}
+
+impl Decoder {
+    /// A new decoder.
+    pub fn new() -> Result<Decoder, ChunkError> {
+        Ok(Decoder {
+            z: zstd::bulk::Decompressor::new().map_err(|e| ChunkError::Zstd(e.to_string()))?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Decompresses `data` into the decoder's buffer and returns the raw chunk (magic,
+    /// varints and lines), for a cheap whole-chunk prefilter before [`Decoder::each`].
+    pub fn load(&mut self, data: &[u8]) -> Result<&[u8], ChunkError> {
+        // Every chunk we write declares its size; an undeclared or oversized one is corrupt.
+        let size = zstd::zstd_safe::get_frame_content_size(data)
+            .ok()
+            .flatten()
+            .ok_or(ChunkError::Corrupt("no content size"))?;
+        if size > MAX_CHUNK_DECODED_BYTES as u64 {
+            return Err(ChunkError::Corrupt("larger than the chunk limit"));
+        }
+        self.buf.clear();
+        self.buf.reserve(size as usize);
+        self.z
+            .decompress_to_buffer(data, &mut self.buf)
+            .map_err(|e| ChunkError::Zstd(e.to_string()))?;
+        if self.buf.get(..4) != Some(MAGIC.as_slice()) {
+            return Err(ChunkError::Corrupt("bad magic"));
+        }
+        Ok(&self.buf)
+    }
+
+    /// Calls `f` for each entry of the chunk last [`load`](Decoder::load)ed.
+    pub fn each(&self, f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
+        walk(&self.buf, f)
+    }
+
+    /// Decodes `data` and calls `f` for each entry in stored order.
+    pub fn decode_each(&mut self, data: &[u8], f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
+        self.load(data)?;
+        self.each(f)
+    }
 }
 
 /// Decodes a chunk and calls `f` for each entry in stored order.
-pub fn decode_each(data: &[u8], mut f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
-    let buf = zstd::bulk::decompress(data, MAX_CHUNK_DECODED_BYTES)
-        .map_err(|e| ChunkError::Zstd(e.to_string()))?;
-    if buf.get(..4) != Some(MAGIC.as_slice()) {
-        return Err(ChunkError::Corrupt("bad magic"));
-    }
+pub fn decode_each(data: &[u8], f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
+    Decoder::new()?.decode_each(data, f)
+}
+
+/// Walks a decompressed chunk (after the magic check).
+fn walk(buf: &[u8], mut f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
     let mut pos = 4;
     let mut ts = 0i64;
     while pos < buf.len() {
-        ts = ts.wrapping_add(unzigzag(get_varint(&buf, &mut pos)?));
-        let len = usize::try_from(get_varint(&buf, &mut pos)?)
+        ts = ts.wrapping_add(unzigzag(get_varint(buf, &mut pos)?));
+        let len = usize::try_from(get_varint(buf, &mut pos)?)
             .map_err(|_| ChunkError::Corrupt("length overflow"))?;
         let end = pos
             .checked_add(len)

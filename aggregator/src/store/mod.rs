@@ -5,10 +5,24 @@
 //!
 //! All calls block; the server runs them on the blocking pool. One writer connection behind a
 //! mutex serialises writes (SQLite allows one writer anyway); queries use a small pool of
-//! read connections, which WAL lets run concurrently with the writer.
+//! read connections, which WAL lets run concurrently with the writer. Another process (the
+//! offline `retention run` and `erase --data`) may open the same file: SQLite's locks and
+//! `busy_timeout` serialise it with the server.
+//!
+//! Invariants: a chunk holds lines of one stream and one UTC day; its `seq` is the receipt id
+//! of the batch that brought it (the maximum of its parts after compaction), so the live tail
+//! can follow `(seq, id)` without missing rows; the writer runs with `secure_delete`, so
+//! erased and expired lines are overwritten on disk, not merely unlinked.
 
 pub mod chunk;
+mod compact;
+mod erase;
+mod retention;
 mod schema;
+
+pub use compact::CompactReport;
+pub use erase::{EraseReport, Erasure, ErasureRecord};
+pub use retention::{ReclaimReport, RetentionReport};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,6 +48,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
 
+/// Nanoseconds per UTC day: chunks never span two.
+pub const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// Largest WAL file kept after a checkpoint; SQLite truncates it back to this.
+const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
+/// The UTC day number of a timestamp.
+pub fn day_of(ts_ns: i64) -> i64 {
+    ts_ns.div_euclid(NS_PER_DAY)
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
@@ -52,6 +77,8 @@ pub enum StoreError {
     Labels(String),
     #[error("store lock poisoned")]
     Poisoned,
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Metadata of an ingested batch, recorded in its receipt.
@@ -105,8 +132,9 @@ pub struct StreamResult {
     pub entries: Vec<Entry>,
 }
 
-/// Totals per team, for `stats`.
-#[derive(Debug, Clone, Serialize)]
+/// Totals per team, for `stats`: `batches`, `records` and `raw_bytes` from the receipts
+/// (what arrived), the `stored_*` fields from the chunks (what is kept now).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TeamStats {
     pub team: String,
     pub batches: u64,
@@ -118,8 +146,52 @@ pub struct TeamStats {
     pub stored_compressed_bytes: u64,
 }
 
+/// Stored lines and bytes of one stream.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StreamStats {
+    pub team: String,
+    pub stream: Labels,
+    pub lines: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub chunks: u64,
+}
+
+/// Stored lines and bytes of one team on one UTC day.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DayStats {
+    pub team: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub lines: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+/// Stored totals per stream and per team-day.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct DetailStats {
+    pub streams: Vec<StreamStats>,
+    pub days: Vec<DayStats>,
+}
+
+/// Where a live tail stands: the last `(seq, id)` it has sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TailCursor {
+    pub seq: i64,
+    pub id: i64,
+}
+
+/// Per-tail cache of stream id → labels if the stream matches the tail's selector.
+pub type TailStreams = HashMap<i64, Option<Labels>>;
+
+/// Most entries a tail's stream cache holds before it is cleared.
+const MAX_TAIL_STREAM_CACHE: usize = 100_000;
+
 struct Writer {
     conn: Connection,
+    /// Reused zstd context and buffer for the chunks of every batch.
+    encoder: chunk::Encoder,
     /// Canonical labels JSON → stream id, so hot streams skip a lookup.
     stream_ids: HashMap<String, i64>,
 }
@@ -137,10 +209,19 @@ pub struct Store {
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    schema::prepare_new(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;
     Ok(conn)
+}
+
+/// Formats a day number as `YYYY-MM-DD`.
+pub fn format_day(day: i64) -> String {
+    let secs = u64::try_from(day.saturating_mul(86_400)).unwrap_or(0);
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
 }
 
 fn now_ns() -> i64 {
@@ -159,10 +240,12 @@ impl Store {
         let path = data_dir.join(DB_FILE);
         let mut conn = open_conn(&path)?;
         schema::migrate(&mut conn)?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
         Ok(Store {
             path,
             writer: Mutex::new(Writer {
                 conn,
+                encoder: chunk::Encoder::new(chunk::CHUNK_ZSTD_LEVEL)?,
                 stream_ids: HashMap::new(),
             }),
             readers: Mutex::new(Vec::new()),
@@ -175,14 +258,19 @@ impl Store {
     }
 
     /// Stores a batch in one transaction, or reports it as a duplicate of a stored batch id.
-    /// `team` overrides any `team` label the client sent.
+    /// `meta.team` overrides any `team` label the client sent. The receipt is written first so
+    /// that its id is the ingest sequence (`seq`) of every chunk of the batch.
     pub fn ingest(
         &self,
         meta: &IngestMeta,
         req: &PushRequest,
     ) -> Result<IngestOutcome, StoreError> {
         let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let Writer { conn, stream_ids } = &mut *w;
+        let Writer {
+            conn,
+            encoder,
+            stream_ids,
+        } = &mut *w;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(id) = &meta.batch_id {
             let seen: Option<i64> = tx
@@ -194,50 +282,7 @@ impl Store {
                 return Ok(IngestOutcome::Duplicate);
             }
         }
-        let mut new_ids = Vec::new();
-        let mut records = 0usize;
-        let mut raw_bytes = 0usize;
-        {
-            let mut insert_stream = tx.prepare_cached(
-                "INSERT INTO streams (team, labels, created_ns) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(labels) DO UPDATE SET team = team RETURNING id",
-            )?;
-            let mut insert_chunk = tx.prepare_cached(
-                "INSERT INTO chunks (stream_id, min_ts, max_ts, lines, raw_bytes, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for s in &req.streams {
-                if s.values.is_empty() {
-                    continue;
-                }
-                let mut labels = s.stream.clone();
-                labels.insert("team".to_owned(), meta.team.clone());
-                let key = serde_json::to_string(&labels)
-                    .map_err(|e| StoreError::Labels(e.to_string()))?;
-                let sid = match stream_ids.get(&key) {
-                    Some(id) => *id,
-                    None => {
-                        let id: i64 = insert_stream
-                            .query_row(params![meta.team, key, meta.received_ns], |r| r.get(0))?;
-                        new_ids.push((key, id));
-                        id
-                    }
-                };
-                for part in split_by_bytes(&s.values, chunk::TARGET_CHUNK_RAW_BYTES) {
-                    let c = chunk::encode(part)?;
-                    insert_chunk.execute(params![
-                        sid,
-                        c.min_ts,
-                        c.max_ts,
-                        c.lines as i64,
-                        c.raw_bytes as i64,
-                        c.data
-                    ])?;
-                    records += c.lines;
-                    raw_bytes += c.raw_bytes;
-                }
-            }
-        }
+        let records = req.records();
         tx.execute(
             "INSERT INTO receipts (batch_id, agent, team, received_ns, records, raw_bytes,
                                    payload_sha256, rules_version, redactions)
@@ -248,16 +293,63 @@ impl Store {
                 meta.team,
                 meta.received_ns,
                 records as i64,
-                raw_bytes as i64,
+                req.raw_bytes() as i64,
                 meta.payload_sha256,
                 meta.rules_version,
                 meta.redactions
             ],
         )?;
+        let seq = tx.last_insert_rowid();
+        let mut new_ids = Vec::new();
+        {
+            let mut insert_stream = tx.prepare_cached(
+                "INSERT INTO streams (team, labels, created_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(labels) DO UPDATE SET team = team RETURNING id",
+            )?;
+            for s in &req.streams {
+                if s.values.is_empty() {
+                    continue;
+                }
+                let key = labels_key(&s.stream, &meta.team)?;
+                let sid = match stream_ids.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let id: i64 = insert_stream
+                            .query_row(params![meta.team, key, meta.received_ns], |r| r.get(0))?;
+                        new_ids.push((key, id));
+                        id
+                    }
+                };
+                for (day, entries) in by_day(&s.values) {
+                    for part in split_by_bytes(&entries, chunk::TARGET_CHUNK_RAW_BYTES) {
+                        let c = encoder.encode(part.iter().map(|e| (e.ts_ns, e.line.as_str())))?;
+                        insert_chunk(&tx, sid, seq, day, &c)?;
+                    }
+                }
+            }
+        }
         tx.commit()?;
         // Only cache ids whose rows are committed.
         stream_ids.extend(new_ids);
         Ok(IngestOutcome::Stored { records })
+    }
+
+    /// Checkpoints the WAL into the database and truncates it, so the WAL file stays bounded
+    /// however long the server runs. Returns whether readers kept it from completing.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        let w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let busy: i64 = w
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy != 0)
+    }
+
+    /// `PRAGMA integrity_check`: `ok` or the first problems found.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        let conn = self.reader()?;
+        let res = conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0));
+        self.give_back(conn);
+        Ok(res?)
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
@@ -282,17 +374,17 @@ impl Store {
         query: &LogQuery,
         team: Option<&str>,
     ) -> Result<Vec<(i64, Labels)>, StoreError> {
-        let mut stmt = conn.prepare_cached("SELECT id, team, labels FROM streams ORDER BY id")?;
-        let mut rows = stmt.query([])?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, team, labels FROM streams WHERE ?1 IS NULL OR team = ?1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query([team])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let stream_team: String = row.get(1)?;
             if team.is_some_and(|t| t != stream_team) {
                 continue;
             }
-            let json: String = row.get(2)?;
-            let labels: BTreeMap<String, String> =
-                serde_json::from_str(&json).map_err(|e| StoreError::Labels(e.to_string()))?;
+            let labels = parse_labels(&row.get::<_, String>(2)?)?;
             if query.matches_stream(&labels) {
                 out.push((row.get(0)?, labels));
             }
@@ -320,10 +412,11 @@ impl Store {
         {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, min_ts, max_ts FROM chunks
-                 WHERE stream_id = ?1 AND max_ts >= ?2 AND min_ts <= ?3",
+                 WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5 AND max_ts >= ?2 AND min_ts <= ?3",
             )?;
+            let (d0, d1) = day_bounds(q.start_ns, q.end_ns);
             for (idx, (sid, _)) in streams.iter().enumerate() {
-                let rows = stmt.query_map(params![sid, q.start_ns, q.end_ns], |r| {
+                let rows = stmt.query_map(params![sid, q.start_ns, q.end_ns, d0, d1], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         idx,
@@ -345,6 +438,7 @@ impl Store {
         // (ts, chunk id, position, stream idx, line); sorted in result order.
         let mut hits: Vec<(i64, i64, u32, usize, String)> = Vec::new();
         let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
+        let mut decoder = chunk::Decoder::new()?;
         let order = |a: &(i64, i64, u32, usize, String), b: &(i64, i64, u32, usize, String)| {
             let k = (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2));
             if forward {
@@ -363,8 +457,12 @@ impl Store {
                 }
             }
             let data: Vec<u8> = get_data.query_row([cid], |r| r.get(0))?;
+            // A needle of a `|=` filter absent from the whole chunk rules out every line.
+            if !q.query.may_match(decoder.load(&data)?) {
+                continue;
+            }
             let mut pos = 0u32;
-            chunk::decode_each(&data, |ts, line| {
+            decoder.each(|ts, line| {
                 if ts >= q.start_ns && ts <= q.end_ns && q.query.keep_line(line) {
                     hits.push((ts, cid, pos, sidx, line.to_owned()));
                 }
@@ -443,6 +541,206 @@ impl Store {
         result
     }
 
+    /// Streams visible to `team` (all when `None`) that match `selector` (all when `None`)
+    /// and have lines in `[start_ns, end_ns]`: what `/labels`, `/label/<n>/values` and
+    /// `/series` report.
+    pub fn streams_in_range(
+        &self,
+        selector: Option<&LogQuery>,
+        team: Option<&str>,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Labels>, StoreError> {
+        let conn = self.reader()?;
+        let result = (|| {
+            let (d0, d1) = day_bounds(start_ns, end_ns);
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.labels FROM streams s
+                 WHERE (?1 IS NULL OR s.team = ?1)
+                   AND EXISTS (SELECT 1 FROM chunks c WHERE c.stream_id = s.id
+                               AND c.day BETWEEN ?4 AND ?5
+                               AND c.max_ts >= ?2 AND c.min_ts <= ?3)
+                 ORDER BY s.id",
+            )?;
+            let mut rows = stmt.query(params![team, start_ns, end_ns, d0, d1])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let labels = parse_labels(&row.get::<_, String>(0)?)?;
+                if selector.is_none_or(|q| q.matches_stream(&labels)) {
+                    out.push(labels);
+                }
+            }
+            Ok(out)
+        })();
+        self.give_back(conn);
+        result
+    }
+
+    /// Stored lines and bytes per stream and per team-day, for teams visible to `team`.
+    pub fn stats_detail(&self, team: Option<&str>) -> Result<DetailStats, StoreError> {
+        let conn = self.reader()?;
+        let result = (|| {
+            let mut stmt = conn.prepare(
+                "SELECT s.team, s.labels, c.day, COUNT(*), SUM(c.lines), SUM(c.raw_bytes),
+                        SUM(length(c.data))
+                 FROM chunks c JOIN streams s ON s.id = c.stream_id
+                 WHERE ?1 IS NULL OR s.team = ?1
+                 GROUP BY c.stream_id, c.day ORDER BY s.team, c.stream_id, c.day",
+            )?;
+            let mut rows = stmt.query([team])?;
+            let mut streams: BTreeMap<String, StreamStats> = BTreeMap::new();
+            let mut days: BTreeMap<(String, i64), DayStats> = BTreeMap::new();
+            while let Some(r) = rows.next()? {
+                let t: String = r.get(0)?;
+                let key: String = r.get(1)?;
+                let day: i64 = r.get(2)?;
+                let chunks = r.get::<_, i64>(3)? as u64;
+                let lines = r.get::<_, i64>(4)? as u64;
+                let raw = r.get::<_, i64>(5)? as u64;
+                let stored = r.get::<_, i64>(6)? as u64;
+                if !streams.contains_key(&key) {
+                    let stream = parse_labels(&key)?;
+                    streams.insert(
+                        key.clone(),
+                        StreamStats {
+                            team: t.clone(),
+                            stream,
+                            lines: 0,
+                            raw_bytes: 0,
+                            stored_bytes: 0,
+                            chunks: 0,
+                        },
+                    );
+                }
+                if let Some(s) = streams.get_mut(&key) {
+                    s.lines += lines;
+                    s.raw_bytes += raw;
+                    s.stored_bytes += stored;
+                    s.chunks += chunks;
+                }
+                let d = days.entry((t.clone(), day)).or_insert_with(|| DayStats {
+                    team: t,
+                    day: format_day(day),
+                    lines: 0,
+                    raw_bytes: 0,
+                    stored_bytes: 0,
+                });
+                d.lines += lines;
+                d.raw_bytes += raw;
+                d.stored_bytes += stored;
+            }
+            let mut streams: Vec<StreamStats> = streams.into_values().collect();
+            streams.sort_by(|a, b| (&a.team, &a.stream).cmp(&(&b.team, &b.stream)));
+            Ok(DetailStats {
+                streams,
+                days: days.into_values().collect(),
+            })
+        })();
+        self.give_back(conn);
+        result
+    }
+
+    /// Starts a live tail: the last `q.limit` entries of `q` and the cursor to follow from,
+    /// read in one snapshot so that nothing falls between them.
+    pub fn tail_begin(
+        &self,
+        q: &RangeQuery,
+    ) -> Result<(Vec<StreamResult>, TailCursor), StoreError> {
+        let mut conn = self.reader()?;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let cursor = tx
+                .query_row(
+                    "SELECT seq, id FROM chunks ORDER BY seq DESC, id DESC LIMIT 1",
+                    [],
+                    |r| {
+                        Ok(TailCursor {
+                            seq: r.get(0)?,
+                            id: r.get(1)?,
+                        })
+                    },
+                )
+                .optional()?
+                .unwrap_or_default();
+            let backfill = Self::query_range_on(&tx, q)?;
+            tx.commit()?;
+            Ok((backfill, cursor))
+        })();
+        self.give_back(conn);
+        result
+    }
+
+    /// Entries committed after `cursor` that match `query` (and `team`), from at most
+    /// `max_chunks` chunks; advances the cursor past every chunk looked at.
+    pub fn tail_next(
+        &self,
+        cursor: &mut TailCursor,
+        query: &LogQuery,
+        team: Option<&str>,
+        max_chunks: usize,
+        cache: &mut TailStreams,
+    ) -> Result<Vec<StreamResult>, StoreError> {
+        let conn = self.reader()?;
+        let result = (|| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, id, stream_id FROM chunks WHERE (seq, id) > (?1, ?2)
+                 ORDER BY seq, id LIMIT ?3",
+            )?;
+            let found: Vec<(i64, i64, i64)> = stmt
+                .query_map(params![cursor.seq, cursor.id, max_chunks as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            if cache.len() > MAX_TAIL_STREAM_CACHE {
+                cache.clear();
+            }
+            let mut by_stream: BTreeMap<i64, Vec<Entry>> = BTreeMap::new();
+            let mut get_stream =
+                conn.prepare_cached("SELECT team, labels FROM streams WHERE id = ?1")?;
+            let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
+            for (seq, id, sid) in found {
+                *cursor = TailCursor { seq, id };
+                let wanted = match cache.entry(sid) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.get().is_some(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let (t, json): (String, String) =
+                            get_stream.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                        let labels = parse_labels(&json)?;
+                        let visible = team.is_none_or(|want| want == t);
+                        e.insert((visible && query.matches_stream(&labels)).then_some(labels))
+                            .is_some()
+                    }
+                };
+                if !wanted {
+                    continue;
+                }
+                let Some(data) = get_data
+                    .query_row([id], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
+                else {
+                    continue; // compacted or erased meanwhile
+                };
+                let out = by_stream.entry(sid).or_default();
+                chunk::decode_each(&data, |ts, line| {
+                    if query.keep_line(line) {
+                        out.push(Entry::new(ts, line));
+                    }
+                })?;
+            }
+            Ok(by_stream
+                .into_iter()
+                .filter(|(_, e)| !e.is_empty())
+                .filter_map(|(sid, mut entries)| {
+                    entries.sort_by_key(|e| e.ts_ns);
+                    let labels = cache.get(&sid)?.clone()?;
+                    Some(StreamResult { labels, entries })
+                })
+                .collect())
+        })();
+        self.give_back(conn);
+        result
+    }
+
     /// Current time in Unix epoch ns (the receipt clock).
     pub fn now_ns() -> i64 {
         now_ns()
@@ -450,7 +748,10 @@ impl Store {
 }
 
 /// Splits entries into runs of about `target` raw bytes (at least one entry each).
-fn split_by_bytes(entries: &[Entry], target: usize) -> impl Iterator<Item = &[Entry]> {
+fn split_by_bytes<E: std::borrow::Borrow<Entry>>(
+    entries: &[E],
+    target: usize,
+) -> impl Iterator<Item = &[E]> {
     let mut rest = entries;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -458,14 +759,71 @@ fn split_by_bytes(entries: &[Entry], target: usize) -> impl Iterator<Item = &[En
         }
         let mut bytes = 0;
         let mut n = 0;
-        while n < rest.len() && (n == 0 || bytes + rest[n].line.len() <= target) {
-            bytes += rest[n].line.len();
+        while n < rest.len() && (n == 0 || bytes + rest[n].borrow().line.len() <= target) {
+            bytes += rest[n].borrow().line.len();
             n += 1;
         }
         let (head, tail) = rest.split_at(n);
         rest = tail;
         Some(head)
     })
+}
+
+/// Inserts one encoded chunk of stream `sid`.
+fn insert_chunk(
+    conn: &Connection,
+    sid: i64,
+    seq: i64,
+    day: i64,
+    c: &chunk::EncodedChunk,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO chunks (stream_id, min_ts, max_ts, lines, raw_bytes, data, seq, day)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        sid,
+        c.min_ts,
+        c.max_ts,
+        c.lines as i64,
+        c.raw_bytes as i64,
+        c.data,
+        seq,
+        day
+    ])?;
+    Ok(())
+}
+
+/// Groups entries by UTC day, keeping their order within a day. Nearly every batch falls
+/// within one day, which costs one pass and one vector of references.
+fn by_day(entries: &[Entry]) -> Vec<(i64, Vec<&Entry>)> {
+    let first = day_of(entries.first().map_or(0, |e| e.ts_ns));
+    if entries.iter().all(|e| day_of(e.ts_ns) == first) {
+        return vec![(first, entries.iter().collect())];
+    }
+    let mut days: BTreeMap<i64, Vec<&Entry>> = BTreeMap::new();
+    for e in entries {
+        days.entry(day_of(e.ts_ns)).or_default().push(e);
+    }
+    days.into_iter().collect()
+}
+
+/// The canonical key of a stream: its labels with `team` set to the stamped team, as JSON
+/// with sorted keys.
+fn labels_key(labels: &Labels, team: &str) -> Result<String, StoreError> {
+    let mut labels = labels.clone();
+    labels.insert("team".to_owned(), team.to_owned());
+    serde_json::to_string(&labels).map_err(|e| StoreError::Labels(e.to_string()))
+}
+
+fn parse_labels(json: &str) -> Result<Labels, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Labels(e.to_string()))
+}
+
+/// Day numbers to scan for `[start, end]`. One day earlier than the start covers chunks
+/// written before chunks were split by day (schema 1), which could cross midnight.
+fn day_bounds(start_ns: i64, end_ns: i64) -> (i64, i64) {
+    (day_of(start_ns) - 1, day_of(end_ns))
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Schema migrations: an append-only list keyed on `PRAGMA user_version`, applied inside one
 //! exclusive transaction. Never edit a shipped migration; append a new one.
+//!
+//! A brand-new database is created with `auto_vacuum = INCREMENTAL` (it can only be chosen
+//! before the first table exists), so retention and erasure can hand pages back to the file
+//! system without a full `VACUUM`.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -37,11 +41,39 @@ const MIGRATIONS: &[&str] = &[
         redactions     TEXT                -- compact JSON of per-rule counts
      );
      CREATE INDEX receipts_time ON receipts(received_ns);",
+    // 2: ingest sequence and UTC day on chunks (live tail, compaction, retention, stats per
+    // day); the erasure log.
+    "ALTER TABLE chunks ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;  -- receipts.id of the batch
+     ALTER TABLE chunks ADD COLUMN day INTEGER NOT NULL DEFAULT 0;  -- min_ts / 86400e9
+     UPDATE chunks SET day = min_ts / 86400000000000;
+     CREATE INDEX chunks_seq ON chunks(seq, id);
+     CREATE INDEX chunks_stream_day ON chunks(stream_id, day);
+     CREATE TABLE erasures (
+        id          INTEGER PRIMARY KEY,
+        at_ns       INTEGER NOT NULL,
+        operator    TEXT NOT NULL,         -- token name, or the operator of an offline run
+        query       TEXT NOT NULL,         -- LogQL selector and filters
+        start_ns    INTEGER NOT NULL,
+        end_ns      INTEGER NOT NULL,
+        lines       INTEGER NOT NULL,      -- lines erased
+        chunks      INTEGER NOT NULL       -- chunks rewritten or deleted
+     );",
 ];
+
+/// Chooses incremental auto-vacuum for a database without tables. Must run before the
+/// connection switches to WAL and outside a transaction, or SQLite ignores it.
+pub(super) fn prepare_new(conn: &Connection) -> Result<(), StoreError> {
+    let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if tables == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
+    Ok(())
+}
 
 /// Applies every migration newer than the database's `user_version`.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+
     let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if current > known {

@@ -160,6 +160,10 @@ fn main() -> anyhow::Result<()> {
     agent_cpu = cpu_seconds(agent.pid()).unwrap_or(agent_cpu);
     let agg_cpu = cpu_seconds(agg.proc.pid()).unwrap_or(0.0);
     let stored = dir_bytes(&agg.data);
+    let sent =
+        fjord_e2e::agent_metric(&cfg, "fjord_agent_compressed_bytes_acked_total").unwrap_or(0.0);
+    let raw_acked =
+        fjord_e2e::agent_metric(&cfg, "fjord_agent_raw_bytes_acked_total").unwrap_or(0.0);
     let mb = bytes as f64 / 1e6;
     println!("raw_mb                 {mb:.1}");
     println!("lines                  {lines}");
@@ -170,5 +174,6 @@ fn main() -> anyhow::Result<()> {
     println!("aggregator_cpu_s       {agg_cpu:.2}");
     println!("aggregator_peak_rss_mib {:.1}", agg_rss as f64 / 1024.0);
     println!("stored_bytes_per_raw   {:.3}", stored as f64 / bytes as f64);
+    println!("wire_bytes_per_raw     {:.3}", sent / raw_acked.max(1.0));
     Ok(())
 }

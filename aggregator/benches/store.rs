@@ -1,0 +1,271 @@
+//! Store benchmarks on realistic payment-service lines (the shape of `tests/src/gen.rs`,
+//! copied so this crate does not depend on the test harness):
+//!
+//! - `ingest/push_1MiB`: the server's whole blocking ingest path for one agent batch of 1 MiB
+//!   of raw lines — zstd decompress, JSON parse, limit checks, payload SHA-256, chunk encode
+//!   and compress, one SQLite transaction with `synchronous=FULL` — in raw MB/s.
+//! - `ingest_parts/*`: the pieces of that path alone, to see where the CPU goes.
+//! - `query/scan_filter`: a `|=` query whose needle never matches, so every stored line of
+//!   the range is decompressed and scanned, in raw MB/s.
+//!
+//! Run: `cargo bench -p fjord-aggregator --bench store`.
+
+use std::hint::black_box;
+
+use axum::body::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use fjord_aggregator::config::IngestLimits;
+use fjord_aggregator::logql;
+use fjord_aggregator::server::push::{ingest_body, PushBatch};
+use fjord_aggregator::store::{chunk, Direction, RangeQuery, Store};
+use fjord_wire::codec::{self, ContentEncoding};
+use fjord_wire::{Entry, PushRequest, PushStream};
+
+/// Raw bytes per batch, as `fjord-agent`'s default `max_batch_bytes`.
+const BATCH_RAW_BYTES: usize = 1024 * 1024;
+/// Raw bytes stored for the scan benchmark.
+const SCAN_RAW_BYTES: usize = 64 * 1024 * 1024;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+    fn digits(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| char::from(b'0' + self.below(10) as u8))
+            .collect()
+    }
+    fn hex(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[self.below(16) as usize]))
+            .collect()
+    }
+}
+
+/// One line shaped like the generator's: app, access-log and JSON lines with random ids.
+fn line(r: &mut Rng, seq: u64) -> String {
+    let ts = format!(
+        "2026-11-26T10:{:02}:{:02}.{:03}Z",
+        (seq / 60_000) % 60,
+        (seq / 1000) % 60,
+        seq % 1000
+    );
+    let order = r.digits(10);
+    let trace = r.hex(32);
+    let amount = format!("{}.{:02}", r.below(5000), r.below(100));
+    let levels = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
+    match r.below(3) {
+        0 => format!(
+            "{ts} {} payment-service [{}] order={order} amount={amount} currency=NOK trace={trace} status={}",
+            r.pick(&levels),
+            r.pick(&["worker-1", "worker-2", "http-nio-8080-exec-3"]),
+            r.pick(&["authorized", "captured", "declined", "pending"]),
+        ),
+        1 => format!(
+            "10.0.{}.{} - - [{ts}] \"{} {} HTTP/1.1\" {} {} {}ms trace={trace}",
+            r.below(256),
+            r.below(256),
+            r.pick(&["GET", "POST", "PUT"]),
+            r.pick(&["/v1/payments", "/v1/refunds", "/v1/customers/me", "/health"]),
+            r.pick(&["200", "200", "201", "400", "402", "500"]),
+            r.below(20_000),
+            r.below(900),
+        ),
+        _ => format!(
+            "{{\"ts\":\"{ts}\",\"level\":\"{}\",\"msg\":\"payment event\",\"order_id\":\"{order}\",\"amount\":{amount},\"trace_id\":\"{trace}\",\"seq\":{seq},\"detail\":\"\"}}",
+            r.pick(&levels).to_ascii_lowercase(),
+        ),
+    }
+}
+
+/// A push of about `raw` bytes of lines with timestamps from `t0`, one stream.
+fn batch(r: &mut Rng, seq: &mut u64, t0: i64, raw: usize) -> PushRequest {
+    let mut values = Vec::new();
+    let mut bytes = 0;
+    while bytes < raw {
+        let l = line(r, *seq);
+        bytes += l.len();
+        values.push(Entry::new(t0 + *seq as i64 * 1000, l));
+        *seq += 1;
+    }
+    PushRequest {
+        streams: vec![PushStream {
+            stream: [
+                ("team".to_owned(), "payments".to_owned()),
+                ("namespace".to_owned(), "shop".to_owned()),
+                ("pod".to_owned(), "payment-7f9c".to_owned()),
+                ("file".to_owned(), "/var/log/payment/app.log".to_owned()),
+            ]
+            .into(),
+            values,
+        }],
+    }
+}
+
+/// CPU time of the calling thread in ns (`/proc/thread-self/schedstat`), so the figures are
+/// per CPU-second as the targets are stated, not per wall second (commits wait on fsync).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `f` `n` times and prints raw MiB per CPU-second and per wall second.
+fn per_cpu_second(what: &str, raw_per_run: u64, n: u32, mut f: impl FnMut(u32)) {
+    let (cpu0, wall0) = (thread_cpu_ns(), std::time::Instant::now());
+    for i in 0..n {
+        f(i);
+    }
+    let cpu = (thread_cpu_ns() - cpu0) as f64 / 1e9;
+    let wall = wall0.elapsed().as_secs_f64();
+    let mib = (raw_per_run * u64::from(n)) as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "{what}: {:.1} MiB raw per CPU-second, {:.1} MiB/s wall ({n} runs, {cpu:.2} CPU-s)",
+        mib / cpu,
+        mib / wall
+    );
+}
+
+fn now_ns() -> i64 {
+    fjord_aggregator::time::now_ns()
+}
+
+fn ingest(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let limits = IngestLimits::default();
+    let mut r = Rng(42);
+    let mut seq = 0;
+    let req = batch(&mut r, &mut seq, now_ns(), BATCH_RAW_BYTES);
+    let raw = req.raw_bytes() as u64;
+    let enc = codec::encode_zstd(&req, codec::DEFAULT_ZSTD_LEVEL).expect("encode");
+    let body = Bytes::from(enc.body.clone());
+
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Bytes(raw));
+    g.sample_size(30);
+    let mut n = 0u64;
+    g.bench_function("push_1MiB", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                PushBatch {
+                    batch_id: Some(format!("bench-{n}")),
+                    agent: Some("bench".into()),
+                    ..PushBatch::default()
+                }
+            },
+            |batch| ingest_body(&store, body.clone(), ContentEncoding::Zstd, &limits, batch),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+    per_cpu_second("ingest push_1MiB", raw, 64, |i| {
+        let batch = PushBatch {
+            batch_id: Some(format!("cpu-{i}")),
+            ..PushBatch::default()
+        };
+        ingest_body(&store, body.clone(), ContentEncoding::Zstd, &limits, batch).expect("ingest");
+    });
+
+    let json = serde_json::to_vec(&req).expect("json");
+    let mut g = c.benchmark_group("ingest_parts");
+    g.throughput(Throughput::Bytes(raw));
+    g.bench_function("zstd_decompress_streamed", |b| {
+        b.iter(|| codec::decompress(black_box(&enc.body), ContentEncoding::Zstd, 64 << 20))
+    });
+    g.bench_function("zstd_decompress_sized", |b| {
+        b.iter(|| {
+            fjord_aggregator::server::push::decompress(
+                black_box(&enc.body),
+                ContentEncoding::Zstd,
+                64 << 20,
+            )
+        })
+    });
+    g.bench_function("json_parse", |b| {
+        b.iter(|| codec::parse_push(black_box(&json)))
+    });
+    g.bench_function("payload_sha256", |b| {
+        b.iter(|| codec::payload_sha256(black_box(&json)))
+    });
+    let entries = &req.streams[0].values;
+    let pairs = || entries.iter().map(|e| (e.ts_ns, e.line.as_str()));
+    for level in [-1, 1, 2, 3, 5] {
+        g.bench_function(format!("chunk_encode_zstd_{level}"), |b| {
+            b.iter(|| chunk::encode_iter_at(black_box(pairs()), level))
+        });
+        let c = chunk::encode_iter_at(pairs(), level).expect("encode");
+        eprintln!(
+            "chunk zstd level {level}: {:.3} stored/raw",
+            c.data.len() as f64 / raw as f64
+        );
+    }
+    g.finish();
+}
+
+fn query(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let mut r = Rng(7);
+    let mut seq = 0;
+    let t0 = now_ns() - 3_600_000_000_000;
+    let mut raw = 0u64;
+    let mut n = 0;
+    while raw < SCAN_RAW_BYTES as u64 {
+        let req = batch(&mut r, &mut seq, t0, BATCH_RAW_BYTES);
+        raw += req.raw_bytes() as u64;
+        n += 1;
+        let meta = fjord_aggregator::store::IngestMeta {
+            batch_id: Some(format!("q-{n}")),
+            agent: None,
+            team: "payments".into(),
+            rules_version: None,
+            redactions: None,
+            payload_sha256: String::new(),
+            received_ns: now_ns(),
+        };
+        store.ingest(&meta, &req).expect("ingest");
+    }
+    let file = std::fs::metadata(store.path()).map_or(0, |m| m.len());
+    eprintln!(
+        "scan store: {raw} raw bytes in {file} file bytes ({:.3} stored/raw)",
+        file as f64 / raw as f64
+    );
+    let q = RangeQuery {
+        query: logql::parse(r#"{team="payments"} |= "no-such-needle""#).expect("logql"),
+        start_ns: 0,
+        end_ns: i64::MAX,
+        limit: 100,
+        direction: Direction::Backward,
+        team: None,
+    };
+    let mut g = c.benchmark_group("query");
+    g.throughput(Throughput::Bytes(raw));
+    g.sample_size(10);
+    g.bench_function("scan_filter", |b| {
+        b.iter(|| {
+            let res = store.query_range(&q).expect("query");
+            assert!(res.is_empty());
+        })
+    });
+    g.finish();
+    per_cpu_second("query scan_filter", raw, 5, |_| {
+        assert!(store.query_range(&q).expect("query").is_empty());
+    });
+}
+
+criterion_group!(benches, ingest, query);
+criterion_main!(benches);

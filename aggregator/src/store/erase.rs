@@ -1,0 +1,180 @@
+//! Erasure (GDPR right to erasure): removes the lines that match a selector and line filters
+//! in a time range by rewriting the chunks that hold them, and records the act in the
+//! `erasures` table.
+//!
+//! Invariants: the rewrite of every affected chunk and the erasure-log row commit in one
+//! transaction, so a crash leaves either all or none of it; the old chunk contents are
+//! overwritten on disk (`secure_delete`) and the WAL is truncated afterwards, so the erased
+//! lines do not survive in free pages or old WAL frames; a chunk's `seq` is kept.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use super::{chunk, day_bounds, Store, StoreError};
+use crate::logql::LogQuery;
+
+/// What to erase.
+#[derive(Debug, Clone)]
+pub struct Erasure {
+    pub query: LogQuery,
+    /// The query as the operator wrote it, for the log.
+    pub query_text: String,
+    /// Inclusive range, Unix epoch ns.
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Confine to one team (`None` = all).
+    pub team: Option<String>,
+    /// Who asked: token name, or the operator of an offline run.
+    pub operator: String,
+    /// Count only; change nothing and log nothing.
+    pub dry_run: bool,
+}
+
+/// What an erasure did (or, for a dry run, would do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EraseReport {
+    /// Lines removed.
+    pub lines: u64,
+    /// Chunks rewritten or deleted.
+    pub chunks: u64,
+    /// Row id in the erasure log (`None` for a dry run).
+    pub log_id: Option<i64>,
+}
+
+/// One row of the erasure log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureRecord {
+    pub id: i64,
+    pub at_ns: i64,
+    pub operator: String,
+    pub query: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub lines: u64,
+    pub chunks: u64,
+}
+
+impl Store {
+    /// Erases the matching lines; see the module docs.
+    pub fn erase(&self, e: &Erasure, now_ns: i64) -> Result<EraseReport, StoreError> {
+        if e.query.filters.is_empty() {
+            return Err(StoreError::Refused(
+                "an erasure needs at least one line filter (|= \"...\"); to drop whole streams use retention".into(),
+            ));
+        }
+        let mut report = EraseReport::default();
+        {
+            let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+            let tx = w
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let streams = Self::select_streams(&tx, &e.query, e.team.as_deref())?;
+            let (d0, d1) = day_bounds(e.start_ns, e.end_ns);
+            let mut ids: Vec<i64> = Vec::new();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id FROM chunks WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5
+                     AND max_ts >= ?2 AND min_ts <= ?3 ORDER BY id",
+                )?;
+                for (sid, _) in &streams {
+                    for id in
+                        stmt.query_map(params![sid, e.start_ns, e.end_ns, d0, d1], |r| r.get(0))?
+                    {
+                        ids.push(id?);
+                    }
+                }
+            }
+            for id in ids {
+                let Some(data) = tx
+                    .query_row("SELECT data FROM chunks WHERE id = ?1", [id], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                let mut keep: Vec<(i64, String)> = Vec::new();
+                let mut erased = 0u64;
+                chunk::decode_each(&data, |ts, line| {
+                    if ts >= e.start_ns && ts <= e.end_ns && e.query.keep_line(line) {
+                        erased += 1;
+                    } else {
+                        keep.push((ts, line.to_owned()));
+                    }
+                })?;
+                if erased == 0 {
+                    continue;
+                }
+                report.lines += erased;
+                report.chunks += 1;
+                if e.dry_run {
+                    continue;
+                }
+                if keep.is_empty() {
+                    tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
+                } else {
+                    let c = chunk::encode_iter(keep.iter().map(|(t, l)| (*t, l.as_str())))?;
+                    tx.execute(
+                        "UPDATE chunks SET min_ts = ?2, max_ts = ?3, lines = ?4, raw_bytes = ?5,
+                         data = ?6 WHERE id = ?1",
+                        params![
+                            id,
+                            c.min_ts,
+                            c.max_ts,
+                            c.lines as i64,
+                            c.raw_bytes as i64,
+                            c.data
+                        ],
+                    )?;
+                }
+            }
+            if e.dry_run {
+                return Ok(report);
+            }
+            tx.execute(
+                "INSERT INTO erasures (at_ns, operator, query, start_ns, end_ns, lines, chunks)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    now_ns,
+                    e.operator,
+                    e.query_text,
+                    e.start_ns,
+                    e.end_ns,
+                    report.lines as i64,
+                    report.chunks as i64
+                ],
+            )?;
+            report.log_id = Some(tx.last_insert_rowid());
+            tx.commit()?;
+        }
+        // Old page images of the rewritten chunks may sit in the WAL until it is truncated.
+        self.checkpoint()?;
+        Ok(report)
+    }
+
+    /// The erasure log, newest first.
+    pub fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
+        let conn = self.reader()?;
+        let res = (|| {
+            conn.prepare(
+                "SELECT id, at_ns, operator, query, start_ns, end_ns, lines, chunks
+                 FROM erasures ORDER BY id DESC",
+            )?
+            .query_map([], |r| {
+                Ok(ErasureRecord {
+                    id: r.get(0)?,
+                    at_ns: r.get(1)?,
+                    operator: r.get(2)?,
+                    query: r.get(3)?,
+                    start_ns: r.get(4)?,
+                    end_ns: r.get(5)?,
+                    lines: r.get::<_, i64>(6)? as u64,
+                    chunks: r.get::<_, i64>(7)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })();
+        self.give_back(conn);
+        Ok(res?)
+    }
+}
