@@ -6,9 +6,15 @@
 //!   `mask`/`hash`/`partial` replace it with a string, `drop_field` removes the member,
 //!   `drop_line` drops the line. Path segments are object keys; `*` matches any one key;
 //!   arrays are transparent (`items.card` reaches `{"items":[{"card":…}]}`).
-//! * Pattern rules run over every string value (after unescaping) and every integer of 8+
-//!   digits (a card or id written as a number becomes a string when scrubbed). Keys are not
-//!   scanned. A `"password"` / `"api_key"`-style key marks its whole string value.
+//! * Built-in detectors run once over the raw line (the caller does that, and only walks a
+//!   line with a match), where they see each value's key: `"msisdn": "4791234567"` is a
+//!   phone number, `"cpr": "0101901234"` a CPR, and a Luhn-valid `"span_id"` is not a card.
+//!   Each match is mapped into the value it lies in and scrubbed there; a value holding an
+//!   escape (`\u0040`) is instead unescaped and scanned on its own. A number with a match
+//!   becomes a string. Matches in keys are ignored: keys are not scanned.
+//! * Custom pattern rules run over every string value (after unescaping) and every integer
+//!   of 8+ digits, one value at a time.
+//! * A `"password"` / `"api_key"`-style key marks its whole string value.
 //!
 //! This is a small hand-written parser rather than `serde_json::Value` because the latter
 //! would reorder keys (without the crate-wide `preserve_order` feature, which would change
@@ -16,8 +22,10 @@
 //! [`MAX_DEPTH`] or anything that is not valid JSON makes [`redact`] fail, and the caller
 //! scrubs the line as plain text instead — never unscrubbed, never a panic.
 
+use std::borrow::Cow;
+
 use crate::pack::Action;
-use crate::redact::{Counts, ExplainHit, Hit, Redactor};
+use crate::redact::{Counts, ExplainHit, Hit, Redactor, Scope};
 
 /// Deepest nesting handled as JSON; deeper lines are scrubbed as text.
 pub const MAX_DEPTH: usize = 64;
@@ -32,10 +40,14 @@ pub(crate) fn looks_like_object(line: &str) -> bool {
     t.len() >= 2 && t.as_bytes()[0] == b'{' && t.as_bytes()[t.len() - 1] == b'}'
 }
 
-/// Rewrites a JSON-object line. `Ok(None)`: a rule drops the line.
+/// Rewrites a JSON-object line. `raw_hits`: the built-in detectors' resolved hits in the
+/// whole line; `patterns`: whether custom patterns must run over each value. `Ok(None)`: a
+/// rule drops the line.
 pub(crate) fn redact(
     r: &Redactor,
     line: &str,
+    raw_hits: &[Hit],
+    patterns: bool,
     counts: &mut Counts,
     explain: Option<&mut Vec<ExplainHit>>,
 ) -> Result<Option<String>, NotJson> {
@@ -49,7 +61,12 @@ pub(crate) fn redact(
         explain,
         path: Vec::new(),
         dropped: false,
+        raw_hits,
+        next_raw: 0,
+        patterns,
         hits: Vec::new(),
+        more: Vec::new(),
+        scrubbed: String::new(),
     };
     w.ws();
     if w.peek() != Some(b'{') {
@@ -71,12 +88,20 @@ struct Walker<'a, 'c, 'e> {
     out: String,
     counts: &'c mut Counts,
     explain: Option<&'e mut Vec<ExplainHit>>,
-    path: Vec<String>,
+    /// Keys from the root to the current value (borrowed unless a key has escapes).
+    path: Vec<Cow<'a, str>>,
     dropped: bool,
+    /// Detector hits in the raw line, in order, and the first one not yet behind us.
+    raw_hits: &'a [Hit],
+    next_raw: usize,
+    patterns: bool,
+    /// Scratch space reused from value to value.
     hits: Vec<Hit>,
+    more: Vec<Hit>,
+    scrubbed: String,
 }
 
-impl Walker<'_, '_, '_> {
+impl<'a> Walker<'a, '_, '_> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -106,7 +131,7 @@ impl Walker<'_, '_, '_> {
                 && f.path
                     .iter()
                     .zip(&self.path)
-                    .all(|(want, got)| want == "*" || want == got)
+                    .all(|(want, got)| want == "*" || want.as_str() == got.as_ref())
         })
     }
 
@@ -125,18 +150,14 @@ impl Walker<'_, '_, '_> {
             b'"' => {
                 let start = self.i;
                 let text = self.string()?;
-                self.scrub_scalar(&self.s[start..self.i], text, key_rule, true);
+                self.scrub_scalar(start, text, key_rule, false);
                 Ok(())
             }
             b'-' | b'0'..=b'9' => {
                 let start = self.i;
                 let integer = self.number()?;
                 let raw = &self.s[start..self.i];
-                if integer && raw.len() >= 8 {
-                    self.scrub_scalar(raw, raw.to_owned(), None, false);
-                } else {
-                    self.out.push_str(raw);
-                }
+                self.scrub_scalar(start, Cow::Borrowed(raw), None, integer && raw.len() >= 8);
                 Ok(())
             }
             _ => {
@@ -152,19 +173,44 @@ impl Walker<'_, '_, '_> {
         }
     }
 
-    /// Applies pattern rules to one string (or integer) value; writes the raw form when
-    /// nothing fires.
-    fn scrub_scalar(&mut self, raw: &str, text: String, key_rule: Option<usize>, string: bool) {
+    /// Applies the rules to one scalar that starts at `start` and ends at `self.i`: a string
+    /// (`text` unescaped, borrowed when it had no escapes) or a number (`text` = its digits;
+    /// `scan_number`: whether custom patterns look at it). Writes the raw form when nothing
+    /// fires, else the scrubbed value as a JSON string.
+    fn scrub_scalar(
+        &mut self,
+        start: usize,
+        text: Cow<'a, str>,
+        key_rule: Option<usize>,
+        scan_number: bool,
+    ) {
+        let line = self.s;
+        let raw = &line[start..self.i];
+        let string = raw.starts_with('"');
         let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
         if let Some(rule) = key_rule.filter(|_| string && !text.is_empty()) {
-            hits.clear();
             hits.push(Hit {
                 start: 0,
                 end: text.len(),
                 rule,
             });
+        } else if matches!(text, Cow::Owned(_)) {
+            // Escapes: offsets in the raw line do not apply; scan the unescaped text.
+            self.r.hits(&text, Scope::All, &mut hits);
         } else {
-            self.r.hits(&text, &mut hits);
+            // `text` is the raw bytes between the quotes (or the number itself).
+            let from = if string { start + 1 } else { start };
+            self.raw_hits_in(from, from + text.len(), &mut hits);
+            if self.patterns && (string || scan_number) {
+                let mut more = std::mem::take(&mut self.more);
+                self.r.hits(&text, Scope::Patterns, &mut more);
+                if !more.is_empty() {
+                    hits.append(&mut more);
+                    self.r.resolve_overlaps(&mut hits);
+                }
+                self.more = more;
+            }
         }
         if hits.is_empty() {
             self.out.push_str(raw);
@@ -177,14 +223,32 @@ impl Walker<'_, '_, '_> {
             self.note(h);
             self.out.push_str(raw);
         } else {
-            let mut scrubbed = String::with_capacity(text.len() + 16);
+            let mut scrubbed = std::mem::take(&mut self.scrubbed);
+            scrubbed.clear();
             self.r.render(&text, &hits, self.counts, &mut scrubbed);
             for h in &hits {
                 self.note(h);
             }
             push_json_string(&mut self.out, &scrubbed);
+            self.scrubbed = scrubbed;
         }
         self.hits = hits;
+    }
+
+    /// The raw-line hits that overlap `from..to`, clipped to it and made relative to `from`.
+    /// Hits that end before `from` lay in keys or between values and are passed over.
+    fn raw_hits_in(&mut self, from: usize, to: usize, out: &mut Vec<Hit>) {
+        let raw = self.raw_hits;
+        while raw.get(self.next_raw).is_some_and(|h| h.end <= from) {
+            self.next_raw += 1;
+        }
+        for h in raw[self.next_raw..].iter().take_while(|h| h.start < to) {
+            out.push(Hit {
+                start: h.start.max(from) - from,
+                end: h.end.min(to) - from,
+                rule: h.rule,
+            });
+        }
     }
 
     fn note(&mut self, h: &Hit) {
@@ -202,7 +266,7 @@ impl Walker<'_, '_, '_> {
             self.string()?
         } else {
             self.skip_value(0)?;
-            self.s[start..self.i].to_owned()
+            Cow::Borrowed(&self.s[start..self.i])
         };
         let rule = &self.r.fields[f];
         let index = self.r.rules.len() + f;
@@ -398,25 +462,23 @@ impl Walker<'_, '_, '_> {
         }
     }
 
-    /// Parses a string literal at `i` and returns its unescaped text.
-    fn string(&mut self) -> Result<String, NotJson> {
+    /// Parses a string literal at `i` and returns its unescaped text, borrowed from the line
+    /// when it has no escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, NotJson> {
         if self.peek() != Some(b'"') {
             return Err(NotJson);
         }
         self.i += 1;
         let start = self.i;
         // Fast path: no escapes.
-        while let Some(c) = self.peek() {
-            match c {
-                b'"' => {
-                    let s = self.s[start..self.i].to_owned();
-                    self.i += 1;
-                    return Ok(s);
-                }
-                b'\\' => break,
-                0..=0x1f => return Err(NotJson),
-                _ => self.i += 1,
-            }
+        let stop = memchr::memchr2(b'"', b'\\', &self.b[start..]).ok_or(NotJson)?;
+        if self.b[start..start + stop].iter().any(|&c| c < 0x20) {
+            return Err(NotJson);
+        }
+        self.i = start + stop;
+        if self.b[self.i] == b'"' {
+            self.i += 1;
+            return Ok(Cow::Borrowed(&self.s[start..self.i - 1]));
         }
         let mut out = self.s[start..self.i].to_owned();
         loop {
@@ -424,7 +486,7 @@ impl Walker<'_, '_, '_> {
             match c {
                 b'"' => {
                     self.i += 1;
-                    return Ok(out);
+                    return Ok(Cow::Owned(out));
                 }
                 b'\\' => {
                     self.i += 1;
@@ -624,6 +686,49 @@ action = "drop_line"
         let deep = format!("{}\"a@b.co\"{}", "{\"k\":".repeat(100), "}".repeat(100));
         let out = apply(&r, &deep).unwrap();
         assert!(out.contains("[REDACTED:email]") && !out.contains("a@b.co"));
+    }
+
+    #[test]
+    fn detectors_see_the_key_of_a_value() {
+        let r = redactor("");
+        // The key gives the context a value alone lacks.
+        assert_eq!(
+            apply(&r, r#"{"msisdn":"4791234567","n":1}"#).unwrap(),
+            r#"{"msisdn":"[REDACTED:phone]","n":1}"#
+        );
+        assert_eq!(
+            apply(&r, r#"{"cpr": "0101901234"}"#).unwrap(),
+            r#"{"cpr": "[REDACTED:dk-cpr]"}"#
+        );
+        // A Luhn-valid span id is not a card, whatever else the line holds.
+        assert_eq!(
+            apply(&r, r#"{"span_id":"6478729609390061","to":"a@b.co"}"#).unwrap(),
+            r#"{"span_id":"6478729609390061","to":"[REDACTED:email]"}"#
+        );
+        // Keys are not scanned; a number with a match becomes a string.
+        assert_eq!(
+            apply(&r, r#"{"kari@example.no":5555555555554444}"#).unwrap(),
+            r#"{"kari@example.no":"[REDACTED:card]"}"#
+        );
+        // A value with escapes is unescaped and scanned on its own.
+        assert_eq!(
+            apply(
+                &r,
+                r#"{"a":"x\"y","b":"kari\u0040example.no","c":"ola@example.no"}"#
+            )
+            .unwrap(),
+            r#"{"a":"x\"y","b":"[REDACTED:email]","c":"[REDACTED:email]"}"#
+        );
+    }
+
+    #[test]
+    fn custom_patterns_run_per_value() {
+        let team = "[[rule]]\nname = \"dbg\"\npattern = '^DEBUG'\n";
+        let r = redactor(team);
+        assert_eq!(
+            apply(&r, r#"{"msg":"DEBUG x","card":"4111111111111111"}"#).unwrap(),
+            r#"{"msg":"[REDACTED:dbg] x","card":"[REDACTED:card]"}"#
+        );
     }
 
     #[test]

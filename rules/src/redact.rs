@@ -6,7 +6,9 @@
 //! possible detectors and the custom regexes then search; validators drop candidates whose
 //! check digits fail; overlapping matches merge into one span, so no part of any match
 //! leaks. JSON objects are rewritten value by value ([`crate::json`]) so they stay valid
-//! JSON.
+//! JSON: the detectors run once over the whole line, where they see each value's key
+//! (`"msisdn": "…"`, `"span_id": "…"`), and their matches are mapped into the values; only
+//! a line with a match is parsed at all.
 //!
 //! Invariants: the output never contains a matched value except what a `partial` action
 //! keeps on purpose; a hash is always keyed (no key, no [`Redactor`]); nothing here logs or
@@ -120,6 +122,17 @@ pub(crate) struct CompiledField {
     pub(crate) action: Action,
 }
 
+/// Which rules [`Redactor::hits`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Every rule.
+    All,
+    /// Built-in detectors only.
+    Detectors,
+    /// Custom patterns only.
+    Patterns,
+}
+
 /// One validated match, resolved against the others: `rule` indexes [`Redactor::rules`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hit {
@@ -157,6 +170,8 @@ pub struct Redactor {
     pub(crate) fields: Vec<CompiledField>,
     /// JSON keys that mark a value as a detector's kind (`"password": …`): (detector, rule).
     pub(crate) key_rules: Vec<(Detector, usize)>,
+    /// Whether any rule is a custom pattern (JSON values are then also scanned one by one).
+    pub(crate) has_patterns: bool,
     key: Option<Hmac<Sha256>>,
     version: String,
 }
@@ -245,10 +260,14 @@ impl Redactor {
                 action: f.action,
             })
             .collect();
+        let has_patterns = rules
+            .iter()
+            .any(|r| matches!(r.finder, Finder::Pattern { .. }));
         Ok(Redactor {
             rules,
             fields,
             key_rules,
+            has_patterns,
             key,
             version: set.version(),
         })
@@ -293,27 +312,41 @@ impl Redactor {
         mut explain: Option<&mut Vec<ExplainHit>>,
     ) -> Option<Cow<'a, str>> {
         let mut hits = Vec::new();
-        self.hits(line, &mut hits);
-        if crate::json::looks_like_object(line)
-            && (!hits.is_empty() || !self.fields.is_empty() || line.contains('\\'))
-        {
-            let mut local = Counts::default();
-            let mut local_explain = Vec::new();
-            let sink = explain.as_ref().map(|_| &mut local_explain);
-            if let Ok(out) = crate::json::redact(self, line, &mut local, sink) {
-                counts.add(&local);
-                if let Some(e) = explain.as_deref_mut() {
-                    e.append(&mut local_explain);
-                }
-                return out.map(|s| {
-                    if s == line {
-                        Cow::Borrowed(line)
-                    } else {
-                        Cow::Owned(s)
-                    }
+        if crate::json::looks_like_object(line) {
+            self.hits(line, Scope::Detectors, &mut hits);
+            // Custom patterns run value by value (on every value of a walked line, as the
+            // detectors' matches do not say where they might match).
+            let pattern_hit = self.has_patterns
+                && self.rules.iter().any(|r| match &r.finder {
+                    Finder::Pattern { regex, .. } => regex.is_match(line),
+                    Finder::Detector(_) => false,
                 });
+            if !hits.is_empty() || pattern_hit || !self.fields.is_empty() || line.contains('\\') {
+                let mut local = Counts::default();
+                let mut local_explain = Vec::new();
+                let sink = explain.as_ref().map(|_| &mut local_explain);
+                let walked =
+                    crate::json::redact(self, line, &hits, self.has_patterns, &mut local, sink);
+                if let Ok(out) = walked {
+                    counts.add(&local);
+                    if let Some(e) = explain.as_deref_mut() {
+                        e.append(&mut local_explain);
+                    }
+                    return out.map(|s| {
+                        if s == line {
+                            Cow::Borrowed(line)
+                        } else {
+                            Cow::Owned(s)
+                        }
+                    });
+                }
+                // Not valid JSON after all: scrub it as text, custom patterns included.
+                if self.has_patterns {
+                    self.hits(line, Scope::All, &mut hits);
+                }
             }
-            // Not valid JSON after all: scrub it as text.
+        } else {
+            self.hits(line, Scope::All, &mut hits);
         }
         if hits.is_empty() {
             return Some(Cow::Borrowed(line));
@@ -346,13 +379,15 @@ impl Redactor {
         }
     }
 
-    /// Finds the resolved, non-overlapping hits of every pattern rule in `text`, in order.
-    pub(crate) fn hits(&self, text: &str, out: &mut Vec<Hit>) {
+    /// Finds the resolved, non-overlapping hits of the rules in `scope` in `text`, in order.
+    pub(crate) fn hits(&self, text: &str, scope: Scope, out: &mut Vec<Hit>) {
         out.clear();
         let mut features: Option<Features> = None;
         let mut ranges = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             match &rule.finder {
+                Finder::Detector(_) if scope == Scope::Patterns => {}
+                Finder::Pattern { .. } if scope == Scope::Detectors => {}
                 Finder::Detector(d) => {
                     let f = features.get_or_insert_with(|| Features::of(text));
                     if f.is_empty() {
@@ -386,7 +421,7 @@ impl Redactor {
     /// into one span covering their union, acted on by the longest hit's rule (ties: a
     /// locked rule, then rule order) — except that a `partial` rule never acts on a span a
     /// locked rule also matched, so a team rule cannot reveal digits of a baseline match.
-    fn resolve_overlaps(&self, hits: &mut Vec<Hit>) {
+    pub(crate) fn resolve_overlaps(&self, hits: &mut Vec<Hit>) {
         hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.rule));
         let better = |a: &Hit, b: &Hit| {
             let (la, lb) = (a.end - a.start, b.end - b.start);

@@ -3,11 +3,12 @@
 //! `char` boundaries of the line and covers only the value to scrub (for `password=…` the
 //! value, not the key).
 //!
-//! Speed: before any detector runs, [`Features::of`] makes one pass over the line's bytes
-//! (plus one keyword scan) and records the cheap shapes a detector needs before it can
-//! possibly match: an `@` for e-mail, a run of 13+ digits for cards, `eyJ` for JWTs, … A
-//! detector whose shapes are absent is skipped. The features are a superset test: a line
-//! they reject can never produce a match, so the prefilter never costs recall.
+//! Speed: before any detector runs, [`Features::of`] (`features.rs`) makes one pass over the
+//! line's bytes, a machine word at a time, and records the cheap shapes a detector needs
+//! before it can possibly match: an `@` for e-mail, a chain of 13+ digits for cards, `eyJ`
+//! at a word start for JWTs, … A detector whose shapes are absent is skipped. Each shape is
+//! a necessary condition of the detector's candidate pattern, so skipping never costs recall
+//! (keywords also decide where a key counts; see `features.rs`).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -15,8 +16,15 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
+pub(crate) use features::Features;
+use features::{
+    F_AT, F_CHAIN13, F_DOTTED4, F_FNR11, F_IBAN, F_IPV6, F_PLUS_DIGIT, F_RUN10, F_RUN12, F_SIGN6,
+    F_TRUNK0, K_API, K_BEARER, K_JWT, K_NATID, K_PHONE, K_SECRET,
+};
+
 pub mod cards;
 pub mod contact;
+mod features;
 pub mod iban;
 pub mod national_id;
 pub mod network;
@@ -131,12 +139,12 @@ impl Detector {
         let need = match self {
             Detector::Card => F_CHAIN13,
             Detector::Iban => F_IBAN,
-            Detector::NoFnr => F_CHAIN11,
+            Detector::NoFnr => F_FNR11,
             Detector::SePnr => F_SIGN6 | ((F_RUN10 | F_RUN12) & f.bits_if(K_NATID)),
             Detector::DkCpr => F_SIGN6 | (F_RUN10 & f.bits_if(K_NATID)),
             Detector::FiHetu => F_SIGN6,
             Detector::Email => F_AT,
-            Detector::Phone => F_PLUS_DIGIT | F_ZERO_CHAIN | K_PHONE,
+            Detector::Phone => F_PLUS_DIGIT | F_TRUNK0 | K_PHONE,
             Detector::Ipv4 => F_DOTTED4,
             Detector::Ipv6 => F_IPV6,
             Detector::Jwt => K_JWT,
@@ -324,210 +332,6 @@ pub(crate) fn natid_context(line: &str, start: usize) -> bool {
     NATID_WORDS.iter().any(|w| window.ends_with(w.as_bytes()))
 }
 
-// Feature bits: shapes found by the single byte pass.
-const F_AT: u32 = 1 << 0;
-const F_CHAIN13: u32 = 1 << 1;
-const F_CHAIN11: u32 = 1 << 2;
-const F_SIGN6: u32 = 1 << 3;
-const F_RUN10: u32 = 1 << 4;
-const F_RUN12: u32 = 1 << 5;
-const F_PLUS_DIGIT: u32 = 1 << 6;
-const F_ZERO_CHAIN: u32 = 1 << 7;
-const F_DOTTED4: u32 = 1 << 8;
-const F_IPV6: u32 = 1 << 9;
-const F_IBAN: u32 = 1 << 10;
-// Keyword bits: set when a keyword starts a word part (see `keyword_at`).
-const K_SECRET: u32 = 1 << 16;
-const K_API: u32 = 1 << 17;
-const K_JWT: u32 = 1 << 18;
-const K_BEARER: u32 = 1 << 19;
-const K_PHONE: u32 = 1 << 20;
-const K_NATID: u32 = 1 << 21;
-
-/// Keywords (lower case) and the bit each sets, by first letter. A keyword counts where a
-/// word part starts: after a character that is not a letter or digit, or at a lower→upper
-/// case change (`newPassword`), so `client_secret`, `X-Api-Key` and `apiKey` count,
-/// `mypassword` does not. Each group is a superset of what its detectors' patterns require
-/// literally.
-fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
-    match first {
-        b'p' => &[
-            (b"passw", K_SECRET),
-            (b"passphrase", K_SECRET),
-            (b"pwd", K_SECRET),
-            (b"pk_live_", K_API),
-            (b"phone", K_PHONE),
-            (b"puhelin", K_PHONE),
-            (b"pnr", K_NATID),
-            (b"person", K_NATID),
-        ],
-        b's' => &[
-            (b"secret", K_SECRET),
-            (b"sk_live_", K_API),
-            (b"samordn", K_NATID),
-            (b"ssn", K_NATID),
-        ],
-        b'a' => &[(b"api", K_API), (b"akia", K_API), (b"aiza", K_API)],
-        b'x' => &[(b"x-api", K_API), (b"xox", K_API)],
-        b'g' => &[
-            (b"ghp_", K_API),
-            (b"gho_", K_API),
-            (b"ghu_", K_API),
-            (b"ghs_", K_API),
-            (b"ghr_", K_API),
-            (b"github_pat_", K_API),
-        ],
-        b'r' => &[(b"rk_live_", K_API)],
-        b'e' => &[(b"eyj", K_JWT)],
-        b'b' => &[(b"bearer", K_BEARER)],
-        b't' => &[(b"tel", K_PHONE)],
-        b'm' => &[(b"mobil", K_PHONE), (b"msisdn", K_PHONE)],
-        b'c' => &[(b"cpr", K_NATID)],
-        b'n' => &[(b"national", K_NATID)],
-        b'f' => &[
-            (b"fnr", K_NATID),
-            (b"fodsel", K_NATID),
-            (b"f\xc3\xb8dsel", K_NATID),
-        ],
-        b'h' => &[(b"hetu", K_NATID), (b"henkilo", K_NATID)],
-        _ => &[],
-    }
-}
-
-/// The keyword bits of the word part starting at `b[i]`.
-fn keyword_at(b: &[u8], i: usize) -> u32 {
-    let rest = &b[i..];
-    let mut f = 0;
-    for (k, bit) in keywords(b[i].to_ascii_lowercase()) {
-        if rest.len() >= k.len() && rest[..k.len()].eq_ignore_ascii_case(k) {
-            f |= bit;
-        }
-    }
-    f
-}
-
-/// The cheap shapes present in a line: one pass over its bytes plus one keyword scan.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Features(u32);
-
-impl Features {
-    fn bits_if(&self, k: u32) -> u32 {
-        if self.0 & k != 0 {
-            u32::MAX
-        } else {
-            0
-        }
-    }
-
-    /// Whether nothing at all was found: no built-in detector can match.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0 == 0
-    }
-
-    /// Scans `line` once for the shapes the detectors need.
-    pub(crate) fn of(line: &str) -> Features {
-        let b = line.as_bytes();
-        let n = b.len();
-        let mut f = 0u32;
-        let mut colons = 0usize;
-        let mut dotted = 0usize; // digit runs joined by '.' so far
-        let mut i = 0;
-        while i < n {
-            let c = b[i];
-            if c.is_ascii_digit() {
-                // A chain: digit runs joined by single spaces or dashes.
-                let mut total = 0usize;
-                let zero = c == b'0';
-                loop {
-                    let rs = i;
-                    while i < n && b[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                    let run = i - rs;
-                    total += run;
-                    match run {
-                        10 => f |= F_RUN10,
-                        12 => f |= F_RUN12,
-                        _ => {}
-                    }
-                    let next_digit = i + 1 < n && b[i + 1].is_ascii_digit();
-                    if (run == 6 || run == 8)
-                        && next_digit
-                        && matches!(b[i], b'-' | b'+' | b'A'..=b'F' | b'U'..=b'Y')
-                    {
-                        f |= F_SIGN6;
-                    }
-                    if next_digit && b[i] == b'.' {
-                        dotted += 1;
-                        if dotted >= 3 {
-                            f |= F_DOTTED4;
-                        }
-                    } else {
-                        dotted = 0;
-                    }
-                    if next_digit && matches!(b[i], b' ' | b'-') {
-                        i += 1;
-                        continue;
-                    }
-                    break;
-                }
-                if total >= 13 {
-                    f |= F_CHAIN13;
-                }
-                if total >= 11 {
-                    f |= F_CHAIN11;
-                }
-                if zero && total >= 8 {
-                    f |= F_ZERO_CHAIN;
-                }
-                if i < n && b[i] == b'.' {
-                    i += 1; // keep `dotted` across the dot
-                }
-                continue;
-            }
-            match c {
-                b'@' => f |= F_AT,
-                b'+' if i + 1 < n && b[i + 1].is_ascii_digit() => f |= F_PLUS_DIGIT,
-                b':' => {
-                    colons += 1;
-                    if colons >= 7 || (i + 1 < n && b[i + 1] == b':') {
-                        f |= F_IPV6;
-                    }
-                }
-                b'A'..=b'Z' | b'a'..=b'z' => {
-                    // A word part starts after a non-alphanumeric byte (hex ids like
-                    // `4bf92f…` are one word) or at a lower→upper change inside a word.
-                    let starts = i == 0 || !b[i - 1].is_ascii_alphanumeric();
-                    if starts {
-                        f |= keyword_at(b, i);
-                        if c.is_ascii_uppercase()
-                            && i + 3 < n
-                            && b[i + 1].is_ascii_uppercase()
-                            && b[i + 2].is_ascii_digit()
-                            && b[i + 3].is_ascii_digit()
-                        {
-                            f |= F_IBAN;
-                        }
-                    }
-                    i += 1;
-                    while i < n && b[i].is_ascii_alphabetic() {
-                        if b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase() {
-                            f |= keyword_at(b, i);
-                        }
-                        i += 1;
-                    }
-                    dotted = 0;
-                    continue;
-                }
-                _ => {}
-            }
-            dotted = 0;
-            i += 1;
-        }
-        Features(f)
-    }
-}
-
 /// Test helper: the texts a `find_*` function reports in `line`.
 #[cfg(test)]
 pub(crate) fn found(f: fn(&str, &mut Vec<Range<usize>>), line: &str) -> Vec<String> {
@@ -546,24 +350,6 @@ mod tests {
             assert_eq!(Detector::from_name(d.name()), Some(*d));
         }
         assert_eq!(Detector::from_name("nope"), None);
-    }
-
-    #[test]
-    fn features_find_shapes() {
-        let f = |s: &str| Features::of(s).0;
-        assert_ne!(f("a@b.co") & F_AT, 0);
-        assert_ne!(f("card 4111 1111 1111 1111") & F_CHAIN13, 0);
-        assert_eq!(f("order=1234567890") & F_CHAIN13, 0);
-        assert_ne!(f("order=1234567890") & F_RUN10, 0);
-        assert_ne!(f("ip 10.1.2.3 x") & F_DOTTED4, 0);
-        assert_eq!(f("t 10.1.2 x 3.4") & F_DOTTED4, 0);
-        assert_ne!(f("fe80::1") & F_IPV6, 0);
-        assert_eq!(f("10:00:00.123") & F_IPV6, 0);
-        assert_ne!(f("131052-308T") & F_SIGN6, 0);
-        assert_ne!(f("NO9386011117947") & F_IBAN, 0);
-        assert_ne!(f("Authorization: Bearer x") & K_BEARER, 0);
-        assert_ne!(f("cpr=0101901234") & K_NATID, 0);
-        assert!(Features::of("GET /health 200").is_empty());
     }
 
     #[test]

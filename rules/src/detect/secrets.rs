@@ -87,24 +87,27 @@ pub fn find_password(line: &str, out: &mut Vec<Range<usize>>) {
     });
 }
 
-/// JSON keys whose string value is a password.
+/// JSON keys whose string value is a password (`password`, `db_password`, `Client-Secret`).
 pub fn is_password_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
+    let k = key.as_bytes();
     ["password", "passwd", "pwd", "secret", "passphrase"]
         .iter()
         .any(|w| {
-            k == *w
-                || k.strip_suffix(w)
-                    .is_some_and(|p| p.ends_with(['_', '-']) && p.len() > 1)
+            let Some(cut) = k.len().checked_sub(w.len()) else {
+                return false;
+            };
+            let (prefix, word) = k.split_at(cut);
+            word.eq_ignore_ascii_case(w.as_bytes())
+                && (prefix.is_empty()
+                    || (prefix.len() > 1 && matches!(prefix.last(), Some(b'_' | b'-'))))
         })
 }
 
 /// JSON keys whose string value is an API key.
 pub fn is_api_key_key(key: &str) -> bool {
-    matches!(
-        key.to_ascii_lowercase().as_str(),
-        "api_key" | "apikey" | "api-key" | "x-api-key"
-    )
+    ["api_key", "apikey", "api-key", "x-api-key"]
+        .iter()
+        .any(|w| key.eq_ignore_ascii_case(w))
 }
 
 #[cfg(test)]
@@ -177,5 +180,7 @@ mod tests {
         }
         assert!(is_password_key("db_password") && is_password_key("Secret"));
         assert!(!is_password_key("secret_name") && !is_password_key("_password"));
+        assert!(is_password_key("Client-SECRET") && !is_password_key("mypassword"));
+        assert!(is_api_key_key("X-Api-Key") && !is_api_key_key("api_key_id"));
     }
 }
