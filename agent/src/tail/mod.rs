@@ -49,6 +49,9 @@ use multiline::Joiner;
 /// Bytes at the start of a file that identify it.
 pub const FINGERPRINT_BYTES: u64 = 256;
 
+/// "Verify the fingerprint on the next read."
+const UNVERIFIED: (u64, i64, i64) = (u64::MAX, 0, 0);
+
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -117,7 +120,9 @@ struct Tailed {
     file: Option<File>,
     size: u64,
     /// File size at which the fingerprint was last verified.
-    verified_size: u64,
+    /// File size and modification time at which the fingerprint was last verified: a file
+    /// truncated and rewritten to the same size still has a new mtime.
+    verified: (u64, i64, i64),
     splitter: Splitter,
     joiner: Option<Joiner>,
     batch: Option<Building>,
@@ -410,7 +415,7 @@ impl Tailer {
         if file.metadata().is_ok_and(|m| dev_ino(&m) == t.dev_ino) {
             t.file = Some(file);
             // Verify the content on the next read: the inode may have been reused.
-            t.verified_size = u64::MAX;
+            t.verified = UNVERIFIED;
         }
     }
 
@@ -463,7 +468,7 @@ impl Tailer {
                     t.seen_path = path.to_owned();
                     t.orphan_since = None;
                     t.present = true;
-                    t.verified_size = u64::MAX;
+                    t.verified = UNVERIFIED;
                     self.by_inode.insert(di, id);
                 }
             }
@@ -561,7 +566,7 @@ impl Tailer {
             fp_len: c.fp_len,
             fp_hash: c.fp_hash,
             size: file.metadata().map_or(0, |m| m.len()),
-            verified_size: 0,
+            verified: UNVERIFIED,
             file: Some(file),
             splitter: Splitter::new(c.offset, cfg.max_line_bytes),
             joiner,
@@ -614,11 +619,13 @@ impl Tailer {
         let Some(file) = t.file.as_ref() else {
             return Ok(false);
         };
-        let size = file.metadata()?.len();
+        let md = file.metadata()?;
+        let size = md.len();
+        let seen = (size, md.mtime(), md.mtime_nsec());
         t.size = size;
         let shrank = size < t.splitter.fed_to();
         let replaced = !shrank
-            && size != t.verified_size
+            && seen != t.verified
             && t.fp_len <= size
             && fingerprint(file, t.fp_len)?.as_deref() != Some(t.fp_hash.as_str());
         if shrank || replaced {
@@ -627,7 +634,7 @@ impl Tailer {
                 Err(e) => return Err(e.into()),
             }
         }
-        t.verified_size = size;
+        t.verified = seen;
         // Grow a short fingerprint as the file grows, so identity gets stronger.
         if t.fp_len < FINGERPRINT_BYTES && size > t.fp_len {
             let fp_len = size.min(FINGERPRINT_BYTES);
