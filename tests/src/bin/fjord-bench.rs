@@ -31,6 +31,14 @@ struct Args {
     /// Write rate during the outage, MB per second.
     #[arg(long, default_value_t = 2.0)]
     write_mb_per_s: f64,
+    /// Spread the log over this many files (each a different seed), to measure the tailer
+    /// with many small files instead of one large one.
+    #[arg(long, default_value_t = 1)]
+    files: u64,
+    /// Run the agent with no redaction rules at all (an explicit
+    /// `unsafe_disable_baseline`), to measure tailing, batching and shipping alone.
+    #[arg(long)]
+    no_rules: bool,
     /// Extra agent config lines (TOML), e.g. 'zstd_level = 1'.
     #[arg(long, default_value = "")]
     agent_config: String,
@@ -133,16 +141,32 @@ fn main() -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("logs"))?;
-    let log = dir.path().join("logs/app.log");
-    let (lines, bytes) = gen::write_log(
-        &mut BufWriter::new(std::fs::File::create(&log)?),
-        args.seed,
-        args.mb * 1_000_000,
-    )?;
-    eprintln!("generated {lines} lines, {bytes} bytes");
+    let (mut lines, mut bytes) = (0, 0);
+    let files = args.files.max(1);
+    for f in 0..files {
+        let log = dir.path().join(format!("logs/app-{f:05}.log"));
+        let (l, b) = gen::write_log(
+            &mut BufWriter::new(std::fs::File::create(&log)?),
+            args.seed + f,
+            args.mb * 1_000_000 / files,
+        )?;
+        lines += l;
+        bytes += b;
+    }
+    eprintln!("generated {lines} lines, {bytes} bytes in {files} file(s)");
 
     let agg = Aggregator::start(dir.path());
-    let cfg = agent_config(dir.path(), &agg.url(), &args.agent_config);
+    let mut extra = args.agent_config.clone();
+    if args.no_rules {
+        let rules = dir.path().join("rules");
+        std::fs::create_dir_all(&rules)?;
+        std::fs::write(
+            rules.join("none.toml"),
+            "name = \"none\"\nextends = []\nunsafe_disable_baseline = true\n",
+        )?;
+        extra.push_str(&format!("\nrules_dir = \"{}\"\n", rules.display()));
+    }
+    let cfg = agent_config(dir.path(), &agg.url(), &extra);
     let started = Instant::now();
     let mut agent = start_agent(dir.path(), &cfg);
     let (mut agent_cpu, mut agent_rss, mut agg_rss) = (0.0, 0, 0);
