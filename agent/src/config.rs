@@ -209,6 +209,41 @@ fn hostname() -> String {
         .unwrap_or_else(|| "fjord-agent".to_owned())
 }
 
+/// Expands `${NAME}` in `value` with `lookup(NAME)`; used for `labels` values and `agent_id`,
+/// so that one static config file (a ConfigMap) can carry per-pod values that Kubernetes
+/// puts in the environment (downward API: pod, namespace, node). A `$` not followed by `{`
+/// is kept as it is. A variable that is unset or empty is an error naming it: a label that
+/// silently came out empty would merge the streams of every pod.
+pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{value:?}: `${{` without a closing `}}`"))?;
+        let name = &after[..end];
+        let valid = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(format!(
+                "{value:?}: {name:?} is not an environment variable name"
+            ));
+        }
+        match lookup(name).filter(|v| !v.is_empty()) {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("environment variable {name} is not set (or empty)")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// Reads the file (if any), applies flags and validates.
 pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
     let f = match path {
@@ -295,7 +330,15 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty()),
     };
-    let labels = f.labels.unwrap_or_default();
+    let env = |name: &str| std::env::var(name).ok();
+    let mut labels = f.labels.unwrap_or_default();
+    for (k, v) in labels.iter_mut() {
+        *v = expand_env(v, env).map_err(|e| invalid("labels", format!("{k:?}: {e}")))?;
+    }
+    let agent_id = match f.agent_id {
+        Some(id) => expand_env(&id, env).map_err(|e| invalid("agent_id", e))?,
+        None => hostname(),
+    };
     for k in labels.keys() {
         if !fjord_wire::push::valid_label_name(k) || k == "file" {
             return Err(invalid(
@@ -396,7 +439,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| PathBuf::from("fjord-state")),
         rules_dir: o.rules_dir.or(f.rules_dir),
         token,
-        agent_id: f.agent_id.unwrap_or_else(hostname),
+        agent_id,
         labels,
         allowed_jurisdictions: f
             .allowed_jurisdictions
@@ -430,5 +473,81 @@ impl Config {
     /// The multiline settings of a file, if any applies.
     pub fn multiline_for(&self, path: &Path) -> Option<&Multiline> {
         self.multiline.iter().find(|m| m.glob.is_match(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "POD_NAME" => Some("payment-7f9c".to_owned()),
+            "NODE_NAME" => Some("node-a".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_environment_references() {
+        let cases = [
+            ("${POD_NAME}", "payment-7f9c"),
+            ("pod-${POD_NAME}@${NODE_NAME}", "pod-payment-7f9c@node-a"),
+            ("static", "static"),
+            ("cost $5 {x}", "cost $5 {x}"),
+            ("", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(expand_env(input, env).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn unset_or_bad_references_are_errors_naming_them() {
+        let cases = [
+            ("${POD_NAMESPACE}", "POD_NAMESPACE is not set"),
+            ("${EMPTY}", "EMPTY is not set"),
+            ("${POD_NAME", "without a closing"),
+            ("${}", "is not an environment variable name"),
+            ("${1X}", "is not an environment variable name"),
+            ("${A-B}", "is not an environment variable name"),
+        ];
+        for (input, want) in cases {
+            let err = expand_env(input, env).unwrap_err();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn load_expands_labels_and_agent_id_from_the_process_environment() {
+        // PATH is set in every test process; an unset name is made unlikely by its length.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        let base = "paths = [\"/var/log/app/*.log\"]\nurl = \"http://127.0.0.1:3100\"\n";
+        std::fs::write(
+            &p,
+            format!("{base}agent_id = \"a-${{PATH}}\"\n[labels]\nteam = \"payments\"\nsearch = \"${{PATH}}\"\n"),
+        )
+        .unwrap();
+        let c = load(Some(&p), Overrides::default()).unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(c.labels["search"], path);
+        assert_eq!(c.labels["team"], "payments");
+        assert_eq!(c.agent_id, format!("a-{path}"));
+
+        std::fs::write(
+            &p,
+            format!("{base}[labels]\npod = \"${{FJORD_TEST_SURELY_UNSET_VARIABLE_4711}}\"\n"),
+        )
+        .unwrap();
+        let err = load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid labels"), "{err}");
+        assert!(
+            err.contains("FJORD_TEST_SURELY_UNSET_VARIABLE_4711"),
+            "{err}"
+        );
     }
 }

@@ -14,13 +14,20 @@ use std::time::{Duration, Instant};
 
 /// Path of a workspace binary, next to the test executable's `deps/` directory.
 /// `cargo test --workspace` builds them (the agent and aggregator packages have integration
-/// tests, which makes cargo build their binaries first).
+/// tests, which makes cargo build their binaries first). `FJORD_E2E_BIN_DIR` points
+/// elsewhere, e.g. at `target/release` to measure release binaries from a debug test.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
+    let dir = match std::env::var_os("FJORD_E2E_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().expect("current_exe");
+            let mut dir = exe.parent().expect("exe dir").to_path_buf();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
     let p = dir.join(name);
     assert!(
         p.exists(),

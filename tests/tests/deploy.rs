@@ -1,0 +1,825 @@
+//! Invariants that tie `deploy/` to the code: the Kubernetes manifests and the container build
+//! file must agree with what the binaries read (config keys, paths, ports, env names), and
+//! keep the security and resource settings the project promises. The schema check of every
+//! object is `.ci/run`'s (kubernetes-validate); these tests check what a schema cannot: that
+//! the config files load with the binaries' own loaders and that the pieces fit together.
+//!
+//! No process is started here; `tests/tests/pod.rs` runs the same files for real.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+fn k8s() -> PathBuf {
+    repo().join("deploy/k8s")
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Every `*.yaml` under `dir`, recursively, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(yaml_files(&p));
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn parse(p: &Path) -> Vec<Yaml> {
+    YamlLoader::load_from_str(&read(p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn s(y: &Yaml) -> &str {
+    y.as_str().unwrap_or("")
+}
+
+fn list(y: &Yaml) -> &[Yaml] {
+    y.as_vec().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// `matchLabels`-style map as owned pairs.
+fn labels(y: &Yaml) -> BTreeMap<String, String> {
+    y.as_hash()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (s(k).to_owned(), s(v).to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The Kubernetes objects (not kustomizations) of `deploy/k8s`, with their files.
+struct Objects(Vec<(PathBuf, Yaml)>);
+
+impl Objects {
+    fn load() -> Objects {
+        let mut out = Vec::new();
+        for p in yaml_files(&k8s()) {
+            for doc in parse(&p) {
+                if s(&doc["kind"]) != "Kustomization" {
+                    out.push((p.clone(), doc));
+                }
+            }
+        }
+        Objects(out)
+    }
+
+    fn get(&self, kind: &str, name: &str) -> &Yaml {
+        self.0
+            .iter()
+            .map(|(_, y)| y)
+            .find(|y| s(&y["kind"]) == kind && s(&y["metadata"]["name"]) == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in deploy/k8s"))
+    }
+}
+
+/// A container of a workload's pod template, init (sidecar) containers included.
+fn container<'a>(workload: &'a Yaml, name: &str) -> &'a Yaml {
+    let spec = &workload["spec"]["template"]["spec"];
+    list(&spec["initContainers"])
+        .iter()
+        .chain(list(&spec["containers"]))
+        .find(|c| s(&c["name"]) == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn all_containers(workload: &Yaml) -> Vec<&Yaml> {
+    let spec = &workload["spec"]["template"]["spec"];
+    list(&spec["initContainers"])
+        .iter()
+        .chain(list(&spec["containers"]))
+        .collect()
+}
+
+/// The mount path of volume `volume` in container `c`.
+fn mount(c: &Yaml, volume: &str) -> PathBuf {
+    list(&c["volumeMounts"])
+        .iter()
+        .find(|m| s(&m["name"]) == volume)
+        .map(|m| PathBuf::from(s(&m["mountPath"])))
+        .unwrap_or_else(|| panic!("container {} does not mount {volume}", s(&c["name"])))
+}
+
+/// The volume mounted at `dir` in container `c`, and that mount.
+fn volume_at<'a>(c: &'a Yaml, dir: &Path) -> &'a Yaml {
+    list(&c["volumeMounts"])
+        .iter()
+        .find(|m| Path::new(s(&m["mountPath"])) == dir)
+        .unwrap_or_else(|| {
+            panic!(
+                "container {} mounts nothing at {}",
+                s(&c["name"]),
+                dir.display()
+            )
+        })
+}
+
+fn pod_volume<'a>(workload: &'a Yaml, name: &str) -> &'a Yaml {
+    list(&workload["spec"]["template"]["spec"]["volumes"])
+        .iter()
+        .find(|v| s(&v["name"]) == name)
+        .unwrap_or_else(|| panic!("no pod volume {name}"))
+}
+
+/// A container port by number or name.
+fn port(c: &Yaml, p: &Yaml) -> i64 {
+    if let Some(n) = p.as_i64() {
+        return n;
+    }
+    list(&c["ports"])
+        .iter()
+        .find(|cp| s(&cp["name"]) == s(p))
+        .and_then(|cp| cp["containerPort"].as_i64())
+        .unwrap_or_else(|| panic!("container {} has no port {p:?}", s(&c["name"])))
+}
+
+/// The value after `--config` in a container's args.
+fn config_arg(c: &Yaml) -> PathBuf {
+    let args: Vec<&str> = list(&c["args"]).iter().map(s).collect();
+    let i = args
+        .iter()
+        .position(|a| *a == "--config")
+        .expect("--config in args");
+    PathBuf::from(args[i + 1])
+}
+
+/// `(kind key, generated object name) -> files` of every kustomization's generators.
+fn generator_files(name: &str) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for p in yaml_files(&k8s()) {
+        for doc in parse(&p) {
+            if s(&doc["kind"]) != "Kustomization" {
+                continue;
+            }
+            for g in list(&doc["configMapGenerator"])
+                .iter()
+                .chain(list(&doc["secretGenerator"]))
+            {
+                if s(&g["name"]) != name {
+                    continue;
+                }
+                for f in list(&g["files"]) {
+                    let f = s(f);
+                    let (key, file) = f.split_once('=').unwrap_or_else(|| {
+                        (Path::new(f).file_name().unwrap().to_str().unwrap(), f)
+                    });
+                    out.push((key.to_owned(), p.parent().unwrap().join(file)));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn agent_toml() -> PathBuf {
+    k8s().join("payment-service/agent.toml")
+}
+
+fn aggregator_toml() -> PathBuf {
+    k8s().join("aggregator/aggregator.toml")
+}
+
+fn agent_file_config() -> fjord_agent::config::FileConfig {
+    let p = agent_toml();
+    fjord_agent::config::parse_file(&p.display().to_string(), &read(&p))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_file_is_a_named_object_reached_from_the_top_kustomization() {
+    // Walk the kustomizations from deploy/k8s, as `kubectl apply -k deploy/k8s` does.
+    let mut reached: Vec<PathBuf> = Vec::new();
+    let mut todo = vec![k8s()];
+    while let Some(dir) = todo.pop() {
+        let kfile = dir.join("kustomization.yaml");
+        assert!(
+            kfile.exists(),
+            "{} has no kustomization.yaml",
+            dir.display()
+        );
+        reached.push(kfile.clone());
+        let k = &parse(&kfile)[0];
+        assert_eq!(s(&k["kind"]), "Kustomization", "{}", kfile.display());
+        for r in list(&k["resources"]) {
+            let p = dir.join(s(r));
+            assert!(
+                p.exists(),
+                "{}: resource {} is missing",
+                kfile.display(),
+                s(r)
+            );
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                reached.push(p);
+            }
+        }
+        for g in list(&k["configMapGenerator"])
+            .iter()
+            .chain(list(&k["secretGenerator"]))
+        {
+            for f in list(&g["files"]) {
+                let f = s(f);
+                let file = f.split_once('=').map_or(f, |(_, f)| f);
+                let p = dir.join(file);
+                assert!(
+                    p.is_file(),
+                    "{}: generator file {f} is missing",
+                    kfile.display()
+                );
+                reached.push(p);
+            }
+        }
+    }
+    for p in yaml_files(&k8s()) {
+        let reached = reached
+            .iter()
+            .any(|r| r.canonicalize().ok() == p.canonicalize().ok());
+        assert!(
+            reached,
+            "{} is not reached from deploy/k8s/kustomization.yaml",
+            p.display()
+        );
+        for doc in parse(&p) {
+            if s(&doc["kind"]) == "Kustomization" {
+                continue;
+            }
+            assert!(
+                !s(&doc["apiVersion"]).is_empty(),
+                "{}: no apiVersion",
+                p.display()
+            );
+            assert!(
+                !s(&doc["metadata"]["name"]).is_empty(),
+                "{}: no name",
+                p.display()
+            );
+            if s(&doc["kind"]) != "Namespace" {
+                assert!(
+                    !s(&doc["metadata"]["namespace"]).is_empty(),
+                    "{}: {} without a namespace",
+                    p.display(),
+                    s(&doc["kind"])
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn team_rules_overlay_is_the_shipped_team_file() {
+    let shipped = read(&repo().join("deploy/rules/payments.toml"));
+    let generated = generator_files("fjord-rules");
+    let overlay = generated
+        .iter()
+        .find(|(key, _)| key == "payments.toml")
+        .expect("the payments overlay generates fjord-rules with payments.toml");
+    assert_eq!(
+        read(&overlay.1),
+        shipped,
+        "{} differs from deploy/rules/payments.toml: copy it over",
+        overlay.1.display()
+    );
+}
+
+#[test]
+fn agent_config_paths_and_env_match_the_deployment() {
+    let objs = Objects::load();
+    let deploy = objs.get("Deployment", "payment-service");
+    let agent = container(deploy, "fjord-agent");
+    let app = container(deploy, "payment-service");
+    let cfg = agent_file_config();
+
+    // Config file: `--config` is the generated ConfigMap's key under its mount.
+    let config_path = config_arg(agent);
+    let config_mount = volume_at(agent, config_path.parent().unwrap());
+    let config_volume = pod_volume(deploy, s(&config_mount["name"]));
+    assert_eq!(s(&config_volume["configMap"]["name"]), "fjord-agent-config");
+    assert!(generator_files("fjord-agent-config")
+        .iter()
+        .any(
+            |(key, p)| Some(std::ffi::OsStr::new(key)) == config_path.file_name()
+                && p == &agent_toml()
+        ));
+
+    // Logs: every glob's directory is the shared emptyDir, mounted in both containers at the
+    // same path, read-only in the agent.
+    let paths = cfg.paths.clone().expect("paths");
+    assert!(!paths.is_empty());
+    for glob in &paths {
+        let dir = Path::new(glob).parent().expect("glob dir");
+        assert!(
+            !dir.to_string_lossy().contains('*'),
+            "{glob}: keep globs in the file name"
+        );
+        let m = volume_at(agent, dir);
+        assert_eq!(
+            m["readOnly"].as_bool(),
+            Some(true),
+            "the agent's log mount is read-only"
+        );
+        let vol = s(&m["name"]);
+        assert_eq!(mount(app, vol), dir, "the app writes where the agent reads");
+        assert!(!pod_volume(deploy, vol)["emptyDir"].is_badvalue());
+    }
+
+    // State: its own writable emptyDir (lives as long as the pod: restarts resume).
+    let state = cfg.state_dir.clone().expect("state_dir");
+    let m = volume_at(agent, &state);
+    assert_ne!(m["readOnly"].as_bool(), Some(true));
+    assert!(!pod_volume(deploy, s(&m["name"]))["emptyDir"].is_badvalue());
+
+    // Rules: the fjord-rules ConfigMap.
+    let rules = cfg.rules_dir.clone().expect("rules_dir");
+    let m = volume_at(agent, &rules);
+    assert_eq!(
+        s(&pod_volume(deploy, s(&m["name"]))["configMap"]["name"]),
+        "fjord-rules"
+    );
+
+    // Token and hash key: files of the Secret, named by the generator's keys.
+    let secret_keys: Vec<String> = generator_files("fjord-agent-secrets")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for file in [cfg.token_file.clone(), cfg.hash_key_file.clone()] {
+        let file = file.expect("token_file and hash_key_file are set");
+        let m = volume_at(agent, file.parent().unwrap());
+        let secret = &pod_volume(deploy, s(&m["name"]))["secret"];
+        assert_eq!(s(&secret["secretName"]), "fjord-agent-secrets");
+        let key = file.file_name().unwrap().to_str().unwrap();
+        assert!(secret_keys.iter().any(|k| k == key), "no Secret key {key}");
+    }
+    // With token_file set the agent never reads FJORD_TOKEN: it must not be in the env.
+    let env: Vec<&str> = list(&agent["env"]).iter().map(|e| s(&e["name"])).collect();
+    assert!(!env.contains(&"FJORD_TOKEN"));
+
+    // `${VAR}` in labels and agent_id: every variable is in the agent's env, from the
+    // downward API, and expands with the agent's own expander.
+    let fake = |name: &str| -> Option<String> {
+        let e = list(&agent["env"]).iter().find(|e| s(&e["name"]) == name)?;
+        let field = s(&e["valueFrom"]["fieldRef"]["fieldPath"]);
+        assert!(!field.is_empty(), "{name} is not from the downward API");
+        Some(format!("<{field}>"))
+    };
+    let labels = cfg.labels.clone().expect("labels");
+    let expanded: BTreeMap<&str, String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let e = fjord_agent::config::expand_env(v, fake)
+                .unwrap_or_else(|e| panic!("label {k}: {e}"));
+            (k.as_str(), e)
+        })
+        .collect();
+    assert_eq!(expanded["pod"], "<metadata.name>");
+    assert_eq!(expanded["namespace"], "<metadata.namespace>");
+    assert_eq!(expanded["node"], "<spec.nodeName>");
+    let id = cfg.agent_id.clone().expect("agent_id");
+    assert_eq!(
+        fjord_agent::config::expand_env(&id, fake).unwrap(),
+        "<metadata.name>"
+    );
+
+    // Admin endpoint: on all interfaces (the kubelet probes the pod IP), on the probes' port.
+    let admin: std::net::SocketAddr = cfg
+        .admin_listen
+        .clone()
+        .expect("admin_listen")
+        .parse()
+        .unwrap();
+    assert!(
+        admin.ip().is_unspecified(),
+        "admin_listen must not be loopback in a pod"
+    );
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        let get = &agent[probe]["httpGet"];
+        assert_eq!(s(&get["path"]), path, "{probe}");
+        assert_eq!(
+            port(agent, &get["port"]),
+            i64::from(admin.port()),
+            "{probe} port"
+        );
+    }
+    let ann = &deploy["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(s(&ann["prometheus.io/port"]), admin.port().to_string());
+
+    // Termination: the pod's grace covers the agent's flush grace plus a margin.
+    let grace_ms = cfg.shutdown_grace_ms.unwrap_or(10_000);
+    let tgps = deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        tgps * 1000 >= grace_ms as i64 + 5_000,
+        "terminationGracePeriodSeconds {tgps} < shutdown_grace_ms {grace_ms} + 5 s"
+    );
+
+    // The agent runs as a native sidecar, so it outlives the app's shutdown.
+    assert_eq!(s(&agent["restartPolicy"]), "Always");
+}
+
+#[test]
+fn agent_ships_to_the_aggregator_service_in_an_allowed_jurisdiction() {
+    let objs = Objects::load();
+    let cfg = agent_file_config();
+    let svc = objs.get("Service", "fjord-aggregator");
+    let url = cfg.url.clone().expect("url");
+    let host = format!(
+        "{}.{}.svc.cluster.local",
+        s(&svc["metadata"]["name"]),
+        s(&svc["metadata"]["namespace"])
+    );
+    let svc_port = list(&svc["spec"]["ports"])[0]["port"].as_i64().unwrap();
+    assert_eq!(url, format!("http://{host}:{svc_port}"));
+    assert_eq!(cfg.allowed_hosts.clone().unwrap_or_default(), vec![host]);
+
+    let agg = fjord_aggregator::config::load(
+        Some(&aggregator_toml()),
+        fjord_aggregator::config::Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let allowed = cfg
+        .allowed_jurisdictions
+        .clone()
+        .unwrap_or_else(|| vec!["EEA".into()]);
+    assert!(
+        allowed.contains(&agg.info.jurisdiction),
+        "{} not allowed",
+        agg.info.jurisdiction
+    );
+    assert_ne!(agg.info.region, undeclared(), "declare the region");
+
+    // The agent's token (the Secret's example value) is the aggregator's ingest token of the
+    // agent's team.
+    let token_file = generator_files("fjord-agent-secrets")
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .expect("token key")
+        .1;
+    let hash = fjord_aggregator::server::auth::hash_token(&read(&token_file));
+    let team = &cfg.labels.clone().unwrap()["team"];
+    let tok = agg
+        .tokens
+        .iter()
+        .find(|t| hex(&t.hash) == hash)
+        .expect("the Secret's token has a [[token]] in aggregator.toml");
+    assert_eq!(tok.team.as_deref(), Some(team.as_str()));
+    assert_eq!(tok.role, fjord_aggregator::server::auth::Role::Ingest);
+}
+
+fn undeclared() -> String {
+    // The aggregator's default for an undeclared region (`fjord_wire::info::UNSET`).
+    fjord_aggregator::config::load(None, fjord_aggregator::config::Overrides::default())
+        .unwrap()
+        .info
+        .region
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn aggregator_config_matches_the_statefulset_service_and_network_policy() {
+    let objs = Objects::load();
+    let sts = objs.get("StatefulSet", "fjord-aggregator");
+    let c = container(sts, "fjord-aggregator");
+    let agg = fjord_aggregator::config::load(
+        Some(&aggregator_toml()),
+        fjord_aggregator::config::Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Config file from the generated ConfigMap.
+    let config_path = config_arg(c);
+    let m = volume_at(c, config_path.parent().unwrap());
+    assert_eq!(
+        s(&pod_volume(sts, s(&m["name"]))["configMap"]["name"]),
+        "fjord-aggregator-config"
+    );
+    assert!(generator_files("fjord-aggregator-config")
+        .iter()
+        .any(
+            |(key, p)| Some(std::ffi::OsStr::new(key)) == config_path.file_name()
+                && p == &aggregator_toml()
+        ));
+
+    // Data on the volume claim, at the config's data_dir.
+    let claim = &list(&sts["spec"]["volumeClaimTemplates"])[0];
+    assert_eq!(mount(c, s(&claim["metadata"]["name"])), agg.data_dir);
+    assert_eq!(
+        sts["spec"]["replicas"].as_i64(),
+        Some(1),
+        "one SQLite writer"
+    );
+
+    // Port: listen == containerPort == Service targetPort == NetworkPolicy port; probes on it.
+    let listen = i64::from(agg.listen.port());
+    assert!(agg.listen.ip().is_unspecified());
+    let svc = objs.get("Service", "fjord-aggregator");
+    let sp = &list(&svc["spec"]["ports"])[0];
+    assert_eq!(port(c, &sp["targetPort"]), listen);
+    let pod_labels = labels(&sts["spec"]["template"]["metadata"]["labels"]);
+    for (k, v) in labels(&svc["spec"]["selector"]) {
+        assert_eq!(
+            pod_labels.get(&k),
+            Some(&v),
+            "the Service selects the aggregator pods"
+        );
+    }
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(
+            s(&get["path"]),
+            "/ready",
+            "{probe}: the path that needs no token"
+        );
+        assert_eq!(port(c, &get["port"]), listen, "{probe}");
+    }
+
+    // NetworkPolicy: selects the aggregator pods, admits only pods carrying the agent label
+    // (which payment-service's pods carry) on the listen port, and allows no egress.
+    let np = objs.get("NetworkPolicy", "fjord-aggregator");
+    let sts_labels = labels(&sts["spec"]["template"]["metadata"]["labels"]);
+    for (k, v) in labels(&np["spec"]["podSelector"]["matchLabels"]) {
+        assert_eq!(
+            sts_labels.get(&k),
+            Some(&v),
+            "policy selects the aggregator pods"
+        );
+    }
+    let types: Vec<&str> = list(&np["spec"]["policyTypes"]).iter().map(s).collect();
+    assert!(types.contains(&"Ingress") && types.contains(&"Egress"));
+    assert!(list(&np["spec"]["egress"]).is_empty(), "egress is denied");
+    let app_labels = labels(
+        &objs.get("Deployment", "payment-service")["spec"]["template"]["metadata"]["labels"],
+    );
+    let ingress = list(&np["spec"]["ingress"]);
+    assert_eq!(ingress.len(), 1);
+    for from in list(&ingress[0]["from"]) {
+        let sel = labels(&from["podSelector"]["matchLabels"]);
+        assert!(!sel.is_empty(), "every source is selected by pod labels");
+        for (k, v) in &sel {
+            assert_eq!(app_labels.get(k), Some(v), "the app's pods carry {k}={v}");
+        }
+    }
+    let ports: Vec<i64> = list(&ingress[0]["ports"])
+        .iter()
+        .filter_map(|p| p["port"].as_i64())
+        .collect();
+    assert_eq!(ports, vec![listen]);
+}
+
+#[test]
+fn workloads_are_locked_down_and_have_limits() {
+    let objs = Objects::load();
+    for (kind, name, sa) in [
+        ("Deployment", "payment-service", "payment-service"),
+        ("StatefulSet", "fjord-aggregator", "fjord-aggregator"),
+    ] {
+        let w = objs.get(kind, name);
+        let pod = &w["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["automountServiceAccountToken"].as_bool(),
+            Some(false),
+            "{name}"
+        );
+        assert_eq!(s(&pod["serviceAccountName"]), sa);
+        assert_eq!(
+            objs.get("ServiceAccount", sa)["automountServiceAccountToken"].as_bool(),
+            Some(false)
+        );
+        let psc = &pod["securityContext"];
+        assert_eq!(psc["runAsNonRoot"].as_bool(), Some(true), "{name}");
+        assert!(
+            psc["runAsUser"].as_i64().unwrap_or(0) > 0,
+            "{name}: a non-root uid"
+        );
+        assert_eq!(
+            s(&psc["seccompProfile"]["type"]),
+            "RuntimeDefault",
+            "{name}"
+        );
+        for c in all_containers(w) {
+            let cn = s(&c["name"]);
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{cn}");
+            assert_eq!(
+                sc["allowPrivilegeEscalation"].as_bool(),
+                Some(false),
+                "{cn}"
+            );
+            assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true), "{cn}");
+            let drop: Vec<&str> = list(&sc["capabilities"]["drop"]).iter().map(s).collect();
+            assert_eq!(drop, vec!["ALL"], "{cn}");
+            assert!(sc["capabilities"]["add"].is_badvalue(), "{cn}");
+            for part in ["requests", "limits"] {
+                for r in ["cpu", "memory"] {
+                    assert!(
+                        !s(&c["resources"][part][r]).is_empty(),
+                        "{cn}: resources.{part}.{r}"
+                    );
+                }
+            }
+        }
+        let n = objs.get("Namespace", s(&w["metadata"]["namespace"]));
+        assert_eq!(
+            s(&n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]),
+            "restricted",
+            "{name}: its namespace enforces the restricted Pod Security profile"
+        );
+    }
+    // The sidecar's budget, as the issue states it.
+    let agent = container(objs.get("Deployment", "payment-service"), "fjord-agent");
+    for part in ["requests", "limits"] {
+        assert_eq!(s(&agent["resources"][part]["cpu"]), "100m");
+        assert_eq!(s(&agent["resources"][part]["memory"]), "128Mi");
+    }
+}
+
+/// One stage of a Dockerfile: its `FROM` line and instructions.
+struct Stage {
+    from: String,
+    name: String,
+    lines: Vec<String>,
+}
+
+fn dockerfile_stages() -> Vec<Stage> {
+    let text = read(&repo().join("deploy/docker/Dockerfile"));
+    // Join continuation lines; drop comments.
+    let mut joined = Vec::new();
+    let mut cur = String::new();
+    for l in text.lines() {
+        let t = l.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        if let Some(head) = t.strip_suffix('\\') {
+            cur.push_str(head);
+            cur.push(' ');
+        } else {
+            cur.push_str(t);
+            if !cur.trim().is_empty() {
+                joined.push(std::mem::take(&mut cur));
+            }
+            cur.clear();
+        }
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    for l in joined {
+        let mut words = l.split_whitespace();
+        if words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            let w: Vec<&str> = words.collect();
+            stages.push(Stage {
+                from: w[0].to_owned(),
+                name: match w.iter().position(|x| x.eq_ignore_ascii_case("AS")) {
+                    Some(i) => w[i + 1].to_owned(),
+                    None => String::new(),
+                },
+                lines: Vec::new(),
+            });
+        } else if let Some(st) = stages.last_mut() {
+            st.lines.push(l);
+        }
+    }
+    stages
+}
+
+fn instr<'a>(st: &'a Stage, name: &str) -> Vec<&'a str> {
+    st.lines
+        .iter()
+        .filter_map(|l| {
+            let (k, rest) = l.split_once(' ')?;
+            k.eq_ignore_ascii_case(name).then_some(rest.trim())
+        })
+        .collect()
+}
+
+fn json_words(v: &str) -> Vec<String> {
+    serde_json::from_str(v).unwrap_or_else(|e| panic!("{v}: exec form (JSON) expected: {e}"))
+}
+
+#[test]
+fn dockerfile_builds_static_non_root_images_that_match_the_manifests() {
+    let stages = dockerfile_stages();
+    let build = &stages[0];
+    assert!(
+        build.from.contains("alpine"),
+        "musl builder: {}",
+        build.from
+    );
+    let run = instr(build, "RUN").join(" ");
+    assert!(run.contains("cargo build --release --locked"), "{run}");
+
+    let objs = Objects::load();
+    let targets = [
+        ("fjord-agent", objs.get("Deployment", "payment-service")),
+        (
+            "fjord-aggregator",
+            objs.get("StatefulSet", "fjord-aggregator"),
+        ),
+    ];
+    for (bin, w) in targets {
+        let c = container(w, bin);
+        let st = stages
+            .iter()
+            .find(|st| st.name == bin)
+            .unwrap_or_else(|| panic!("no stage {bin}"));
+        assert_eq!(st.from, "scratch", "{bin}: an empty base image");
+        // The binary exists as a workspace binary.
+        let cargo = read(
+            &repo()
+                .join(bin.trim_start_matches("fjord-"))
+                .join("Cargo.toml"),
+        );
+        assert!(
+            cargo.contains(&format!("name = \"{bin}\"")),
+            "{bin} is a [[bin]]"
+        );
+        let users = instr(st, "USER");
+        assert_eq!(users.len(), 1, "{bin}: one USER");
+        let uid: u32 = users[0]
+            .split(':')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("a numeric uid (scratch has no /etc/passwd)");
+        assert_ne!(uid, 0, "{bin}: non-root");
+        // The manifests run the same uid.
+        let psc = &w["spec"]["template"]["spec"]["securityContext"];
+        assert_eq!(
+            psc["runAsUser"].as_i64(),
+            Some(i64::from(uid)),
+            "{bin}: same uid"
+        );
+        let ep = json_words(instr(st, "ENTRYPOINT")[0]);
+        assert_eq!(ep, vec![format!("/{bin}")]);
+        // A static binary runs in the empty image; a dynamic one would fail the build here.
+        assert!(instr(st, "RUN").contains(&format!("[\"/{bin}\", \"--version\"]").as_str()));
+        // The image's default command reads the config where the manifests mount it.
+        let cmd = json_words(instr(st, "CMD")[0]);
+        let args: Vec<String> = list(&c["args"]).iter().map(|a| s(a).to_owned()).collect();
+        assert_eq!(cmd, args, "{bin}: CMD and the manifest's args agree");
+        assert_eq!(
+            s(&c["image"]),
+            bin,
+            "{bin}: the image name the kustomization retags"
+        );
+    }
+    let ignore = read(&repo().join("deploy/docker/Dockerfile.dockerignore"));
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target"),
+        "target/ stays out of the context"
+    );
+}
+
+#[test]
+fn alert_rules_use_metrics_the_agent_exports() {
+    let ops = read(&repo().join("docs/operations.md"));
+    let metrics = read(&repo().join("agent/src/metrics.rs"));
+    let mut seen = 0;
+    for (i, _) in ops.match_indices("fjord_agent_") {
+        let name: String = ops[i + "fjord_agent_".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue; // prose: "every `fjord_agent_*` name"
+        }
+        // Counters are exposed with a `_total` suffix.
+        let base = name.strip_suffix("_total").unwrap_or(&name);
+        assert!(
+            metrics.contains(&format!("\"{base}\"")),
+            "docs/operations.md uses fjord_agent_{name}, which agent/src/metrics.rs does not register"
+        );
+        seen += 1;
+    }
+    for needed in [
+        "fjord_agent_lag_bytes",
+        "fjord_agent_residency_blocked",
+        "fjord_agent_batches_dead_lettered_total",
+        "fjord_agent_last_ack_timestamp_seconds",
+    ] {
+        assert!(ops.contains(needed), "an alert on {needed}");
+    }
+    assert!(seen >= 4);
+}
