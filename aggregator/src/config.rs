@@ -29,6 +29,8 @@ pub const DEFAULT_INGEST_CONCURRENCY: usize = 4;
 pub const DEFAULT_INGEST_QUEUE: usize = 16;
 /// Default most live tails (WebSockets) at once.
 pub const DEFAULT_MAX_TAILS: usize = 32;
+/// Default access-log records waiting for the background writer.
+pub const DEFAULT_ACCESS_LOG_QUEUE: usize = 4096;
 /// Default age beyond which entries are refused: 7 days.
 pub const DEFAULT_REJECT_OLDER_THAN: Duration = Duration::from_secs(7 * 86_400);
 /// Default distance into the future beyond which entries are refused (clock skew): 10 minutes.
@@ -84,6 +86,9 @@ pub struct FileConfig {
     pub ingest_queue: Option<usize>,
     /// Most live tails (WebSockets) at once; more are answered 429.
     pub max_tails: Option<usize>,
+    /// Access-log records that may wait for the background writer; beyond that records are
+    /// counted as dropped and a warning is logged (queries are never slowed by the log).
+    pub access_log_queue: Option<usize>,
     /// Ingest limits.
     #[serde(default)]
     pub limits: FileLimits,
@@ -247,6 +252,7 @@ pub struct ServeConfig {
     pub ingest_concurrency: usize,
     pub ingest_queue: usize,
     pub max_tails: usize,
+    pub access_log_queue: usize,
     pub limits: IngestLimits,
     pub retention: RetentionPolicy,
     pub maintenance: Maintenance,
@@ -309,6 +315,13 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         4096,
     )?;
     let max_tails = ranged("max_tails", file.max_tails, DEFAULT_MAX_TAILS, 0, 4096)?;
+    let access_log_queue = ranged(
+        "access_log_queue",
+        file.access_log_queue,
+        DEFAULT_ACCESS_LOG_QUEUE,
+        1,
+        1_000_000,
+    )?;
     let limits = check_limits(&file.limits)?;
     let retention = check_retention(&file.retention)?;
     let maintenance = Maintenance {
@@ -353,6 +366,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         ingest_concurrency,
         ingest_queue,
         max_tails,
+        access_log_queue,
         limits,
         retention,
         maintenance,

@@ -2,6 +2,7 @@
 //! any Loki-speaking agent), commits them to a local SQLite database before acknowledging,
 //! and answers LogQL queries in Loki's JSON shape. Log data never leaves this process's disk.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod logql;

@@ -4,8 +4,10 @@
 //! Query commands (`query`, `tail`, `labels`, `stats`, `erase`) talk to a server over HTTP
 //! (`--url`/`FJORD_URL`, token from `--token-file` or `FJORD_TOKEN`); `retention run` and
 //! `erase --data` work offline on the data directory, coordinated with a running server by
-//! SQLite's locks. Bad configuration or usage exits with 64.
+//! SQLite's locks; `audit …` reads the data directory read-only. Bad configuration or usage
+//! exits with 64.
 
+pub mod audit;
 mod client;
 mod offline;
 mod query;
@@ -54,6 +56,10 @@ pub enum Command {
     /// Retention: delete expired lines and reclaim disk space.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Compliance audit, offline on the data directory: receipts, verify (against an agent's
+    /// ledger), scan (stored lines against PII rules), access (who read what).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Token helpers: hash a token for the config, or make a new one.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -277,6 +283,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => query::stats(a).await,
         Command::Erase(a) => offline::erase(a).await,
         Command::Retention(RetentionCommand::Run(a)) => offline::retention(a).await,
+        Command::Audit(a) => audit::run(a).await,
         Command::Token(TokenCommand::Hash) => token::hash(),
         Command::Token(TokenCommand::New(a)) => token::new(a),
     }

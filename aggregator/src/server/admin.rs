@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::access::Access;
 use super::auth::Caller;
 use super::{AppError, AppState};
 use crate::logql;
@@ -79,15 +80,47 @@ pub struct EraseResponse {
     pub data: EraseReport,
 }
 
-/// The handler of `POST /fjord/v1/erase`.
+/// The handler of `POST /fjord/v1/erase`; every request past authentication is recorded in
+/// the access log (the erasure itself also in the erasure log).
 pub async fn erase(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     body: Result<Json<EraseRequest>, JsonRejection>,
 ) -> Result<Json<EraseResponse>, AppError> {
+    let (mut text, mut range) = (None, None);
+    let res = erase_inner(&st, &caller, body, &mut text, &mut range).await;
+    let (lines, status) = match &res {
+        Ok(Json(r)) => (r.data.lines, 200),
+        Err(e) => (0, e.status.as_u16()),
+    };
+    st.access.record(
+        &caller,
+        Access {
+            endpoint: "erase",
+            query: text.as_deref(),
+            range,
+            lines,
+            status,
+        },
+    );
+    res
+}
+
+async fn erase_inner(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    body: Result<Json<EraseRequest>, JsonRejection>,
+    text: &mut Option<String>,
+    range: &mut Option<(i64, i64)>,
+) -> Result<Json<EraseResponse>, AppError> {
     caller.require_admin()?;
     let Json(req) = body
         .map_err(|e| AppError::bad_request(format!("invalid erase request: {}", e.body_text())))?;
+    *text = Some(if req.dry_run {
+        format!("{} (dry run)", req.query)
+    } else {
+        req.query.clone()
+    });
     let query = logql::parse(&req.query).map_err(|e| AppError::bad_request(e.to_string()))?;
     let time = |name: &str, v: &Option<String>, default: i64| match v {
         Some(s) => parse_time(s).map_err(|e| AppError::bad_request(format!("{name}: {e}"))),
@@ -98,6 +131,7 @@ pub async fn erase(
     if start_ns > end_ns {
         return Err(AppError::bad_request("start must not be after end"));
     }
+    *range = Some((start_ns, end_ns));
     let operator = match req.operator.as_deref().map(str::trim) {
         Some(o) if !o.is_empty() => {
             let o: String = o.chars().filter(|c| !c.is_control()).take(128).collect();

@@ -18,6 +18,9 @@ use subtle::ConstantTimeEq;
 use super::{AppError, AppState};
 use crate::logql::{LogQuery, MatchOp, Matcher};
 
+/// The caller's name in open (loopback-only, token-less) mode, as the access log records it.
+pub const ANONYMOUS: &str = "anonymous-loopback";
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -59,7 +62,7 @@ pub struct Auth {
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Token name, or `anonymous` in open mode.
+    /// Token name, or [`ANONYMOUS`] in open mode.
     pub name: String,
     pub role: Role,
     /// The token's team; `None` for a team-less admin or open mode.
@@ -98,7 +101,7 @@ impl Auth {
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Caller, AppError> {
         if self.is_open() {
             return Ok(Caller {
-                name: "anonymous".to_owned(),
+                name: ANONYMOUS.to_owned(),
                 role: Role::Admin,
                 team: None,
             });

@@ -5,6 +5,7 @@
 //! it until `state.shutdown` is cancelled, then drains in-flight requests, live tails and the
 //! maintenance tasks, all of which are tracked in `state.tasks`.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 mod error;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub tail_permits: Arc<Semaphore>,
     /// Most entries one query may ask for.
     pub max_query_lines: usize,
+    /// Who read what: every query, tail, label lookup and erasure (server/access.rs).
+    pub access: access::AccessLog,
     /// Cancelled on shutdown: live tails and maintenance tasks stop.
     pub shutdown: CancellationToken,
     /// Live tails and maintenance tasks, awaited on shutdown.
@@ -74,6 +77,7 @@ impl AppState {
             ingest_workers: Arc::new(Semaphore::new(cfg.ingest_concurrency)),
             tail_permits: Arc::new(Semaphore::new(cfg.max_tails)),
             max_query_lines: cfg.max_query_lines,
+            access: access::AccessLog::new(cfg.access_log_queue),
             shutdown,
             tasks: TaskTracker::new(),
         }
@@ -121,6 +125,7 @@ pub async fn run(
     }
     tracing::info!(%addr, region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
     maintenance::spawn(&state, &cfg);
+    access::spawn_writer(&state);
     let shutdown = state.shutdown.clone();
     let res = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

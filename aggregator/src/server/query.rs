@@ -4,7 +4,8 @@
 //! Invariants: every endpoint needs a read or admin token; a read token's selectors get
 //! `team="<its team>"` added server-side, so it never sees another team's streams; time
 //! parameters accept Unix ns, float/integer seconds and RFC 3339 as Loki does; a bad parameter
-//! or LogQL syntax error is a 400 naming the parameter or the column, never a 5xx.
+//! or LogQL syntax error is a 400 naming the parameter or the column, never a 5xx; every
+//! request past authentication is recorded in the access log (server/access.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::Json;
 use fjord_wire::Entry;
 use serde::{Deserialize, Serialize};
 
+use super::access::Access;
 use super::auth::Caller;
 use super::{AppError, AppState};
 use crate::logql::{self, LogQuery};
@@ -204,16 +206,48 @@ enum Span {
     Instant,
 }
 
-/// Shared body of the two log query endpoints.
+/// Shared body of the two log query endpoints; records the request in the access log.
 async fn log_query(
     st: Arc<AppState>,
     caller: Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     span: Span,
+    endpoint: &'static str,
+) -> Result<Json<QueryResponse>, AppError> {
+    let (mut text, mut range) = (None, None);
+    let res = log_query_inner(&st, &caller, q, span, &mut text, &mut range).await;
+    let (lines, status) = match &res {
+        Ok(Json(r)) => (
+            r.data.result.iter().map(|s| s.values.len() as u64).sum(),
+            200,
+        ),
+        Err(e) => (0, e.status.as_u16()),
+    };
+    st.access.record(
+        &caller,
+        Access {
+            endpoint,
+            query: text.as_deref(),
+            range,
+            lines,
+            status,
+        },
+    );
+    res
+}
+
+async fn log_query_inner(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    span: Span,
+    text: &mut Option<String>,
+    range: &mut Option<(i64, i64)>,
 ) -> Result<Json<QueryResponse>, AppError> {
     caller.require_read()?;
     let p = Params::from_query(q)?;
-    let query = p.log_query(&caller)?;
+    *text = p.get("query").map(str::to_owned);
+    let query = p.log_query(caller)?;
     let (start_ns, end_ns) = match span {
         Span::Range => p.range(DEFAULT_RANGE_NS)?,
         Span::Instant => {
@@ -221,6 +255,7 @@ async fn log_query(
             (end.saturating_sub(INSTANT_LOOKBACK_NS), end)
         }
     };
+    *range = Some((start_ns, end_ns));
     let rq = RangeQuery {
         query,
         start_ns,
@@ -229,7 +264,7 @@ async fn log_query(
         direction: p.direction()?,
         team: caller.read_scope().map(str::to_owned),
     };
-    run_range(&st, rq).await
+    run_range(st, rq).await
 }
 
 /// `GET /loki/api/v1/query_range`.
@@ -238,7 +273,7 @@ pub async fn query_range(
     caller: Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<QueryResponse>, AppError> {
-    log_query(st, caller, q, Span::Range).await
+    log_query(st, caller, q, Span::Range, "query_range").await
 }
 
 /// `GET /loki/api/v1/query`: an instant log query, the entries in
@@ -248,7 +283,7 @@ pub async fn query_instant(
     caller: Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<QueryResponse>, AppError> {
-    log_query(st, caller, q, Span::Instant).await
+    log_query(st, caller, q, Span::Instant, "query").await
 }
 
 /// Streams visible to the caller in the request's range, optionally narrowed by `query`.
@@ -308,6 +343,47 @@ async fn label_list(
     }))
 }
 
+/// The selector(s) and range of a label or series request, for the access log.
+fn meta_access(
+    q: &Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> (Option<String>, Option<(i64, i64)>) {
+    let Ok(Query(v)) = q else {
+        return (None, None);
+    };
+    let p = Params(v.clone());
+    let matches: Vec<&str> = p.all("match[]").chain(p.all("match")).collect();
+    let text = p
+        .get("query")
+        .map(str::to_owned)
+        .or_else(|| (!matches.is_empty()).then(|| matches.join(" or ")));
+    (text, p.range(DEFAULT_META_RANGE_NS).ok())
+}
+
+/// Records a label or series request: `lines` is the number of names, values or series.
+fn record_meta<T>(
+    st: &AppState,
+    caller: &Caller,
+    endpoint: &str,
+    (text, range): (Option<String>, Option<(i64, i64)>),
+    res: &Result<Json<T>, AppError>,
+    count: impl Fn(&T) -> usize,
+) {
+    let (lines, status) = match res {
+        Ok(Json(r)) => (count(r) as u64, 200),
+        Err(e) => (0, e.status.as_u16()),
+    };
+    st.access.record(
+        caller,
+        Access {
+            endpoint,
+            query: text.as_deref(),
+            range,
+            lines,
+            status,
+        },
+    );
+}
+
 /// `GET /loki/api/v1/labels` (also `/label`): label names of the visible streams with data in
 /// `[start, end]` (default the last 6 h), optionally narrowed by `query`.
 pub async fn labels(
@@ -315,7 +391,10 @@ pub async fn labels(
     caller: Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<LabelsResponse>, AppError> {
-    label_list(&st, &caller, q, |l| l.into_keys().collect()).await
+    let meta = meta_access(&q);
+    let res = label_list(&st, &caller, q, |l| l.into_keys().collect()).await;
+    record_meta(&st, &caller, "labels", meta, &res, |r| r.data.len());
+    res
 }
 
 /// `GET /loki/api/v1/label/<name>/values`.
@@ -325,22 +404,36 @@ pub async fn label_values(
     Path(name): Path<String>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<LabelsResponse>, AppError> {
-    if !fjord_wire::push::valid_label_name(&name) {
-        caller.require_read()?;
-        return Err(AppError::bad_request(
+    let meta = meta_access(&q);
+    let res = if fjord_wire::push::valid_label_name(&name) {
+        label_list(&st, &caller, q, |mut l| {
+            l.remove(&name).into_iter().collect()
+        })
+        .await
+    } else {
+        caller.require_read().and(Err(AppError::bad_request(
             "label name must match [a-zA-Z_][a-zA-Z0-9_]*",
-        ));
-    }
-    label_list(&st, &caller, q, |mut l| {
-        l.remove(&name).into_iter().collect()
-    })
-    .await
+        )))
+    };
+    record_meta(&st, &caller, "label_values", meta, &res, |r| r.data.len());
+    res
 }
 
 /// `GET /loki/api/v1/series?match[]=…`: the label sets of matching streams.
 pub async fn series(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<SeriesResponse>, AppError> {
+    let meta = meta_access(&q);
+    let res = series_inner(&st, &caller, q).await;
+    record_meta(&st, &caller, "series", meta, &res, |r| r.data.len());
+    res
+}
+
+async fn series_inner(
+    st: &Arc<AppState>,
+    caller: &Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<SeriesResponse>, AppError> {
     caller.require_read()?;
@@ -362,7 +455,7 @@ pub async fn series(
             "missing parameter `match[]`, e.g. match[]={team=\"payments\"}",
         ));
     }
-    let data = visible_streams(&st, &caller, &p, selectors).await?;
+    let data = visible_streams(st, caller, &p, selectors).await?;
     Ok(Json(SeriesResponse {
         status: "success".to_owned(),
         data,

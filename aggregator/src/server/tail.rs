@@ -9,7 +9,8 @@
 //!
 //! Invariants: at most `max_tails` tails at once (else 429); each tail reads at most
 //! [`MAX_CHUNKS_PER_POLL`] chunks per message; the tail task is tracked in `state.tasks` and
-//! ends with a close frame when the server shuts down.
+//! ends with a close frame when the server shuts down; each tail is recorded in the access log
+//! with the lines it sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::access::Access;
 use super::auth::Caller;
 use super::query::{Params, StreamValues};
 use super::{AppError, AppState};
@@ -53,16 +55,42 @@ pub struct DroppedEntry {
     pub timestamp: String,
 }
 
-/// The upgrade handler.
+/// The upgrade handler. A refused tail is recorded in the access log at once; an accepted one
+/// when it ends, with the lines it sent.
 pub async fn tail(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
+    let mut text = None;
+    let res = begin(&st, &caller, q, ws, &mut text);
+    if let Err(e) = &res {
+        st.access.record(
+            &caller,
+            Access {
+                endpoint: "tail",
+                query: text.as_deref(),
+                range: None,
+                lines: 0,
+                status: e.status.as_u16(),
+            },
+        );
+    }
+    res
+}
+
+fn begin(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    text: &mut Option<String>,
+) -> Result<Response, AppError> {
     caller.require_read()?;
     let p = Params::from_query(q)?;
-    let query = p.log_query(&caller)?;
+    *text = p.get("query").map(str::to_owned);
+    let query = p.log_query(caller)?;
     let limit = p.limit(st.max_query_lines)?;
     let now = now_ns();
     let start = match p.get("start") {
@@ -90,9 +118,24 @@ pub async fn tail(
         team: caller.read_scope().map(str::to_owned),
     };
     let state = st.clone();
+    let caller = caller.clone();
+    let text = text.clone();
     Ok(ws.on_upgrade(move |socket| {
         let tasks = state.tasks.clone();
-        tasks.track_future(run(socket, state, rq, permit))
+        tasks.track_future(async move {
+            let mut sent = 0u64;
+            run(socket, state.clone(), rq, permit, &mut sent).await;
+            state.access.record(
+                &caller,
+                Access {
+                    endpoint: "tail",
+                    query: text.as_deref(),
+                    range: Some((start, now_ns())),
+                    lines: sent,
+                    status: StatusCode::SWITCHING_PROTOCOLS.as_u16(),
+                },
+            );
+        })
     }))
 }
 
@@ -101,6 +144,7 @@ async fn run(
     st: Arc<AppState>,
     rq: RangeQuery,
     _permit: OwnedSemaphorePermit,
+    sent: &mut u64,
 ) {
     let store = st.store.clone();
     let begin_q = rq.clone();
@@ -118,7 +162,7 @@ async fn run(
             s
         })
         .collect::<Vec<_>>();
-    if !backfill.is_empty() && !send(&mut socket, backfill).await {
+    if !backfill.is_empty() && !send(&mut socket, backfill, sent).await {
         return;
     }
     let query: Arc<LogQuery> = Arc::new(rq.query);
@@ -162,7 +206,7 @@ async fn run(
                     };
                     let more = moved != cursor;
                     cursor = moved;
-                    if !streams.is_empty() && !send(&mut socket, streams).await {
+                    if !streams.is_empty() && !send(&mut socket, streams, sent).await {
                         return;
                     }
                     if !more || st.shutdown.is_cancelled() {
@@ -175,7 +219,12 @@ async fn run(
 }
 
 /// Sends one message; false when the client is gone.
-async fn send(socket: &mut WebSocket, streams: Vec<crate::store::StreamResult>) -> bool {
+async fn send(
+    socket: &mut WebSocket,
+    streams: Vec<crate::store::StreamResult>,
+    sent: &mut u64,
+) -> bool {
+    *sent += streams.iter().map(|s| s.entries.len() as u64).sum::<u64>();
     let msg = TailMessage {
         streams: streams.into_iter().map(StreamValues::from).collect(),
         dropped_entries: Vec::new(),

@@ -1,13 +1,20 @@
 //! The chunk format: a block of entries of one stream, zstd-compressed.
 //!
-//! Layout before compression: magic `FJC1`, then per entry a zigzag varint of the timestamp
-//! delta from the previous entry, a varint of the line length, and the line bytes. Decoding is
-//! bounds-checked throughout: a corrupt chunk is an error, never a panic or a huge allocation.
+//! Layout before compression, version 1: magic `FJC1`, then per entry a zigzag varint of the
+//! timestamp delta from the previous entry, a varint of the line length, and the line bytes.
+//! Version 2 (`FJC2`, what the store writes since schema 3) puts a zigzag varint of the
+//! entry's *batch sequence* delta (the `receipts.id` of the batch that brought the line) before
+//! each entry, so that a chunk merged by the compactor or rewritten by an erasure still knows
+//! which batch every line came from; the audit recomputes each batch's digest from it
+//! (docs/compliance.md). In a batch's own chunks the delta is 0: one byte per line.
+//! Decoding is bounds-checked throughout: a corrupt chunk is an error, never a panic or a huge
+//! allocation.
 
 use fjord_wire::Entry;
 use thiserror::Error;
 
 const MAGIC: &[u8; 4] = b"FJC1";
+const MAGIC_TAGGED: &[u8; 4] = b"FJC2";
 
 /// zstd level for stored chunks. Measured on realistic lines (`benches/store.rs`,
 /// docs/benchmarks.md): level 1 compresses a 1 MiB chunk at ~2.3× the speed of level 3 *and*
@@ -104,23 +111,46 @@ impl Encoder {
         })
     }
 
-    /// Encodes `(timestamp, line)` pairs (any order, at least one) into a chunk.
+    /// Encodes `(timestamp, line)` pairs (any order, at least one) into a version-1 chunk,
+    /// which records no batch sequence per line.
     pub fn encode<'a>(
         &mut self,
         entries: impl Iterator<Item = (i64, &'a str)> + Clone,
     ) -> Result<EncodedChunk, ChunkError> {
+        self.encode_inner(entries.map(|(ts, l)| (None, ts, l)), MAGIC)
+    }
+
+    /// Encodes `(batch seq, timestamp, line)` triples (any order, at least one) into a
+    /// version-2 chunk, which keeps each line's batch sequence.
+    pub fn encode_tagged<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (i64, i64, &'a str)> + Clone,
+    ) -> Result<EncodedChunk, ChunkError> {
+        self.encode_inner(entries.map(|(s, ts, l)| (Some(s), ts, l)), MAGIC_TAGGED)
+    }
+
+    fn encode_inner<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (Option<i64>, i64, &'a str)> + Clone,
+        magic: &[u8; 4],
+    ) -> Result<EncodedChunk, ChunkError> {
         let (mut lines, mut raw_bytes) = (0usize, 0usize);
-        for (_, l) in entries.clone() {
+        for (_, _, l) in entries.clone() {
             lines += 1;
             raw_bytes += l.len();
         }
         let buf = &mut self.buf;
         buf.clear();
-        buf.reserve(raw_bytes + lines * 6 + MAGIC.len());
-        buf.extend_from_slice(MAGIC);
+        buf.reserve(raw_bytes + lines * 7 + magic.len());
+        buf.extend_from_slice(magic);
         let mut prev = 0i64;
+        let mut prev_seq = 0i64;
         let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-        for (ts, line) in entries {
+        for (seq, ts, line) in entries {
+            if let Some(seq) = seq {
+                put_varint(buf, zigzag(seq.wrapping_sub(prev_seq)));
+                prev_seq = seq;
+            }
             put_varint(buf, zigzag(ts.wrapping_sub(prev)));
             prev = ts;
             put_varint(buf, line.len() as u64);
@@ -177,15 +207,26 @@ impl Decoder {
         self.z
             .decompress_to_buffer(data, &mut self.buf)
             .map_err(|e| ChunkError::Zstd(e.to_string()))?;
-        if self.buf.get(..4) != Some(MAGIC.as_slice()) {
-            return Err(ChunkError::Corrupt("bad magic"));
+        match self.buf.get(..4) {
+            Some(m) if m == MAGIC.as_slice() || m == MAGIC_TAGGED.as_slice() => Ok(&self.buf),
+            _ => Err(ChunkError::Corrupt("bad magic")),
         }
-        Ok(&self.buf)
     }
 
     /// Calls `f` for each entry of the chunk last [`load`](Decoder::load)ed.
-    pub fn each(&self, f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
-        walk(&self.buf, f)
+    pub fn each(&self, mut f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
+        walk(&self.buf, 0, |_, ts, line| f(ts, line))
+    }
+
+    /// Calls `f(batch seq, ts, line)` for each entry of the chunk last
+    /// [`load`](Decoder::load)ed; a version-1 chunk's lines all get `default_seq` (the
+    /// chunk row's `seq`).
+    pub fn each_tagged(
+        &self,
+        default_seq: i64,
+        f: impl FnMut(i64, i64, &str),
+    ) -> Result<(), ChunkError> {
+        walk(&self.buf, default_seq, f)
     }
 
     /// Decodes `data` and calls `f` for each entry in stored order.
@@ -200,11 +241,28 @@ pub fn decode_each(data: &[u8], f: impl FnMut(i64, &str)) -> Result<(), ChunkErr
     Decoder::new()?.decode_each(data, f)
 }
 
+/// Decodes a chunk and calls `f(batch seq, ts, line)` for each entry in stored order; see
+/// [`Decoder::each_tagged`].
+pub fn decode_each_tagged(
+    data: &[u8],
+    default_seq: i64,
+    f: impl FnMut(i64, i64, &str),
+) -> Result<(), ChunkError> {
+    let mut d = Decoder::new()?;
+    d.load(data)?;
+    d.each_tagged(default_seq, f)
+}
+
 /// Walks a decompressed chunk (after the magic check).
-fn walk(buf: &[u8], mut f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
+fn walk(buf: &[u8], default_seq: i64, mut f: impl FnMut(i64, i64, &str)) -> Result<(), ChunkError> {
+    let tagged = buf.get(..4) == Some(MAGIC_TAGGED.as_slice());
     let mut pos = 4;
     let mut ts = 0i64;
+    let mut seq = if tagged { 0 } else { default_seq };
     while pos < buf.len() {
+        if tagged {
+            seq = seq.wrapping_add(unzigzag(get_varint(buf, &mut pos)?));
+        }
         ts = ts.wrapping_add(unzigzag(get_varint(buf, &mut pos)?));
         let len = usize::try_from(get_varint(buf, &mut pos)?)
             .map_err(|_| ChunkError::Corrupt("length overflow"))?;
@@ -216,7 +274,7 @@ fn walk(buf: &[u8], mut f: impl FnMut(i64, &str)) -> Result<(), ChunkError> {
             .ok_or(ChunkError::Corrupt("truncated line"))?;
         let line =
             std::str::from_utf8(bytes).map_err(|_| ChunkError::Corrupt("line is not UTF-8"))?;
-        f(ts, line);
+        f(seq, ts, line);
         pos = end;
     }
     Ok(())
@@ -232,6 +290,30 @@ pub fn decode(data: &[u8]) -> Result<Vec<Entry>, ChunkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tagged_chunks_keep_each_lines_batch() {
+        let items = [(7i64, 5i64, "a"), (3, 4, "bb"), (7, 9, ""), (12, 1, "ü")];
+        let c = Encoder::new(CHUNK_ZSTD_LEVEL)
+            .unwrap()
+            .encode_tagged(items.iter().copied())
+            .unwrap();
+        assert_eq!((c.lines, c.min_ts, c.max_ts, c.raw_bytes), (4, 1, 9, 5));
+        let mut got = Vec::new();
+        decode_each_tagged(&c.data, 99, |s, t, l| got.push((s, t, l.to_owned()))).unwrap();
+        let want: Vec<_> = items
+            .iter()
+            .map(|(s, t, l)| (*s, *t, l.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // The untagged readers see the same entries.
+        assert_eq!(decode(&c.data).unwrap().len(), 4);
+        // A version-1 chunk gives every line the default.
+        let v1 = encode(&[Entry::new(1, "x")]).unwrap();
+        let mut seqs = Vec::new();
+        decode_each_tagged(&v1.data, 42, |s, _, _| seqs.push(s)).unwrap();
+        assert_eq!(seqs, [42]);
+    }
 
     #[test]
     fn round_trip_with_unordered_timestamps() {
@@ -260,6 +342,10 @@ mod tests {
             Err(ChunkError::Corrupt("truncated line"))
         ));
         let z = zstd::bulk::compress(b"NOPE", 1).unwrap();
+        assert!(matches!(decode(&z), Err(ChunkError::Corrupt("bad magic"))));
+        let z = zstd::bulk::compress(b"FJC2\x02", 1).unwrap();
+        assert!(decode(&z).is_err());
+        let z = zstd::bulk::compress(b"FJC9", 1).unwrap();
         assert!(matches!(decode(&z), Err(ChunkError::Corrupt("bad magic"))));
     }
 }

@@ -5,7 +5,8 @@
 //! Invariants: lines are neither lost nor duplicated (each merge replaces its inputs in one
 //! transaction); a merged chunk takes the largest `seq` of its inputs; only chunks of batches
 //! received at least `min_age` ago are merged, so a live tail, which is at most a poll
-//! interval behind, has already passed them; memory is bounded by one merged chunk.
+//! interval behind, has already passed them; memory is bounded by one merged chunk; every
+//! line keeps its own batch sequence (chunk format 2), so the audit can still attribute it.
 
 use std::time::Duration;
 
@@ -107,19 +108,22 @@ fn merge_run(
     day: i64,
     ids: &[i64],
 ) -> Result<(), StoreError> {
-    let mut entries: Vec<(i64, String)> = Vec::new();
+    let mut entries: Vec<(i64, i64, String)> = Vec::new(); // (ts, batch seq, line)
     let mut seq = 0i64;
     {
         let mut get = tx.prepare_cached("SELECT data, seq FROM chunks WHERE id = ?1")?;
         for id in ids {
             let (data, s): (Vec<u8>, i64) = get.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             seq = seq.max(s);
-            chunk::decode_each(&data, |ts, line| entries.push((ts, line.to_owned())))?;
+            chunk::decode_each_tagged(&data, s, |bs, ts, line| {
+                entries.push((ts, bs, line.to_owned()))
+            })?;
         }
     }
     // Stable: equal timestamps keep their arrival order.
     entries.sort_by_key(|e| e.0);
-    let c = chunk::encode_iter(entries.iter().map(|(t, l)| (*t, l.as_str())))?;
+    let c = chunk::Encoder::new(chunk::CHUNK_ZSTD_LEVEL)?
+        .encode_tagged(entries.iter().map(|(t, s, l)| (*s, *t, l.as_str())))?;
     let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
     for id in ids {
         del.execute([id])?;

@@ -5,12 +5,16 @@
 //! Invariants: the rewrite of every affected chunk and the erasure-log row commit in one
 //! transaction, so a crash leaves either all or none of it; the old chunk contents are
 //! overwritten on disk (`secure_delete`) and the WAL is truncated afterwards, so the erased
-//! lines do not survive in free pages or old WAL frames; a chunk's `seq` is kept.
+//! lines do not survive in free pages or old WAL frames; a chunk's `seq` is kept, and so is
+//! each remaining line's batch sequence. The erased lines' count and entry digest are recorded
+//! per batch in `removals`, so `audit verify` reports them as erased rather than tampered.
+
+use std::collections::BTreeMap;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{chunk, day_bounds, Store, StoreError};
+use super::{chunk, day_bounds, EntryDigest, Store, StoreError};
 use crate::logql::LogQuery;
 
 /// What to erase.
@@ -70,38 +74,50 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let streams = Self::select_streams(&tx, &e.query, e.team.as_deref())?;
             let (d0, d1) = day_bounds(e.start_ns, e.end_ns);
-            let mut ids: Vec<i64> = Vec::new();
+            // (chunk id, stream's canonical labels JSON, as the entry digest hashes it)
+            let mut ids: Vec<(i64, String)> = Vec::new();
             {
                 let mut stmt = tx.prepare_cached(
                     "SELECT id FROM chunks WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5
                      AND max_ts >= ?2 AND min_ts <= ?3 ORDER BY id",
                 )?;
+                let mut key = tx.prepare_cached("SELECT labels FROM streams WHERE id = ?1")?;
                 for (sid, _) in &streams {
+                    let labels: String = key.query_row([sid], |r| r.get(0))?;
                     for id in
                         stmt.query_map(params![sid, e.start_ns, e.end_ns, d0, d1], |r| r.get(0))?
                     {
-                        ids.push(id?);
+                        ids.push((id?, labels.clone()));
                     }
                 }
             }
-            for id in ids {
-                let Some(data) = tx
-                    .query_row("SELECT data FROM chunks WHERE id = ?1", [id], |r| {
-                        r.get::<_, Vec<u8>>(0)
+            // Per batch sequence: lines erased and their digest.
+            let mut removed: BTreeMap<i64, (u64, EntryDigest)> = BTreeMap::new();
+            for (id, labels) in ids {
+                let Some((data, chunk_seq)) = tx
+                    .query_row("SELECT data, seq FROM chunks WHERE id = ?1", [id], |r| {
+                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
                     })
                     .optional()?
                 else {
                     continue;
                 };
-                let mut keep: Vec<(i64, String)> = Vec::new();
+                let mut keep: Vec<(i64, i64, String)> = Vec::new();
                 let mut erased = 0u64;
-                chunk::decode_each(&data, |ts, line| {
+                let mut gone: Vec<(i64, u64, EntryDigest)> = Vec::new();
+                chunk::decode_each_tagged(&data, chunk_seq, |seq, ts, line| {
                     if ts >= e.start_ns && ts <= e.end_ns && e.query.keep_line(line) {
                         erased += 1;
+                        gone.push((seq, 1, EntryDigest::of_entry(&labels, ts, line)));
                     } else {
-                        keep.push((ts, line.to_owned()));
+                        keep.push((seq, ts, line.to_owned()));
                     }
                 })?;
+                for (seq, n, d) in gone {
+                    let slot = removed.entry(seq).or_default();
+                    slot.0 += n;
+                    slot.1.add(&d);
+                }
                 if erased == 0 {
                     continue;
                 }
@@ -113,7 +129,8 @@ impl Store {
                 if keep.is_empty() {
                     tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
                 } else {
-                    let c = chunk::encode_iter(keep.iter().map(|(t, l)| (*t, l.as_str())))?;
+                    let c = chunk::Encoder::new(chunk::CHUNK_ZSTD_LEVEL)?
+                        .encode_tagged(keep.iter().map(|(s, t, l)| (*s, *t, l.as_str())))?;
                     tx.execute(
                         "UPDATE chunks SET min_ts = ?2, max_ts = ?3, lines = ?4, raw_bytes = ?5,
                          data = ?6 WHERE id = ?1",
@@ -144,7 +161,24 @@ impl Store {
                     report.chunks as i64
                 ],
             )?;
-            report.log_id = Some(tx.last_insert_rowid());
+            let log_id = tx.last_insert_rowid();
+            report.log_id = Some(log_id);
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
+                     VALUES (?1, 'erasure', ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (seq, (lines, digest)) in &removed {
+                    ins.execute(params![
+                        now_ns,
+                        log_id,
+                        e.operator,
+                        seq,
+                        *lines as i64,
+                        digest.to_string()
+                    ])?;
+                }
+            }
             tx.commit()?;
         }
         // Old page images of the rewritten chunks may sit in the WAL until it is truncated.

@@ -14,15 +14,20 @@
 //! can follow `(seq, id)` without missing rows; the writer runs with `secure_delete`, so
 //! erased and expired lines are overwritten on disk, not merely unlinked.
 
+mod access;
 pub mod chunk;
 mod compact;
+pub mod digest;
 mod erase;
 mod retention;
 mod schema;
 
+pub use access::AccessRecord;
 pub use compact::CompactReport;
+pub use digest::EntryDigest;
 pub use erase::{EraseReport, Erasure, ErasureRecord};
 pub use retention::{ReclaimReport, RetentionReport};
+pub use schema::SCHEMA_VERSION;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -300,6 +305,7 @@ impl Store {
             ],
         )?;
         let seq = tx.last_insert_rowid();
+        let mut digest = EntryDigest::default();
         let mut new_ids = Vec::new();
         {
             let mut insert_stream = tx.prepare_cached(
@@ -311,6 +317,9 @@ impl Store {
                     continue;
                 }
                 let key = labels_key(&s.stream, &meta.team)?;
+                for e in &s.values {
+                    digest.add_entry(&key, e.ts_ns, &e.line);
+                }
                 let sid = match stream_ids.get(&key) {
                     Some(id) => *id,
                     None => {
@@ -322,12 +331,17 @@ impl Store {
                 };
                 for (day, entries) in by_day(&s.values) {
                     for part in split_by_bytes(&entries, chunk::TARGET_CHUNK_RAW_BYTES) {
-                        let c = encoder.encode(part.iter().map(|e| (e.ts_ns, e.line.as_str())))?;
+                        let c = encoder
+                            .encode_tagged(part.iter().map(|e| (seq, e.ts_ns, e.line.as_str())))?;
                         insert_chunk(&tx, sid, seq, day, &c)?;
                     }
                 }
             }
         }
+        tx.execute(
+            "UPDATE receipts SET entries_digest = ?2 WHERE id = ?1",
+            params![seq, digest.to_string()],
+        )?;
         tx.commit()?;
         // Only cache ids whose rows are committed.
         stream_ids.extend(new_ids);

@@ -58,7 +58,40 @@ const MIGRATIONS: &[&str] = &[
         lines       INTEGER NOT NULL,      -- lines erased
         chunks      INTEGER NOT NULL       -- chunks rewritten or deleted
      );",
+    // 3: audit. The entry digest of each batch's stored lines (store/digest.rs; NULL for
+    // batches received before this version); lines legitimately removed from a batch by
+    // erasure or retention, with their digest, so `audit verify` can tell them from
+    // tampering; the access log of every read and erasure.
+    "ALTER TABLE receipts ADD COLUMN entries_digest TEXT;
+     CREATE TABLE removals (
+        id          INTEGER PRIMARY KEY,
+        at_ns       INTEGER NOT NULL,
+        kind        TEXT NOT NULL,         -- 'erasure' or 'retention'
+        erasure_id  INTEGER REFERENCES erasures(id),
+        operator    TEXT NOT NULL,
+        seq         INTEGER NOT NULL,      -- receipts.id of the batch the lines came from
+        lines       INTEGER NOT NULL,
+        digest      TEXT NOT NULL          -- entry digest of the removed lines
+     );
+     CREATE INDEX removals_seq ON removals(seq);
+     CREATE TABLE access_log (
+        id          INTEGER PRIMARY KEY,
+        at_ns       INTEGER NOT NULL,
+        token       TEXT NOT NULL,         -- token name, or anonymous-loopback
+        team        TEXT,                  -- the token's team; NULL for a team-less admin
+        role        TEXT NOT NULL,
+        endpoint    TEXT NOT NULL,         -- query_range, query, tail, labels, series, erase
+        query       TEXT,                  -- LogQL as sent (a selector; never log content)
+        start_ns    INTEGER,
+        end_ns      INTEGER,
+        lines       INTEGER NOT NULL,      -- lines (or streams, for labels/series) returned
+        status      INTEGER NOT NULL       -- HTTP status answered
+     );
+     CREATE INDEX access_log_time ON access_log(at_ns);",
 ];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Chooses incremental auto-vacuum for a database without tables. Must run before the
 /// connection switches to WAL and outside a transaction, or SQLite ignores it.

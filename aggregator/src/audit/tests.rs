@@ -1,0 +1,288 @@
+//! Unit tests of the audit reports over a real store in a temp dir: verify survives
+//! compaction, erasure and retention, and catches altered, deleted and unreceipted data; scan
+//! masks every match.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fjord_wire::{Entry, PushRequest, PushStream};
+
+use super::*;
+use crate::config::RetentionPolicy;
+use crate::store::{Erasure, IngestMeta, Store, NS_PER_DAY};
+
+const ALL: Range = Range {
+    from_ns: i64::MIN,
+    to_ns: i64::MAX,
+};
+
+fn meta(batch: &str, received_ns: i64) -> IngestMeta {
+    IngestMeta {
+        batch_id: Some(batch.to_owned()),
+        agent: Some("pod-1".into()),
+        team: "payments".into(),
+        rules_version: Some("v1".into()),
+        redactions: Some(r#"{"email":2}"#.into()),
+        payload_sha256: format!("sha-{batch}"),
+        received_ns,
+    }
+}
+
+fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest {
+    PushRequest {
+        streams: vec![PushStream {
+            stream: [("file".to_owned(), file.to_owned())].into(),
+            values: lines.iter().map(|(t, l)| Entry::new(*t, *l)).collect(),
+        }],
+    }
+}
+
+fn ledger(batch: &str, records: u64) -> LedgerEntry {
+    LedgerEntry {
+        batch_id: batch.to_owned(),
+        sent_ns: 10,
+        destination: "http://agg".into(),
+        records,
+        payload_sha256: format!("sha-{batch}"),
+        outcome: "acked".into(),
+    }
+}
+
+/// Three small batches of one stream, and a store ready to audit.
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let day = 20_000 * NS_PER_DAY;
+    for (i, b) in ["b1", "b2", "b3"].iter().enumerate() {
+        let t = day + i as i64 * 10;
+        let l1 = format!("{b} first mail x{i}@example.no");
+        let l2 = format!("{b} second ORD-{i}");
+        store
+            .ingest(
+                &meta(b, 1 + i as i64),
+                &push("/a.log", &[(t + 1, &l1), (t, &l2)]),
+            )
+            .unwrap();
+    }
+    (dir, store)
+}
+
+fn ro(dir: &tempfile::TempDir) -> Connection {
+    open_read_only(dir.path()).unwrap()
+}
+
+#[test]
+fn verify_is_clean_across_compaction_and_erasure() {
+    let (dir, store) = store();
+    let rows = [ledger("b1", 2), ledger("b2", 2), ledger("b3", 2)];
+    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows))).unwrap();
+    assert!(r.ok, "{r:#?}");
+    assert_eq!((r.receipts_checked, r.stored_lines_checked), (3, 6));
+
+    // The compactor merges the three chunks into one; every line keeps its batch.
+    let c = store.compact(Duration::ZERO, i64::MAX).unwrap();
+    assert_eq!((c.chunks_in, c.chunks_out), (3, 1));
+    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows))).unwrap();
+    assert!(r.ok, "{r:#?}");
+
+    // An erasure is reported with who and when, not as tampering.
+    let q = crate::logql::parse(r#"{file="/a.log"} |= "b2 second""#).unwrap();
+    let e = store
+        .erase(
+            &Erasure {
+                query: q,
+                query_text: "q".into(),
+                start_ns: 0,
+                end_ns: i64::MAX,
+                team: None,
+                operator: "dpo".into(),
+                dry_run: false,
+            },
+            99,
+        )
+        .unwrap();
+    assert_eq!(e.lines, 1);
+    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows))).unwrap();
+    assert!(r.ok, "{r:#?}");
+    assert_eq!(r.removals.len(), 1);
+    assert_eq!(
+        (r.removals[0].batch.as_str(), r.removals[0].lines),
+        ("b2", 1)
+    );
+    assert_eq!(r.removals[0].operator, "dpo");
+    assert!(render_verify(&r).contains("batch b2: erased 1 lines by dpo"));
+}
+
+#[test]
+fn retention_is_recorded_not_missing() {
+    let (dir, store) = store();
+    let policy = RetentionPolicy {
+        default_days: 1,
+        teams: BTreeMap::new(),
+    };
+    let rep = store.apply_retention(&policy, 20_010 * NS_PER_DAY).unwrap();
+    assert_eq!(rep.teams[0].3, 6);
+    let r = verify(&ro(&dir), ALL, None).unwrap();
+    assert!(r.ok, "{r:#?}");
+    assert_eq!(r.removals.len(), 3);
+    assert!(r
+        .removals
+        .iter()
+        .all(|m| m.kind == "retention" && m.lines == 2));
+}
+
+#[test]
+fn verify_finds_altered_missing_extra_and_unreceipted() {
+    let (dir, _store) = store();
+    let rw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    // Rewrite b2's chunk with a changed line (a valid chunk: only the digest can tell).
+    let data: Vec<u8> = rw
+        .query_row("SELECT data FROM chunks WHERE seq = 2", [], |r| r.get(0))
+        .unwrap();
+    let mut entries = Vec::new();
+    chunk::decode_each_tagged(&data, 2, |s, t, l| {
+        entries.push((s, t, l.replace("ORD-1", "ORD-9")))
+    })
+    .unwrap();
+    let c = chunk::Encoder::new(1)
+        .unwrap()
+        .encode_tagged(entries.iter().map(|(s, t, l)| (*s, *t, l.as_str())))
+        .unwrap();
+    rw.execute(
+        "UPDATE chunks SET data = ?1 WHERE seq = 2",
+        rusqlite::params![c.data],
+    )
+    .unwrap();
+    // Corrupt b3's chunk outright.
+    rw.execute("UPDATE chunks SET data = x'00' WHERE seq = 3", [])
+        .unwrap();
+    // Delete b1's receipt.
+    rw.execute("DELETE FROM receipts WHERE id = 1", []).unwrap();
+    drop(rw);
+    let rows = [
+        ledger("b1", 2),
+        ledger("b2", 2),
+        LedgerEntry {
+            payload_sha256: "other".into(),
+            ..ledger("b3", 3)
+        },
+    ];
+    // b1 is gone; b3 is not in this ledger, and must come out as extra.
+    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows[..2]))).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.missing.len(), 1);
+    assert_eq!(r.missing[0].batch_id, "b1");
+    assert_eq!(r.unreceipted, vec![Unreceipted { seq: 1, lines: 2 }]);
+    assert_eq!(r.corrupt_chunks.len(), 1);
+    assert_eq!(r.extra.len(), 1);
+    assert_eq!(r.extra[0].batch_id.as_deref(), Some("b3"));
+    let altered: Vec<(&str, &str)> = r
+        .altered
+        .iter()
+        .map(|a| (a.batch.as_str(), a.what.as_str()))
+        .collect();
+    assert_eq!(altered, [("b2", "stored lines"), ("b3", "stored lines")]);
+    assert!(r.altered[0].found.contains("different content"));
+    // Ledger disagreements with the receipt.
+    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows[2..]))).unwrap();
+    let what: Vec<&str> = r.altered.iter().map(|a| a.what.as_str()).collect();
+    assert!(
+        what.contains(&"records") && what.contains(&"payload_sha256"),
+        "{what:?}"
+    );
+}
+
+#[test]
+fn scan_counts_per_rule_and_masks() {
+    let (dir, _store) = store();
+    let set = fjord_rules::load_rule_set(None).unwrap();
+    let red = Redactor::new(&set, Some(b"0123456789abcdef0123")).unwrap();
+    let r = scan(&ro(&dir), &red, None, ALL, 10).unwrap();
+    assert_eq!((r.lines_scanned, r.lines_matching), (6, 3));
+    assert_eq!(
+        r.rules,
+        vec![RuleMatches {
+            rule: "email".into(),
+            lines: 3,
+            matches: 3
+        }]
+    );
+    for e in &r.examples {
+        assert!(e.masked.contains("[MATCH:email]"), "{}", e.masked);
+        assert!(!e.masked.contains("@example.no"), "{}", e.masked);
+    }
+    let text = render_scan(&r);
+    assert!(!text.contains("@example"), "{text}");
+    // A time range and a line filter narrow it.
+    let q = crate::logql::parse(r#"{file="/a.log"} |= "b1""#).unwrap();
+    let r = scan(&ro(&dir), &red, Some(("q", &q)), ALL, 0).unwrap();
+    assert_eq!((r.lines_scanned, r.lines_matching), (2, 1));
+    assert!(r.examples.is_empty());
+}
+
+#[test]
+fn mask_never_returns_matched_text() {
+    use fjord_rules::ExplainHit;
+    let hit = |rule: &str, range: std::ops::Range<usize>, field: Option<&str>| ExplainHit {
+        rule: rule.into(),
+        action: "mask".into(),
+        field: field.map(Into::into),
+        range,
+    };
+    let line = "a secret1 b secret2 ü";
+    let e = Explanation {
+        hits: vec![hit("y", 12..19, None), hit("x", 2..9, None)],
+        output: None,
+    };
+    assert_eq!(mask(line, &e), "a [MATCH:x] b [MATCH:y] ü");
+    // Overlapping spans mask their union.
+    let e = Explanation {
+        hits: vec![hit("x", 2..9, None), hit("z", 4..11, None)],
+        output: None,
+    };
+    assert_eq!(mask(line, &e), "a [MATCH:x][MATCH:z] secret2 ü");
+    // Not on a character boundary: the whole line is withheld.
+    let e = Explanation {
+        hits: vec![hit("x", 21..22, None)],
+        output: None,
+    };
+    assert!(mask(line, &e).starts_with("[line withheld"));
+    // JSON: only the paths.
+    let e = Explanation {
+        hits: vec![hit("email", 0..5, Some("user.mail"))],
+        output: None,
+    };
+    assert_eq!(
+        mask(r#"{"user":{"mail":"a@b.no"}}"#, &e),
+        "[JSON line withheld; matches at: user.mail (email)]"
+    );
+}
+
+#[test]
+fn open_refuses_a_missing_store() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        open_read_only(dir.path()),
+        Err(AuditError::NoStore(_))
+    ));
+}
+
+#[test]
+fn ledger_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.jsonl");
+    std::fs::write(
+        &p,
+        "{\"batch_id\":\"a\",\"sent_ns\":1,\"records\":1,\"payload_sha256\":\"x\",\"outcome\":\"acked\",\"new_field\":1}\n\n{\"batch_id\":\"b\"}\n",
+    )
+    .unwrap();
+    let e = read_ledger(&p).unwrap_err().to_string();
+    assert!(e.contains("l.jsonl line 3"), "{e}");
+    std::fs::write(
+        &p,
+        "{\"batch_id\":\"a\",\"sent_ns\":1,\"records\":1,\"payload_sha256\":\"x\",\"outcome\":\"lost\"}\n",
+    )
+    .unwrap();
+    let e = read_ledger(&p).unwrap_err().to_string();
+    assert!(e.contains("\"lost\""), "{e}");
+}

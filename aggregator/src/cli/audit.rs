@@ -1,0 +1,273 @@
+//! `fjord-aggregator audit receipts|verify|scan|access`: the compliance reports, offline on the
+//! data directory (opened read-only, so they can run next to a live server and never change
+//! the evidence). Each prints text for people or JSON (`--output json`) for the archive.
+//!
+//! Exit codes: 0 clean; 1 findings (verify: anything missing, extra, altered, unreceipted or
+//! corrupt; scan: any stored line matches a rule); 2 the audit could not be completed (the
+//! store could not be read); 64 bad usage or input (flags, times, ledger file, rule files).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use super::EXIT_USAGE;
+use crate::audit::{self, AuditError, Range};
+use crate::logql;
+use crate::time::{now_ns, parse_duration, parse_time};
+
+/// Exit code when the audit found something.
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code when the store could not be read to the end.
+pub const EXIT_INCOMPLETE: u8 = 2;
+
+/// Key handed to the redactor so that rule sets with `hash` rules compile; the scan only
+/// looks at where rules match, never at their output, so the key's value does not matter.
+const SCAN_HASH_KEY: &[u8] = b"fjord-audit-scan: matching only, output unused";
+
+/// Report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Readable text.
+    Text,
+    /// One pretty-printed JSON document, stable for archiving (fields are only ever added).
+    Json,
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// What arrived: one receipt per batch (batch id, agent, team, records, payload SHA-256,
+    /// rule-set version, redaction counts the sender declared).
+    Receipts(ReceiptsArgs),
+    /// Check that every stored line is what arrived (per-batch entry digests, allowing for
+    /// recorded erasures and retention), and with --ledger that every batch an agent had
+    /// acknowledged has a receipt with the same record count and payload hash.
+    Verify(VerifyArgs),
+    /// Re-scan stored lines with a rule set; report per rule how many still match (matches
+    /// masked). Exits 1 when anything matches.
+    Scan(ScanArgs),
+    /// Who read what: every query, tail, label and series lookup and erasure.
+    Access(AccessArgs),
+}
+
+/// Flags every audit command takes.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// The aggregator's data directory (its data_dir); opened read-only.
+    #[arg(long, value_name = "DIR", default_value = "./data")]
+    pub data: PathBuf,
+    /// Look back this far from --to (or now), e.g. 24h, 30d.
+    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
+    pub since: Option<String>,
+    /// Start of the range: RFC 3339, Unix seconds or nanoseconds [default: the beginning].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the range [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+}
+
+/// `audit receipts` flags.
+#[derive(Debug, Args)]
+pub struct ReceiptsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `audit verify` flags.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// An agent's exported ledger (`fjord-agent audit --export FILE`, JSON lines) to
+    /// cross-check against the receipts.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
+}
+
+/// `audit scan` flags.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Which lines: a LogQL selector with optional line filters, e.g. '{team="payments"}'
+    /// [default: every stream].
+    #[arg(value_name = "LOGQL")]
+    pub query: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Rule directory (team files, as the agent's rules_dir) [default: the built-in packs].
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Most example lines to print (masked).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub examples: usize,
+}
+
+/// `audit access` flags.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Only this token's requests.
+    #[arg(long, value_name = "NAME")]
+    pub token: Option<String>,
+}
+
+/// A usage or input problem: exit 64.
+struct Usage(String);
+
+fn range(c: &CommonArgs) -> Result<Range, Usage> {
+    let to_ns = match &c.to {
+        Some(t) => parse_time(t).map_err(|e| Usage(format!("--to: {e}")))?,
+        None => now_ns(),
+    };
+    let from_ns = match (&c.since, &c.from) {
+        (Some(s), _) => {
+            let d = parse_duration(s).map_err(|e| Usage(format!("--since: {e}")))?;
+            to_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        }
+        (None, Some(f)) => parse_time(f).map_err(|e| Usage(format!("--from: {e}")))?,
+        (None, None) => 0,
+    };
+    if from_ns > to_ns {
+        return Err(Usage("--from must not be after --to".to_owned()));
+    }
+    Ok(Range { from_ns, to_ns })
+}
+
+fn print<T: Serialize>(
+    fmt: ReportFormat,
+    report: &T,
+    text: impl Fn(&T) -> String,
+) -> Result<(), Usage> {
+    let out = match fmt {
+        ReportFormat::Text => text(report),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(report)
+                .map_err(|e| Usage(format!("cannot serialise the report: {e}")))?
+                + "\n"
+        }
+    };
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not a finding.
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    Ok(())
+}
+
+/// Which errors are the operator's input rather than the store.
+fn exit_for(e: &AuditError) -> u8 {
+    match e {
+        AuditError::NoStore(_)
+        | AuditError::Schema { .. }
+        | AuditError::LedgerIo { .. }
+        | AuditError::Ledger { .. } => EXIT_USAGE,
+        _ => EXIT_INCOMPLETE,
+    }
+}
+
+/// Runs an `audit` subcommand on the blocking pool.
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    let code = tokio::task::spawn_blocking(move || run_blocking(cmd)).await?;
+    Ok(ExitCode::from(code))
+}
+
+fn run_blocking(cmd: AuditCommand) -> u8 {
+    match run_inner(cmd) {
+        Ok(code) => code,
+        Err(Failure::Usage(Usage(msg))) => {
+            eprintln!("fjord-aggregator audit: {msg}");
+            EXIT_USAGE
+        }
+        Err(Failure::Audit(e)) => {
+            eprintln!("fjord-aggregator audit: {e}");
+            exit_for(&e)
+        }
+    }
+}
+
+enum Failure {
+    Usage(Usage),
+    Audit(AuditError),
+}
+
+impl From<Usage> for Failure {
+    fn from(u: Usage) -> Self {
+        Failure::Usage(u)
+    }
+}
+
+impl From<AuditError> for Failure {
+    fn from(e: AuditError) -> Self {
+        Failure::Audit(e)
+    }
+}
+
+fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
+    match cmd {
+        AuditCommand::Receipts(a) => {
+            let r = range(&a.common)?;
+            let conn = audit::open_read_only(&a.common.data)?;
+            let report = audit::receipts(&conn, r)?;
+            print(a.common.output, &report, audit::render_receipts)?;
+            Ok(0)
+        }
+        AuditCommand::Verify(a) => {
+            let r = range(&a.common)?;
+            let ledger = match &a.ledger {
+                Some(p) => Some((p.clone(), audit::read_ledger(p)?)),
+                None => None,
+            };
+            let conn = audit::open_read_only(&a.common.data)?;
+            let report = audit::verify(
+                &conn,
+                r,
+                ledger
+                    .as_ref()
+                    .map(|(p, rows)| (p.as_path(), rows.as_slice())),
+            )?;
+            print(a.common.output, &report, audit::render_verify)?;
+            Ok(if report.ok { 0 } else { EXIT_FINDINGS })
+        }
+        AuditCommand::Scan(a) => {
+            let r = range(&a.common)?;
+            let query = match &a.query {
+                Some(q) => Some((
+                    q.clone(),
+                    logql::parse(q).map_err(|e| Usage(format!("the LogQL query: {e}")))?,
+                )),
+                None => None,
+            };
+            let set = fjord_rules::load_rule_set(a.rules.as_deref())
+                .map_err(|e| Usage(format!("rules: {e}")))?;
+            let redactor = fjord_rules::Redactor::new(&set, Some(SCAN_HASH_KEY))
+                .map_err(|e| Usage(format!("rules: {e}")))?;
+            let conn = audit::open_read_only(&a.common.data)?;
+            let report = audit::scan(
+                &conn,
+                &redactor,
+                query.as_ref().map(|(t, q)| (t.as_str(), q)),
+                r,
+                a.examples,
+            )?;
+            print(a.common.output, &report, audit::render_scan)?;
+            Ok(if report.lines_matching == 0 {
+                0
+            } else {
+                EXIT_FINDINGS
+            })
+        }
+        AuditCommand::Access(a) => {
+            let r = range(&a.common)?;
+            let conn = audit::open_read_only(&a.common.data)?;
+            let report = audit::access(&conn, r, a.token.as_deref())?;
+            print(a.common.output, &report, audit::render_access)?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! End to end, the compliance audit (issue 7): the real agent ships a log with a known mix of
+//! PII to the real aggregator; the agent's audit shows the exact redaction counts; the
+//! aggregator's `audit verify` passes against the agent's exported ledger and fails, naming
+//! the batch, when one stored chunk is tampered with or a receipt is deleted; an erasure is
+//! reported as an erasure, not as tampering; `audit scan` with the same rules finds nothing and
+//! with a stricter rule finds exactly the planted lines, masked; `audit access` lists the reads.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use fjord_e2e::{agent_config, bin, start_agent, test_dir, wait_for, Aggregator};
+
+const TOTAL: usize = 300;
+/// Lines with an e-mail address (i % 10 == 3), a card number (i % 10 == 7) and an order id
+/// that is not PII for the default rules (i % 5 == 0).
+const EMAILS: u64 = 30;
+const CARDS: u64 = 30;
+const ORDERS: u64 = 60;
+
+fn line(i: usize) -> String {
+    match i % 10 {
+        3 => format!("seq={i:06} payment declined for user{i}@example.no"),
+        7 => format!("seq={i:06} charge card=4111 1111 1111 1111 amount=12.50"),
+        0 | 5 => format!("seq={i:06} shipped ORD-{}", 4_000_000 + i),
+        _ => format!("seq={i:06} payment ok amount=99.00"),
+    }
+}
+
+fn agent_audit(state: &Path, extra: &[&str]) -> Output {
+    Command::new(bin("fjord-agent"))
+        .arg("audit")
+        .arg("--state")
+        .arg(state)
+        .args(extra)
+        .output()
+        .expect("run fjord-agent audit")
+}
+
+fn audit(data: &Path, args: &[&str]) -> Output {
+    Command::new(bin("fjord-aggregator"))
+        .arg("audit")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run fjord-aggregator audit")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn audit_end_to_end() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let cfg = agent_config(dir.path(), &agg.url(), "max_batch_lines = 40");
+    let state = dir.path().join("state");
+    {
+        let mut f = std::fs::File::create(dir.path().join("logs/app.log")).unwrap();
+        for i in 0..TOTAL {
+            writeln!(f, "{}", line(i)).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let agent = start_agent(dir.path(), &cfg);
+    wait_for("every line stored", Duration::from_secs(60), || {
+        agg.stored_records() == TOTAL as u64
+    });
+    // The ledger row is committed with the checkpoint, just after the ack: wait for all.
+    wait_for("every batch in the ledger", Duration::from_secs(30), || {
+        let out = agent_audit(&state, &["--output", "json"]);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        r["destinations"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|x| x["records"].as_u64()).sum::<u64>())
+            == Some(TOTAL as u64)
+    });
+    assert_eq!(agent.terminate(), Some(0));
+
+    // The agent's audit: exact redaction counts, everything to the EEA.
+    let out = agent_audit(&state, &["--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(
+        report["redactions"],
+        serde_json::json!({ "card": CARDS, "email": EMAILS }),
+        "{report:#}"
+    );
+    assert_eq!(report["destinations"][0]["jurisdiction"], "EEA");
+    let ledger = dir.path().join("ledger.jsonl");
+    let out = agent_audit(&state, &["--export", ledger.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.len() >= (TOTAL / 40), "{} ledger rows", rows.len());
+
+    // A read, for the access log.
+    assert_eq!(
+        agg.query_jsonl(r#"{team="payments"} |= "declined""#, 1000)
+            .len(),
+        EMAILS as usize
+    );
+    let data = agg.data.clone();
+    assert_eq!(agg.proc.terminate(), Some(0));
+    let ledger_arg = ledger.to_str().unwrap();
+
+    // Receipts: every batch, the declared redactions.
+    let out = audit(&data, &["receipts", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let receipts = json(&out);
+    assert_eq!(receipts["records"], TOTAL as u64);
+    assert_eq!(receipts["batches"], rows.len() as u64);
+    assert_eq!(
+        receipts["redactions"],
+        serde_json::json!({ "card": CARDS, "email": EMAILS })
+    );
+
+    // Verify: clean.
+    let out = audit(
+        &data,
+        &["verify", "--ledger", ledger_arg, "--output", "json"],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["ledger_acked"], rows.len() as u64);
+    assert_eq!(v["receipts_checked"], rows.len() as u64);
+    assert_eq!(v["stored_lines_checked"], TOTAL as u64);
+    let out = audit(&data, &["verify", "--ledger", ledger_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("OK:"), "{}", text(&out));
+
+    // Scan with the rules the agent used: nothing stored matches.
+    let out = audit(&data, &["scan", "--output", "json"]);
+    let s = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{s:#}");
+    assert_eq!(s["lines_scanned"], TOTAL as u64);
+    assert_eq!(s["lines_matching"], 0);
+    // A stricter rule set (order ids are customer data here) finds exactly the planted lines,
+    // and never prints a matched value.
+    let rules = dir.path().join("strict-rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("payments.toml"),
+        "name = \"payments\"\n\n[[rule]]\nname = \"order-id\"\npattern = 'ORD-[0-9]+'\naction = \"mask\"\n",
+    )
+    .unwrap();
+    let rules_arg = rules.to_str().unwrap();
+    let out = audit(&data, &["scan", "--rules", rules_arg, "--output", "json"]);
+    let s = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{s:#}");
+    assert_eq!(s["lines_matching"], ORDERS, "{s:#}");
+    assert_eq!(
+        s["rules"],
+        serde_json::json!([{ "rule": "order-id", "lines": ORDERS, "matches": ORDERS }])
+    );
+    let out = audit(
+        &data,
+        &[
+            "scan",
+            r#"{team="payments"}"#,
+            "--rules",
+            rules_arg,
+            "--examples",
+            "5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(t.contains("[MATCH:order-id]"), "{t}");
+    assert!(!t.contains("ORD-4"), "a matched value was printed:\n{t}");
+    // A line filter narrows the scan.
+    let out = audit(
+        &data,
+        &[
+            "scan",
+            r#"{team="payments"} |= "seq=000005""#,
+            "--rules",
+            rules_arg,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(json(&out)["lines_matching"], 1);
+
+    // Access log: the query above, by the loopback caller, with the lines it returned.
+    let out = audit(&data, &["access", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = json(&out);
+    let q = a["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["endpoint"] == "query_range")
+        .unwrap_or_else(|| panic!("no query_range in {a:#}"));
+    assert_eq!(q["token"], "anonymous-loopback");
+    assert_eq!(q["lines"], EMAILS);
+    assert_eq!(q["query"], r#"{team="payments"} |= "declined""#);
+
+    // Tamper with one stored chunk: verify fails and names the batch.
+    let db = rusqlite::Connection::open(data.join("fjord.db")).unwrap();
+    let (chunk_id, seq, original): (i64, i64, Vec<u8>) = db
+        .query_row(
+            "SELECT id, seq, data FROM chunks ORDER BY id LIMIT 1 OFFSET 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let batch: String = db
+        .query_row("SELECT batch_id FROM receipts WHERE id = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let mut tampered = original.clone();
+    let at = tampered.len() - 6;
+    tampered[at] ^= 0x20;
+    db.execute(
+        "UPDATE chunks SET data = ?2 WHERE id = ?1",
+        rusqlite::params![chunk_id, tampered],
+    )
+    .unwrap();
+    let out = audit(&data, &["verify", "--ledger", ledger_arg]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("ALTERED   batch {batch}")), "{t}");
+    let out = audit(
+        &data,
+        &["verify", "--ledger", ledger_arg, "--output", "json"],
+    );
+    assert_eq!(json(&out)["ok"], false);
+
+    // Restored: clean again.
+    db.execute(
+        "UPDATE chunks SET data = ?2 WHERE id = ?1",
+        rusqlite::params![chunk_id, original],
+    )
+    .unwrap();
+    let out = audit(&data, &["verify", "--ledger", ledger_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // An erasure changes stored data legitimately: reported with who and when, not a finding.
+    let out = Command::new(bin("fjord-aggregator"))
+        .args(["erase", r#"{team="payments"}"#, "--filter", "seq=000013 "])
+        .args(["--operator", "dpo", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = audit(&data, &["verify", "--ledger", ledger_arg]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("erased 1 lines by offline (dpo)"), "{t}");
+    let out = audit(&data, &["access", "--output", "json"]);
+    assert_eq!(json(&out)["erasures"][0]["lines"], 1);
+
+    // Delete a receipt: that batch is missing, and its stored lines have no receipt.
+    let (gone_seq, gone_batch): (i64, String) = db
+        .query_row(
+            "SELECT id, batch_id FROM receipts ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    db.execute("DELETE FROM receipts WHERE id = ?1", [gone_seq])
+        .unwrap();
+    drop(db);
+    let out = audit(
+        &data,
+        &["verify", "--ledger", ledger_arg, "--output", "json"],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    assert_eq!(v["missing"][0]["batch_id"], gone_batch.as_str(), "{v:#}");
+    assert_eq!(v["missing"].as_array().unwrap().len(), 1);
+    assert_eq!(v["unreceipted"][0]["seq"], gone_seq);
+    let out = audit(&data, &["verify", "--ledger", ledger_arg]);
+    assert!(text(&out).contains(&format!("MISSING   batch {gone_batch}")));
+
+    // Usage errors are 64, and name the problem.
+    let out = audit(&data, &["verify", "--ledger", "/nonexistent/ledger.jsonl"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out).contains("/nonexistent/ledger.jsonl"));
+    let out = audit(&data, &["scan", "--from", "yesterday"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = audit(&data, &["verify", "--bogus"]);
+    assert_eq!(out.status.code(), Some(64));
+}
