@@ -403,7 +403,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
     };
     let max_open_files = positive("max_open_files", f.max_open_files, 256)?;
     let queue_batches = positive("queue_batches", f.queue_batches, 4)?;
-    let max_in_flight = positive("max_in_flight", f.max_in_flight, 4)?;
+    let max_in_flight = positive("max_in_flight", f.max_in_flight, 2)?;
     let max_building_bytes = f
         .max_building_bytes
         .unwrap_or(4 * max_batch_bytes)
@@ -456,7 +456,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         partial_line_flush: Duration::from_millis(f.partial_line_flush_ms.unwrap_or(5000)),
         multiline,
         max_open_files,
-        rescan_interval: Duration::from_millis(f.rescan_interval_ms.unwrap_or(5000).max(100)),
+        rescan_interval: Duration::from_millis(f.rescan_interval_ms.unwrap_or(1000).max(100)),
         checkpoint_ttl: Duration::from_secs(3600 * f.checkpoint_ttl_hours.unwrap_or(24 * 7)),
         queue_batches,
         max_in_flight,
