@@ -171,6 +171,9 @@ pub async fn run(
         shutdown.cancel();
         let _ = reader.await;
     }
+    // The shipper is done: stop what still waits on it too (a residency check retrying an
+    // unreachable aggregator would otherwise keep the process alive after SIGTERM).
+    ship_stop.cancel();
     helpers_stop.cancel();
     while helpers.join_next().await.is_some() {}
     Ok(())

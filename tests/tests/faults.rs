@@ -52,6 +52,51 @@ fn aggregator_down_at_start() {
     assert_eq!(http_get(admin_addr(&cfg), "/readyz").unwrap().0, 200);
 }
 
+/// SIGTERM while the aggregator has never been reachable: the agent exits 0 within its
+/// grace period whether or not it has data waiting, and the waiting data flows after a restart.
+#[test]
+fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
+    let dir = test_dir();
+    let port = free_port();
+    let cfg = agent_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        "shutdown_grace_ms = 2000",
+    );
+    let log = dir.path().join("logs/app.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    for with_data in [false, true] {
+        if with_data {
+            append_numbered(&log, 0..500);
+        }
+        let agent = start_agent(dir.path(), &cfg);
+        wait_for(
+            "the agent to be up, not ready",
+            Duration::from_secs(30),
+            || matches!(http_get(admin_addr(&cfg), "/readyz"), Ok((503, _))),
+        );
+        if with_data {
+            wait_for("the lines read", Duration::from_secs(30), || {
+                agent_metric(&cfg, "fjord_agent_read_lines_total").unwrap_or(0.0) >= 500.0
+            });
+        }
+        let t = std::time::Instant::now();
+        assert_eq!(agent.terminate(), Some(0), "with data waiting: {with_data}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "exit took {:?} (grace 2 s)",
+            t.elapsed()
+        );
+    }
+    let agg = Aggregator::start_on(
+        dir.path(),
+        port,
+        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
+    );
+    let _agent = start_agent(dir.path(), &cfg);
+    agg.expect_exactly_once(&(0..500).collect(), Duration::from_secs(60));
+}
+
 #[test]
 fn aggregator_killed_mid_stream_and_back_30s_later() {
     let dir = test_dir();
