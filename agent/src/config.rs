@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub max_batch_lines: Option<usize>,
     /// How often files are rescanned and re-read.
     pub poll_interval_ms: Option<u64>,
+    /// The least time between two read rounds started by file events.
+    pub min_read_interval_ms: Option<u64>,
     /// Time given to flush batches on SIGTERM.
     pub shutdown_grace_ms: Option<u64>,
     /// zstd level for batches.
@@ -150,6 +152,7 @@ pub struct Config {
     pub max_batch_bytes: usize,
     pub max_batch_lines: usize,
     pub poll_interval: Duration,
+    pub min_read_interval: Duration,
     pub shutdown_grace: Duration,
     pub zstd_level: i32,
     pub exclude: Vec<String>,
@@ -448,6 +451,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         max_batch_bytes,
         max_batch_lines,
         poll_interval: Duration::from_millis(f.poll_interval_ms.unwrap_or(250).max(10)),
+        min_read_interval: Duration::from_millis(f.min_read_interval_ms.unwrap_or(100).min(1000)),
         shutdown_grace: Duration::from_millis(f.shutdown_grace_ms.unwrap_or(10_000)),
         zstd_level,
         exclude,

@@ -230,10 +230,12 @@ impl Tailer {
         let mut next_rescan = Instant::now();
         let mut next_housekeeping = Instant::now();
         let mut next_lag = Instant::now();
+        let mut round_start;
         let cfg = self.ctx.cfg.clone();
         while !shutdown.is_cancelled() {
             self.ctx.beat();
             let now = Instant::now();
+            round_start = now;
             if wake.take_rescan() || now >= next_rescan {
                 watcher.refresh(self.discovery.roots());
                 if self.discover(now).is_err() {
@@ -261,7 +263,16 @@ impl Tailer {
             }
             if !busy {
                 match wake_rx.recv_timeout(cfg.poll_interval) {
-                    Ok(()) | Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                    // Woken by a file event: let writes gather until `min_read_interval`
+                    // after the last round began, so an app flushing every line does not
+                    // cost a read round per line.
+                    Ok(()) => {
+                        let due = round_start + cfg.min_read_interval;
+                        if let Some(d) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(d);
+                        }
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => {
                         std::thread::sleep(cfg.poll_interval)
                     }
