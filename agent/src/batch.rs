@@ -16,7 +16,7 @@ use fjord_wire::{headers as fh, Entry, PushRequest, PushStream};
 pub struct Building {
     pub start: u64,
     pub end: u64,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Entry<'static>>,
     pub bytes: usize,
     pub counts: Counts,
     /// The rule set that redacted every record of this batch (counts index its rules).

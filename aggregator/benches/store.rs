@@ -90,7 +90,7 @@ fn line(r: &mut Rng, seq: u64) -> String {
 }
 
 /// A push of about `raw` bytes of lines with timestamps from `t0`, one stream.
-fn batch(r: &mut Rng, seq: &mut u64, t0: i64, raw: usize) -> PushRequest {
+fn batch(r: &mut Rng, seq: &mut u64, t0: i64, raw: usize) -> PushRequest<'static> {
     let mut values = Vec::new();
     let mut bytes = 0;
     while bytes < raw {
@@ -198,11 +198,12 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("json_parse", |b| {
         b.iter(|| codec::parse_push(black_box(&json)))
     });
+
     g.bench_function("payload_sha256", |b| {
         b.iter(|| codec::payload_sha256(black_box(&json)))
     });
     let entries = &req.streams[0].values;
-    let pairs = || entries.iter().map(|e| (e.ts_ns, e.line.as_str()));
+    let pairs = || entries.iter().map(|e| (e.ts_ns, e.line()));
     for level in [-1, 1, 2, 3, 5] {
         g.bench_function(format!("chunk_encode_zstd_{level}"), |b| {
             b.iter(|| chunk::encode_iter_at(black_box(pairs()), level))

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::logql::LogQuery;
-use crate::store::{chunk, EntryDigest, Labels, DB_FILE, SCHEMA_VERSION};
+use crate::store::{chunk, EntryDigest, Labels, StreamHasher, DB_FILE, SCHEMA_VERSION};
 use crate::time::format_ns;
 
 /// Errors of the audit commands; each names the file or value at fault.
@@ -363,11 +363,12 @@ fn stored_by_batch(
         let (id, sid, seq): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         let data: Vec<u8> = r.get(3)?;
         let key = labels.get(&sid).map_or("", String::as_str);
+        let hasher = StreamHasher::new(key);
         // Decode fully before counting, so a chunk corrupt halfway contributes nothing.
         let mut entries: Vec<(i64, EntryDigest)> = Vec::new();
         let res = dec.load(&data).map(|_| ()).and_then(|()| {
             dec.each_tagged(seq, |s, ts, line| {
-                entries.push((s, EntryDigest::of_entry(key, ts, line)));
+                entries.push((s, hasher.entry(ts, line)));
             })
         });
         match res {

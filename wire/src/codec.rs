@@ -169,8 +169,8 @@ fn corrupt(encoding: &'static str, e: io::Error) -> CodecError {
 }
 
 /// Parses an uncompressed push body and checks it against the wire limits.
-pub fn parse_push(json: &[u8]) -> Result<PushRequest, CodecError> {
-    let req: PushRequest = serde_json::from_slice(json).map_err(|e| CodecError::Json {
+pub fn parse_push(json: &[u8]) -> Result<PushRequest<'_>, CodecError> {
+    let req: PushRequest<'_> = serde_json::from_slice(json).map_err(|e| CodecError::Json {
         line: e.line(),
         column: e.column(),
         reason: json_reason(&e),
@@ -188,17 +188,6 @@ fn json_reason(e: &serde_json::Error) -> String {
     }
 }
 
-/// Decompresses and parses in one step: what the aggregator does with a request body.
-pub fn decode(
-    body: &[u8],
-    encoding: ContentEncoding,
-    limit: usize,
-) -> Result<(PushRequest, Vec<u8>), CodecError> {
-    let json = decompress(body, encoding, limit)?;
-    let req = parse_push(&json)?;
-    Ok((req, json))
-}
-
 /// Compresses `data` with gzip (used by tests and by clients that prefer gzip).
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>, CodecError> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -213,7 +202,7 @@ mod tests {
     use crate::limits::MAX_DECOMPRESSED_BYTES;
     use crate::push::{Entry, PushStream};
 
-    fn sample() -> PushRequest {
+    fn sample() -> PushRequest<'static> {
         PushRequest {
             streams: vec![PushStream {
                 stream: [
@@ -233,9 +222,18 @@ mod tests {
     fn zstd_round_trip() {
         let req = sample();
         let enc = encode_zstd(&req, DEFAULT_ZSTD_LEVEL).unwrap();
-        let (back, json) =
-            decode(&enc.body, ContentEncoding::Zstd, MAX_DECOMPRESSED_BYTES).unwrap();
+        let json = decompress(&enc.body, ContentEncoding::Zstd, MAX_DECOMPRESSED_BYTES).unwrap();
+        let back = parse_push(&json).unwrap();
         assert_eq!(back, req);
+        // A line without escapes borrows from the JSON; one with escapes is unescaped.
+        assert!(matches!(
+            back.streams[0].values[0].line,
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            back.streams[0].values[1].line(),
+            "ünïcode \"quoted\" \\ line"
+        );
         assert_eq!(json.len(), enc.json_bytes);
         assert_eq!(payload_sha256(&json), enc.payload_sha256);
     }
@@ -245,11 +243,13 @@ mod tests {
         let req = sample();
         let json = serde_json::to_vec(&req).unwrap();
         let gz = gzip(&json).unwrap();
-        assert_eq!(decode(&gz, ContentEncoding::Gzip, 1 << 20).unwrap().0, req);
-        assert_eq!(
-            decode(&json, ContentEncoding::Identity, 1 << 20).unwrap().0,
-            req
-        );
+        for (body, encoding) in [
+            (gz, ContentEncoding::Gzip),
+            (json, ContentEncoding::Identity),
+        ] {
+            let back = decompress(&body, encoding, 1 << 20).unwrap();
+            assert_eq!(parse_push(&back).unwrap(), req);
+        }
     }
 
     #[test]

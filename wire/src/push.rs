@@ -3,6 +3,7 @@
 //! Timestamps travel as decimal strings of Unix epoch nanoseconds (Loki's rule). A value may
 //! carry a third element (Loki's structured metadata); it is accepted and ignored.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -13,54 +14,88 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::CodecError;
 use crate::limits;
 
-/// A whole push request.
+/// A whole push request. Lines borrow from the JSON they were parsed from where they can
+/// (no escapes), so the aggregator's ingest does not allocate a `String` per line; requests
+/// built in memory (the agent) own theirs (`PushRequest<'static>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushRequest {
-    pub streams: Vec<PushStream>,
+pub struct PushRequest<'a> {
+    #[serde(borrow)]
+    pub streams: Vec<PushStream<'a>>,
 }
 
 /// One stream: a label set and its entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushStream {
+pub struct PushStream<'a> {
     pub stream: BTreeMap<String, String>,
-    pub values: Vec<Entry>,
+    #[serde(borrow)]
+    pub values: Vec<Entry<'a>>,
 }
 
 /// One record: timestamp in Unix epoch nanoseconds and the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<'a> {
     pub ts_ns: i64,
-    pub line: String,
+    pub line: Cow<'a, str>,
 }
 
-impl Entry {
+impl Entry<'static> {
     pub fn new(ts_ns: i64, line: impl Into<String>) -> Self {
         Entry {
             ts_ns,
-            line: line.into(),
+            line: Cow::Owned(line.into()),
         }
     }
 }
 
-impl Serialize for Entry {
+impl Entry<'_> {
+    /// The line.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// The entry with its line copied if it was borrowed.
+    pub fn into_owned(self) -> Entry<'static> {
+        Entry {
+            ts_ns: self.ts_ns,
+            line: Cow::Owned(self.line.into_owned()),
+        }
+    }
+}
+
+/// `deserialize_with` for entries that must outlive the input they are parsed from (a
+/// response body read into a temporary buffer).
+pub fn owned_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry<'static>>, D::Error> {
+    struct Owned(Entry<'static>);
+    impl<'de> Deserialize<'de> for Owned {
+        fn deserialize<D2: Deserializer<'de>>(d: D2) -> Result<Self, D2::Error> {
+            Entry::deserialize(d).map(|e| Owned(e.into_owned()))
+        }
+    }
+    Ok(Vec::<Owned>::deserialize(d)?
+        .into_iter()
+        .map(|o| o.0)
+        .collect())
+}
+
+impl Serialize for Entry<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut t = s.serialize_tuple(2)?;
         t.serialize_element(&self.ts_ns.to_string())?;
-        t.serialize_element(&self.line)?;
+        t.serialize_element(&*self.line)?;
         t.end()
     }
 }
 
-impl<'de> Deserialize<'de> for Entry {
+impl<'de: 'a, 'a> Deserialize<'de> for Entry<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct EntryVisitor;
         impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = Entry;
+            type Value = Entry<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(r#"an entry ["<unix epoch nanoseconds>", "<line>"]"#)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
-                let ts: std::borrow::Cow<'de, str> = seq
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry<'de>, A::Error> {
+                let ts: Cow<'de, str> = seq
                     .next_element::<CowStr<'de>>()?
                     .ok_or_else(|| de::Error::invalid_length(0, &self))?
                     .0;
@@ -69,9 +104,10 @@ impl<'de> Deserialize<'de> for Entry {
                         "timestamp must be a string of decimal Unix epoch nanoseconds",
                     )
                 })?;
-                let line: String = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let line = seq
+                    .next_element::<CowStr<'de>>()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?
+                    .0;
                 // Loki's optional structured metadata: accepted, not stored.
                 let _ = seq.next_element::<IgnoredAny>()?;
                 if seq.next_element::<IgnoredAny>()?.is_some() {
@@ -84,8 +120,8 @@ impl<'de> Deserialize<'de> for Entry {
     }
 }
 
-/// Borrows the timestamp string when the JSON allows it, so parsing does not allocate.
-struct CowStr<'a>(std::borrow::Cow<'a, str>);
+/// Borrows a string (timestamp, line) when the JSON allows it, so parsing does not allocate.
+struct CowStr<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -96,10 +132,10 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(CowStr(std::borrow::Cow::Borrowed(v)))
+                Ok(CowStr(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(CowStr(std::borrow::Cow::Owned(v.to_owned())))
+                Ok(CowStr(Cow::Owned(v.to_owned())))
             }
         }
         d.deserialize_str(V)
@@ -121,7 +157,7 @@ pub fn valid_label_name(name: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-impl PushRequest {
+impl PushRequest<'_> {
     /// Number of entries over all streams.
     pub fn records(&self) -> usize {
         self.streams.iter().map(|s| s.values.len()).sum()

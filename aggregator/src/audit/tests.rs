@@ -28,7 +28,7 @@ fn meta(batch: &str, received_ns: i64) -> IngestMeta {
     }
 }
 
-fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest {
+fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
     PushRequest {
         streams: vec![PushStream {
             stream: [("file".to_owned(), file.to_owned())].into(),

@@ -53,7 +53,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let mut rows: Vec<(i64, usize, &BTreeMap<String, String>, &str)> = Vec::new();
     for s in &parsed.data.result {
         for (i, e) in s.values.iter().enumerate() {
-            rows.push((e.ts_ns, i, &s.stream, e.line.as_str()));
+            rows.push((e.ts_ns, i, &s.stream, e.line()));
         }
     }
     rows.sort_by_key(|r| (r.0, r.1));

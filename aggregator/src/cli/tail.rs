@@ -124,11 +124,7 @@ async fn session(
         let mut rows: Vec<(i64, &BTreeMap<String, String>, &str)> = m
             .streams
             .iter()
-            .flat_map(|s| {
-                s.values
-                    .iter()
-                    .map(move |e| (e.ts_ns, &s.stream, e.line.as_str()))
-            })
+            .flat_map(|s| s.values.iter().map(move |e| (e.ts_ns, &s.stream, e.line())))
             .collect();
         rows.sort_by_key(|r| r.0);
         let width = rows

@@ -164,6 +164,7 @@ pub fn ingest_body(
     };
     let json = decompress(&body, encoding, limits.max_decompressed_bytes).map_err(codec_error)?;
     drop(body);
+    // Lines without escapes borrow from `json` instead of being copied one `String` each.
     let req = codec::parse_push(&json).map_err(codec_error)?;
     let received_ns = Store::now_ns();
     check_limits(&req, limits, received_ns)?;
@@ -181,7 +182,7 @@ pub fn ingest_body(
         payload_sha256: codec::payload_sha256(&json),
         received_ns,
     };
-    drop(json);
+    // `req` borrows its lines from the decompressed body, which lives until it is stored.
     store
         .ingest(&meta, &req)
         .map_err(|e| AppError::internal("storing the batch", &e))

@@ -53,7 +53,8 @@ pub struct QueryData {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StreamValues {
     pub stream: BTreeMap<String, String>,
-    pub values: Vec<Entry>,
+    #[serde(deserialize_with = "fjord_wire::push::owned_entries")]
+    pub values: Vec<Entry<'static>>,
 }
 
 impl From<StreamResult> for StreamValues {

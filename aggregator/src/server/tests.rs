@@ -56,7 +56,7 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
     state_from(&config(dir))
 }
 
-fn sample(now: i64) -> PushRequest {
+fn sample(now: i64) -> PushRequest<'static> {
     PushRequest {
         streams: vec![PushStream {
             stream: [

@@ -77,7 +77,7 @@ fn unzigzag(v: u64) -> i64 {
 
 /// Encodes entries (any order) into a compressed chunk. `entries` must not be empty.
 pub fn encode(entries: &[Entry]) -> Result<EncodedChunk, ChunkError> {
-    encode_iter(entries.iter().map(|e| (e.ts_ns, e.line.as_str())))
+    encode_iter(entries.iter().map(|e| (e.ts_ns, e.line())))
 }
 
 /// Encodes `(timestamp, line)` pairs (any order) into a compressed chunk; at least one.
@@ -281,7 +281,7 @@ fn walk(buf: &[u8], default_seq: i64, mut f: impl FnMut(i64, i64, &str)) -> Resu
 }
 
 /// Decodes a chunk into entries.
-pub fn decode(data: &[u8]) -> Result<Vec<Entry>, ChunkError> {
+pub fn decode(data: &[u8]) -> Result<Vec<Entry<'static>>, ChunkError> {
     let mut out = Vec::new();
     decode_each(data, |ts, line| out.push(Entry::new(ts, line)))?;
     Ok(out)

@@ -24,7 +24,7 @@ mod schema;
 
 pub use access::AccessRecord;
 pub use compact::CompactReport;
-pub use digest::EntryDigest;
+pub use digest::{EntryDigest, StreamHasher};
 pub use erase::{EraseReport, Erasure, ErasureRecord};
 pub use retention::{ReclaimReport, RetentionReport};
 pub use schema::SCHEMA_VERSION;
@@ -134,7 +134,7 @@ pub struct RangeQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamResult {
     pub labels: BTreeMap<String, String>,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Entry<'static>>,
 }
 
 /// Totals per team, for `stats`: `batches`, `records` and `raw_bytes` from the receipts
@@ -317,8 +317,9 @@ impl Store {
                     continue;
                 }
                 let key = labels_key(&s.stream, &meta.team)?;
+                let hasher = StreamHasher::new(&key);
                 for e in &s.values {
-                    digest.add_entry(&key, e.ts_ns, &e.line);
+                    digest.add(&hasher.entry(e.ts_ns, &e.line));
                 }
                 let sid = match stream_ids.get(&key) {
                     Some(id) => *id,
@@ -331,8 +332,8 @@ impl Store {
                 };
                 for (day, entries) in by_day(&s.values) {
                     for part in split_by_bytes(&entries, chunk::TARGET_CHUNK_RAW_BYTES) {
-                        let c = encoder
-                            .encode_tagged(part.iter().map(|e| (seq, e.ts_ns, e.line.as_str())))?;
+                        let c =
+                            encoder.encode_tagged(part.iter().map(|e| (seq, e.ts_ns, e.line())))?;
                         insert_chunk(&tx, sid, seq, day, &c)?;
                     }
                 }
@@ -494,7 +495,7 @@ impl Store {
             by_stream
                 .entry(sidx)
                 .or_default()
-                .push(Entry { ts_ns: ts, line });
+                .push(Entry::new(ts, line));
         }
         Ok(by_stream
             .into_iter()
@@ -762,7 +763,7 @@ impl Store {
 }
 
 /// Splits entries into runs of about `target` raw bytes (at least one entry each).
-fn split_by_bytes<E: std::borrow::Borrow<Entry>>(
+fn split_by_bytes<'a, E: std::borrow::Borrow<Entry<'a>>>(
     entries: &[E],
     target: usize,
 ) -> impl Iterator<Item = &[E]> {
@@ -810,12 +811,12 @@ fn insert_chunk(
 
 /// Groups entries by UTC day, keeping their order within a day. Nearly every batch falls
 /// within one day, which costs one pass and one vector of references.
-fn by_day(entries: &[Entry]) -> Vec<(i64, Vec<&Entry>)> {
+fn by_day<'e, 'a>(entries: &'e [Entry<'a>]) -> Vec<(i64, Vec<&'e Entry<'a>>)> {
     let first = day_of(entries.first().map_or(0, |e| e.ts_ns));
     if entries.iter().all(|e| day_of(e.ts_ns) == first) {
         return vec![(first, entries.iter().collect())];
     }
-    let mut days: BTreeMap<i64, Vec<&Entry>> = BTreeMap::new();
+    let mut days: BTreeMap<i64, Vec<&Entry<'a>>> = BTreeMap::new();
     for e in entries {
         days.entry(day_of(e.ts_ns)).or_default().push(e);
     }

@@ -18,7 +18,7 @@ fn meta(batch: Option<&str>, team: &str) -> IngestMeta {
     }
 }
 
-fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest {
+fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
     PushRequest {
         streams: vec![PushStream {
             stream: [
@@ -45,7 +45,7 @@ fn range(q: &str, limit: usize, direction: Direction, team: Option<&str>) -> Ran
 fn lines(res: &[StreamResult]) -> Vec<(i64, String)> {
     let mut v: Vec<(i64, String)> = res
         .iter()
-        .flat_map(|s| s.entries.iter().map(|e| (e.ts_ns, e.line.clone())))
+        .flat_map(|s| s.entries.iter().map(|e| (e.ts_ns, e.line().to_owned())))
         .collect();
     v.sort();
     v
