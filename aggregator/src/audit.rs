@@ -639,8 +639,18 @@ pub struct ScanReport {
     pub lines_matching: u64,
     pub rules: Vec<RuleMatches>,
     pub examples: Vec<ScanExample>,
-    /// Chunks that did not decode (skipped; `audit verify` reports them).
+    /// Ids of the chunks in range that did not decode: their lines were not (or not all)
+    /// scanned, so the scan is incomplete (`audit verify` tells which batches they held).
     pub corrupt_chunks: Vec<i64>,
+    /// How many chunks did not decode (the length of `corrupt_chunks`).
+    pub corrupt_chunk_count: u64,
+}
+
+impl ScanReport {
+    /// Whether every chunk in range could be read, so that the counts cover every stored line.
+    pub fn complete(&self) -> bool {
+        self.corrupt_chunks.is_empty()
+    }
 }
 
 /// Replaces every match in `line` by `[MATCH:<rule>]`; never returns matched text. A hit whose
@@ -730,6 +740,7 @@ fn scan_in_snapshot(
         rules: Vec::new(),
         examples: Vec::new(),
         corrupt_chunks: Vec::new(),
+        corrupt_chunk_count: 0,
     };
     let mut per_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut dec = chunk::Decoder::new().map_err(|e| AuditError::Labels {
@@ -791,6 +802,7 @@ fn scan_in_snapshot(
             matches,
         })
         .collect();
+    report.corrupt_chunk_count = report.corrupt_chunks.len() as u64;
     Ok(report)
 }
 
@@ -1055,7 +1067,15 @@ pub fn render_scan(r: &ScanReport) -> String {
         r.rules_version
     );
     if r.rules.is_empty() {
-        let _ = writeln!(s, "no stored line matches any rule");
+        let _ = writeln!(
+            s,
+            "{}",
+            if r.complete() {
+                "no stored line matches any rule"
+            } else {
+                "no line that could be read matches any rule"
+            }
+        );
     } else {
         let _ = writeln!(s, "\n{:<24} {:>8} {:>8}", "RULE", "LINES", "MATCHES");
         for x in &r.rules {
@@ -1077,15 +1097,31 @@ pub fn render_scan(r: &ScanReport) -> String {
             );
         }
     }
-    if !r.corrupt_chunks.is_empty() {
+    if !r.complete() {
+        let mut ids: Vec<String> = r
+            .corrupt_chunks
+            .iter()
+            .take(MAX_TEXT_CHUNK_IDS)
+            .map(i64::to_string)
+            .collect();
+        if r.corrupt_chunks.len() > MAX_TEXT_CHUNK_IDS {
+            ids.push(format!(
+                "… {} more (all in --output json)",
+                r.corrupt_chunks.len() - MAX_TEXT_CHUNK_IDS
+            ));
+        }
         let _ = writeln!(
             s,
-            "WARNING: {} chunks did not decode and were not scanned (see `audit verify`)",
-            r.corrupt_chunks.len()
+            "\nINCOMPLETE: {} chunks did not decode and were not scanned (see `audit verify`): chunk ids {}",
+            r.corrupt_chunk_count,
+            ids.join(", ")
         );
     }
     s
 }
+
+/// Most unreadable chunk ids `audit scan` lists in its text report (JSON lists all).
+const MAX_TEXT_CHUNK_IDS: usize = 50;
 
 /// `audit access` as text.
 pub fn render_access(r: &AccessReport) -> String {

@@ -453,3 +453,82 @@ fn offline_retention_and_erase_on_the_data_dir() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// `audit scan` over a real store with one damaged chunk: the chunk is named, the readable
+/// chunks are still scanned, and the exit code is 2 (unreadable outranks findings).
+#[test]
+fn audit_scan_exits_2_on_an_unreadable_chunk() {
+    use fjord_aggregator::store::{IngestMeta, Store};
+    use fjord_wire::{Entry, PushRequest, PushStream};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let store = Store::open(&data).unwrap();
+    let t = now_ns();
+    for (i, batch) in ["b1", "b2"].iter().enumerate() {
+        let line = format!("{batch} payment declined for user{i}@example.no");
+        let req = PushRequest {
+            streams: vec![PushStream {
+                stream: [("file".to_owned(), "/a.log".to_owned())].into(),
+                values: vec![Entry::new(t + i as i64, &line)],
+            }],
+        };
+        let meta = IngestMeta {
+            batch_id: Some((*batch).to_owned()),
+            agent: Some("pod-1".into()),
+            team: "payments".into(),
+            rules_version: None,
+            redactions: None,
+            payload_sha256: format!("sha-{batch}"),
+            received_ns: t,
+        };
+        store.ingest(&meta, &req).unwrap();
+    }
+    drop(store);
+    let scan = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["audit", "scan", "--data", data.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Intact: both mail addresses are findings.
+    let out = scan(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_lossy(&out));
+
+    let db = rusqlite::Connection::open(data.join("fjord.db")).unwrap();
+    let bad: i64 = db
+        .query_row("SELECT MAX(id) FROM chunks", [], |r| r.get(0))
+        .unwrap();
+    db.execute("UPDATE chunks SET data = x'0102' WHERE id = ?1", [bad])
+        .unwrap();
+    drop(db);
+    let out = scan(&[]);
+    let text = stdout_lossy(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "INCOMPLETE: 1 chunks did not decode and were not scanned (see `audit verify`): chunk ids {bad}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("1 lines match"), "{text}");
+    let out = scan(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["corrupt_chunks"], serde_json::json!([bad]));
+    assert_eq!(r["corrupt_chunk_count"], 1);
+    assert_eq!(
+        (&r["lines_scanned"], &r["lines_matching"]),
+        (&1.into(), &1.into())
+    );
+}
+
+fn stdout_lossy(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

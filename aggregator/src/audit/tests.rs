@@ -1,6 +1,6 @@
 //! Unit tests of the audit reports over a real store in a temp dir: verify survives
 //! compaction, erasure and retention, and catches altered, deleted and unreceipted data; scan
-//! masks every match.
+//! masks every match and reports the chunks it could not read.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -218,6 +218,39 @@ fn scan_counts_per_rule_and_masks() {
     let r = scan(&ro(&dir), &red, Some(("q", &q)), ALL, 0).unwrap();
     assert_eq!((r.lines_scanned, r.lines_matching), (2, 1));
     assert!(r.examples.is_empty());
+}
+
+fn default_redactor() -> Redactor {
+    let set = fjord_rules::load_rule_set(None).unwrap();
+    Redactor::new(&set, Some(b"0123456789abcdef0123")).unwrap()
+}
+
+#[test]
+fn scan_reports_chunks_it_could_not_read() {
+    let (dir, _store) = store();
+    let rw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let bad: i64 = rw
+        .query_row("SELECT id FROM chunks WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    rw.execute("UPDATE chunks SET data = x'00' WHERE id = ?1", [bad])
+        .unwrap();
+    drop(rw);
+    let r = scan(&ro(&dir), &default_redactor(), None, ALL, 10).unwrap();
+    assert!(!r.complete());
+    assert_eq!(r.corrupt_chunks, [bad]);
+    assert_eq!(r.corrupt_chunk_count, 1);
+    // The readable chunks are still scanned, and their matches reported.
+    assert_eq!((r.lines_scanned, r.lines_matching), (4, 2));
+    let text = render_scan(&r);
+    assert!(
+        text.contains(&format!(
+            "INCOMPLETE: 1 chunks did not decode and were not scanned (see `audit verify`): chunk ids {bad}\n"
+        )),
+        "{text}"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["corrupt_chunks"], serde_json::json!([bad]));
+    assert_eq!(json["corrupt_chunk_count"], 1);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //!
 //! Exit codes: 0 clean; 1 findings (verify: anything missing, extra, altered, unreceipted or
 //! corrupt; scan: any stored line matches a rule); 2 the audit could not be completed (the
-//! store could not be read); 64 bad usage or input (flags, times, ledger file, rule files).
+//! store could not be read; scan: any chunk in range did not decode, which outranks matches);
+//! 64 bad usage or input (flags, times, ledger file, rule files).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,7 +47,7 @@ pub enum AuditCommand {
     /// acknowledged has a receipt with the same record count and payload hash.
     Verify(VerifyArgs),
     /// Re-scan stored lines with a rule set; report per rule how many still match (matches
-    /// masked). Exits 1 when anything matches.
+    /// masked). Exits 1 when anything matches, 2 when any chunk could not be read.
     Scan(ScanArgs),
     /// Who read what: every query, tail, label and series lookup and erasure.
     Access(AccessArgs),
@@ -256,10 +257,14 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 a.examples,
             )?;
             print(a.common.output, &report, audit::render_scan)?;
-            Ok(if report.lines_matching == 0 {
-                0
-            } else {
+            // An unreadable chunk outranks matches: a clean-looking count over a damaged
+            // store proves nothing, and the matches are reported all the same.
+            Ok(if !report.complete() {
+                EXIT_INCOMPLETE
+            } else if report.lines_matching > 0 {
                 EXIT_FINDINGS
+            } else {
+                0
             })
         }
         AuditCommand::Access(a) => {
