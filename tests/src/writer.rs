@@ -1,6 +1,7 @@
-//! An application stand-in: writes numbered lines to a log file at a steady rate from a
-//! background thread, appending (`O_APPEND`, so copytruncate works) and reopening the path
-//! when rotation has put a new file there, as an app does on its reopen signal.
+//! An application stand-in: writes numbered lines to a log file at a steady rate, appending
+//! (`O_APPEND`, so copytruncate works) and reopening the path when rotation has put a new
+//! file there, as an app does on its reopen signal. [`Writer`] runs it on a background
+//! thread; the `fjord-writer` binary runs it as a process of its own (the pod test's app).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -46,6 +47,44 @@ fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// Writes lines `0..` to `path` at about `per_sec` lines per second, one `write` per line as
+/// an app does, until `stop` is set or `limit` lines are written; reopens the path when
+/// rotation has put another file there. Calls `on_line(n)` after each line with the count so
+/// far and returns the count (sequence numbers `0..n`).
+pub fn write_paced(
+    path: &Path,
+    per_sec: u64,
+    limit: Option<u64>,
+    stop: &AtomicBool,
+    mut on_line: impl FnMut(u64),
+) -> std::io::Result<u64> {
+    let mut f = open(path)?;
+    let mut ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
+    let start = Instant::now();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| seq < l) {
+        // Reopen when the path holds another file (rotated with `create`).
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.ino() != ino {
+                if let Ok(nf) = open(path) {
+                    ino = nf.metadata().map(|m| m.ino()).unwrap_or(0);
+                    f = nf;
+                }
+            }
+        }
+        // One write per line: `writeln!` on a `File` would split it into several.
+        f.write_all(format!("{}\n", numbered_line(seq)).as_bytes())?;
+        seq += 1;
+        on_line(seq);
+        // Pace: sleep until this many lines are due.
+        let due = start + Duration::from_secs_f64(seq as f64 / per_sec as f64);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    Ok(seq)
+}
+
 impl Writer {
     /// Starts writing lines `0..` to `path` at about `per_sec` lines per second.
     pub fn start(path: &Path, per_sec: u64) -> Writer {
@@ -54,30 +93,8 @@ impl Writer {
         let path: PathBuf = path.to_owned();
         let (s, w) = (stop.clone(), written.clone());
         let handle = std::thread::spawn(move || {
-            let mut f = open(&path).expect("open log");
-            let mut ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
-            let start = Instant::now();
-            let mut seq = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                // Reopen when the path holds another file (rotated with `create`).
-                if let Ok(m) = std::fs::metadata(&path) {
-                    if m.ino() != ino {
-                        if let Ok(nf) = open(&path) {
-                            ino = nf.metadata().map(|m| m.ino()).unwrap_or(0);
-                            f = nf;
-                        }
-                    }
-                }
-                writeln!(f, "{}", numbered_line(seq)).expect("write log line");
-                seq += 1;
-                w.store(seq, Ordering::Relaxed);
-                // Pace: sleep until this many lines are due.
-                let due = start + Duration::from_secs_f64(seq as f64 / per_sec as f64);
-                if let Some(d) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(d);
-                }
-            }
-            seq
+            write_paced(&path, per_sec, None, &s, |n| w.store(n, Ordering::Relaxed))
+                .expect("write log line")
         });
         Writer {
             stop,
