@@ -792,27 +792,99 @@ fn dockerfile_builds_static_non_root_images_that_match_the_manifests() {
     );
 }
 
+/// The series names a Prometheus scraping the agent's `/metrics` can see: every sample name,
+/// and for families with no sample yet (labelled families before their first label set) the
+/// names their `# TYPE` implies (a counter `x` is `x_total`, a histogram `x_bucket`, `x_sum`,
+/// `x_count`, …). A base name without its suffix (`x` of a counter) is not one of them.
+fn exposed_series(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut w = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" | "gaugehistogram" => &["_bucket", "_sum", "_count"],
+                "summary" => &["", "_sum", "_count"],
+                "info" => &["_info"],
+                "stateset" | "gauge" | "unknown" => &[""],
+                other => panic!("unexpected metric type {other} in {line}"),
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_owned());
+        }
+    }
+    names
+}
+
+/// The `fjord_agent_*` names used in `text` (a word `fjord_agent_` alone, as in prose about
+/// "every `fjord_agent_*` name", is skipped).
+fn agent_metric_names(text: &str) -> Vec<String> {
+    text.match_indices("fjord_agent_")
+        .map(|(i, p)| {
+            let rest: String = text[i + p.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest
+        })
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| format!("fjord_agent_{rest}"))
+        .collect()
+}
+
+/// The Prometheus rules on the operations page and in any rules file under deploy/.
+fn alert_rule_texts() -> Vec<(PathBuf, String)> {
+    let mut out = vec![(
+        repo().join("docs/operations.md"),
+        read(&repo().join("docs/operations.md")),
+    )];
+    for f in yaml_files(&repo().join("deploy")) {
+        let text = read(&f);
+        if text.contains("fjord_agent_") {
+            out.push((f, text));
+        }
+    }
+    out
+}
+
 #[test]
 fn alert_rules_use_metrics_the_agent_exports() {
-    let ops = read(&repo().join("docs/operations.md"));
-    let metrics = read(&repo().join("agent/src/metrics.rs"));
-    let mut seen = 0;
-    for (i, _) in ops.match_indices("fjord_agent_") {
-        let name: String = ops[i + "fjord_agent_".len()..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if name.is_empty() {
-            continue; // prose: "every `fjord_agent_*` name"
-        }
-        // Counters are exposed with a `_total` suffix.
-        let base = name.strip_suffix("_total").unwrap_or(&name);
+    // The exposition the admin endpoint serves, from the agent's own registry.
+    let exposed = exposed_series(&fjord_agent::metrics::Metrics::new().encode());
+    assert!(
+        exposed.contains("fjord_agent_records_acked_total"),
+        "{exposed:?}"
+    );
+    assert!(exposed.contains("fjord_agent_lag_bytes"), "{exposed:?}");
+    // A wrong suffix is caught: the check below would fail on these.
+    for wrong in [
+        "fjord_agent_lag_bytes_total",
+        "fjord_agent_records_acked",
+        "fjord_agent_residency_blocked_total",
+    ] {
         assert!(
-            metrics.contains(&format!("\"{base}\"")),
-            "docs/operations.md uses fjord_agent_{name}, which agent/src/metrics.rs does not register"
+            !exposed.contains(wrong),
+            "{wrong} must not count as exposed"
         );
-        seen += 1;
     }
+
+    let mut seen = 0;
+    for (file, text) in alert_rule_texts() {
+        for name in agent_metric_names(&text) {
+            assert!(
+                exposed.contains(&name),
+                "{} uses {name}, which the agent's /metrics does not expose; it exposes {exposed:?}",
+                file.display()
+            );
+            seen += 1;
+        }
+    }
+    let ops = read(&repo().join("docs/operations.md"));
     for needed in [
         "fjord_agent_lag_bytes",
         "fjord_agent_residency_blocked",
