@@ -1,6 +1,6 @@
 //! Unit tests of the audit reports over a real store in a temp dir: verify survives
 //! compaction, erasure and retention, and catches altered, deleted and unreceipted data; scan
-//! masks every match and reports the chunks it could not read.
+//! masks every match, keeps to its time range and reports the chunks it could not read.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -213,7 +213,7 @@ fn scan_counts_per_rule_and_masks() {
     }
     let text = render_scan(&r);
     assert!(!text.contains("@example"), "{text}");
-    // A time range and a line filter narrow it.
+    // A line filter narrows it.
     let q = crate::logql::parse(r#"{file="/a.log"} |= "b1""#).unwrap();
     let r = scan(&ro(&dir), &red, Some(("q", &q)), ALL, 0).unwrap();
     assert_eq!((r.lines_scanned, r.lines_matching), (2, 1));
@@ -223,6 +223,50 @@ fn scan_counts_per_rule_and_masks() {
 fn default_redactor() -> Redactor {
     let set = fjord_rules::load_rule_set(None).unwrap();
     Redactor::new(&set, Some(b"0123456789abcdef0123")).unwrap()
+}
+
+#[test]
+fn scan_covers_only_the_time_range() {
+    let (dir, store) = store();
+    let red = default_redactor();
+    let day = 20_000 * NS_PER_DAY;
+    // Stored: b1 at day+0 (second) and +1 (mail), b2 at +10 and +11, b3 at +20 and +21. The
+    // range takes b2's mail line and b3's first line only, cutting into both chunks.
+    let range = Range {
+        from_ns: day + 11,
+        to_ns: day + 20,
+    };
+    let check = |r: &ScanReport| {
+        assert_eq!((r.lines_scanned, r.lines_matching), (2, 1), "{r:#?}");
+        assert_eq!(r.rules[0].lines, 1);
+        assert_eq!(r.examples.len(), 1);
+        let e = &r.examples[0];
+        assert_eq!(e.rules, ["email"]);
+        assert_eq!(e.ts_ns, day + 11);
+        assert_eq!(e.time, format_ns(day + 11));
+        assert_eq!(e.stream.get("file").map(String::as_str), Some("/a.log"));
+        assert_eq!(e.stream.get("team").map(String::as_str), Some("payments"));
+        assert_eq!(e.masked, "b2 first mail [MATCH:email]");
+        let text = render_scan(r);
+        assert!(
+            text.contains(&format!("{} ", format_ns(day + 11)))
+                && text.contains(r#""file":"/a.log""#)
+                && text.contains("[email] b2 first mail [MATCH:email]"),
+            "{text}"
+        );
+        assert!(!text.contains("example.no"), "{text}");
+    };
+    check(&scan(&ro(&dir), &red, None, range, 10).unwrap());
+    // The same once the compactor has merged every line into one chunk.
+    store.compact(Duration::ZERO, i64::MAX).unwrap();
+    check(&scan(&ro(&dir), &red, None, range, 10).unwrap());
+    // A range with nothing in it scans nothing.
+    let before = Range {
+        from_ns: 0,
+        to_ns: day - 1,
+    };
+    let r = scan(&ro(&dir), &red, None, before, 10).unwrap();
+    assert_eq!((r.lines_scanned, r.lines_matching), (0, 0));
 }
 
 #[test]
