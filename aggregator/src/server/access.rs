@@ -4,15 +4,21 @@
 //!
 //! Invariants: recording never blocks or slows a request (a `try_send`; when the queue of
 //! `access_log_queue` records is full the record is counted in `dropped` and a warning is
-//! logged, rate-limited to one per [`DROP_WARN_EVERY`]); the writer is tracked in
-//! `state.tasks` and drains what is queued when the server shuts down; records carry
-//! selectors and counts, never log content.
+//! logged, rate-limited to one per [`DROP_WARN_EVERY`]); records carry selectors and counts,
+//! never log content.
+//!
+//! Shutdown: the writer is *not* one of `state.tasks` and does not watch `state.shutdown`,
+//! because the requests and live tails that shutdown ends still record themselves as they
+//! finish. The server stops it with [`Writer::finish`] only after every handler and tracked
+//! task has ended; it then writes everything still queued and returns.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::Caller;
 use super::AppState;
@@ -89,18 +95,37 @@ impl AccessLog {
     }
 }
 
-/// Starts the writer task (once; later calls do nothing).
-pub(super) fn spawn_writer(state: &Arc<AppState>) {
-    let Some(mut rx) = state.access.rx.lock().ok().and_then(|mut g| g.take()) else {
-        return;
-    };
+/// The running writer task, owned by the server's `run`.
+pub(super) struct Writer {
+    /// Tells the writer that nothing will be recorded any more: write what is queued, stop.
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Writes every record still queued, then stops. Call once nothing records any more
+    /// (after the router and every tracked task have finished).
+    pub(super) async fn finish(self) {
+        self.stop.cancel();
+        if let Err(err) = self.task.await {
+            tracing::error!(%err, "access log writer failed");
+        }
+    }
+}
+
+/// Starts the writer task; `None` when it was started before (the queue has one reader).
+pub(super) fn spawn_writer(state: &Arc<AppState>) -> Option<Writer> {
+    let mut rx = state.access.rx.lock().ok().and_then(|mut g| g.take())?;
     let store = state.store.clone();
-    let shutdown = state.shutdown.clone();
-    state.tasks.spawn(async move {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
         loop {
+            // Queued records come first: once stopped, the queue is written to the end.
             let first = tokio::select! {
+                biased;
                 r = rx.recv() => r,
-                () = shutdown.cancelled() => None,
+                () = stopped.cancelled() => None,
             };
             let mut batch: Vec<AccessRecord> = first.into_iter().collect();
             while batch.len() < MAX_BATCH {
@@ -110,7 +135,7 @@ pub(super) fn spawn_writer(state: &Arc<AppState>) {
                 }
             }
             if batch.is_empty() {
-                return; // shut down and drained
+                return; // stopped and drained
             }
             let s = store.clone();
             let n = batch.len();
@@ -121,6 +146,7 @@ pub(super) fn spawn_writer(state: &Arc<AppState>) {
             }
         }
     });
+    Some(Writer { stop, task })
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! `app(state)` builds the router so tests drive it in-process; `run(listener, state)` serves
 //! it until `state.shutdown` is cancelled, then drains in-flight requests, live tails and the
-//! maintenance tasks, all of which are tracked in `state.tasks`.
+//! maintenance tasks, all of which are tracked in `state.tasks`, and last the access log
+//! writer, so that what those recorded as they ended is written.
 
 pub mod access;
 pub mod admin;
@@ -125,7 +126,7 @@ pub async fn run(
     }
     tracing::info!(%addr, region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
     maintenance::spawn(&state, &cfg);
-    access::spawn_writer(&state);
+    let writer = access::spawn_writer(&state);
     let shutdown = state.shutdown.clone();
     let res = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -134,6 +135,10 @@ pub async fn run(
     state.shutdown.cancel();
     state.tasks.close();
     state.tasks.wait().await;
+    // Only now has every request and tail recorded itself: the access log writer goes last.
+    if let Some(w) = writer {
+        w.finish().await;
+    }
     res
 }
 

@@ -729,8 +729,45 @@ async fn stats_break_down_by_stream_and_day() {
     assert_eq!(b["days"][0]["raw_bytes"], 36);
 }
 
+/// `run` with the test tokens on a real socket on 127.0.0.1:0.
+async fn serve(
+    dir: &std::path::Path,
+) -> (
+    Arc<AppState>,
+    SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let cfg = with_tokens(config(dir));
+    let st = state_from(&cfg);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (st.clone(), addr, tokio::spawn(run(listener, st, cfg)))
+}
+
+/// Waits for a server whose shutdown was cancelled to return.
+async fn stopped(server: tokio::task::JoinHandle<std::io::Result<()>>) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// The access log's records of one endpoint, as `audit access` reads them from the data dir.
+fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::audit::AccessEntry> {
+    let conn = crate::audit::open_read_only(dir).unwrap();
+    let all = crate::audit::Range {
+        from_ns: 0,
+        to_ns: i64::MAX,
+    };
+    let mut log = crate::audit::access(&conn, all, None).unwrap().requests;
+    log.retain(|r| r.endpoint == endpoint);
+    log
+}
+
 /// The live tail over a real socket: backfill, then pushes as they commit, in Loki's shape;
-/// a read token sees only its team; shutdown closes it.
+/// a read token sees only its team; shutdown closes it, and the tail it closed is in the
+/// access log once the server has stopped.
 #[tokio::test]
 async fn tail_streams_backfill_then_new_lines() {
     use futures_util::StreamExt;
@@ -738,11 +775,7 @@ async fn tail_streams_backfill_then_new_lines() {
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = with_tokens(config(dir.path()));
-    let st = state_from(&cfg);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(run(listener, st.clone(), cfg));
+    let (st, addr, server) = serve(dir.path()).await;
     let http = reqwest::Client::new();
     let push = |body: Vec<u8>, token: &'static str| {
         let http = http.clone();
@@ -761,9 +794,10 @@ async fn tail_streams_backfill_then_new_lines() {
     let now = crate::time::now_ns();
     push(json_push(&sample(now)), INGEST_PAY).await;
 
+    let selector = r#"{file="/a.log"} |= "id=""#;
     let url = format!(
         "ws://{addr}/loki/api/v1/tail?query={}&start={}",
-        enc(r#"{file="/a.log"} |= "id=""#),
+        enc(selector),
         now - 1_000_000_000
     );
     // Without a token the upgrade is refused with 401.
@@ -823,9 +857,75 @@ async fn tail_streams_backfill_then_new_lines() {
         Some(Ok(WsMessage::Close(_))) | None | Some(Err(_))
     ));
     drop(ws);
-    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+    stopped(server).await;
+
+    // The tail ended by the shutdown is recorded: who, which team, what, how many lines. The
+    // refused upgrade without a token is not (no caller to record).
+    let tails = access_log(dir.path(), "tail");
+    assert_eq!(tails.len(), 1, "{tails:#?}");
+    let t = &tails[0];
+    assert_eq!(
+        (t.token.as_str(), t.team.as_deref(), t.role.as_str()),
+        ("pay-read", Some("payments"), "read")
+    );
+    assert_eq!(t.query.as_deref(), Some(selector));
+    assert_eq!((t.lines, t.status), (3, 101));
+    assert_eq!(t.start_ns, Some(now - 1_000_000_000));
+}
+
+/// A team-scoped read token's query is recorded with its team; and every record made by a
+/// tracked task as the shutdown ends it (stand-ins for live tails, many at once) is written
+/// before `run` returns, none dropped.
+#[tokio::test]
+async fn shutdown_writes_the_whole_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (st, addr, server) = serve(dir.path()).await;
+    let now = crate::time::now_ns();
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://{addr}{}",
+            range_uri(r#"{file="/a.log"}"#, now - 1000, now + 1000)
+        ))
+        .bearer_auth(READ_PAY)
+        .send()
         .await
-        .expect("server stops")
-        .unwrap()
         .unwrap();
+    assert_eq!(r.status(), 200);
+    // Stand-ins for tails that the shutdown ends: tracked tasks that record after it.
+    const ENDED_BY_SHUTDOWN: u64 = 50;
+    for i in 0..ENDED_BY_SHUTDOWN {
+        let st2 = st.clone();
+        st.tasks.spawn(async move {
+            st2.shutdown.cancelled().await;
+            tokio::task::yield_now().await;
+            let caller = auth::Caller {
+                name: "pay-read".into(),
+                role: Role::Read,
+                team: Some("payments".into()),
+            };
+            st2.access.record(
+                &caller,
+                access::Access {
+                    endpoint: "tail",
+                    query: Some(r#"{team="payments"}"#),
+                    range: None,
+                    lines: i,
+                    status: 101,
+                },
+            );
+        });
+    }
+    st.shutdown.cancel();
+    stopped(server).await;
+    assert_eq!(st.access.dropped(), 0);
+    let q = access_log(dir.path(), "query_range");
+    assert_eq!(q.len(), 1, "{q:#?}");
+    assert_eq!(
+        (q[0].token.as_str(), q[0].team.as_deref(), q[0].status),
+        ("pay-read", Some("payments"), 200)
+    );
+    assert_eq!(
+        access_log(dir.path(), "tail").len() as u64,
+        ENDED_BY_SHUTDOWN
+    );
 }
