@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fjord_rules::{Counts, Redactor};
-use fjord_wire::{headers as fh, Entry, PushRequest, PushStream};
+use fjord_wire::body::StreamBody;
+use fjord_wire::headers as fh;
 
 /// A batch being filled.
 pub struct Building {
     pub start: u64,
     pub end: u64,
-    pub entries: Vec<Entry<'static>>,
-    pub bytes: usize,
+    /// The records so far, already JSON-escaped into the push body's `values` array (a
+    /// line is copied once, into the body, and never held as a `String` of its own).
+    pub body: StreamBody,
     pub counts: Counts,
     /// The rule set that redacted every record of this batch (counts index its rules).
     pub redactor: Arc<Redactor>,
@@ -29,8 +31,7 @@ impl Building {
         Building {
             start,
             end: start,
-            entries: Vec::new(),
-            bytes: 0,
+            body: StreamBody::new(),
             counts: Counts::default(),
             redactor,
             since: Instant::now(),
@@ -79,8 +80,9 @@ pub fn form(
 ) -> Result<Formed, fjord_wire::CodecError> {
     let by_rule = b.counts.by_name(&b.redactor);
     let batch_id = fh::batch_id(o.agent_id, o.identity, b.start);
-    let raw_bytes = b.bytes as u64;
-    if b.entries.is_empty() {
+    let raw_bytes = b.body.raw_bytes() as u64;
+    let records = b.body.records() as u64;
+    if records == 0 {
         return Ok(Formed {
             identity: o.identity.to_owned(),
             batch_id,
@@ -96,14 +98,7 @@ pub fn form(
     }
     let mut labels = o.labels.clone();
     labels.insert("file".to_owned(), o.path.to_owned());
-    let req = PushRequest {
-        streams: vec![PushStream {
-            stream: labels,
-            values: b.entries,
-        }],
-    };
-    let records = req.records() as u64;
-    let enc = fjord_wire::codec::encode_zstd(&req, zstd_level)?;
+    let enc = b.body.encode_zstd(&labels, zstd_level)?;
     Ok(Formed {
         identity: o.identity.to_owned(),
         batch_id: batch_id.clone(),

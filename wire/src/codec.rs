@@ -101,6 +101,11 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// Serialises `req` as JSON and compresses it with zstd at `level`.
 pub fn encode_zstd(req: &PushRequest, level: i32) -> Result<EncodedBatch, CodecError> {
     let json = serde_json::to_vec(req).map_err(|e| CodecError::Encode(e.to_string()))?;
+    compress_json(json, level)
+}
+
+/// Hashes and compresses an uncompressed push body (see [`crate::body::StreamBody`]).
+pub fn compress_json(json: Vec<u8>, level: i32) -> Result<EncodedBatch, CodecError> {
     let payload_sha256 = payload_sha256(&json);
     let body = zstd::bulk::compress(&json, level).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(EncodedBatch {

@@ -5,6 +5,7 @@
 //! header names, the batch codec (JSON + zstd/gzip/identity) and the limits. It performs no I/O
 //! and depends on neither tokio nor an HTTP stack, so both sides and the tests share it.
 
+pub mod body;
 pub mod codec;
 pub mod headers;
 pub mod info;

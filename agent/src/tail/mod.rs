@@ -32,7 +32,6 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fjord_rules::Redactor;
-use fjord_wire::Entry;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -787,7 +786,7 @@ impl Tailer {
             if flush_all || vanished {
                 drop_ids.push(t.identity.clone());
             }
-            building += t.batch.as_ref().map_or(0, |b| b.bytes);
+            building += t.batch.as_ref().map_or(0, |b| b.body.raw_bytes());
         }
         for id in drop_ids {
             if let Some(t) = self.files.remove(&id) {
@@ -805,11 +804,11 @@ impl Tailer {
             let Some(t) = self
                 .files
                 .values_mut()
-                .max_by_key(|t| t.batch.as_ref().map_or(0, |b| b.bytes))
+                .max_by_key(|t| t.batch.as_ref().map_or(0, |b| b.body.raw_bytes()))
             else {
                 break;
             };
-            let bytes = t.batch.as_ref().map_or(0, |b| b.bytes);
+            let bytes = t.batch.as_ref().map_or(0, |b| b.body.raw_bytes());
             if bytes == 0 {
                 break;
             }
@@ -953,8 +952,7 @@ impl Ctx {
         match b.redactor.apply(&rec.text, &mut b.counts) {
             Some(text) => {
                 t.last_ts = now_ns().max(t.last_ts + 1);
-                b.bytes += text.len();
-                b.entries.push(Entry::new(t.last_ts, text.into_owned()));
+                b.body.push(t.last_ts, &text);
             }
             None => {
                 self.sh.metrics.lines_dropped_by_rule.inc();
@@ -969,7 +967,8 @@ impl Ctx {
         let full = match forced_end {
             Some(e) => b.end >= e,
             None => {
-                b.bytes >= self.cfg.max_batch_bytes || b.entries.len() >= self.cfg.max_batch_lines
+                b.body.raw_bytes() >= self.cfg.max_batch_bytes
+                    || b.body.records() >= self.cfg.max_batch_lines
             }
         };
         if full {
