@@ -184,13 +184,30 @@ pub fn parse_push(json: &[u8]) -> Result<PushRequest<'_>, CodecError> {
     Ok(req)
 }
 
-/// serde_json's message without its trailing " at line L column C" (we report those apart).
+/// serde_json's message without its trailing " at line L column C" (we report those apart),
+/// and without the input it quotes: `invalid type: string "…", expected …` would otherwise
+/// echo a piece of a log line (or a label value) back to the client and into logs. Every
+/// `"…"` or `` `…` `` span of the message is replaced by `"…"`.
 fn json_reason(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg,
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => &msg,
+    };
+    let mut out = String::with_capacity(msg.len());
+    let mut quote: Option<char> = None;
+    for c in msg.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '`' => {
+                out.push_str("\"…\"");
+                quote = Some(c);
+            }
+            None => out.push(c),
+        }
     }
+    out
 }
 
 /// Compresses `data` with gzip (used by tests and by clients that prefer gzip).
@@ -333,6 +350,20 @@ mod tests {
                 assert!(reason.contains("invalid type"), "{reason}");
             }
             other => panic!("unexpected {other:?}"),
+        }
+        // The message never quotes the input (a log line, a label value, a number).
+        for body in [
+            &br#"{"streams":[{"stream":{},"values":[["1","x"],"secret-4711"]}]}"#[..],
+            br#"{"streams":[{"stream":{"team":4711},"values":[]}]}"#,
+            br#"{"streams":[{"stream":{"team":"a"},"values":[["secret-4711","x"]]}]}"#,
+            br#"{"streams":"secret-4711"}"#,
+        ] {
+            let msg = parse_push(body).unwrap_err().to_string();
+            assert!(!msg.contains("4711"), "{msg}");
+            assert!(
+                msg.starts_with("malformed push body at line 1 column"),
+                "{msg}"
+            );
         }
         assert!(parse_push(b"").is_err());
         assert!(parse_push(b"{\"streams\": 5}").is_err());
