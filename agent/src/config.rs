@@ -404,6 +404,23 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         Some(n) => Ok(n),
         None => Ok(default),
     };
+    // Hours and days in seconds, refusing values whose seconds do not fit in a u64 (they
+    // would overflow; nobody means a retention of 10^15 years).
+    let secs = |field: &'static str, v: u64, unit: u64| {
+        v.checked_mul(unit)
+            .map(Duration::from_secs)
+            .ok_or_else(|| invalid(field, format!("{v} is too large")))
+    };
+    let checkpoint_ttl = secs(
+        "checkpoint_ttl_hours",
+        f.checkpoint_ttl_hours.unwrap_or(24 * 7),
+        3600,
+    )?;
+    let ledger_retention = secs(
+        "ledger_retention_days",
+        f.ledger_retention_days.unwrap_or(90),
+        86_400,
+    )?;
     let max_open_files = positive("max_open_files", f.max_open_files, 256)?;
     let queue_batches = positive("queue_batches", f.queue_batches, 4)?;
     let max_in_flight = positive("max_in_flight", f.max_in_flight, 2)?;
@@ -461,7 +478,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         multiline,
         max_open_files,
         rescan_interval: Duration::from_millis(f.rescan_interval_ms.unwrap_or(1000).max(100)),
-        checkpoint_ttl: Duration::from_secs(3600 * f.checkpoint_ttl_hours.unwrap_or(24 * 7)),
+        checkpoint_ttl,
         queue_batches,
         max_in_flight,
         max_building_bytes,
@@ -469,7 +486,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         ca_file: f.ca_file,
         allowed_hosts,
         hash_key,
-        ledger_retention: Duration::from_secs(86_400 * f.ledger_retention_days.unwrap_or(90)),
+        ledger_retention,
     })
 }
 
@@ -553,5 +570,24 @@ mod tests {
             err.contains("FJORD_TEST_SURELY_UNSET_VARIABLE_4711"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn durations_too_large_to_represent_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        let base = "paths = [\"/var/log/app/*.log\"]\nurl = \"http://127.0.0.1:3100\"\n";
+        for (key, field) in [
+            ("ledger_retention_days", "invalid ledger_retention_days"),
+            ("checkpoint_ttl_hours", "invalid checkpoint_ttl_hours"),
+        ] {
+            std::fs::write(&p, format!("{base}{key} = {}\n", u64::MAX / 2)).unwrap();
+            let err = load(Some(&p), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field) && err.contains("too large"), "{err}");
+            std::fs::write(&p, format!("{base}{key} = 30\n")).unwrap();
+            assert!(load(Some(&p), Overrides::default()).is_ok());
+        }
     }
 }
