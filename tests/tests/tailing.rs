@@ -4,12 +4,47 @@
 //! Each test compares the stored lines with what was written, exactly.
 
 use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fjord_e2e::writer::{append_numbered, assert_exactly_once, Writer};
 use fjord_e2e::{
-    agent_config, agent_metric, peak_rss_kib, start_agent, test_dir, wait_for, Aggregator,
+    agent_config, agent_metric, bin, peak_rss_kib, start_agent, test_dir, wait_for, Aggregator,
+    Proc,
 };
+
+/// Starts the agent so that file modes bind it even when the tests run as root (as CI
+/// does): `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH` are dropped from the capability
+/// bounding set before exec, so the agent's root keeps owning the test files but can no
+/// longer open a mode-000 one.
+fn start_agent_bound_by_file_modes(dir: &std::path::Path, config: &std::path::Path) -> Proc {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(dir.join("agent-modes.log")).expect("log file");
+    let mut cmd = Command::new(bin("fjord-agent"));
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: prctl(2) only, between fork and exec; no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::geteuid() == 0 {
+                // CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (linux/capability.h).
+                for cap in [1 as libc::c_ulong, 2] {
+                    if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    Proc {
+        child: cmd.spawn().expect("spawn fjord-agent without DAC override"),
+        name: "fjord-agent",
+    }
+}
 
 fn wait_stored(agg: &Aggregator, n: u64) {
     let start = Instant::now();
@@ -137,12 +172,13 @@ fn hostile_files_do_not_stop_the_others() {
     let mut long = vec![b'x'; 10 << 20];
     long.push(b'\n');
     std::fs::write(logs.join("long.log"), &long).unwrap();
-    // Unreadable (only meaningful when not running as root, which ignores permissions).
+    // Unreadable: mode 000. Root ignores file modes, so as root the agent is started
+    // without the capabilities that let it (see `start_agent_bound_by_file_modes`).
     let secret = logs.join("secret.log");
     std::fs::write(&secret, "not for us\n").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     append_numbered(&logs.join("good.log"), 0..1000);
-    let agent = start_agent(dir.path(), &cfg);
+    let agent = start_agent_bound_by_file_modes(dir.path(), &cfg);
     // The junk files store records too: wait for the numbered lines themselves.
     wait_for("the good lines", Duration::from_secs(60), || {
         agg.stored_seqs().len() >= 1000
@@ -154,6 +190,18 @@ fn hostile_files_do_not_stop_the_others() {
         agent_metric(&cfg, "fjord_agent_lines_cut_total").unwrap_or(0.0) >= 1.0
     });
     assert!(agent_metric(&cfg, "fjord_agent_lines_invalid_utf8_total").unwrap() >= 1.0);
+    // The unreadable file was refused, counted, and nothing of it was stored.
+    assert!(
+        agent_metric(
+            &cfg,
+            r#"fjord_agent_open_errors_total{reason="permission_denied"}"#
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(agg
+        .query_jsonl(r#"{team="payments"} |= "not for us""#, 10)
+        .is_empty());
     let rss = peak_rss_kib(agent.pid()).unwrap();
     assert!(
         rss < 96 * 1024,
