@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use fjord_rules::{Counts, Redactor};
 use fjord_wire::body::StreamBody;
+use fjord_wire::codec::BatchEncoder;
 use fjord_wire::headers as fh;
 
 /// A batch being filled.
@@ -27,11 +28,11 @@ pub struct Building {
 }
 
 impl Building {
-    pub fn new(start: u64, redactor: Arc<Redactor>) -> Building {
+    pub fn new(start: u64, redactor: Arc<Redactor>, body: StreamBody) -> Building {
         Building {
             start,
             end: start,
-            body: StreamBody::new(),
+            body,
             counts: Counts::default(),
             redactor,
             since: Instant::now(),
@@ -72,11 +73,44 @@ pub struct Origin<'a> {
     pub labels: &'a BTreeMap<String, String>,
 }
 
+/// How many finished JSON buffers are kept for new batches.
+const SPARE_BUFFERS: usize = 2;
+
+/// The tailer's batch encoder (one zstd context) and the JSON buffers of formed batches,
+/// reused for new ones: forming a batch allocates nothing large, so glibc has no large
+/// blocks to churn through and keep (the agent's RSS grew to ~100 MiB draining a backlog
+/// before, docs/benchmarks.md).
+pub struct Encoding {
+    encoder: BatchEncoder,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Encoding {
+    pub fn new(zstd_level: i32) -> Result<Encoding, fjord_wire::CodecError> {
+        Ok(Encoding {
+            encoder: BatchEncoder::new(zstd_level)?,
+            spare: Vec::new(),
+        })
+    }
+
+    /// The body of a new batch of `o`'s stream, on a reused buffer when there is one.
+    pub fn body(&mut self, o: &Origin<'_>) -> StreamBody {
+        StreamBody::new(&stream_labels(o), self.spare.pop().unwrap_or_default())
+    }
+}
+
+/// The labels of `o`'s stream: the configured ones and the file.
+fn stream_labels(o: &Origin<'_>) -> BTreeMap<String, String> {
+    let mut labels = o.labels.clone();
+    labels.insert("file".to_owned(), o.path.to_owned());
+    labels
+}
+
 /// Encodes a finished batch.
 pub fn form(
     o: &Origin<'_>,
     b: Building,
-    zstd_level: i32,
+    enc: &mut Encoding,
 ) -> Result<Formed, fjord_wire::CodecError> {
     let by_rule = b.counts.by_name(&b.redactor);
     let batch_id = fh::batch_id(o.agent_id, o.identity, b.start);
@@ -96,9 +130,12 @@ pub fn form(
             redactions: by_rule,
         });
     }
-    let mut labels = o.labels.clone();
-    labels.insert("file".to_owned(), o.path.to_owned());
-    let enc = b.body.encode_zstd(&labels, zstd_level)?;
+    let json = b.body.finish();
+    let encoded = enc.encoder.encode(&json);
+    if enc.spare.len() < SPARE_BUFFERS {
+        enc.spare.push(json);
+    }
+    let enc = encoded?;
     Ok(Formed {
         identity: o.identity.to_owned(),
         batch_id: batch_id.clone(),

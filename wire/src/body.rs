@@ -9,24 +9,43 @@
 
 use std::collections::BTreeMap;
 
-use crate::codec::{self, CodecError, EncodedBatch};
-
-/// The `values` array of one stream, being filled.
-#[derive(Debug, Default)]
+/// A one-stream push body, being filled: the JSON up to the open `values` array is written
+/// when it starts, each record is appended as it arrives, and [`StreamBody::finish`] closes
+/// it, so the body is built in one buffer without copies.
+#[derive(Debug)]
 pub struct StreamBody {
-    values: Vec<u8>,
+    json: Vec<u8>,
     records: usize,
     raw_bytes: usize,
 }
 
 impl StreamBody {
-    pub fn new() -> StreamBody {
-        StreamBody::default()
+    /// A body for the stream with `labels`, written into `buf` (cleared first; pass a
+    /// buffer back from [`StreamBody::finish`] to reuse its allocation).
+    pub fn new(labels: &BTreeMap<String, String>, mut buf: Vec<u8>) -> StreamBody {
+        buf.clear();
+        buf.extend_from_slice(b"{\"streams\":[{\"stream\":{");
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.push(b'"');
+            escape_into(k, &mut buf);
+            buf.extend_from_slice(b"\":\"");
+            escape_into(v, &mut buf);
+            buf.push(b'"');
+        }
+        buf.extend_from_slice(b"},\"values\":[");
+        StreamBody {
+            json: buf,
+            records: 0,
+            raw_bytes: 0,
+        }
     }
 
     /// Appends the record `(ts_ns, line)`.
     pub fn push(&mut self, ts_ns: i64, line: &str) {
-        let v = &mut self.values;
+        let v = &mut self.json;
         v.reserve(line.len() + 32);
         if self.records > 0 {
             v.push(b',');
@@ -50,25 +69,10 @@ impl StreamBody {
         self.raw_bytes
     }
 
-    /// The whole push body (uncompressed JSON) for the stream with `labels`.
-    pub fn into_json(self, labels: &BTreeMap<String, String>) -> Result<Vec<u8>, CodecError> {
-        let labels = serde_json::to_vec(labels).map_err(|e| CodecError::Encode(e.to_string()))?;
-        let mut json = Vec::with_capacity(self.values.len() + labels.len() + 48);
-        json.extend_from_slice(b"{\"streams\":[{\"stream\":");
-        json.extend_from_slice(&labels);
-        json.extend_from_slice(b",\"values\":[");
-        json.extend_from_slice(&self.values);
-        json.extend_from_slice(b"]}]}");
-        Ok(json)
-    }
-
-    /// The body compressed with zstd at `level`, with its payload hash.
-    pub fn encode_zstd(
-        self,
-        labels: &BTreeMap<String, String>,
-        level: i32,
-    ) -> Result<EncodedBatch, CodecError> {
-        codec::compress_json(self.into_json(labels)?, level)
+    /// The whole push body (uncompressed JSON).
+    pub fn finish(mut self) -> Vec<u8> {
+        self.json.extend_from_slice(b"]}]}");
+        self.json
     }
 }
 
@@ -164,7 +168,8 @@ mod tests {
     }
 
     fn ours(labels: &BTreeMap<String, String>, lines: &[(i64, String)]) -> Vec<u8> {
-        let mut b = StreamBody::new();
+        // A used buffer, to show it is cleared.
+        let mut b = StreamBody::new(labels, b"leftovers".to_vec());
         for (t, l) in lines {
             b.push(*t, l);
         }
@@ -173,7 +178,7 @@ mod tests {
             b.raw_bytes(),
             lines.iter().map(|(_, l)| l.len()).sum::<usize>()
         );
-        b.into_json(labels).unwrap()
+        b.finish()
     }
 
     #[test]
@@ -200,7 +205,7 @@ mod tests {
         assert_eq!(ours(&labels, &[]), serde_body(&labels, &[]));
         // And it parses back to the same request.
         let json = ours(&labels, &lines);
-        let back = codec::parse_push(&json).unwrap();
+        let back = crate::codec::parse_push(&json).unwrap();
         assert_eq!(back.records(), lines.len());
         assert_eq!(back.streams[0].values[2].line(), lines[2].1);
     }
@@ -212,7 +217,8 @@ mod tests {
                 proptest::string::string_regex("(?s).{0,40}").unwrap(), 0..6),
             bytes in proptest::collection::vec(0u8..0x80, 0..40),
         ) {
-            let labels: BTreeMap<String, String> = [("a".to_owned(), "b".to_owned())].into();
+            let labels: BTreeMap<String, String> =
+                [("a\"\u{1}".to_owned(), "b\\".to_owned()), ("c".to_owned(), String::new())].into();
             let mut all: Vec<(i64, String)> =
                 lines.into_iter().enumerate().map(|(i, l)| (i as i64, l)).collect();
             // Dense ASCII control bytes and quotes, which a random `.` rarely produces.

@@ -101,18 +101,41 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// Serialises `req` as JSON and compresses it with zstd at `level`.
 pub fn encode_zstd(req: &PushRequest, level: i32) -> Result<EncodedBatch, CodecError> {
     let json = serde_json::to_vec(req).map_err(|e| CodecError::Encode(e.to_string()))?;
-    compress_json(json, level)
+    BatchEncoder::new(level)?.encode(&json)
 }
 
-/// Hashes and compresses an uncompressed push body (see [`crate::body::StreamBody`]).
-pub fn compress_json(json: Vec<u8>, level: i32) -> Result<EncodedBatch, CodecError> {
-    let payload_sha256 = payload_sha256(&json);
-    let body = zstd::bulk::compress(&json, level).map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(EncodedBatch {
-        body,
-        json_bytes: json.len(),
-        payload_sha256,
-    })
+/// Compresses batch after batch with one zstd context and one scratch buffer, and hands out
+/// bodies of exactly the compressed size: a batch waiting in the queue or in flight holds its
+/// bytes, not a compress-bound-sized allocation, and encoding allocates nothing large.
+pub struct BatchEncoder {
+    zstd: zstd::bulk::Compressor<'static>,
+    scratch: Vec<u8>,
+}
+
+impl BatchEncoder {
+    pub fn new(level: i32) -> Result<BatchEncoder, CodecError> {
+        Ok(BatchEncoder {
+            zstd: zstd::bulk::Compressor::new(level)
+                .map_err(|e| CodecError::Encode(e.to_string()))?,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Hashes and compresses an uncompressed push body.
+    pub fn encode(&mut self, json: &[u8]) -> Result<EncodedBatch, CodecError> {
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(json.len()));
+        let n = self
+            .zstd
+            .compress_to_buffer(json, &mut self.scratch)
+            .map_err(|e| CodecError::Encode(e.to_string()))?;
+        Ok(EncodedBatch {
+            body: self.scratch[..n].to_vec(),
+            json_bytes: json.len(),
+            payload_sha256: payload_sha256(json),
+        })
+    }
 }
 
 /// Hex SHA-256 of an uncompressed push payload.

@@ -22,7 +22,8 @@
 pub mod lines;
 pub mod multiline;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -32,6 +33,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fjord_rules::Redactor;
+use fjord_wire::body::StreamBody;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -168,6 +170,8 @@ struct Ctx {
     sh: Shared,
     tx: mpsc::Sender<Formed>,
     stop_sending: CancellationToken,
+    /// The batch encoder and spare body buffers (this thread only), made at first use.
+    enc: RefCell<Option<batch::Encoding>>,
 }
 
 /// The tailer. Build with [`Tailer::new`], then call [`Tailer::run`] on a blocking thread.
@@ -206,6 +210,7 @@ impl Tailer {
                 sh,
                 tx,
                 stop_sending,
+                enc: RefCell::new(None),
             },
             discovery,
             files: HashMap::new(),
@@ -885,6 +890,35 @@ impl From<Closed> for ReadError {
 }
 
 impl Ctx {
+    fn origin<'a>(&'a self, identity: &'a str, path: &'a str) -> Origin<'a> {
+        Origin {
+            agent_id: &self.cfg.agent_id,
+            identity,
+            path,
+            labels: &self.cfg.labels,
+        }
+    }
+
+    /// Runs `f` with the batch encoder, making it first if needed.
+    fn encoding<T>(
+        &self,
+        f: impl FnOnce(&mut batch::Encoding) -> Result<T, fjord_wire::CodecError>,
+    ) -> Result<T, fjord_wire::CodecError> {
+        let mut slot = self.enc.borrow_mut();
+        let enc = match slot.as_mut() {
+            Some(enc) => enc,
+            None => slot.insert(batch::Encoding::new(self.cfg.zstd_level)?),
+        };
+        f(enc)
+    }
+
+    /// The body of a new batch of the file `identity` at `path`.
+    fn body(&self, identity: &str, path: &str) -> StreamBody {
+        let o = self.origin(identity, path);
+        self.encoding(|enc| Ok(enc.body(&o)))
+            .unwrap_or_else(|_| StreamBody::new(&BTreeMap::new(), Vec::new()))
+    }
+
     fn beat(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -946,9 +980,10 @@ impl Ctx {
                 self.finish(t)?;
             }
         }
-        let b = t
-            .batch
-            .get_or_insert_with(|| Building::new(rec.start, redactor.clone()));
+        let (identity, path) = (&t.identity, &t.label_path);
+        let b = t.batch.get_or_insert_with(|| {
+            Building::new(rec.start, redactor.clone(), self.body(identity, path))
+        });
         match b.redactor.apply(&rec.text, &mut b.counts) {
             Some(text) => {
                 t.last_ts = now_ns().max(t.last_ts + 1);
@@ -986,13 +1021,8 @@ impl Ctx {
         let Some(b) = t.batch.take() else {
             return Ok(());
         };
-        let origin = Origin {
-            agent_id: &self.cfg.agent_id,
-            identity: &t.identity,
-            path: &t.label_path,
-            labels: &self.cfg.labels,
-        };
-        let formed = match batch::form(&origin, b, self.cfg.zstd_level) {
+        let origin = self.origin(&t.identity, &t.label_path);
+        let formed = match self.encoding(|enc| batch::form(&origin, b, enc)) {
             Ok(f) => f,
             Err(err) => {
                 tracing::error!(path = %t.label_path, %err, "encoding a batch failed");
