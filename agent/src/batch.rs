@@ -81,16 +81,19 @@ const SPARE_BUFFERS: usize = 2;
 /// blocks to churn through and keep (the agent's RSS grew to ~100 MiB draining a backlog
 /// before, docs/benchmarks.md).
 pub struct Encoding {
-    encoder: BatchEncoder,
+    zstd_level: i32,
+    /// Made at the first batch.
+    encoder: Option<BatchEncoder>,
     spare: Vec<Vec<u8>>,
 }
 
 impl Encoding {
-    pub fn new(zstd_level: i32) -> Result<Encoding, fjord_wire::CodecError> {
-        Ok(Encoding {
-            encoder: BatchEncoder::new(zstd_level)?,
+    pub fn new(zstd_level: i32) -> Encoding {
+        Encoding {
+            zstd_level,
+            encoder: None,
             spare: Vec::new(),
-        })
+        }
     }
 
     /// The body of a new batch of `o`'s stream, on a reused buffer when there is one.
@@ -131,7 +134,11 @@ pub fn form(
         });
     }
     let json = b.body.finish();
-    let encoded = enc.encoder.encode(&json);
+    let encoder = match enc.encoder.as_mut() {
+        Some(e) => e,
+        None => enc.encoder.insert(BatchEncoder::new(enc.zstd_level)?),
+    };
+    let encoded = encoder.encode(&json);
     if enc.spare.len() < SPARE_BUFFERS {
         enc.spare.push(json);
     }

@@ -23,7 +23,7 @@ pub mod lines;
 pub mod multiline;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -170,8 +170,8 @@ struct Ctx {
     sh: Shared,
     tx: mpsc::Sender<Formed>,
     stop_sending: CancellationToken,
-    /// The batch encoder and spare body buffers (this thread only), made at first use.
-    enc: RefCell<Option<batch::Encoding>>,
+    /// The batch encoder and spare body buffers (this thread only).
+    enc: RefCell<batch::Encoding>,
 }
 
 /// The tailer. Build with [`Tailer::new`], then call [`Tailer::run`] on a blocking thread.
@@ -204,13 +204,14 @@ impl Tailer {
         tx: mpsc::Sender<Formed>,
         stop_sending: CancellationToken,
     ) -> Tailer {
+        let zstd_level = cfg.zstd_level;
         Tailer {
             ctx: Ctx {
                 cfg,
                 sh,
                 tx,
                 stop_sending,
-                enc: RefCell::new(None),
+                enc: RefCell::new(batch::Encoding::new(zstd_level)),
             },
             discovery,
             files: HashMap::new(),
@@ -899,24 +900,9 @@ impl Ctx {
         }
     }
 
-    /// Runs `f` with the batch encoder, making it first if needed.
-    fn encoding<T>(
-        &self,
-        f: impl FnOnce(&mut batch::Encoding) -> Result<T, fjord_wire::CodecError>,
-    ) -> Result<T, fjord_wire::CodecError> {
-        let mut slot = self.enc.borrow_mut();
-        let enc = match slot.as_mut() {
-            Some(enc) => enc,
-            None => slot.insert(batch::Encoding::new(self.cfg.zstd_level)?),
-        };
-        f(enc)
-    }
-
     /// The body of a new batch of the file `identity` at `path`.
     fn body(&self, identity: &str, path: &str) -> StreamBody {
-        let o = self.origin(identity, path);
-        self.encoding(|enc| Ok(enc.body(&o)))
-            .unwrap_or_else(|_| StreamBody::new(&BTreeMap::new(), Vec::new()))
+        self.enc.borrow_mut().body(&self.origin(identity, path))
     }
 
     fn beat(&self) {
@@ -1022,7 +1008,7 @@ impl Ctx {
             return Ok(());
         };
         let origin = self.origin(&t.identity, &t.label_path);
-        let formed = match self.encoding(|enc| batch::form(&origin, b, enc)) {
+        let formed = match batch::form(&origin, b, &mut self.enc.borrow_mut()) {
             Ok(f) => f,
             Err(err) => {
                 tracing::error!(path = %t.label_path, %err, "encoding a batch failed");
