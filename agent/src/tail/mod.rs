@@ -672,7 +672,6 @@ impl Tailer {
         }
         let budget = 2 * self.ctx.cfg.max_batch_bytes;
         let mut read = 0usize;
-        let mut lines: Vec<Line> = Vec::new();
         while read < budget && t.splitter.fed_to() < size {
             let Some(file) = t.file.as_ref() else { break };
             let n = file.read_at(&mut self.buf, t.splitter.fed_to())?;
@@ -680,11 +679,13 @@ impl Tailer {
                 break;
             }
             read += n;
-            lines.clear();
+            let mut lines = Vec::new();
             t.splitter.feed(&self.buf[..n], &mut lines);
             self.ctx.sh.metrics.bytes_read.inc_by(n as u64);
-            for line in lines.drain(..) {
-                self.ctx.push_line(t, line, now, redactor)?;
+            // One clock reading per read: the lines of one read arrived together.
+            let read_ns = now_ns();
+            for line in lines {
+                self.ctx.push_line(t, line, now, read_ns, redactor)?;
             }
         }
         if read > 0 {
@@ -774,12 +775,12 @@ impl Tailer {
             {
                 if let Some(line) = t.splitter.flush() {
                     self.ctx.sh.metrics.partial_lines_flushed.inc();
-                    self.ctx.push_line(t, line, now, &redactor)?;
+                    self.ctx.push_line(t, line, now, now_ns(), &redactor)?;
                 }
             }
             let rec = t.joiner.as_mut().and_then(|j| j.tick(now, flush_all));
             if let Some(rec) = rec {
-                self.ctx.add_record(t, rec, &redactor)?;
+                self.ctx.add_record(t, rec, now_ns(), &redactor)?;
             }
             let linger_done = t
                 .batch
@@ -915,8 +916,9 @@ impl Ctx {
     fn push_line(
         &self,
         t: &mut Tailed,
-        line: Line,
+        line: Line<'_>,
         now: Instant,
+        read_ns: i64,
         redactor: &Arc<Redactor>,
     ) -> Result<(), Closed> {
         let m = &self.sh.metrics;
@@ -932,18 +934,19 @@ impl Ctx {
                 let mut recs = Vec::new();
                 j.push(line, now, &mut recs);
                 for r in recs {
-                    self.add_record(t, r, redactor)?;
+                    self.add_record(t, r, read_ns, redactor)?;
                 }
                 Ok(())
             }
-            None => self.add_record(t, line, redactor),
+            None => self.add_record(t, line, read_ns, redactor),
         }
     }
 
     fn add_record(
         &self,
         t: &mut Tailed,
-        rec: Line,
+        rec: Line<'_>,
+        read_ns: i64,
         redactor: &Arc<Redactor>,
     ) -> Result<(), Closed> {
         // One rule-set version per batch.
@@ -972,7 +975,8 @@ impl Ctx {
         });
         match b.redactor.apply(&rec.text, &mut b.counts) {
             Some(text) => {
-                t.last_ts = now_ns().max(t.last_ts + 1);
+                // Strictly increasing per file, so the lines of one read keep their order.
+                t.last_ts = read_ns.max(t.last_ts + 1);
                 b.body.push(t.last_ts, &text);
             }
             None => {

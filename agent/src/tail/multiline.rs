@@ -6,12 +6,13 @@
 //! byte limit, or when no line arrived for the timeout. Ranges stay contiguous: a record
 //! covers `[first line start, last line end)`.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use super::lines::Line;
 
-/// A record: one or more lines joined with `\n`.
-pub type Record = Line;
+/// A record: one or more lines joined with `\n` (owned: it outlives the read buffer).
+pub type Record = Line<'static>;
 
 /// Joins lines by a start pattern.
 #[derive(Debug)]
@@ -40,14 +41,15 @@ impl Joiner {
     }
 
     /// Adds a line; completed records are pushed to `out`.
-    pub fn push(&mut self, line: Line, now: Instant, out: &mut Vec<Record>) {
+    pub fn push(&mut self, line: Line<'_>, now: Instant, out: &mut Vec<Record>) {
         let starts = self.start.is_match(&line.text);
         if let Some((rec, n, last)) = &mut self.open {
             let fits =
                 *n < self.max_lines && rec.text.len() + 1 + line.text.len() <= self.max_bytes;
             if !starts && fits {
-                rec.text.push('\n');
-                rec.text.push_str(&line.text);
+                let text = rec.text.to_mut();
+                text.push('\n');
+                text.push_str(&line.text);
                 rec.end = line.end;
                 rec.cut |= line.cut;
                 rec.invalid_utf8 |= line.invalid_utf8;
@@ -59,6 +61,10 @@ impl Joiner {
         if let Some((rec, _, _)) = self.open.take() {
             out.push(rec);
         }
+        let line = Line {
+            text: Cow::Owned(line.text.into_owned()),
+            ..line
+        };
         self.open = Some((line, 1, now));
     }
 
@@ -82,9 +88,9 @@ impl Joiner {
 mod tests {
     use super::*;
 
-    fn line(text: &str, start: u64) -> Line {
+    fn line(text: &str, start: u64) -> Line<'_> {
         Line {
-            text: text.to_owned(),
+            text: Cow::Borrowed(text),
             start,
             end: start + text.len() as u64 + 1,
             cut: false,
