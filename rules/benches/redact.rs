@@ -3,8 +3,10 @@
 //!
 //! * `mixed`: the e2e generator's line shapes (plain, access-log and JSON lines), about
 //!   2 % of lines carrying each PII kind (tests/src/gen.rs, re-implemented here so the rules
-//!   crate needs no dependency on the e2e crate);
-//! * `clean`: the same shapes without PII, the prefilter-only path;
+//!   crate needs no dependency on the e2e crate); access-log lines start with the client's
+//!   IPv4 address, as the generator's do, so a third of the lines have a redaction;
+//! * `clean`: the same shapes without PII (access-log lines log `-` for the client), the
+//!   prefilter-only path;
 //! * `json`: JSON lines only, half with PII.
 //!
 //! Run: `cargo bench -p fjord-rules --bench redact`. docs/benchmarks.md records the figures.
@@ -78,7 +80,12 @@ fn line(r: &mut Rng, seq: u64, rate: u64, shape: Option<u64>) -> String {
             r.pick(&["authorized", "captured", "declined", "pending"]),
         ),
         1 => format!(
-            "[{ts}] \"{} {} HTTP/1.1\" {} {} {}ms trace={trace}{pii}",
+            "{} - - [{ts}] \"{} {} HTTP/1.1\" {} {} {}ms trace={trace}{pii}",
+            if rate == 0 {
+                "-".to_owned()
+            } else {
+                format!("10.0.{}.{}", r.below(256), r.below(256))
+            },
             r.pick(&["GET", "POST", "PUT"]),
             r.pick(&["/v1/payments", "/v1/refunds", "/health", "/v1/customers/me"]),
             r.pick(&["200", "200", "201", "400", "402", "500"]),
