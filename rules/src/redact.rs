@@ -172,6 +172,8 @@ pub struct Redactor {
     pub(crate) key_rules: Vec<(Detector, usize)>,
     /// Whether any rule is a custom pattern (JSON values are then also scanned one by one).
     pub(crate) has_patterns: bool,
+    /// Whether any rule is a built-in detector.
+    has_detectors: bool,
     key: Option<Hmac<Sha256>>,
     version: String,
 }
@@ -263,11 +265,15 @@ impl Redactor {
         let has_patterns = rules
             .iter()
             .any(|r| matches!(r.finder, Finder::Pattern { .. }));
+        let has_detectors = rules
+            .iter()
+            .any(|r| matches!(r.finder, Finder::Detector(_)));
         Ok(Redactor {
             rules,
             fields,
             key_rules,
             has_patterns,
+            has_detectors,
             key,
             version: set.version(),
         })
@@ -382,22 +388,27 @@ impl Redactor {
     /// Finds the resolved, non-overlapping hits of the rules in `scope` in `text`, in order.
     pub(crate) fn hits(&self, text: &str, scope: Scope, out: &mut Vec<Hit>) {
         out.clear();
-        let mut features: Option<Features> = None;
+        // The features decide for every detector at once; a line without any (most lines)
+        // and no custom pattern to run is done here.
+        let features = if scope == Scope::Patterns || !self.has_detectors {
+            Features::default()
+        } else {
+            Features::of(text)
+        };
+        let detectors = !features.is_empty();
+        let patterns = scope != Scope::Detectors && self.has_patterns;
+        if !detectors && !patterns {
+            return;
+        }
         let mut ranges = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             match &rule.finder {
-                Finder::Detector(_) if scope == Scope::Patterns => {}
-                Finder::Pattern { .. } if scope == Scope::Detectors => {}
                 Finder::Detector(d) => {
-                    let f = features.get_or_insert_with(|| Features::of(text));
-                    if f.is_empty() {
-                        continue;
-                    }
-                    if d.possible(f) {
+                    if detectors && d.possible(&features) {
                         d.find(text, &mut ranges);
                     }
                 }
-                Finder::Pattern { regex, value_group } => match value_group {
+                Finder::Pattern { regex, value_group } if patterns => match value_group {
                     None => ranges.extend(regex.find_iter(text).map(|m| m.range())),
                     Some(g) => ranges.extend(
                         regex
@@ -405,12 +416,15 @@ impl Redactor {
                             .filter_map(|c| c.get(*g).map(|m| m.range())),
                     ),
                 },
+                Finder::Pattern { .. } => {}
             }
-            out.extend(ranges.drain(..).filter(|r| !r.is_empty()).map(|r| Hit {
-                start: r.start,
-                end: r.end,
-                rule: i,
-            }));
+            if !ranges.is_empty() {
+                out.extend(ranges.drain(..).filter(|r| !r.is_empty()).map(|r| Hit {
+                    start: r.start,
+                    end: r.end,
+                    rule: i,
+                }));
+            }
         }
         if out.len() > 1 {
             self.resolve_overlaps(out);
