@@ -1,15 +1,16 @@
 //! The per-line pre-pass: which cheap shapes a line contains, so that a detector whose shapes
 //! are absent never runs, and a line without any costs this pass alone.
 //!
-//! How: the line is classified 64 bytes at a time with word-sized (SWAR) arithmetic, eight
-//! bytes per `u64`, into bit masks (digit, letter, upper case) and a colon count. Everything
-//! else works on the masks: word-part starts are `letter & !(alnum << 1)`; digit runs are
+//! How: the line is classified 64 bytes at a time into bit masks (digit, letter, upper case,
+//! hex digit, `:`, `@`, `+`) — with SSE2 on x86_64, sixteen bytes per instruction, and
+//! elsewhere with word-sized (SWAR) arithmetic, eight bytes per `u64`; a property test
+//! holds the two equal. Everything else works on the masks: word-part starts are `letter & !(alnum << 1)`; digit runs are
 //! found at their last digit (`digit & !(digit >> 1)`) and measured with one
 //! `leading_zeros`, and a run shorter than six digits with no single-byte gap to another
 //! run is not visited at all (it can set no bit; hex ids are full of those). A word-part
 //! start costs one lookup in a table of keyword first-byte pairs, and the rare pair that
-//! passes one masked 8-byte compare per keyword. `@` and `+` are found with `memchr2`. So the
-//! cost per byte is a few arithmetic instructions without branches.
+//! passes one masked 8-byte compare per keyword. So the cost per byte is a few
+//! arithmetic instructions without branches.
 //!
 //! Invariant: each bit is a *necessary* condition for its detector's candidate pattern (a
 //! line without the bit cannot produce a match), except the keyword bits, which also define
@@ -261,15 +262,7 @@ impl Features {
             scan.block(base, &Masks::of(block));
             base += BLOCK;
         }
-        let mut f = scan.finish();
-        for i in memchr::memchr2_iter(b'@', b'+', b) {
-            if b[i] == b'@' {
-                f |= F_AT;
-            } else if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                f |= F_PLUS_DIGIT;
-            }
-        }
-        Features(f)
+        Features(scan.finish())
     }
 }
 
@@ -308,7 +301,7 @@ fn gather(v: u64) -> u64 {
 }
 
 /// One block's classes, bit `j` for byte `j`.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Masks {
     digit: u64,
     letter: u64,
@@ -316,13 +309,29 @@ struct Masks {
     /// Hex digits (`0-9a-fA-F`).
     hex: u64,
     colon: u64,
+    at: u64,
+    plus: u64,
 }
 
 impl Masks {
     /// Classifies up to [`BLOCK`] bytes; missing bytes belong to no class.
     #[inline(always)]
     fn of(block: &[u8]) -> Masks {
-        let (mut digit, mut letter, mut upper, mut hex, mut colon) = (0, 0, 0, 0, 0);
+        #[cfg(target_arch = "x86_64")]
+        {
+            sse2::masks(block)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Masks::swar(block)
+        }
+    }
+
+    /// The portable classification: eight bytes per `u64`.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    #[inline(always)]
+    fn swar(block: &[u8]) -> Masks {
+        let mut m = Masks::default();
         let mut words = block.chunks_exact(8);
         let mut shift = 0;
         let mut add = |w: u64| {
@@ -331,12 +340,13 @@ impl Masks {
             // Upper-case letters have bit 5 clear; `<< 2` moves it to the byte's high bit.
             let u = l & !(w << 2);
             let h = d | in_range(w | splat(0x20), b'a', b'f');
-            let c = equals(w, b':');
-            digit |= gather(d) << shift;
-            hex |= gather(h) << shift;
-            colon |= gather(c) << shift;
-            letter |= gather(l) << shift;
-            upper |= gather(u) << shift;
+            m.digit |= gather(d) << shift;
+            m.letter |= gather(l) << shift;
+            m.upper |= gather(u) << shift;
+            m.hex |= gather(h) << shift;
+            m.colon |= gather(equals(w, b':')) << shift;
+            m.at |= gather(equals(w, b'@')) << shift;
+            m.plus |= gather(equals(w, b'+')) << shift;
             shift += 8;
         };
         for word in words.by_ref() {
@@ -352,13 +362,63 @@ impl Masks {
             }
             add(w);
         }
-        Masks {
-            digit,
-            letter,
-            upper,
-            hex,
-            colon,
+        m
+    }
+}
+
+/// The same classification with SSE2, sixteen bytes per instruction. SSE2 is part of the
+/// x86_64 baseline, so there is no run-time detection and no fallback to choose.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::*;
+
+    use super::{Masks, BLOCK};
+
+    #[inline(always)]
+    pub(super) fn masks(block: &[u8]) -> Masks {
+        let mut bytes = [0u8; BLOCK];
+        bytes[..block.len()].copy_from_slice(block);
+        // SAFETY: `classify` only needs SSE2, which every x86_64 CPU has (it is in the
+        // target's baseline features); it reads nothing but its argument.
+        unsafe { classify(&bytes) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    unsafe fn classify(bytes: &[u8; BLOCK]) -> Masks {
+        let mut m = Masks::default();
+        let splat = |c: u8| _mm_set1_epi8(c as i8);
+        // `lo <= x <= hi` for bytes as unsigned numbers: `x - lo` (wrapping) is at most
+        // `hi - lo` exactly then; bytes of 0x80 and above land far outside every range.
+        let within = |x: __m128i, lo: u8, hi: u8| {
+            let t = _mm_sub_epi8(x, splat(lo));
+            _mm_cmpeq_epi8(_mm_min_epu8(t, splat(hi - lo)), t)
+        };
+        let mask = |v: __m128i| u64::from(_mm_movemask_epi8(v) as u16);
+        for (k, chunk) in bytes.chunks_exact(16).enumerate() {
+            let word = |i: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&chunk[i..i + 8]);
+                i64::from_le_bytes(w)
+            };
+            let x = _mm_set_epi64x(word(8), word(0));
+            let folded = _mm_or_si128(x, splat(0x20));
+            let digit = within(x, b'0', b'9');
+            let letter = within(folded, b'a', b'z');
+            let upper = _mm_andnot_si128(
+                _mm_cmpeq_epi8(_mm_and_si128(x, splat(0x20)), splat(0x20)),
+                letter,
+            );
+            let hex = _mm_or_si128(digit, within(folded, b'a', b'f'));
+            let shift = 16 * k;
+            m.digit |= mask(digit) << shift;
+            m.letter |= mask(letter) << shift;
+            m.upper |= mask(upper) << shift;
+            m.hex |= mask(hex) << shift;
+            m.colon |= mask(_mm_cmpeq_epi8(x, splat(b':'))) << shift;
+            m.at |= mask(_mm_cmpeq_epi8(x, splat(b'@'))) << shift;
+            m.plus |= mask(_mm_cmpeq_epi8(x, splat(b'+'))) << shift;
         }
+        m
     }
 }
 
@@ -456,6 +516,12 @@ impl<'a> Scan<'a> {
         let d = m.digit;
         let prev_d = self.prev_digit;
         let next_is_digit = b.get(base + BLOCK).is_some_and(u8::is_ascii_digit);
+        if m.at != 0 {
+            self.f |= F_AT;
+        }
+        if m.plus & ((d >> 1) | (u64::from(next_is_digit) << 63)) != 0 {
+            self.f |= F_PLUS_DIGIT;
+        }
         // One byte, not a digit or letter, between two digits: where runs may join (`-`, ` `,
         // `.`; also `:` and `/`, which cost a visit but set nothing).
         let gap = !d
@@ -804,6 +870,15 @@ mod tests {
         let sep = prop::sample::select(vec!["", " ", "-", ".", ":", "=", "\"", ",", "/", "+", "_"]);
         prop::collection::vec((token, sep), 0..40)
             .prop_map(|parts| parts.into_iter().map(|(t, s)| format!("{t}{s}")).collect())
+    }
+
+    proptest! {
+        /// The SSE2 classification is the portable one, on any bytes and block length.
+        #[cfg(target_arch = "x86_64")]
+        #[test]
+        fn sse2_masks_equal_swar_masks(block in prop::collection::vec(any::<u8>(), 0..=BLOCK)) {
+            prop_assert_eq!(sse2::masks(&block), Masks::swar(&block));
+        }
     }
 
     proptest! {
