@@ -10,11 +10,14 @@
 //! * Danish CPR: `DDMMYY-SSSS`; bare `DDMMYYSSSS` only after an id keyword, because CPR has
 //!   no check digit and one random ten-digit number in ~27 is a valid date.
 //! * Finnish HETU: `DDMMYYCZZZQ` with century sign and check character.
+//!
+//! The candidate patterns below define the shapes; [`candidates`] finds exactly their
+//! matches by walking the line's digit runs instead of running a regex over the whole line
+//! (a property test holds each to its pattern).
 
 use std::ops::Range;
-use std::sync::OnceLock;
 
-use super::{builtin, in_longer_number, natid_context, regex_find};
+use super::{in_longer_number, is_word, natid_context};
 use crate::validate;
 
 /// Norwegian fødselsnummer candidates.
@@ -26,18 +29,102 @@ pub const DK_CPR: &str = r"(?-u:\b)[0-9]{6}-?[0-9]{4}(?-u:\b)";
 /// Finnish HETU candidates.
 pub const FI_HETU: &str = r"(?-u:\b)[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-FHJ-NPR-Y](?-u:\b)";
 
+/// Which candidate pattern [`candidates`] matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    NoFnr,
+    SePnr,
+    DkCpr,
+    FiHetu,
+}
+
+/// The matches of the shape's pattern in `b`, leftmost first and not overlapping. Every
+/// pattern starts at a word boundary with a fixed number of digits followed by a non-digit
+/// or a separator, so a match starts at the start of a digit run, and which runs can start
+/// one follows from the run's length alone (`[0-9]{6}` at a boundary cannot end inside a
+/// longer run: a digit would follow where the pattern wants a separator, a digit run of
+/// another length, or the closing boundary).
+fn candidates(b: &[u8], shape: Shape) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let run_end = |from: usize| {
+        b[from..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(b.len(), |k| from + k)
+    };
+    let bounded = |e: usize| !b.get(e).copied().is_some_and(is_word);
+    // `sep` then a run of exactly `len` digits, closed by a boundary: its end.
+    let then = |e: usize, sep: &dyn Fn(u8) -> bool, len: usize| {
+        let s = e + 1;
+        (b.get(e).is_some_and(|&c| sep(c)) && b.get(s).is_some_and(u8::is_ascii_digit))
+            .then(|| run_end(s))
+            .filter(|&end| end - s == len && bounded(end))
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        let e = run_end(s);
+        i = e;
+        if s > 0 && is_word(b[s - 1]) {
+            continue;
+        }
+        let end = match (shape, e - s) {
+            (Shape::NoFnr, 11) | (Shape::SePnr, 10 | 12) | (Shape::DkCpr, 10) => {
+                bounded(e).then_some(e)
+            }
+            (Shape::NoFnr, 6) => then(e, &|c| c == b' ', 5),
+            (Shape::SePnr, 6 | 8) => then(e, &|c| c == b'-' || c == b'+', 4),
+            (Shape::DkCpr, 6) => then(e, &|c| c == b'-', 4),
+            (Shape::FiHetu, 6) => {
+                let sign = |c: u8| matches!(c, b'-' | b'+' | b'A'..=b'F' | b'U'..=b'Y');
+                let check = |c: u8| {
+                    c.is_ascii_digit()
+                        || matches!(c, b'A'..=b'F' | b'H' | b'J'..=b'N' | b'P' | b'R'..=b'Y')
+                };
+                let tail = b.get(e + 1..e + 5);
+                (b.get(e).is_some_and(|&c| sign(c))
+                    && tail.is_some_and(|t| t[..3].iter().all(u8::is_ascii_digit) && check(t[3]))
+                    && bounded(e + 5))
+                .then_some(e + 5)
+            }
+            _ => None,
+        };
+        if let Some(end) = end {
+            out.push(s..end);
+            i = end;
+        }
+    }
+    out
+}
+
+/// Keeps the candidates `refine` accepts.
+fn refine_each(
+    line: &str,
+    shape: Shape,
+    out: &mut Vec<Range<usize>>,
+    refine: impl Fn(&str, Range<usize>) -> Option<Range<usize>>,
+) {
+    out.extend(
+        candidates(line.as_bytes(), shape)
+            .into_iter()
+            .filter_map(|r| refine(line, r)),
+    );
+}
+
 /// Appends validated Norwegian fødselsnummer / D-numbers.
 pub fn find_no_fnr(line: &str, out: &mut Vec<Range<usize>>) {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    regex_find(builtin(&RE, NO_FNR), line, out, |l, r| {
+    refine_each(line, Shape::NoFnr, out, |l, r| {
         (!in_longer_number(l, &r) && validate::no_fnr(&l[r.clone()])).then_some(r)
     });
 }
 
 /// Appends validated Swedish personnummer / samordningsnummer.
 pub fn find_se_pnr(line: &str, out: &mut Vec<Range<usize>>) {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    regex_find(builtin(&RE, SE_PNR), line, out, |l, r| {
+    refine_each(line, Shape::SePnr, out, |l, r| {
         let s = &l[r.clone()];
         let compact = !s.contains(['-', '+']);
         let ok = !in_longer_number(l, &r)
@@ -49,8 +136,7 @@ pub fn find_se_pnr(line: &str, out: &mut Vec<Range<usize>>) {
 
 /// Appends validated Danish CPR numbers.
 pub fn find_dk_cpr(line: &str, out: &mut Vec<Range<usize>>) {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    regex_find(builtin(&RE, DK_CPR), line, out, |l, r| {
+    refine_each(line, Shape::DkCpr, out, |l, r| {
         let s = &l[r.clone()];
         let ok = !in_longer_number(l, &r)
             && (s.len() == 11 || natid_context(l, r.start))
@@ -61,8 +147,7 @@ pub fn find_dk_cpr(line: &str, out: &mut Vec<Range<usize>>) {
 
 /// Appends validated Finnish HETUs.
 pub fn find_fi_hetu(line: &str, out: &mut Vec<Range<usize>>) {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    regex_find(builtin(&RE, FI_HETU), line, out, |l, r| {
+    refine_each(line, Shape::FiHetu, out, |l, r| {
         (!in_longer_number(l, &r) && validate::fi_hetu(&l[r.clone()])).then_some(r)
     });
 }
@@ -107,5 +192,32 @@ mod tests {
         assert_eq!(found(find_fi_hetu, "hetu=131052-308T,"), ["131052-308T"]);
         assert_eq!(found(find_fi_hetu, "x 020502E902X"), ["020502E902X"]);
         assert!(found(find_fi_hetu, "x 131052-308U").is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// The run walk finds exactly what each documented pattern finds.
+        #[test]
+        fn candidates_are_the_pattern_matches(
+            l in "([0-9]{1,13}|[ +_a-]|[ADHTUZ]|é){0,24}"
+        ) {
+            static PATTERNS: std::sync::LazyLock<Vec<(Shape, regex::Regex)>> =
+                std::sync::LazyLock::new(|| {
+                    [
+                        (Shape::NoFnr, NO_FNR),
+                        (Shape::SePnr, SE_PNR),
+                        (Shape::DkCpr, DK_CPR),
+                        (Shape::FiHetu, FI_HETU),
+                    ]
+                    .into_iter()
+                    .map(|(s, p)| (s, regex::Regex::new(p).unwrap()))
+                    .collect()
+                });
+            for (shape, re) in PATTERNS.iter() {
+                let shape = *shape;
+                let want: Vec<_> = re.find_iter(&l).map(|m| m.range()).collect();
+                proptest::prop_assert_eq!(candidates(l.as_bytes(), shape), want, "{:?} {:?}", shape, l);
+            }
+        }
     }
 }

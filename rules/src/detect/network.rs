@@ -214,7 +214,9 @@ mod tests {
         fn ipv4_candidates_are_the_pattern_matches(
             l in "([0-9]{1,4}|[.]|[ a_/=:x-]|é){0,40}"
         ) {
-            let re = regex::Regex::new(IPV4).unwrap();
+            static RE: std::sync::LazyLock<regex::Regex> =
+                std::sync::LazyLock::new(|| regex::Regex::new(IPV4).unwrap());
+            let re = &*RE;
             let want: Vec<_> = re.find_iter(&l).map(|m| m.range()).collect();
             let got: Vec<_> = ipv4_candidates(l.as_bytes()).collect();
             proptest::prop_assert_eq!(got, want, "{:?}", l);
