@@ -21,6 +21,15 @@ const MAGIC_TAGGED: &[u8; 4] = b"FJC2";
 /// smaller (0.247 vs 0.264 stored/raw), because these lines' redundancy is short-range.
 pub const CHUNK_ZSTD_LEVEL: i32 = 1;
 
+/// Log2 of the match-finder hash table for stored chunks, over level 1's 14: a 16 KiB table
+/// that stays in L1/L2 while a 1 MiB chunk streams through. With [`CHUNK_ZSTD_MIN_MATCH`],
+/// measured on the bench lines: 2.22 instead of 2.43 ms per MiB, 0.248 instead of 0.247
+/// stored/raw, decompression unchanged (docs/benchmarks.md, 2026-11-27).
+pub const CHUNK_ZSTD_HASH_LOG: u32 = 12;
+
+/// Shortest match the chunk compressor looks for, over level 1's 7.
+pub const CHUNK_ZSTD_MIN_MATCH: u32 = 6;
+
 /// Raw bytes (sum of line lengths) at which the ingest path starts a new chunk.
 pub const TARGET_CHUNK_RAW_BYTES: usize = 1024 * 1024;
 
@@ -84,7 +93,7 @@ pub fn encode(entries: &[Entry]) -> Result<EncodedChunk, ChunkError> {
 pub fn encode_iter<'a>(
     entries: impl Iterator<Item = (i64, &'a str)> + Clone,
 ) -> Result<EncodedChunk, ChunkError> {
-    encode_iter_at(entries, CHUNK_ZSTD_LEVEL)
+    Encoder::stored()?.encode(entries)
 }
 
 /// [`encode_iter`] at another zstd level (for the benchmark that chose the level).
@@ -109,6 +118,22 @@ impl Encoder {
             z: zstd::bulk::Compressor::new(level).map_err(|e| ChunkError::Zstd(e.to_string()))?,
             buf: Vec::new(),
         })
+    }
+
+    /// The encoder the store writes chunks with: [`CHUNK_ZSTD_LEVEL`] with the tuned hash
+    /// table and minimum match. The parameters only change how the compressor searches; the
+    /// frames are ordinary zstd frames that any decoder reads.
+    pub fn stored() -> Result<Encoder, ChunkError> {
+        use zstd::zstd_safe::CParameter;
+        let mut e = Encoder::new(CHUNK_ZSTD_LEVEL)?;
+        for p in [
+            CParameter::HashLog(CHUNK_ZSTD_HASH_LOG),
+            CParameter::MinMatch(CHUNK_ZSTD_MIN_MATCH),
+        ] {
+            e.z.set_parameter(p)
+                .map_err(|e| ChunkError::Zstd(e.to_string()))?;
+        }
+        Ok(e)
     }
 
     /// Encodes `(timestamp, line)` pairs (any order, at least one) into a version-1 chunk,

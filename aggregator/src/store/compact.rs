@@ -122,7 +122,7 @@ fn merge_run(
     }
     // Stable: equal timestamps keep their arrival order.
     entries.sort_by_key(|e| e.0);
-    let c = chunk::Encoder::new(chunk::CHUNK_ZSTD_LEVEL)?
+    let c = chunk::Encoder::stored()?
         .encode_tagged(entries.iter().map(|(t, s, l)| (*s, *t, l.as_str())))?;
     let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
     for id in ids {

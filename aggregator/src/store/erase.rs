@@ -129,7 +129,7 @@ impl Store {
                 if keep.is_empty() {
                     tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
                 } else {
-                    let c = chunk::Encoder::new(chunk::CHUNK_ZSTD_LEVEL)?
+                    let c = chunk::Encoder::stored()?
                         .encode_tagged(keep.iter().map(|(s, t, l)| (*s, *t, l.as_str())))?;
                     tx.execute(
                         "UPDATE chunks SET min_ts = ?2, max_ts = ?3, lines = ?4, raw_bytes = ?5,

@@ -250,7 +250,7 @@ impl Store {
             path,
             writer: Mutex::new(Writer {
                 conn,
-                encoder: chunk::Encoder::new(chunk::CHUNK_ZSTD_LEVEL)?,
+                encoder: chunk::Encoder::stored()?,
                 stream_ids: HashMap::new(),
             }),
             readers: Mutex::new(Vec::new()),
@@ -263,8 +263,9 @@ impl Store {
     }
 
     /// Stores a batch in one transaction, or reports it as a duplicate of a stored batch id.
-    /// `meta.team` overrides any `team` label the client sent. The receipt is written first so
-    /// that its id is the ingest sequence (`seq`) of every chunk of the batch.
+    /// `meta.team` overrides any `team` label the client sent. The receipt (with the batch's
+    /// entry digest) is written before the chunks so that its id is the ingest sequence
+    /// (`seq`) of every chunk of the batch.
     pub fn ingest(
         &self,
         meta: &IngestMeta,
@@ -279,48 +280,56 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(id) = &meta.batch_id {
             let seen: Option<i64> = tx
-                .query_row("SELECT id FROM receipts WHERE batch_id = ?1", [id], |r| {
-                    r.get(0)
-                })
+                .prepare_cached("SELECT id FROM receipts WHERE batch_id = ?1")?
+                .query_row([id], |r| r.get(0))
                 .optional()?;
             if seen.is_some() {
                 return Ok(IngestOutcome::Duplicate);
             }
         }
-        let records = req.records();
-        tx.execute(
-            "INSERT INTO receipts (batch_id, agent, team, received_ns, records, raw_bytes,
-                                   payload_sha256, rules_version, redactions)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                meta.batch_id,
-                meta.agent,
-                meta.team,
-                meta.received_ns,
-                records as i64,
-                req.raw_bytes() as i64,
-                meta.payload_sha256,
-                meta.rules_version,
-                meta.redactions
-            ],
-        )?;
-        let seq = tx.last_insert_rowid();
+        // The entry digest depends on labels, timestamps and lines only, not on the receipt
+        // id, so it is computed first and the receipt is written once, complete.
         let mut digest = EntryDigest::default();
+        let mut keys = Vec::with_capacity(req.streams.len());
+        for s in &req.streams {
+            if s.values.is_empty() {
+                keys.push(None);
+                continue;
+            }
+            let key = labels_key(&s.stream, &meta.team)?;
+            let hasher = StreamHasher::new(&key);
+            for e in &s.values {
+                digest.add(&hasher.entry(e.ts_ns, &e.line));
+            }
+            keys.push(Some(key));
+        }
+        let records = req.records();
+        tx.prepare_cached(
+            "INSERT INTO receipts (batch_id, agent, team, received_ns, records, raw_bytes,
+                                   payload_sha256, rules_version, redactions, entries_digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            meta.batch_id,
+            meta.agent,
+            meta.team,
+            meta.received_ns,
+            records as i64,
+            req.raw_bytes() as i64,
+            meta.payload_sha256,
+            meta.rules_version,
+            meta.redactions,
+            digest.to_string()
+        ])?;
+        let seq = tx.last_insert_rowid();
         let mut new_ids = Vec::new();
         {
             let mut insert_stream = tx.prepare_cached(
                 "INSERT INTO streams (team, labels, created_ns) VALUES (?1, ?2, ?3)
                  ON CONFLICT(labels) DO UPDATE SET team = team RETURNING id",
             )?;
-            for s in &req.streams {
-                if s.values.is_empty() {
-                    continue;
-                }
-                let key = labels_key(&s.stream, &meta.team)?;
-                let hasher = StreamHasher::new(&key);
-                for e in &s.values {
-                    digest.add(&hasher.entry(e.ts_ns, &e.line));
-                }
+            for (s, key) in req.streams.iter().zip(keys) {
+                let Some(key) = key else { continue };
                 let sid = match stream_ids.get(&key) {
                     Some(id) => *id,
                     None => {
@@ -339,10 +348,6 @@ impl Store {
                 }
             }
         }
-        tx.execute(
-            "UPDATE receipts SET entries_digest = ?2 WHERE id = ?1",
-            params![seq, digest.to_string()],
-        )?;
         tx.commit()?;
         // Only cache ids whose rows are committed.
         stream_ids.extend(new_ids);
