@@ -4,18 +4,56 @@
 //! not a card, and neither is the value of a hex-id key (`span=`, `trace_id=`, …).
 
 use std::ops::Range;
-use std::sync::OnceLock;
 
-use super::{builtin, in_longer_number, key_before, regex_find, HEX_ID_KEYS};
+use super::{bounded_after, in_longer_number, key_before, next_run, run_matches, HEX_ID_KEYS};
 use crate::validate;
 
-/// Candidate pattern: compact, 4-4-4-x groups, or 4-6-x groups.
+/// Candidate pattern: compact, 4-4-4-x groups, or 4-6-x groups. [`candidates`] finds exactly
+/// its matches from the line's digit runs (a property test holds it to the pattern).
 pub const PATTERN: &str = r"(?-u:\b)(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,7}(?:[ -][0-9]{3})?|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?-u:\b)";
+
+/// The matches of [`PATTERN`], leftmost first. Each group is a whole digit run (a group
+/// ending inside a run would be followed by a digit where the pattern wants a separator or
+/// the closing boundary), so the alternatives follow from the run lengths: one run of
+/// 13–19; 4, 4, 4, 1–7 and an optional 3; or 4, 6, 4–5 — joined by single spaces or dashes.
+fn candidates(b: &[u8]) -> Vec<Range<usize>> {
+    let sep = |c: u8| c == b' ' || c == b'-';
+    let bounded = |e: usize| bounded_after(b, e);
+    run_matches(b, |first| {
+        let len = first.len();
+        if (13..=19).contains(&len) {
+            return bounded(first.end).then_some(first.end);
+        }
+        if len != 4 {
+            return None;
+        }
+        let second = next_run(b, first.end, sep)?;
+        match second.len() {
+            4 => {
+                let third = next_run(b, second.end, sep).filter(|r| r.len() == 4)?;
+                let last = next_run(b, third.end, sep).filter(|r| r.len() <= 7)?;
+                // The optional 3-digit group, when it is whole and closed by a boundary.
+                let group = next_run(b, last.end, sep).filter(|r| r.len() == 3 && bounded(r.end));
+                match group {
+                    Some(g) => Some(g.end),
+                    None => bounded(last.end).then_some(last.end),
+                }
+            }
+            6 => next_run(b, second.end, sep)
+                .filter(|r| (4..=5).contains(&r.len()) && bounded(r.end))
+                .map(|r| r.end),
+            _ => None,
+        }
+    })
+}
 
 /// Appends validated card numbers in `line`.
 pub fn find(line: &str, out: &mut Vec<Range<usize>>) {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    regex_find(builtin(&RE, PATTERN), line, out, refine);
+    out.extend(
+        candidates(line.as_bytes())
+            .into_iter()
+            .filter_map(|r| refine(line, r)),
+    );
 }
 
 fn refine(line: &str, r: Range<usize>) -> Option<Range<usize>> {
@@ -61,6 +99,27 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(super::super::found(find, line), *want, "{line}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+        /// The run walk finds exactly what the documented pattern finds.
+        #[test]
+        fn candidates_are_the_pattern_matches(
+            parts in proptest::collection::vec(
+                (
+                    "[0-9]{3}|[0-9]{4}|[0-9]{5}|[0-9]{6}|[0-9]{1,8}|[0-9]{12,20}",
+                    "[ -]|[ -]|[ -]|[a_.é]|",
+                ),
+                0..10,
+            )
+        ) {
+            let l: String = parts.into_iter().map(|(d, s)| d + &s).collect();
+            static RE: std::sync::LazyLock<regex::Regex> =
+                std::sync::LazyLock::new(|| regex::Regex::new(PATTERN).unwrap());
+            let want: Vec<_> = RE.find_iter(&l).map(|m| m.range()).collect();
+            proptest::prop_assert_eq!(candidates(l.as_bytes()), want, "{:?}", l);
         }
     }
 }

@@ -244,6 +244,57 @@ pub(crate) fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// The end of the digit run that starts at `from` (`from` itself when `b[from]` is not a
+/// digit).
+pub(crate) fn digit_run_end(b: &[u8], from: usize) -> usize {
+    b[from..]
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .map_or(b.len(), |k| from + k)
+}
+
+/// Whether a regex's ASCII word boundary `(?-u:\b)` holds right after a match ending at `e`
+/// in a word byte: the next byte is not a word byte.
+pub(crate) fn bounded_after(b: &[u8], e: usize) -> bool {
+    !b.get(e).copied().is_some_and(is_word)
+}
+
+/// The leftmost-first, non-overlapping matches of a pattern that begins, at an ASCII word
+/// boundary, with a whole digit run: `end_of` gets each such run in order and returns where
+/// a match starting there ends, if one does; the search goes on after a match's end, as a
+/// regex's `find_iter` does.
+pub(crate) fn run_matches(
+    b: &[u8],
+    mut end_of: impl FnMut(Range<usize>) -> Option<usize>,
+) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        i = digit_run_end(b, s);
+        if s > 0 && is_word(b[s - 1]) {
+            continue;
+        }
+        if let Some(end) = end_of(s..i) {
+            out.push(s..end);
+            i = end;
+        }
+    }
+    out
+}
+
+/// `e` is the end of a digit run: if `b[e]` is a separator `sep` accepts and a digit run
+/// starts right after it, that run.
+pub(crate) fn next_run(b: &[u8], e: usize, sep: impl Fn(u8) -> bool) -> Option<Range<usize>> {
+    let s = e + 1;
+    (b.get(e).is_some_and(|&c| sep(c)) && b.get(s).is_some_and(u8::is_ascii_digit))
+        .then(|| s..digit_run_end(b, s))
+}
+
 /// True when the range is glued to a longer number: a digit, or `-`/`.`/`/`/`:` then a
 /// digit, right before or after it (`2026-11-26-4111…`, `4111….5`, UUID groups).
 pub(crate) fn in_longer_number(line: &str, r: &Range<usize>) -> bool {

@@ -17,7 +17,7 @@
 
 use std::ops::Range;
 
-use super::{in_longer_number, is_word, natid_context};
+use super::{bounded_after, in_longer_number, natid_context, next_run, run_matches};
 use crate::validate;
 
 /// Norwegian fødselsnummer candidates.
@@ -45,34 +45,16 @@ enum Shape {
 /// longer run: a digit would follow where the pattern wants a separator, a digit run of
 /// another length, or the closing boundary).
 fn candidates(b: &[u8], shape: Shape) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let run_end = |from: usize| {
-        b[from..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(b.len(), |k| from + k)
-    };
-    let bounded = |e: usize| !b.get(e).copied().is_some_and(is_word);
+    let bounded = |e: usize| bounded_after(b, e);
     // `sep` then a run of exactly `len` digits, closed by a boundary: its end.
     let then = |e: usize, sep: &dyn Fn(u8) -> bool, len: usize| {
-        let s = e + 1;
-        (b.get(e).is_some_and(|&c| sep(c)) && b.get(s).is_some_and(u8::is_ascii_digit))
-            .then(|| run_end(s))
-            .filter(|&end| end - s == len && bounded(end))
+        next_run(b, e, sep)
+            .filter(|r| r.len() == len && bounded(r.end))
+            .map(|r| r.end)
     };
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let s = i;
-        let e = run_end(s);
-        i = e;
-        if s > 0 && is_word(b[s - 1]) {
-            continue;
-        }
-        let end = match (shape, e - s) {
+    run_matches(b, |run| {
+        let e = run.end;
+        match (shape, run.len()) {
             (Shape::NoFnr, 11) | (Shape::SePnr, 10 | 12) | (Shape::DkCpr, 10) => {
                 bounded(e).then_some(e)
             }
@@ -92,13 +74,8 @@ fn candidates(b: &[u8], shape: Shape) -> Vec<Range<usize>> {
                 .then_some(e + 5)
             }
             _ => None,
-        };
-        if let Some(end) = end {
-            out.push(s..end);
-            i = end;
         }
-    }
-    out
+    })
 }
 
 /// Keeps the candidates `refine` accepts.
