@@ -676,6 +676,31 @@ action = "drop_line"
         );
     }
 
+    /// A JSON line is walked for field rules only when it contains one of their keys; the
+    /// outcome is the same as walking every line.
+    #[test]
+    fn field_rules_skip_lines_without_their_keys() {
+        let r = redactor("[[field]]\npath = \"customer.email\"\naction = \"mask\"\n");
+        let mut c = Counts::default();
+        let plain = r#"{"customer":{"mail":"x","id":7}}"#;
+        assert!(matches!(
+            r.apply(plain, &mut c),
+            Some(std::borrow::Cow::Borrowed(_))
+        ));
+        assert_eq!(
+            apply(&r, r#"{"customer":{"email":"x"}}"#).unwrap(),
+            r#"{"customer":{"email":"[REDACTED:customer.email]"}}"#
+        );
+        // A key written with an escape is still found (the line has a backslash).
+        assert_eq!(
+            apply(&r, r#"{"customer":{"em\u0061il":"x"}}"#).unwrap(),
+            r#"{"customer":{"em\u0061il":"[REDACTED:customer.email]"}}"#
+        );
+        // Only wildcards: every line is walked.
+        let any = redactor("[[field]]\npath = \"*\"\naction = \"drop_line\"\n");
+        assert_eq!(any.apply(r#"{"a":1}"#, &mut c), None);
+    }
+
     #[test]
     fn invalid_or_deep_json_falls_back_to_text() {
         let r = redactor("");

@@ -174,6 +174,10 @@ pub struct Redactor {
     pub(crate) has_patterns: bool,
     /// Whether any rule is a built-in detector.
     has_detectors: bool,
+    /// For each field rule, its last literal path key quoted (`"email"`): a line without a
+    /// backslash can only hold that field if it contains this text. `None` when some rule
+    /// has only `*` segments (then every JSON line is walked).
+    field_keys: Option<Vec<memchr::memmem::Finder<'static>>>,
     key: Option<Hmac<Sha256>>,
     version: String,
 }
@@ -268,12 +272,21 @@ impl Redactor {
         let has_detectors = rules
             .iter()
             .any(|r| matches!(r.finder, Finder::Detector(_)));
+        let field_keys = set
+            .fields
+            .iter()
+            .map(|f| {
+                let key = f.path.iter().rev().find(|k| k.as_str() != "*")?;
+                Some(memchr::memmem::Finder::new(format!("\"{key}\"").as_bytes()).into_owned())
+            })
+            .collect();
         Ok(Redactor {
             rules,
             fields,
             key_rules,
             has_patterns,
             has_detectors,
+            field_keys,
             key,
             version: set.version(),
         })
@@ -327,7 +340,8 @@ impl Redactor {
                     Finder::Pattern { regex, .. } => regex.is_match(line),
                     Finder::Detector(_) => false,
                 });
-            if !hits.is_empty() || pattern_hit || !self.fields.is_empty() || line.contains('\\') {
+            let escaped = line.contains('\\');
+            if !hits.is_empty() || pattern_hit || escaped || self.fields_may_apply(line) {
                 let mut local = Counts::default();
                 let mut local_explain = Vec::new();
                 let sink = explain.as_ref().map(|_| &mut local_explain);
@@ -373,6 +387,16 @@ impl Redactor {
             e.extend(hits.iter().map(|h| self.explain_hit(h, None)));
         }
         Some(Cow::Owned(out))
+    }
+
+    /// Whether a field rule may apply to the JSON `line` (which has no backslash): an
+    /// object key appears in the raw line exactly as written, between quotes, unless it has
+    /// an escape, so a line without any rule's key text holds none of their fields.
+    fn fields_may_apply(&self, line: &str) -> bool {
+        match &self.field_keys {
+            Some(keys) => keys.iter().any(|k| k.find(line.as_bytes()).is_some()),
+            None => true,
+        }
     }
 
     pub(crate) fn explain_hit(&self, h: &Hit, field: Option<&str>) -> ExplainHit {
