@@ -7,7 +7,9 @@
 //!   IPv4 address, as the generator's do, so a third of the lines have a redaction;
 //! * `clean`: the same shapes without PII (access-log lines log `-` for the client), the
 //!   prefilter-only path;
-//! * `json`: JSON lines only, half with PII.
+//! * `json`: JSON lines only, half with PII;
+//! * `json-payments`: the same lines under the seed deployment's team file
+//!   (`deploy/rules/payments.toml`, with JSON field rules).
 //!
 //! Run: `cargo bench -p fjord-rules --bench redact`. docs/benchmarks.md records the figures.
 
@@ -118,11 +120,20 @@ fn bench(c: &mut Criterion) {
         Ok(Ok(r)) => r,
         _ => panic!("default packs do not compile"),
     };
+    // The seed deployment's team file, whose JSON field rules apply to some JSON lines.
+    let team = include_str!("../../deploy/rules/payments.toml");
+    let payments = match resolve(&[("payments.toml", team)])
+        .map(|s| Redactor::new(&s, Some(b"bench-hash-key-0123456789")))
+    {
+        Ok(Ok(r)) => r,
+        _ => panic!("the payments team file does not compile"),
+    };
     let mut g = c.benchmark_group("redact");
-    for (name, lines) in [
-        ("mixed", corpus(50, None)),
-        ("clean", corpus(0, None)),
-        ("json", corpus(16, Some(2))),
+    for (name, redactor, lines) in [
+        ("mixed", &redactor, corpus(50, None)),
+        ("clean", &redactor, corpus(0, None)),
+        ("json", &redactor, corpus(16, Some(2))),
+        ("json-payments", &payments, corpus(16, Some(2))),
     ] {
         let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
         g.throughput(Throughput::Bytes(bytes as u64));
