@@ -5,7 +5,9 @@
 
 use std::ops::Range;
 
-use super::{bounded_after, in_longer_number, key_before, next_run, run_matches, HEX_ID_KEYS};
+use super::{
+    bounded_after, in_longer_number, keep, key_before, next_run, run_matches, HEX_ID_KEYS,
+};
 use crate::validate;
 
 /// Candidate pattern: compact, 4-4-4-x groups, or 4-6-x groups. [`candidates`] finds exactly
@@ -49,11 +51,7 @@ fn candidates(b: &[u8]) -> Vec<Range<usize>> {
 
 /// Appends validated card numbers in `line`.
 pub fn find(line: &str, out: &mut Vec<Range<usize>>) {
-    out.extend(
-        candidates(line.as_bytes())
-            .into_iter()
-            .filter_map(|r| refine(line, r)),
-    );
+    keep(line, candidates(line.as_bytes()), out, refine);
 }
 
 fn refine(line: &str, r: Range<usize>) -> Option<Range<usize>> {

@@ -224,11 +224,17 @@ pub(crate) fn regex_find(
     out: &mut Vec<Range<usize>>,
     refine: impl Fn(&str, Range<usize>) -> Option<Range<usize>>,
 ) {
-    for m in re.find_iter(line) {
-        if let Some(r) = refine(line, m.range()) {
-            out.push(r);
-        }
-    }
+    keep(line, re.find_iter(line).map(|m| m.range()), out, refine);
+}
+
+/// Appends the candidate ranges of `line` that `refine` accepts (possibly narrowed).
+pub(crate) fn keep(
+    line: &str,
+    candidates: impl IntoIterator<Item = Range<usize>>,
+    out: &mut Vec<Range<usize>>,
+    refine: impl Fn(&str, Range<usize>) -> Option<Range<usize>>,
+) {
+    out.extend(candidates.into_iter().filter_map(|r| refine(line, r)));
 }
 
 /// Compiles a built-in pattern once. Built-in patterns are constants covered by tests, so

@@ -17,7 +17,7 @@
 
 use std::ops::Range;
 
-use super::{bounded_after, in_longer_number, natid_context, next_run, run_matches};
+use super::{bounded_after, in_longer_number, keep, natid_context, next_run, run_matches};
 use crate::validate;
 
 /// Norwegian fødselsnummer candidates.
@@ -78,55 +78,57 @@ fn candidates(b: &[u8], shape: Shape) -> Vec<Range<usize>> {
     })
 }
 
-/// Keeps the candidates `refine` accepts.
-fn refine_each(
-    line: &str,
-    shape: Shape,
-    out: &mut Vec<Range<usize>>,
-    refine: impl Fn(&str, Range<usize>) -> Option<Range<usize>>,
-) {
-    out.extend(
-        candidates(line.as_bytes(), shape)
-            .into_iter()
-            .filter_map(|r| refine(line, r)),
-    );
-}
-
 /// Appends validated Norwegian fødselsnummer / D-numbers.
 pub fn find_no_fnr(line: &str, out: &mut Vec<Range<usize>>) {
-    refine_each(line, Shape::NoFnr, out, |l, r| {
-        (!in_longer_number(l, &r) && validate::no_fnr(&l[r.clone()])).then_some(r)
-    });
+    keep(
+        line,
+        candidates(line.as_bytes(), Shape::NoFnr),
+        out,
+        |l, r| (!in_longer_number(l, &r) && validate::no_fnr(&l[r.clone()])).then_some(r),
+    );
 }
 
 /// Appends validated Swedish personnummer / samordningsnummer.
 pub fn find_se_pnr(line: &str, out: &mut Vec<Range<usize>>) {
-    refine_each(line, Shape::SePnr, out, |l, r| {
-        let s = &l[r.clone()];
-        let compact = !s.contains(['-', '+']);
-        let ok = !in_longer_number(l, &r)
-            && (!compact || natid_context(l, r.start))
-            && validate::se_personnummer(s);
-        ok.then_some(r)
-    });
+    keep(
+        line,
+        candidates(line.as_bytes(), Shape::SePnr),
+        out,
+        |l, r| {
+            let s = &l[r.clone()];
+            let compact = !s.contains(['-', '+']);
+            let ok = !in_longer_number(l, &r)
+                && (!compact || natid_context(l, r.start))
+                && validate::se_personnummer(s);
+            ok.then_some(r)
+        },
+    );
 }
 
 /// Appends validated Danish CPR numbers.
 pub fn find_dk_cpr(line: &str, out: &mut Vec<Range<usize>>) {
-    refine_each(line, Shape::DkCpr, out, |l, r| {
-        let s = &l[r.clone()];
-        let ok = !in_longer_number(l, &r)
-            && (s.len() == 11 || natid_context(l, r.start))
-            && validate::dk_cpr(s);
-        ok.then_some(r)
-    });
+    keep(
+        line,
+        candidates(line.as_bytes(), Shape::DkCpr),
+        out,
+        |l, r| {
+            let s = &l[r.clone()];
+            let ok = !in_longer_number(l, &r)
+                && (s.len() == 11 || natid_context(l, r.start))
+                && validate::dk_cpr(s);
+            ok.then_some(r)
+        },
+    );
 }
 
 /// Appends validated Finnish HETUs.
 pub fn find_fi_hetu(line: &str, out: &mut Vec<Range<usize>>) {
-    refine_each(line, Shape::FiHetu, out, |l, r| {
-        (!in_longer_number(l, &r) && validate::fi_hetu(&l[r.clone()])).then_some(r)
-    });
+    keep(
+        line,
+        candidates(line.as_bytes(), Shape::FiHetu),
+        out,
+        |l, r| (!in_longer_number(l, &r) && validate::fi_hetu(&l[r.clone()])).then_some(r),
+    );
 }
 
 #[cfg(test)]
