@@ -2,29 +2,41 @@
 //! are absent never runs, and a line without any costs this pass alone.
 //!
 //! How: the line is classified 64 bytes at a time into bit masks (digit, letter, upper case,
-//! hex digit, `:`, `@`, `+`) — with SSE2 on x86_64, sixteen bytes per instruction, and
-//! elsewhere with word-sized (SWAR) arithmetic, eight bytes per `u64`; a property test
-//! holds the two equal. Everything else works on the masks: word-part starts are `letter & !(alnum << 1)`; digit runs are
-//! found at their last digit (`digit & !(digit >> 1)`) and measured with one
-//! `leading_zeros`, and a run shorter than six digits with no single-byte gap to another
-//! run is not visited at all (it can set no bit; hex ids are full of those). A word-part
-//! start costs one lookup in a table of keyword first-byte pairs, and the rare pair that
-//! passes one masked 8-byte compare per keyword. So the cost per byte is a few
-//! arithmetic instructions without branches.
+//! hex digit, `:`, `@`, `+`, space or `-`, `.`, `0`, sign bytes) — with SSE2 on x86_64,
+//! sixteen bytes per instruction, and elsewhere with word-sized (SWAR) arithmetic, eight
+//! bytes per `u64`; a property test holds the two equal. Everything else works on the
+//! masks, with the previous block's masks shifted in at the front:
+//!
+//! - word-part starts are `letter & !(alnum << 1)` (plus lower→upper changes); each costs
+//!   one lookup in a table of keyword first-byte pairs, and the rare pair that passes one
+//!   masked 8-byte compare per keyword;
+//! - digit shapes are shift-and-AND arithmetic: "the N bytes ending here are digits" is
+//!   built by doubling (`r4 = r2 & r2 << 2`), chains (runs joined by single spaces or
+//!   dashes) the same way over digits plus joiners, and "every byte from a seed to the end
+//!   of its run" is one addition (the carry runs through the run). Cards, 10/11/12-digit
+//!   runs, dated ids and dotted quads are decided this way without visiting a single run;
+//!   only trunk-0 phone numbers, whose digit count along a chain masks cannot give, are
+//!   walked run by run — on the rare line the masks cannot clear.
+//!
+//! So the cost per byte is a few arithmetic instructions without branches.
 //!
 //! Invariant: each bit is a *necessary* condition for its detector's candidate pattern (a
 //! line without the bit cannot produce a match), except the keyword bits, which also define
 //! where a keyword counts (at a word-part start: `client_secret`, `newPassword`, not
-//! `mypassword`). The keyword bits, `F_AT`, `F_CHAIN13`, `F_SIGN6`, `F_RUN10`, `F_RUN12`,
-//! `F_PLUS_DIGIT`, `F_DOTTED4`, `F_IPV6` and `F_IBAN` are exactly those of the byte-at-a-time
-//! pass this replaced (a property test compares the two on random lines); `F_FNR11` and
-//! `F_TRUNK0` are tighter than the chain-length bits they replace (an 11-digit chain of
-//! access-log numbers no longer runs the fødselsnummer regex), and still necessary.
+//! `mypassword`). The keyword bits, `F_AT`, `F_PLUS_DIGIT`, `F_DOTTED4`, `F_IPV6`, `F_IBAN`,
+//! and `F_RUN10`/`F_RUN12` next to a national-id keyword are exactly those of the
+//! byte-at-a-time pass this replaced (a property test compares the two on random lines);
+//! `F_CARD`, `F_FNR11`, `F_SIGN6` and `F_TRUNK0` are tighter than the bits they replace
+//! (they also require the `\b` the patterns require, so digits inside a hex trace id do not
+//! run the fødselsnummer search), and property tests check on random lines that no
+//! candidate of those detectors' patterns is ever skipped.
 
 /// An `@` (e-mail).
 pub(crate) const F_AT: u32 = 1 << 0;
-/// A chain (digit runs joined by single spaces or dashes) of 13+ digits (cards).
-pub(crate) const F_CHAIN13: u32 = 1 << 1;
+/// Card-shaped digits: a run of 13+ digits, or a run of exactly 4 digits that starts 16+
+/// bytes of digit runs joined by single spaces or dashes (the shortest grouped cards,
+/// `4-4-4-1` and `4-6-4`, are 16 bytes).
+pub(crate) const F_CARD: u32 = 1 << 1;
 /// A run of exactly 11 digits, or 6 digits, one space, 5 digits (Norwegian fødselsnummer).
 pub(crate) const F_FNR11: u32 = 1 << 2;
 /// A run of 6 or 8 digits, then a sign (`-`, `+`, `A`–`F`, `U`–`Y`) and a digit (dated ids).
@@ -311,6 +323,12 @@ struct Masks {
     colon: u64,
     at: u64,
     plus: u64,
+    /// A space or `-` (the bytes that join digit runs into a chain).
+    join: u64,
+    dot: u64,
+    zero: u64,
+    /// What may follow the date of a dated id: `-`, `+`, `A`–`F`, `U`–`Y`.
+    sign: u64,
 }
 
 impl Masks {
@@ -347,6 +365,14 @@ impl Masks {
             m.colon |= gather(equals(w, b':')) << shift;
             m.at |= gather(equals(w, b'@')) << shift;
             m.plus |= gather(equals(w, b'+')) << shift;
+            m.join |= gather(equals(w, b' ') | equals(w, b'-')) << shift;
+            m.dot |= gather(equals(w, b'.')) << shift;
+            m.zero |= gather(equals(w, b'0')) << shift;
+            let sign = equals(w, b'-')
+                | equals(w, b'+')
+                | in_range(w, b'A', b'F')
+                | in_range(w, b'U', b'Y');
+            m.sign |= gather(sign) << shift;
             shift += 8;
         };
         for word in words.by_ref() {
@@ -376,14 +402,21 @@ mod sse2 {
 
     #[inline(always)]
     pub(super) fn masks(block: &[u8]) -> Masks {
-        let mut bytes = [0u8; BLOCK];
-        bytes[..block.len()].copy_from_slice(block);
+        // A whole block is classified in place; only a line's last, short one is copied.
+        let mut padded = [0u8; BLOCK];
+        let bytes: &[u8; BLOCK] = match block.try_into() {
+            Ok(whole) => whole,
+            Err(_) => {
+                padded[..block.len()].copy_from_slice(block);
+                &padded
+            }
+        };
         // SAFETY: `classify` only needs SSE2, which every x86_64 CPU has (it is in the
         // target's baseline features); it reads nothing but its argument.
-        unsafe { classify(&bytes) }
+        unsafe { classify(bytes) }
     }
 
-    #[target_feature(enable = "sse2")]
+    #[inline(always)]
     unsafe fn classify(bytes: &[u8; BLOCK]) -> Masks {
         let mut m = Masks::default();
         let splat = |c: u8| _mm_set1_epi8(c as i8);
@@ -416,14 +449,62 @@ mod sse2 {
             m.hex |= mask(hex) << shift;
             m.colon |= mask(_mm_cmpeq_epi8(x, splat(b':'))) << shift;
             m.at |= mask(_mm_cmpeq_epi8(x, splat(b'@'))) << shift;
-            m.plus |= mask(_mm_cmpeq_epi8(x, splat(b'+'))) << shift;
+            let plus = _mm_cmpeq_epi8(x, splat(b'+'));
+            let dash = _mm_cmpeq_epi8(x, splat(b'-'));
+            m.plus |= mask(plus) << shift;
+            m.join |= mask(_mm_or_si128(_mm_cmpeq_epi8(x, splat(b' ')), dash)) << shift;
+            m.dot |= mask(_mm_cmpeq_epi8(x, splat(b'.'))) << shift;
+            m.zero |= mask(_mm_cmpeq_epi8(x, splat(b'0'))) << shift;
+            let sign = _mm_or_si128(
+                _mm_or_si128(plus, dash),
+                _mm_or_si128(within(x, b'A', b'F'), within(x, b'U', b'Y')),
+            );
+            m.sign |= mask(sign) << shift;
         }
         m
     }
 }
 
+/// Bit `i` of the result is bit `i - k` of the line's mask, for `1 <= k <= 63`: `m` is this
+/// block's mask and `prev` the previous block's (zero before the first block).
+#[inline(always)]
+fn back(m: u64, prev: u64, k: u32) -> u64 {
+    (m << k) | (prev >> (64 - k))
+}
+
+/// The bytes of `class` from each `seeds` byte (within `class`) to the end of its run of
+/// `class` bytes, a run coming in from the previous block included when `prev`, that
+/// function's result for the previous block, reached its last byte. Adding a seed's bit to
+/// the run's bits carries through the rest of the run and clears it.
+#[inline(always)]
+fn reach(class: u64, seeds: u64, prev: u64) -> u64 {
+    let seeds = seeds | (prev >> 63 & class & 1);
+    (class & !class.wrapping_add(seeds)) | seeds
+}
+
+/// One block's masks that the next block's shifts read (see [`Scan::block`]).
+#[derive(Default)]
+struct Digits {
+    digit: u64,
+    alnum: u64,
+    r2: u64,
+    r4: u64,
+    r6: u64,
+    r8: u64,
+    chain: u64,
+    c2: u64,
+    c4: u64,
+    c8: u64,
+    spaced: u64,
+    bounded: u64,
+    seen1: u64,
+    seen2: u64,
+    zero_start: u64,
+    group4: u64,
+}
+
 /// State carried from block to block (bit 0 of a `carry_*` is the previous block's last
-/// byte).
+/// byte; a `prev_*` is the previous block's whole mask).
 struct Scan<'a> {
     b: &'a [u8],
     f: u32,
@@ -435,19 +516,12 @@ struct Scan<'a> {
     carry_lower: u64,
     carry_colon: u64,
     carry_hex: u64,
-    /// The previous block's digit mask and single-byte gaps between digits.
-    prev_digit: u64,
-    prev_gap: u64,
-    /// Start of a digit run that reaches the end of the previous block and goes on.
-    open_run: Option<usize>,
-    /// The previous digit run: end (exclusive), length, whether it starts with `0`.
-    prev: Option<(usize, usize, bool)>,
-    /// The chain (runs joined by single spaces or dashes) the previous run belongs to.
-    chain_digits: usize,
-    /// Digits in the chain before its first trunk-0 head (`070-…`), if it has one.
-    trunk0_at: Option<usize>,
-    /// Consecutive runs joined by single dots, minus one.
-    dotted: u32,
+    /// The previous block's masks: see [`Digits`].
+    prev: Digits,
+    /// Whether a run of 2–5 digits starting with `0` is joined to another, and whether 9
+    /// chain bytes follow such a `0` (both are needed for `F_TRUNK0`).
+    zero_joined: bool,
+    zero_chain: bool,
 }
 
 impl<'a> Scan<'a> {
@@ -460,13 +534,9 @@ impl<'a> Scan<'a> {
             carry_lower: 0,
             carry_colon: 0,
             carry_hex: 0,
-            prev_digit: 0,
-            prev_gap: 0,
-            open_run: None,
-            prev: None,
-            chain_digits: 0,
-            trunk0_at: None,
-            dotted: 0,
+            prev: Digits::default(),
+            zero_joined: false,
+            zero_chain: false,
         }
     }
 
@@ -513,128 +583,168 @@ impl<'a> Scan<'a> {
         self.carry_colon = m.colon >> 63;
         self.carry_hex = m.hex >> 63;
 
-        let d = m.digit;
-        let prev_d = self.prev_digit;
-        let next_is_digit = b.get(base + BLOCK).is_some_and(u8::is_ascii_digit);
         if m.at != 0 {
             self.f |= F_AT;
         }
-        if m.plus & ((d >> 1) | (u64::from(next_is_digit) << 63)) != 0 {
+        let d = m.digit;
+        let next = b.get(base + BLOCK);
+        let next_is_digit = next.is_some_and(u8::is_ascii_digit);
+        let next_is_alnum = next.is_some_and(u8::is_ascii_alphanumeric);
+        let after = (d >> 1) | (u64::from(next_is_digit) << 63);
+        if m.plus & after != 0 {
             self.f |= F_PLUS_DIGIT;
         }
-        // One byte, not a digit or letter, between two digits: where runs may join (`-`, ` `,
-        // `.`; also `:` and `/`, which cost a visit but set nothing).
-        let gap = !d
-            & !m.letter
-            & ((d << 1) | (prev_d >> 63))
-            & ((d >> 1) | (u64::from(next_is_digit) << 63));
-        let prev_gap = self.prev_gap;
-        self.prev_digit = d;
-        self.prev_gap = gap;
         if d == 0 {
+            // No digit run ends here, and the next block's shifts read only `alnum`.
+            self.prev = Digits {
+                alnum,
+                ..Digits::default()
+            };
             return;
         }
-        // Runs are handled at their last digit; one reaching the block's end may go on.
-        let goes_on = d >> 63 == 1 && next_is_digit;
-        let mut ends = d & !(d >> 1);
-        if goes_on {
-            ends &= !(1 << 63);
-        }
-        // A run shorter than 6 digits with no gap byte on either side sets no bit: it cannot
-        // be a 6/8/10/11/12-digit run or part of a chain. Only the other runs are visited
-        // (a hex trace id has a dozen short runs and none of them is visited).
-        let with = |k: u32| (d << k) | (prev_d >> (64 - k));
-        let long = d & with(1) & with(2) & with(3) & with(4) & with(5);
-        let starts = d & !with(1);
-        let after_gap = starts & ((gap << 1) | (prev_gap >> 63));
-        // Adding a run's start bit carries through the run to the bit after its last digit.
-        let ends_after_gap = (d.wrapping_add(after_gap) & !d) >> 1;
-        let mut visit = ends & (long | (gap >> 1) | ends_after_gap | (1 << 63));
-        if self.open_run.is_some() {
-            visit |= ends & ends.wrapping_neg(); // the run that came in from the last block
-        }
-        while visit != 0 {
-            let e = visit.trailing_zeros();
-            visit &= visit - 1;
-            let before = !d & ((1u64 << e) - 1);
-            let start = if before == 0 {
-                self.open_run.take().unwrap_or(base)
-            } else {
-                base + BLOCK - before.leading_zeros() as usize
-            };
-            self.run(start, base + e as usize + 1);
-        }
-        if goes_on {
-            if !d != 0 {
-                self.open_run = Some(base + BLOCK - (!d).leading_zeros() as usize);
-            } else if self.open_run.is_none() {
-                self.open_run = Some(base);
-            }
-        }
-    }
+        // The digit shapes, as masks. `rN` marks the last byte of N digits in a row, `cN`
+        // of N chain bytes (digits and the single spaces or dashes between them); each
+        // doubles or extends a shorter one. "Bounded" means between bytes that are not
+        // letters or digits, as the detectors' `\b` requires.
+        let p = &self.prev;
+        let before = back(d, p.digit, 1);
+        let after_alnum = (alnum >> 1) | (u64::from(next_is_alnum) << 63);
+        let end = d & !after;
+        let bounded_end = d & !after_alnum;
+        let joined = m.join & before & after;
+        let chain = d | joined;
+        let dots = m.dot & before & after;
+        let dotted = d | dots;
+        let zero_start = m.zero & !before;
+        let r2 = d & before;
+        let r4 = r2 & back(r2, p.r2, 2);
+        let r5 = r4 & back(d, p.digit, 4);
+        let r6 = r4 & back(r2, p.r2, 4);
+        let r8 = r4 & back(r4, p.r4, 4);
+        let r10 = r8 & back(r2, p.r2, 8);
+        let r11 = r10 & back(d, p.digit, 10);
+        let r12 = r8 & back(r4, p.r4, 8);
+        let r13 = r12 & back(d, p.digit, 12);
+        let c2 = chain & back(chain, p.chain, 1);
+        let c4 = c2 & back(c2, p.c2, 2);
+        let c8 = c4 & back(c4, p.c4, 4);
+        let c9 = c8 & back(chain, p.chain, 8);
+        let c16 = c8 & back(c8, p.c8, 8);
+        // Digits of runs that start after a byte that is not a letter or digit.
+        let bounded = reach(d, d & !back(alnum, p.alnum, 1), p.bounded);
 
-    /// One maximal digit run `b[s..e]`, in line order.
-    fn run(&mut self, s: usize, e: usize) {
-        let b = self.b;
-        let len = e - s;
-        let zero = b[s] == b'0';
-        // The single byte between the previous run and this one, if that is all there is.
-        let gap = match self.prev {
-            Some((end, _, _)) if end + 1 == s => Some(b[end]),
-            _ => None,
-        };
-        if matches!(gap, Some(b' ' | b'-')) {
-            if let Some((_, prev_len, prev_zero)) = self.prev {
-                if prev_zero && (2..=5).contains(&prev_len) && self.trunk0_at.is_none() {
-                    self.trunk0_at = Some(self.chain_digits - prev_len);
-                }
-                if gap == Some(b' ') && prev_len == 6 && len == 5 {
-                    self.f |= F_FNR11;
-                }
-            }
-            self.chain_digits += len;
-        } else {
-            self.end_chain();
-            self.chain_digits = len;
+        // Cards: a bounded run of 13+ digits, or a joiner after a group of exactly four
+        // digits with 16 chain bytes from the group on.
+        let group4 = joined & back(r4, p.r4, 1) & !back(alnum, p.alnum, 5);
+        if (r13 & bounded_end & bounded) | (back(group4, p.group4, 11) & c16) != 0 {
+            self.f |= F_CARD;
         }
-        if gap == Some(b'.') {
-            self.dotted += 1;
-            if self.dotted >= 3 {
-                self.f |= F_DOTTED4;
-            }
-        } else {
-            self.dotted = 0;
+        // Runs of exactly 10 and 12 digits (dated ids without a separator).
+        if end & r10 & !back(d, p.digit, 10) != 0 {
+            self.f |= F_RUN10;
         }
-        match len {
-            10 => self.f |= F_RUN10,
-            11 => self.f |= F_FNR11,
-            12 => self.f |= F_RUN12,
-            _ => {}
+        if end & r12 & !back(d, p.digit, 12) != 0 {
+            self.f |= F_RUN12;
         }
-        if (len == 6 || len == 8)
-            && matches!(b.get(e), Some(b'-' | b'+' | b'A'..=b'F' | b'U'..=b'Y'))
-            && b.get(e + 1).is_some_and(u8::is_ascii_digit)
-        {
+        // Fødselsnummer: a bounded run of exactly 11 digits, or of 6, a space and 5 (`join`
+        // is a space or `-`, `sign` has `-` and no space).
+        let fnr11 = r11 & !back(alnum, p.alnum, 11);
+        let spaced = joined & !m.sign;
+        let fnr6_5 = r5 & back(spaced, p.spaced, 5) & back(r6, p.r6, 6) & !back(alnum, p.alnum, 12);
+        if bounded_end & (fnr11 | fnr6_5) != 0 {
+            self.f |= F_FNR11;
+        }
+        // Dated ids: exactly 6 or 8 digits after a byte that is not a letter or digit, a
+        // sign byte, a digit.
+        let lead6 = back(r6, p.r6, 1) & !back(alnum, p.alnum, 7);
+        let lead8 = back(r8, p.r8, 1) & !back(alnum, p.alnum, 9);
+        if (lead6 | lead8) & m.sign & after != 0 {
             self.f |= F_SIGN6;
         }
-        self.prev = Some((e, len, zero));
-    }
-
-    fn end_chain(&mut self) {
-        if self.chain_digits >= 13 {
-            self.f |= F_CHAIN13;
+        // Four runs joined by dots: a dot with two earlier dots in its dotted run. `seen1`
+        // is every dotted byte after a joining dot in the same run, `seen2` after a dot
+        // that has one before it.
+        let seen1 = reach(dotted, dots, p.seen1);
+        let seen2 = reach(dotted, dots & back(seen1, p.seen1, 1), p.seen2);
+        if dots & back(seen2, p.seen2, 1) != 0 {
+            self.f |= F_DOTTED4;
         }
-        if let Some(at) = self.trunk0_at.take() {
-            if self.chain_digits - at >= 8 {
-                self.f |= F_TRUNK0;
-            }
-        }
+        // Trunk-0 numbers need a run of 2–5 digits that starts with `0` and is joined to
+        // the next, and 9 chain bytes (8 digits and a joiner) from such a `0` on; a line
+        // with both is walked run by run ([`trunk0`]).
+        let zs = p.zero_start;
+        let head = back(zero_start, zs, 2)
+            | back(zero_start, zs, 3)
+            | back(zero_start, zs, 4)
+            | back(zero_start, zs, 5);
+        self.zero_joined |= joined & back(r2, p.r2, 1) & head != 0;
+        self.zero_chain |= back(zero_start, zs, 8) & c9 != 0;
+        self.prev = Digits {
+            digit: d,
+            alnum,
+            r2,
+            r4,
+            r6,
+            r8,
+            chain,
+            c2,
+            c4,
+            c8,
+            spaced,
+            bounded,
+            seen1,
+            seen2,
+            zero_start,
+            group4,
+        };
     }
 
     fn finish(mut self) -> u32 {
-        self.end_chain();
+        if self.zero_joined && self.zero_chain && trunk0(self.b) {
+            self.f |= F_TRUNK0;
+        }
+        if self.f & K_NATID == 0 {
+            // Only the national-id keywords make bare 10- and 12-digit runs interesting.
+            self.f &= !(F_RUN10 | F_RUN12);
+        }
         self.f
     }
+}
+
+/// Whether `b` has a trunk-0 number's digits: a run of 2–5 digits starting with `0`, joined
+/// by a single space or dash to more digits, with 8 or more digits in the chain of joined
+/// runs from there on. A walk over the runs, for the few lines the masks cannot clear.
+fn trunk0(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // A chain starts at `i`: count its digits, and those before its first head.
+        let (mut digits, mut head) = (0, None);
+        loop {
+            let s = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            let len = i - s;
+            let joined = matches!(b.get(i), Some(b' ' | b'-'))
+                && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if head.is_none() && joined && b[s] == b'0' && (2..=5).contains(&len) {
+                head = Some(digits);
+            }
+            digits += len;
+            if !joined {
+                break;
+            }
+            i += 1;
+        }
+        if head.is_some_and(|h| digits - h >= 8) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -649,9 +759,11 @@ mod tests {
     #[test]
     fn finds_shapes() {
         assert_ne!(f("a@b.co") & F_AT, 0);
-        assert_ne!(f("card 4111 1111 1111 1111") & F_CHAIN13, 0);
-        assert_eq!(f("order=1234567890") & F_CHAIN13, 0);
-        assert_ne!(f("order=1234567890") & F_RUN10, 0);
+        assert_ne!(f("card 4111 1111 1111 1111") & F_CARD, 0);
+        assert_eq!(f("order=1234567890") & F_CARD, 0);
+        // Bare 10-digit runs only count next to a national-id keyword.
+        assert_eq!(f("order=1234567890") & F_RUN10, 0);
+        assert_ne!(f("cpr order=1234567890") & F_RUN10, 0);
         assert_ne!(f("ip 10.1.2.3 x") & F_DOTTED4, 0);
         assert_eq!(f("t 10.1.2 x 3.4") & F_DOTTED4, 0);
         assert_ne!(f("fe80::1") & F_IPV6, 0);
@@ -679,12 +791,30 @@ mod tests {
     #[test]
     fn runs_across_blocks() {
         for pad in 50..70 {
-            let line = format!("{}4111 1111 1111 1111 x 1234567890", "a".repeat(pad));
+            let line = format!("{}4111 1111 1111 1111 x 1234567890 cpr", " ".repeat(pad));
             let got = f(&line);
-            assert_ne!(got & F_CHAIN13, 0, "pad {pad}");
+            assert_ne!(got & F_CARD, 0, "pad {pad}");
             assert_ne!(got & F_RUN10, 0, "pad {pad}");
+            let line = format!("{}{} 1234567890 ssn", " ".repeat(pad), "1".repeat(200));
+            assert_eq!(f(&line), F_CARD | F_RUN10 | K_NATID, "pad {pad}");
             let line = format!("{}{} 1234567890", " ".repeat(pad), "1".repeat(200));
-            assert_eq!(f(&line), F_CHAIN13 | F_RUN10, "pad {pad}");
+            assert_eq!(f(&line), F_CARD, "pad {pad}");
+            // Each digit shape right across the block boundary.
+            for (shape, bit) in [
+                ("150765 00565", F_FNR11),
+                ("13105230-8T", F_SIGN6),
+                ("070-123 45 67", F_TRUNK0),
+                ("10.1.2.3", F_DOTTED4),
+                ("4111-1111-1111-1111", F_CARD),
+                ("4111 1111 1111 1", F_CARD),
+                ("4111 111111 1111", F_CARD),
+                ("1.2.3.4", F_DOTTED4),
+            ] {
+                for at in pad.saturating_sub(12)..pad {
+                    let line = format!("{}{shape} x", "_".repeat(at));
+                    assert_eq!(f(&line), bit, "{shape} at {at}");
+                }
+            }
             let line = format!("{}:{}:", "x".repeat(pad), " ".repeat(63));
             assert_eq!(f(&line), 0, "pad {pad}");
             let line = format!("{}::", "x".repeat(pad));
@@ -697,6 +827,7 @@ mod tests {
     fn reference(line: &str) -> u32 {
         const CHAIN11: u32 = 1 << 30;
         const ZERO_CHAIN: u32 = 1 << 31;
+        const CHAIN13: u32 = 1 << 29;
         let b = line.as_bytes();
         let n = b.len();
         let mut f = 0u32;
@@ -752,7 +883,7 @@ mod tests {
                     break;
                 }
                 if total >= 13 {
-                    f |= F_CHAIN13;
+                    f |= CHAIN13;
                 }
                 if total >= 11 {
                     f |= CHAIN11;
@@ -811,13 +942,27 @@ mod tests {
         if f & CHAIN11 == 0 {
             assert_eq!(Features::of(line).0 & F_FNR11, 0);
         }
-        f & !(CHAIN11 | ZERO_CHAIN)
+        if f & CHAIN13 == 0 {
+            assert_eq!(Features::of(line).0 & F_CARD, 0);
+        }
+        if f & F_SIGN6 == 0 {
+            assert_eq!(Features::of(line).0 & F_SIGN6, 0);
+        }
+        if f & K_NATID == 0 {
+            f &= !(F_RUN10 | F_RUN12);
+        }
+        f & !(CHAIN11 | ZERO_CHAIN | CHAIN13)
     }
 
     /// Log-ish lines: tokens that exercise every bit, joined by the separators that matter.
     fn line() -> impl Strategy<Value = String> {
         let token = prop_oneof![
             "[0-9]{1,20}",
+            "[0-9]{4}",
+            "[0-9]{6}",
+            "[0-9]{1,3}(\\.[0-9]{1,3}){3}",
+            "[0-9]{4}([ -][0-9]{4}){2}[ -][0-9]{1,7}",
+            "[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5}",
             "0[0-9]{1,4}",
             "[0-9]{6}[-+A-FU-Y][0-9]{4}",
             "[A-Z]{2}[0-9]{2}[A-Z0-9]{0,6}",
@@ -885,8 +1030,46 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(4000))]
         #[test]
         fn same_bits_as_the_byte_pass(l in line()) {
-            let shared = !(F_FNR11 | F_TRUNK0);
-            prop_assert_eq!(Features::of(&l).0 & shared, reference(&l), "{:?}", l);
+            let shared = !(F_FNR11 | F_TRUNK0 | F_CARD | F_SIGN6);
+            prop_assert_eq!(Features::of(&l).0 & shared, reference(&l) & shared, "{:?}", l);
+        }
+
+        /// The masks skip the trunk-0 walk only where it would have found nothing.
+        #[test]
+        fn the_walk_gate_loses_nothing(l in line()) {
+            prop_assert_eq!(Features::of(&l).0 & F_TRUNK0 != 0, trunk0(l.as_bytes()), "{:?}", l);
+        }
+
+        /// A detector is only skipped where its candidate pattern finds nothing (for the
+        /// detectors whose bits are not keyword contexts; checked before validation, so
+        /// that a bit too tight for a shape is caught whether or not check digits hold).
+        #[test]
+        fn a_skipped_detector_had_no_candidate(l in line()) {
+            use crate::detect::Detector;
+            use std::sync::LazyLock;
+            // The dated ids' signed forms need no keyword context, so `F_SIGN6` alone
+            // must allow them.
+            const SE_SIGNED: &str = r"(?-u:\b)(?:[0-9]{8}|[0-9]{6})[-+][0-9]{4}(?-u:\b)";
+            const DK_SIGNED: &str = r"(?-u:\b)[0-9]{6}-[0-9]{4}(?-u:\b)";
+            static CHECKED: LazyLock<Vec<(Detector, regex::Regex)>> = LazyLock::new(|| {
+                [
+                    Detector::Card,
+                    Detector::Iban,
+                    Detector::NoFnr,
+                    Detector::FiHetu,
+                    Detector::Email,
+                    Detector::Ipv4,
+                ]
+                .iter()
+                .map(|d| (*d, d.pattern()))
+                .chain([(Detector::SePnr, SE_SIGNED), (Detector::DkCpr, DK_SIGNED)])
+                .map(|(d, p)| (d, regex::Regex::new(p).expect("a detector pattern")))
+                .collect()
+            });
+            let f = Features::of(&l);
+            for (d, re) in CHECKED.iter() {
+                prop_assert!(!re.is_match(&l) || d.possible(&f), "{} {:?}", d.name(), l);
+            }
         }
 
         /// Skipping a detector whose shapes are absent never loses a match (the detectors

@@ -18,7 +18,7 @@ use regex::Regex;
 
 pub(crate) use features::Features;
 use features::{
-    F_AT, F_CHAIN13, F_DOTTED4, F_FNR11, F_IBAN, F_IPV6, F_PLUS_DIGIT, F_RUN10, F_RUN12, F_SIGN6,
+    F_AT, F_CARD, F_DOTTED4, F_FNR11, F_IBAN, F_IPV6, F_PLUS_DIGIT, F_RUN10, F_RUN12, F_SIGN6,
     F_TRUNK0, K_API, K_BEARER, K_JWT, K_NATID, K_PHONE, K_SECRET,
 };
 
@@ -137,7 +137,7 @@ impl Detector {
     /// Whether the line's features allow this detector to match at all.
     pub(crate) fn possible(self, f: &Features) -> bool {
         let need = match self {
-            Detector::Card => F_CHAIN13,
+            Detector::Card => F_CARD,
             Detector::Iban => F_IBAN,
             Detector::NoFnr => F_FNR11,
             Detector::SePnr => F_SIGN6 | ((F_RUN10 | F_RUN12) & f.bits_if(K_NATID)),
