@@ -54,7 +54,7 @@ pub struct FileConfig {
     pub min_read_interval_ms: Option<u64>,
     /// Time given to flush batches on SIGTERM.
     pub shutdown_grace_ms: Option<u64>,
-    /// zstd level for batches.
+    /// zstd level for batches: 1–19, or a fast level −1 to −7 (less CPU, more bytes sent).
     pub zstd_level: Option<i32>,
     /// Glob patterns of files never to follow, even when `paths` matches them.
     pub exclude: Option<Vec<String>>,
@@ -364,8 +364,11 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
     let zstd_level = f
         .zstd_level
         .unwrap_or(fjord_wire::codec::DEFAULT_ZSTD_LEVEL);
-    if !(1..=19).contains(&zstd_level) {
-        return Err(invalid("zstd_level", "must be between 1 and 19"));
+    if !fjord_wire::codec::zstd_level_ok(zstd_level) {
+        return Err(invalid(
+            "zstd_level",
+            "must be between 1 and 19, or a fast level from -1 to -7",
+        ));
     }
     let exclude = f.exclude.unwrap_or_default();
     for p in &exclude {
@@ -588,6 +591,36 @@ mod tests {
             assert!(err.contains(field) && err.contains("too large"), "{err}");
             std::fs::write(&p, format!("{base}{key} = 30\n")).unwrap();
             assert!(load(Some(&p), Overrides::default()).is_ok());
+        }
+    }
+
+    #[test]
+    fn zstd_levels_are_1_to_19_or_fast_levels() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        let base = "paths = [\"/var/log/app/*.log\"]\nurl = \"http://127.0.0.1:3100\"\n";
+        for (level, ok) in [
+            (-8, false),
+            (-7, true),
+            (-1, true),
+            (0, false),
+            (1, true),
+            (19, true),
+            (20, false),
+        ] {
+            std::fs::write(&p, format!("{base}zstd_level = {level}\n")).unwrap();
+            match load(Some(&p), Overrides::default()) {
+                Ok(c) => {
+                    assert!(ok, "level {level} accepted");
+                    assert_eq!(c.zstd_level, level);
+                    // The encoder takes every accepted level.
+                    fjord_wire::codec::BatchEncoder::new(level).unwrap();
+                }
+                Err(e) => {
+                    assert!(!ok, "level {level} refused: {e}");
+                    assert!(e.to_string().contains("zstd_level"), "{e}");
+                }
+            }
         }
     }
 }
