@@ -2,9 +2,10 @@
 //! are absent never runs, and a line without any costs this pass alone.
 //!
 //! How: the line is classified 64 bytes at a time into bit masks (digit, letter, upper case,
-//! hex digit, `:`, `@`, `+`, space or `-`, `.`, `0`, sign bytes) — with SSE2 on x86_64,
-//! sixteen bytes per instruction, and elsewhere with word-sized (SWAR) arithmetic, eight
-//! bytes per `u64`; a property test holds the two equal. Everything else works on the
+//! hex digit, `:`, `@`, `+`, space or `-`, `.`, `0`, sign bytes) — on x86_64 with AVX2
+//! (detected at run time; the whole pass is then compiled for it), 32 bytes per
+//! instruction, else with SSE2, sixteen, and elsewhere with word-sized (SWAR) arithmetic,
+//! eight bytes per `u64`; property tests hold the three equal. Everything else works on the
 //! masks, with the previous block's masks shifted in at the front:
 //!
 //! - word-part starts are `letter & !(alnum << 1)` (plus lower→upper changes); each costs
@@ -266,16 +267,41 @@ impl Features {
 
     /// Scans `line` once for the shapes the detectors need.
     pub(crate) fn of(line: &str) -> Features {
-        let b = line.as_bytes();
-        let mut scan = Scan::new(b);
-        let mut base = 0;
-        while base < b.len() {
-            let block = &b[base..b.len().min(base + BLOCK)];
-            scan.block(base, &Masks::of(block));
-            base += BLOCK;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: this CPU has AVX2, checked on the line above.
+            return Features(unsafe { avx2::scan(line.as_bytes()) });
         }
-        Features(scan.finish())
+        Features(scan::<Baseline>(line.as_bytes()))
     }
+}
+
+/// How a block of up to [`BLOCK`] bytes becomes [`Masks`].
+trait Classify {
+    fn masks(block: &[u8]) -> Masks;
+}
+
+/// SSE2 on x86_64, SWAR elsewhere: what every CPU of the target has.
+struct Baseline;
+
+impl Classify for Baseline {
+    #[inline(always)]
+    fn masks(block: &[u8]) -> Masks {
+        Masks::of(block)
+    }
+}
+
+/// The whole pass over `b`, block by block.
+#[inline(always)]
+fn scan<C: Classify>(b: &[u8]) -> u32 {
+    let mut scan = Scan::new(b);
+    let mut base = 0;
+    while base < b.len() {
+        let block = &b[base..b.len().min(base + BLOCK)];
+        scan.block(base, &C::masks(block));
+        base += BLOCK;
+    }
+    scan.finish()
 }
 
 /// Bytes classified per step: one bit of each mask per byte.
@@ -398,22 +424,14 @@ impl Masks {
 mod sse2 {
     use std::arch::x86_64::*;
 
-    use super::{Masks, BLOCK};
+    use super::{whole, Masks, BLOCK};
 
     #[inline(always)]
     pub(super) fn masks(block: &[u8]) -> Masks {
-        // A whole block is classified in place; only a line's last, short one is copied.
         let mut padded = [0u8; BLOCK];
-        let bytes: &[u8; BLOCK] = match block.try_into() {
-            Ok(whole) => whole,
-            Err(_) => {
-                padded[..block.len()].copy_from_slice(block);
-                &padded
-            }
-        };
         // SAFETY: `classify` only needs SSE2, which every x86_64 CPU has (it is in the
         // target's baseline features); it reads nothing but its argument.
-        unsafe { classify(bytes) }
+        unsafe { classify(whole(block, &mut padded)) }
     }
 
     #[inline(always)]
@@ -501,6 +519,104 @@ struct Digits {
     seen2: u64,
     zero_start: u64,
     group4: u64,
+}
+
+/// `block` as a whole block: in place when it is one, else copied into `padded` (a line's
+/// last, short block), zeros after it.
+#[inline(always)]
+fn whole<'a>(block: &'a [u8], padded: &'a mut [u8; BLOCK]) -> &'a [u8; BLOCK] {
+    match block.try_into() {
+        Ok(whole) => whole,
+        Err(_) => {
+            padded[..block.len()].copy_from_slice(block);
+            padded
+        }
+    }
+}
+
+/// The pass compiled for AVX2 (checked at run time): the same code, with the masks
+/// classified 32 bytes per instruction, and the bit arithmetic free to use the newer
+/// instructions.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{whole, Classify, Masks, BLOCK};
+
+    struct Avx2;
+
+    impl Classify for Avx2 {
+        #[inline(always)]
+        fn masks(block: &[u8]) -> Masks {
+            let mut padded = [0u8; BLOCK];
+            // SAFETY: `Avx2` is private to this module and only used by `scan`, which
+            // runs only on CPUs with AVX2 and into which this is always inlined.
+            unsafe { classify(whole(block, &mut padded)) }
+        }
+    }
+
+    /// [`super::scan`] with AVX2 classification.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn scan(b: &[u8]) -> u32 {
+        super::scan::<Avx2>(b)
+    }
+
+    /// Like `sse2::classify`, 32 bytes per instruction. Always inlined into `scan`, so the
+    /// intrinsics are compiled with AVX2 enabled.
+    #[inline(always)]
+    unsafe fn classify(bytes: &[u8; BLOCK]) -> Masks {
+        let mut m = Masks::default();
+        let splat = |c: u8| _mm256_set1_epi8(c as i8);
+        let within = |x: __m256i, lo: u8, hi: u8| {
+            let t = _mm256_sub_epi8(x, splat(lo));
+            _mm256_cmpeq_epi8(_mm256_min_epu8(t, splat(hi - lo)), t)
+        };
+        let mask = |v: __m256i| u64::from(_mm256_movemask_epi8(v) as u32);
+        for (k, chunk) in bytes.chunks_exact(32).enumerate() {
+            // SAFETY: `chunk` is 32 bytes; the load has no alignment requirement.
+            let x = _mm256_loadu_si256(chunk.as_ptr().cast());
+            let folded = _mm256_or_si256(x, splat(0x20));
+            let digit = within(x, b'0', b'9');
+            let letter = within(folded, b'a', b'z');
+            let upper = _mm256_andnot_si256(
+                _mm256_cmpeq_epi8(_mm256_and_si256(x, splat(0x20)), splat(0x20)),
+                letter,
+            );
+            let hex = _mm256_or_si256(digit, within(folded, b'a', b'f'));
+            let shift = 32 * k;
+            m.digit |= mask(digit) << shift;
+            m.letter |= mask(letter) << shift;
+            m.upper |= mask(upper) << shift;
+            m.hex |= mask(hex) << shift;
+            m.colon |= mask(_mm256_cmpeq_epi8(x, splat(b':'))) << shift;
+            m.at |= mask(_mm256_cmpeq_epi8(x, splat(b'@'))) << shift;
+            let plus = _mm256_cmpeq_epi8(x, splat(b'+'));
+            let dash = _mm256_cmpeq_epi8(x, splat(b'-'));
+            m.plus |= mask(plus) << shift;
+            m.join |= mask(_mm256_or_si256(_mm256_cmpeq_epi8(x, splat(b' ')), dash)) << shift;
+            m.dot |= mask(_mm256_cmpeq_epi8(x, splat(b'.'))) << shift;
+            m.zero |= mask(_mm256_cmpeq_epi8(x, splat(b'0'))) << shift;
+            let sign = _mm256_or_si256(
+                _mm256_or_si256(plus, dash),
+                _mm256_or_si256(within(x, b'A', b'F'), within(x, b'U', b'Y')),
+            );
+            m.sign |= mask(sign) << shift;
+        }
+        m
+    }
+
+    #[cfg(test)]
+    pub(super) fn test_masks(block: &[u8]) -> Option<Masks> {
+        #[target_feature(enable = "avx2")]
+        unsafe fn masks(block: &[u8]) -> Masks {
+            Avx2::masks(block)
+        }
+        // SAFETY: called only when the CPU has AVX2.
+        std::arch::is_x86_feature_detected!("avx2").then(|| unsafe { masks(block) })
+    }
 }
 
 /// State carried from block to block (bit 0 of a `carry_*` is the previous block's last
@@ -1023,6 +1139,22 @@ mod tests {
         #[test]
         fn sse2_masks_equal_swar_masks(block in prop::collection::vec(any::<u8>(), 0..=BLOCK)) {
             prop_assert_eq!(sse2::masks(&block), Masks::swar(&block));
+        }
+
+        /// So are the AVX2 ones (where the CPU has AVX2).
+        #[cfg(target_arch = "x86_64")]
+        #[test]
+        fn avx2_masks_equal_swar_masks(block in prop::collection::vec(any::<u8>(), 0..=BLOCK)) {
+            if let Some(m) = avx2::test_masks(&block) {
+                prop_assert_eq!(m, Masks::swar(&block));
+            }
+        }
+
+        /// And the whole pass gives the same bits either way.
+        #[cfg(target_arch = "x86_64")]
+        #[test]
+        fn avx2_pass_equals_baseline_pass(l in line()) {
+            prop_assert_eq!(Features::of(&l).0, scan::<Baseline>(l.as_bytes()));
         }
     }
 
