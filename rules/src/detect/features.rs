@@ -251,15 +251,6 @@ const fn packed() -> [[Packed; 8]; 26] {
 pub(crate) struct Features(pub(crate) u32);
 
 impl Features {
-    /// All ones when bit `k` is present, else zero (to make a bit conditional on another).
-    pub(crate) fn bits_if(&self, k: u32) -> u32 {
-        if self.0 & k != 0 {
-            u32::MAX
-        } else {
-            0
-        }
-    }
-
     /// Whether nothing at all was found: no built-in detector can match.
     pub(crate) fn is_empty(&self) -> bool {
         self.0 == 0
@@ -424,14 +415,16 @@ impl Masks {
 mod sse2 {
     use std::arch::x86_64::*;
 
-    use super::{whole, Masks, BLOCK};
+    use super::{padded, Masks, BLOCK};
 
     #[inline(always)]
     pub(super) fn masks(block: &[u8]) -> Masks {
-        let mut padded = [0u8; BLOCK];
         // SAFETY: `classify` only needs SSE2, which every x86_64 CPU has (it is in the
         // target's baseline features); it reads nothing but its argument.
-        unsafe { classify(whole(block, &mut padded)) }
+        match block.try_into() {
+            Ok(whole) => unsafe { classify(whole) },
+            Err(_) => unsafe { classify(&padded(block)) },
+        }
     }
 
     #[inline(always)]
@@ -521,17 +514,12 @@ struct Digits {
     group4: u64,
 }
 
-/// `block` as a whole block: in place when it is one, else copied into `padded` (a line's
-/// last, short block), zeros after it.
+/// A line's last, short block, zeros after it (whole blocks are classified in place).
 #[inline(always)]
-fn whole<'a>(block: &'a [u8], padded: &'a mut [u8; BLOCK]) -> &'a [u8; BLOCK] {
-    match block.try_into() {
-        Ok(whole) => whole,
-        Err(_) => {
-            padded[..block.len()].copy_from_slice(block);
-            padded
-        }
-    }
+fn padded(block: &[u8]) -> [u8; BLOCK] {
+    let mut padded = [0u8; BLOCK];
+    padded[..block.len()].copy_from_slice(block);
+    padded
 }
 
 /// The pass compiled for AVX2 (checked at run time): the same code, with the masks
@@ -541,17 +529,19 @@ fn whole<'a>(block: &'a [u8], padded: &'a mut [u8; BLOCK]) -> &'a [u8; BLOCK] {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{whole, Classify, Masks, BLOCK};
+    use super::{padded, Classify, Masks, BLOCK};
 
     struct Avx2;
 
     impl Classify for Avx2 {
         #[inline(always)]
         fn masks(block: &[u8]) -> Masks {
-            let mut padded = [0u8; BLOCK];
             // SAFETY: `Avx2` is private to this module and only used by `scan`, which
             // runs only on CPUs with AVX2 and into which this is always inlined.
-            unsafe { classify(whole(block, &mut padded)) }
+            match block.try_into() {
+                Ok(whole) => unsafe { classify(whole) },
+                Err(_) => unsafe { classify(&padded(block)) },
+            }
         }
     }
 

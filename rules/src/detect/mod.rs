@@ -19,7 +19,7 @@ use regex::Regex;
 pub(crate) use features::Features;
 use features::{
     F_AT, F_CARD, F_DOTTED4, F_FNR11, F_IBAN, F_IPV6, F_PLUS_DIGIT, F_RUN10, F_RUN12, F_SIGN6,
-    F_TRUNK0, K_API, K_BEARER, K_JWT, K_NATID, K_PHONE, K_SECRET,
+    F_TRUNK0, K_API, K_BEARER, K_JWT, K_PHONE, K_SECRET,
 };
 
 pub mod cards;
@@ -140,8 +140,9 @@ impl Detector {
             Detector::Card => F_CARD,
             Detector::Iban => F_IBAN,
             Detector::NoFnr => F_FNR11,
-            Detector::SePnr => F_SIGN6 | ((F_RUN10 | F_RUN12) & f.bits_if(K_NATID)),
-            Detector::DkCpr => F_SIGN6 | (F_RUN10 & f.bits_if(K_NATID)),
+            // The bare-run bits are only set next to a national-id keyword.
+            Detector::SePnr => F_SIGN6 | F_RUN10 | F_RUN12,
+            Detector::DkCpr => F_SIGN6 | F_RUN10,
             Detector::FiHetu => F_SIGN6,
             Detector::Email => F_AT,
             Detector::Phone => F_PLUS_DIGIT | F_TRUNK0 | K_PHONE,
