@@ -9,7 +9,7 @@
 //! masks, with the previous block's masks shifted in at the front:
 //!
 //! - word-part starts are `letter & !(alnum << 1)` (plus lower→upper changes); each costs
-//!   one lookup in a table of keyword first-byte pairs, and the rare pair that passes one
+//!   one lookup in a table of hashed keyword first-byte triples, and the rare triple that passes one
 //!   masked 8-byte compare per keyword;
 //! - digit shapes are shift-and-AND arithmetic: "the N bytes ending here are digits" is
 //!   built by doubling (`r4 = r2 & r2 << 2`), chains (runs joined by single spaces or
@@ -117,34 +117,39 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
     }
 }
 
-/// Every first letter that has keywords (for building [`PAIRS`]).
+/// Every first letter that has keywords (for building [`TRIPLES`]).
 const KEYWORD_FIRSTS: &[u8] = b"psaxgrebtmcnfh";
 
-/// One bit per byte pair `(b0, b1)`, set when some keyword starts with those two bytes in
-/// any ASCII case. Most word starts (`payment` passes, `status` does not) are rejected by
-/// this one lookup before the keyword list is consulted. 8 KiB.
-static PAIRS: [u64; 1024] = pairs();
+/// A byte with ASCII letters folded to lower case (other bytes may change too, the same
+/// way for the table and the lookup).
+const fn fold(b: u8) -> u8 {
+    b | 0x20
+}
 
-const fn pairs() -> [u64; 1024] {
-    let mut t = [0u64; 1024];
+/// Where the first three bytes of a word part land in [`TRIPLES`]. Every keyword has at
+/// least three bytes.
+const fn triple(a: u8, b: u8, c: u8) -> usize {
+    ((fold(a) as usize) << 10 ^ (fold(b) as usize) << 5 ^ fold(c) as usize) & (TRIPLE_BITS - 1)
+}
+
+const TRIPLE_BITS: usize = 1 << 15;
+
+/// One bit per hashed triple of first bytes (case-folded), set for every keyword's first
+/// three bytes. Most word starts (`payment`, `service`, `msg` — which share two bytes with
+/// `passw`, `secret`, `msisdn`) are rejected by this one lookup before any keyword is
+/// compared; a hash collision only costs a compare. 4 KiB.
+static TRIPLES: [u64; TRIPLE_BITS / 64] = triples();
+
+const fn triples() -> [u64; TRIPLE_BITS / 64] {
+    let mut t = [0u64; TRIPLE_BITS / 64];
     let mut f = 0;
     while f < KEYWORD_FIRSTS.len() {
         let group = keywords(KEYWORD_FIRSTS[f]);
         let mut k = 0;
         while k < group.len() {
-            let (a, b) = (group[k].0[0], group[k].0[1]);
-            let variants = [
-                (a, b),
-                (a.to_ascii_uppercase(), b),
-                (a, b.to_ascii_uppercase()),
-                (a.to_ascii_uppercase(), b.to_ascii_uppercase()),
-            ];
-            let mut v = 0;
-            while v < variants.len() {
-                let i = (variants[v].0 as usize) << 8 | variants[v].1 as usize;
-                t[i / 64] |= 1 << (i % 64);
-                v += 1;
-            }
+            let w = group[k].0;
+            let i = triple(w[0], w[1], w[2]);
+            t[i / 64] |= 1 << (i % 64);
             k += 1;
         }
         f += 1;
@@ -155,19 +160,25 @@ const fn pairs() -> [u64; 1024] {
 /// The keyword bits of the word part starting at `b[i]`.
 #[inline(always)]
 fn keyword_at(b: &[u8], i: usize) -> u32 {
-    let Some(&second) = b.get(i + 1) else {
+    let rest = &b[i..];
+    let [first, second, third, ..] = *rest else {
         return 0; // every keyword has at least three bytes
     };
-    let pair = usize::from(b[i]) << 8 | usize::from(second);
-    if PAIRS[pair / 64] & (1 << (pair % 64)) == 0 {
+    let t = triple(first, second, third);
+    if TRIPLES[t / 64] & (1 << (t % 64)) == 0 {
         return 0;
     }
-    let rest = &b[i..];
-    let mut head = 0u64;
-    for (j, &c) in rest.iter().take(8).enumerate() {
-        head |= u64::from(c) << (8 * j);
-    }
-    let Some(group) = PACKED.get(usize::from((b[i] | 0x20).wrapping_sub(b'a'))) else {
+    let head = match rest.first_chunk::<8>() {
+        Some(eight) => u64::from_le_bytes(*eight),
+        None => {
+            let mut head = 0u64;
+            for (j, &c) in rest.iter().enumerate() {
+                head |= u64::from(c) << (8 * j);
+            }
+            head
+        }
+    };
+    let Some(group) = PACKED.get(usize::from(fold(first).wrapping_sub(b'a'))) else {
         return 0;
     };
     let mut f = 0;
