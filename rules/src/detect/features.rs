@@ -9,8 +9,8 @@
 //! masks, with the previous block's masks shifted in at the front:
 //!
 //! - word-part starts are `letter & !(alnum << 1)` (plus lower→upper changes); each costs
-//!   one lookup in a table of hashed keyword first-byte triples, and the rare triple that passes one
-//!   masked 8-byte compare per keyword;
+//!   one lookup in a table of hashed keyword first-byte triples, and the rare triple that
+//!   passes one masked 8-byte compare per keyword;
 //! - digit shapes are shift-and-AND arithmetic: "the N bytes ending here are digits" is
 //!   built by doubling (`r4 = r2 & r2 << 2`), chains (runs joined by single spaces or
 //!   dashes) the same way over digits plus joiners, and "every byte from a seed to the end
