@@ -142,12 +142,21 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
     }
 }
 
-/// Parses a Loki timestamp: 1–19 ASCII digits, non-negative, fits in i64.
+/// Parses a Loki timestamp: 1–19 ASCII digits, non-negative, fits in i64. One pass: 19
+/// digits are at most 9,999,999,999,999,999,999, which a `u64` holds without overflow.
 fn parse_ts(s: &str) -> Option<i64> {
-    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || s.len() > 19 {
         return None;
     }
-    s.parse::<i64>().ok()
+    let mut v = 0u64;
+    for b in s.bytes() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        v = v * 10 + u64::from(digit);
+    }
+    i64::try_from(v).ok()
 }
 
 /// Whether `name` is a valid Loki/Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
@@ -237,12 +246,22 @@ mod tests {
     fn entry_accepts_structured_metadata_and_rejects_bad_timestamps() {
         let e: Entry = serde_json::from_str(r#"["5","x",{"trace_id":"abc"}]"#).unwrap();
         assert_eq!(e, Entry::new(5, "x"));
+        for (ts, want) in [("0", 0), ("0009", 9), ("9223372036854775807", i64::MAX)] {
+            let json = format!(r#"["{ts}","x"]"#);
+            let e: Entry = serde_json::from_str(&json).unwrap();
+            assert_eq!(e.ts_ns, want, "{ts}");
+        }
         for bad in [
             r#"[5,"x"]"#,
             r#"["-5","x"]"#,
             r#"["1.5","x"]"#,
             r#"["","x"]"#,
             r#"["99999999999999999999","x"]"#,
+            r#"["9223372036854775808","x"]"#,
+            r#"["+5","x"]"#,
+            r#"["5 ","x"]"#,
+            r#"["/","x"]"#,
+            r#"[":","x"]"#,
             r#"["5"]"#,
             r#"["5","x",{},1]"#,
         ] {

@@ -14,6 +14,8 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use super::sha256x2::Prefix;
+
 /// A 256-bit additive multiset digest; little-endian 64-bit limbs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct EntryDigest([u64; 4]);
@@ -27,23 +29,52 @@ pub struct BadDigest(pub String);
 /// stream (ingest, verify) absorbs the labels JSON once instead of once per line. The
 /// digests are the same as [`EntryDigest::of_entry`]'s.
 #[derive(Clone)]
-pub struct StreamHasher(Sha256);
+pub struct StreamHasher {
+    /// For one entry at a time.
+    one: Sha256,
+    /// The same prefix, for many entries at a time ([`StreamHasher::sum`]).
+    many: Prefix,
+}
+
+/// What an entry's hash covers after the stream's labels: its timestamp and line length,
+/// big-endian, then the line.
+fn entry_head(ts_ns: i64, line: &str) -> [u8; 16] {
+    let mut head = [0u8; 16];
+    head[..8].copy_from_slice(&ts_ns.to_be_bytes());
+    head[8..].copy_from_slice(&(line.len() as u64).to_be_bytes());
+    head
+}
 
 impl StreamHasher {
     pub fn new(labels: &str) -> StreamHasher {
-        let mut h = Sha256::new();
-        h.update((labels.len() as u64).to_be_bytes());
-        h.update(labels.as_bytes());
-        StreamHasher(h)
+        let mut prefix = Vec::with_capacity(8 + labels.len());
+        prefix.extend_from_slice(&(labels.len() as u64).to_be_bytes());
+        prefix.extend_from_slice(labels.as_bytes());
+        StreamHasher {
+            one: Sha256::new_with_prefix(&prefix),
+            many: Prefix::new(&prefix),
+        }
     }
 
     /// The hash of one entry of this stream.
     pub fn entry(&self, ts_ns: i64, line: &str) -> EntryDigest {
-        let mut h = self.0.clone();
-        h.update(ts_ns.to_be_bytes());
-        h.update((line.len() as u64).to_be_bytes());
+        let mut h = self.one.clone();
+        h.update(entry_head(ts_ns, line));
         h.update(line.as_bytes());
         EntryDigest::from_hash(h.finalize().into())
+    }
+
+    /// The digest of many entries of this stream: the sum of their [`StreamHasher::entry`]
+    /// hashes, computed two entries at a time (about 1.7× faster with SHA-NI).
+    pub fn sum<'a>(&self, entries: impl IntoIterator<Item = (i64, &'a str)>) -> EntryDigest {
+        let mut sum = EntryDigest::default();
+        self.many.hash_each(
+            entries
+                .into_iter()
+                .map(|(ts, line)| (entry_head(ts, line), line.as_bytes())),
+            |_, hash| sum.add(&EntryDigest::from_hash(hash)),
+        );
+        sum
     }
 }
 
@@ -145,6 +176,26 @@ mod tests {
             assert_eq!(h.entry(ts, line), EntryDigest::of_entry(&labels, ts, line));
         }
         assert!(EntryDigest::parse("zz").is_err());
+    }
+
+    #[test]
+    fn sum_adds_up_the_entry_hashes() {
+        let labels = "{\"app\":\"payment-service\",\"team\":\"payments\"}";
+        let lines: Vec<String> = (0..300)
+            .map(|n| "ü".repeat(n % 70) + &"x".repeat(n))
+            .collect();
+        let entries: Vec<(i64, &str)> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as i64 * 7 - 100, l.as_str()))
+            .collect();
+        let h = StreamHasher::new(labels);
+        let mut want = EntryDigest::default();
+        for &(ts, line) in &entries {
+            want.add_entry(labels, ts, line);
+        }
+        assert_eq!(h.sum(entries.iter().copied()), want);
+        assert_eq!(h.sum([]), EntryDigest::default());
     }
 
     #[test]

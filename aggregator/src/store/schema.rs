@@ -3,7 +3,8 @@
 //!
 //! A brand-new database is created with `auto_vacuum = INCREMENTAL` (it can only be chosen
 //! before the first table exists), so retention and erasure can hand pages back to the file
-//! system without a full `VACUUM`.
+//! system without a full `VACUUM`, and with 16 KiB pages (likewise fixed at creation in WAL
+//! mode).
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -93,11 +94,19 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Chooses incremental auto-vacuum for a database without tables. Must run before the
-/// connection switches to WAL and outside a transaction, or SQLite ignores it.
+/// Page size of a new database, over SQLite's 4 KiB: a stored chunk is a ~250 KB blob, i.e.
+/// ~16 overflow pages instead of ~62, each a WAL frame written, checksummed and later copied
+/// by the checkpoint (docs/benchmarks.md, 2026-11-27, third session). An existing database
+/// keeps the page size it was created with.
+pub const NEW_DB_PAGE_SIZE_BYTES: u32 = 16 * 1024;
+
+/// Chooses the page size and incremental auto-vacuum for a database without tables. Must
+/// run before the connection switches to WAL and outside a transaction, or SQLite ignores
+/// both.
 pub(super) fn prepare_new(conn: &Connection) -> Result<(), StoreError> {
     let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
     if tables == 0 {
+        conn.pragma_update(None, "page_size", NEW_DB_PAGE_SIZE_BYTES)?;
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     }
     Ok(())

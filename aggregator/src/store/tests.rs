@@ -242,6 +242,40 @@ fn new_database_uses_incremental_auto_vacuum() {
 }
 
 #[test]
+fn new_databases_get_large_pages_and_old_ones_keep_theirs() {
+    let page_size = |path: &std::path::Path| -> i64 {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        page_size(store.path()),
+        i64::from(schema::NEW_DB_PAGE_SIZE_BYTES)
+    );
+    store
+        .ingest(&meta(Some("b"), "payments"), &push("/a.log", &[(1, "x")]))
+        .unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+
+    // A database created with 4 KiB pages (by an older binary) keeps them.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let mut conn = Connection::open(old.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        schema::migrate(&mut conn).unwrap();
+    }
+    let store = Store::open(old.path()).unwrap();
+    assert_eq!(page_size(store.path()), 4096);
+    store
+        .ingest(&meta(Some("b"), "payments"), &push("/a.log", &[(1, "x")]))
+        .unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+#[test]
 fn chunks_never_span_two_days() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
