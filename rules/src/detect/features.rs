@@ -420,70 +420,168 @@ impl Masks {
     }
 }
 
+/// The block classification once, for any x86_64 vector width: [`Lanes`] is implemented for
+/// SSE2's 16-byte and AVX2's 32-byte registers, and [`classify`] is written against it.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    use super::{Masks, BLOCK};
+
+    /// The vector operations the classification needs. Every method is always inlined, so
+    /// the AVX2 ones compile with AVX2 only inside a function that enables it.
+    pub(super) trait Lanes: Copy {
+        /// Bytes per vector.
+        const WIDTH: usize;
+        /// Loads `WIDTH` bytes.
+        unsafe fn load(bytes: &[u8]) -> Self;
+        unsafe fn splat(c: u8) -> Self;
+        unsafe fn eq(a: Self, b: Self) -> Self;
+        unsafe fn sub(a: Self, b: Self) -> Self;
+        unsafe fn min(a: Self, b: Self) -> Self;
+        unsafe fn or(a: Self, b: Self) -> Self;
+        unsafe fn and(a: Self, b: Self) -> Self;
+        /// `!a & b`.
+        unsafe fn andnot(a: Self, b: Self) -> Self;
+        /// The high bit of each byte, byte 0 in bit 0.
+        unsafe fn bits(a: Self) -> u64;
+    }
+
+    macro_rules! lanes {
+        ($t:ty, $width:expr, $load:ident, $set1:ident, $eq:ident, $sub:ident, $min:ident,
+         $or:ident, $and:ident, $andnot:ident, $movemask:ident, $mask_ty:ty) => {
+            impl Lanes for $t {
+                const WIDTH: usize = $width;
+                #[inline(always)]
+                unsafe fn load(bytes: &[u8]) -> Self {
+                    debug_assert_eq!(bytes.len(), $width);
+                    // SAFETY: `bytes` has `WIDTH` bytes; the load needs no alignment.
+                    $load(bytes.as_ptr().cast())
+                }
+                #[inline(always)]
+                unsafe fn splat(c: u8) -> Self {
+                    $set1(c as i8)
+                }
+                #[inline(always)]
+                unsafe fn eq(a: Self, b: Self) -> Self {
+                    $eq(a, b)
+                }
+                #[inline(always)]
+                unsafe fn sub(a: Self, b: Self) -> Self {
+                    $sub(a, b)
+                }
+                #[inline(always)]
+                unsafe fn min(a: Self, b: Self) -> Self {
+                    $min(a, b)
+                }
+                #[inline(always)]
+                unsafe fn or(a: Self, b: Self) -> Self {
+                    $or(a, b)
+                }
+                #[inline(always)]
+                unsafe fn and(a: Self, b: Self) -> Self {
+                    $and(a, b)
+                }
+                #[inline(always)]
+                unsafe fn andnot(a: Self, b: Self) -> Self {
+                    $andnot(a, b)
+                }
+                #[inline(always)]
+                unsafe fn bits(a: Self) -> u64 {
+                    u64::from($movemask(a) as $mask_ty)
+                }
+            }
+        };
+    }
+
+    lanes!(
+        __m128i,
+        16,
+        _mm_loadu_si128,
+        _mm_set1_epi8,
+        _mm_cmpeq_epi8,
+        _mm_sub_epi8,
+        _mm_min_epu8,
+        _mm_or_si128,
+        _mm_and_si128,
+        _mm_andnot_si128,
+        _mm_movemask_epi8,
+        u16
+    );
+    lanes!(
+        __m256i,
+        32,
+        _mm256_loadu_si256,
+        _mm256_set1_epi8,
+        _mm256_cmpeq_epi8,
+        _mm256_sub_epi8,
+        _mm256_min_epu8,
+        _mm256_or_si256,
+        _mm256_and_si256,
+        _mm256_andnot_si256,
+        _mm256_movemask_epi8,
+        u32
+    );
+
+    /// Classifies a block, `V::WIDTH` bytes per instruction. The caller guarantees the CPU
+    /// has `V`'s instructions (SSE2 always on x86_64; AVX2 only inside `avx2::scan`).
+    #[inline(always)]
+    pub(super) unsafe fn classify<V: Lanes>(bytes: &[u8; BLOCK]) -> Masks {
+        let mut m = Masks::default();
+        let splat = |c: u8| V::splat(c);
+        // `lo <= x <= hi` for bytes as unsigned numbers: `x - lo` (wrapping) is at most
+        // `hi - lo` exactly then; bytes of 0x80 and above land far outside every range.
+        let within = |x: V, lo: u8, hi: u8| {
+            let t = V::sub(x, splat(lo));
+            V::eq(V::min(t, splat(hi - lo)), t)
+        };
+        for (k, chunk) in bytes.chunks_exact(V::WIDTH).enumerate() {
+            let x = V::load(chunk);
+            let folded = V::or(x, splat(0x20));
+            let digit = within(x, b'0', b'9');
+            let letter = within(folded, b'a', b'z');
+            let upper = V::andnot(V::eq(V::and(x, splat(0x20)), splat(0x20)), letter);
+            let hex = V::or(digit, within(folded, b'a', b'f'));
+            let plus = V::eq(x, splat(b'+'));
+            let dash = V::eq(x, splat(b'-'));
+            let sign = V::or(
+                V::or(plus, dash),
+                V::or(within(x, b'A', b'F'), within(x, b'U', b'Y')),
+            );
+            let shift = V::WIDTH * k;
+            m.digit |= V::bits(digit) << shift;
+            m.letter |= V::bits(letter) << shift;
+            m.upper |= V::bits(upper) << shift;
+            m.hex |= V::bits(hex) << shift;
+            m.colon |= V::bits(V::eq(x, splat(b':'))) << shift;
+            m.at |= V::bits(V::eq(x, splat(b'@'))) << shift;
+            m.plus |= V::bits(plus) << shift;
+            m.join |= V::bits(V::or(V::eq(x, splat(b' ')), dash)) << shift;
+            m.dot |= V::bits(V::eq(x, splat(b'.'))) << shift;
+            m.zero |= V::bits(V::eq(x, splat(b'0'))) << shift;
+            m.sign |= V::bits(sign) << shift;
+        }
+        m
+    }
+}
+
 /// The same classification with SSE2, sixteen bytes per instruction. SSE2 is part of the
 /// x86_64 baseline, so there is no run-time detection and no fallback to choose.
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
-    use std::arch::x86_64::*;
+    use std::arch::x86_64::__m128i;
 
-    use super::{padded, Masks, BLOCK};
+    use super::simd::classify;
+    use super::{padded, Masks};
 
     #[inline(always)]
     pub(super) fn masks(block: &[u8]) -> Masks {
         // SAFETY: `classify` only needs SSE2, which every x86_64 CPU has (it is in the
         // target's baseline features); it reads nothing but its argument.
         match block.try_into() {
-            Ok(whole) => unsafe { classify(whole) },
-            Err(_) => unsafe { classify(&padded(block)) },
+            Ok(whole) => unsafe { classify::<__m128i>(whole) },
+            Err(_) => unsafe { classify::<__m128i>(&padded(block)) },
         }
-    }
-
-    #[inline(always)]
-    unsafe fn classify(bytes: &[u8; BLOCK]) -> Masks {
-        let mut m = Masks::default();
-        let splat = |c: u8| _mm_set1_epi8(c as i8);
-        // `lo <= x <= hi` for bytes as unsigned numbers: `x - lo` (wrapping) is at most
-        // `hi - lo` exactly then; bytes of 0x80 and above land far outside every range.
-        let within = |x: __m128i, lo: u8, hi: u8| {
-            let t = _mm_sub_epi8(x, splat(lo));
-            _mm_cmpeq_epi8(_mm_min_epu8(t, splat(hi - lo)), t)
-        };
-        let mask = |v: __m128i| u64::from(_mm_movemask_epi8(v) as u16);
-        for (k, chunk) in bytes.chunks_exact(16).enumerate() {
-            let word = |i: usize| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&chunk[i..i + 8]);
-                i64::from_le_bytes(w)
-            };
-            let x = _mm_set_epi64x(word(8), word(0));
-            let folded = _mm_or_si128(x, splat(0x20));
-            let digit = within(x, b'0', b'9');
-            let letter = within(folded, b'a', b'z');
-            let upper = _mm_andnot_si128(
-                _mm_cmpeq_epi8(_mm_and_si128(x, splat(0x20)), splat(0x20)),
-                letter,
-            );
-            let hex = _mm_or_si128(digit, within(folded, b'a', b'f'));
-            let shift = 16 * k;
-            m.digit |= mask(digit) << shift;
-            m.letter |= mask(letter) << shift;
-            m.upper |= mask(upper) << shift;
-            m.hex |= mask(hex) << shift;
-            m.colon |= mask(_mm_cmpeq_epi8(x, splat(b':'))) << shift;
-            m.at |= mask(_mm_cmpeq_epi8(x, splat(b'@'))) << shift;
-            let plus = _mm_cmpeq_epi8(x, splat(b'+'));
-            let dash = _mm_cmpeq_epi8(x, splat(b'-'));
-            m.plus |= mask(plus) << shift;
-            m.join |= mask(_mm_or_si128(_mm_cmpeq_epi8(x, splat(b' ')), dash)) << shift;
-            m.dot |= mask(_mm_cmpeq_epi8(x, splat(b'.'))) << shift;
-            m.zero |= mask(_mm_cmpeq_epi8(x, splat(b'0'))) << shift;
-            let sign = _mm_or_si128(
-                _mm_or_si128(plus, dash),
-                _mm_or_si128(within(x, b'A', b'F'), within(x, b'U', b'Y')),
-            );
-            m.sign |= mask(sign) << shift;
-        }
-        m
     }
 }
 
@@ -538,9 +636,10 @@ fn padded(block: &[u8]) -> [u8; BLOCK] {
 /// instructions.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use std::arch::x86_64::*;
+    use std::arch::x86_64::__m256i;
 
-    use super::{padded, Classify, Masks, BLOCK};
+    use super::simd::classify;
+    use super::{padded, Classify, Masks};
 
     struct Avx2;
 
@@ -550,8 +649,8 @@ mod avx2 {
             // SAFETY: `Avx2` is private to this module and only used by `scan`, which
             // runs only on CPUs with AVX2 and into which this is always inlined.
             match block.try_into() {
-                Ok(whole) => unsafe { classify(whole) },
-                Err(_) => unsafe { classify(&padded(block)) },
+                Ok(whole) => unsafe { classify::<__m256i>(whole) },
+                Err(_) => unsafe { classify::<__m256i>(&padded(block)) },
             }
         }
     }
@@ -563,50 +662,6 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn scan(b: &[u8]) -> u32 {
         super::scan::<Avx2>(b)
-    }
-
-    /// Like `sse2::classify`, 32 bytes per instruction. Always inlined into `scan`, so the
-    /// intrinsics are compiled with AVX2 enabled.
-    #[inline(always)]
-    unsafe fn classify(bytes: &[u8; BLOCK]) -> Masks {
-        let mut m = Masks::default();
-        let splat = |c: u8| _mm256_set1_epi8(c as i8);
-        let within = |x: __m256i, lo: u8, hi: u8| {
-            let t = _mm256_sub_epi8(x, splat(lo));
-            _mm256_cmpeq_epi8(_mm256_min_epu8(t, splat(hi - lo)), t)
-        };
-        let mask = |v: __m256i| u64::from(_mm256_movemask_epi8(v) as u32);
-        for (k, chunk) in bytes.chunks_exact(32).enumerate() {
-            // SAFETY: `chunk` is 32 bytes; the load has no alignment requirement.
-            let x = _mm256_loadu_si256(chunk.as_ptr().cast());
-            let folded = _mm256_or_si256(x, splat(0x20));
-            let digit = within(x, b'0', b'9');
-            let letter = within(folded, b'a', b'z');
-            let upper = _mm256_andnot_si256(
-                _mm256_cmpeq_epi8(_mm256_and_si256(x, splat(0x20)), splat(0x20)),
-                letter,
-            );
-            let hex = _mm256_or_si256(digit, within(folded, b'a', b'f'));
-            let shift = 32 * k;
-            m.digit |= mask(digit) << shift;
-            m.letter |= mask(letter) << shift;
-            m.upper |= mask(upper) << shift;
-            m.hex |= mask(hex) << shift;
-            m.colon |= mask(_mm256_cmpeq_epi8(x, splat(b':'))) << shift;
-            m.at |= mask(_mm256_cmpeq_epi8(x, splat(b'@'))) << shift;
-            let plus = _mm256_cmpeq_epi8(x, splat(b'+'));
-            let dash = _mm256_cmpeq_epi8(x, splat(b'-'));
-            m.plus |= mask(plus) << shift;
-            m.join |= mask(_mm256_or_si256(_mm256_cmpeq_epi8(x, splat(b' ')), dash)) << shift;
-            m.dot |= mask(_mm256_cmpeq_epi8(x, splat(b'.'))) << shift;
-            m.zero |= mask(_mm256_cmpeq_epi8(x, splat(b'0'))) << shift;
-            let sign = _mm256_or_si256(
-                _mm256_or_si256(plus, dash),
-                _mm256_or_si256(within(x, b'A', b'F'), within(x, b'U', b'Y')),
-            );
-            m.sign |= mask(sign) << shift;
-        }
-        m
     }
 
     #[cfg(test)]
