@@ -22,7 +22,8 @@ pub enum Fault {
     Slow(Duration),
     /// Read half of the request, then close the connection.
     DropMidRequest,
-    /// Forward (the aggregator stores the batch), then close without answering.
+    /// Forward (the aggregator stores the batch), then close without answering. Applied to
+    /// the next push the aggregator answers with 2xx.
     DropAfterForward,
 }
 
@@ -204,6 +205,15 @@ fn serve(client: TcpStream, upstream: SocketAddr, plan: &Mutex<Plan>) -> io::Res
             return Ok(());
         };
         match fault {
+            // Only a stored batch's answer is lost: an aggregator busy with other tests may
+            // answer 429 (nothing stored), and dropping that would test nothing. The fault
+            // then waits for the next push.
+            Some(Fault::DropAfterForward) if !resp.head.starts_with(b"HTTP/1.1 2") => {
+                plan.lock()
+                    .expect("plan")
+                    .queue
+                    .push_front(Fault::DropAfterForward);
+            }
             Some(Fault::DropAfterForward) => {
                 out.shutdown(Shutdown::Both)?;
                 return Ok(());
