@@ -257,9 +257,28 @@ const fn packed() -> [[Packed; 8]; 26] {
     t
 }
 
-/// The cheap shapes present in a line (a set of the `F_*` / `K_*` bits).
+/// The cheap shapes present in a line (a set of the `F_*` / `K_*` bits), and where its
+/// dotted quads are.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Features(pub(crate) u32);
+pub(crate) struct Features(pub(crate) u32, pub(crate) Quads);
+
+/// Where `F_DOTTED4` was flagged: the offsets of the first and the last dot that has two
+/// joining dots before it in its run of dotted digits (the third dot of a quad). Every IPv4
+/// candidate's third dot is such a dot, so every candidate lies within
+/// [`Quads::window`]. Meaningless without `F_DOTTED4`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Quads {
+    first: usize,
+    last: usize,
+}
+
+impl Quads {
+    /// The bytes every IPv4 candidate lies in: at most `ddd.ddd.ddd` before a third dot and
+    /// `ddd` after it.
+    pub(crate) fn window(&self, len: usize) -> std::ops::Range<usize> {
+        self.first.saturating_sub(11)..len.min(self.last + 4)
+    }
+}
 
 impl Features {
     /// Whether nothing at all was found: no built-in detector can match.
@@ -272,9 +291,9 @@ impl Features {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: this CPU has AVX2, checked on the line above.
-            return Features(unsafe { avx2::scan(line.as_bytes()) });
+            return unsafe { avx2::scan(line.as_bytes()) };
         }
-        Features(scan::<Baseline>(line.as_bytes()))
+        scan::<Baseline>(line.as_bytes())
     }
 }
 
@@ -295,7 +314,7 @@ impl Classify for Baseline {
 
 /// The whole pass over `b`, block by block.
 #[inline(always)]
-fn scan<C: Classify>(b: &[u8]) -> u32 {
+fn scan<C: Classify>(b: &[u8]) -> Features {
     let mut scan = Scan::new(b);
     let mut base = 0;
     while base < b.len() {
@@ -309,7 +328,7 @@ fn scan<C: Classify>(b: &[u8]) -> u32 {
 /// Bytes classified per step: one bit of each mask per byte.
 const BLOCK: usize = 64;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-const HIGH: u64 = 0x8080_8080_8080_8080;
+pub(super) const HIGH: u64 = 0x8080_8080_8080_8080;
 
 const fn splat(b: u8) -> u64 {
     b as u64 * 0x0101_0101_0101_0101
@@ -319,7 +338,7 @@ const fn splat(b: u8) -> u64 {
 /// 0x80 and above never match). No carry crosses a byte: the low seven bits plus at most
 /// 0x80 stay below 0x100.
 #[inline(always)]
-fn in_range(w: u64, lo: u8, hi: u8) -> u64 {
+pub(super) fn in_range(w: u64, lo: u8, hi: u8) -> u64 {
     let x = w & LOW7;
     let at_least_lo = x + splat(0x80 - lo);
     let above_hi = x + splat(0x7f - hi);
@@ -660,7 +679,7 @@ mod avx2 {
     /// # Safety
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn scan(b: &[u8]) -> u32 {
+    pub(super) unsafe fn scan(b: &[u8]) -> super::Features {
         super::scan::<Avx2>(b)
     }
 
@@ -694,6 +713,7 @@ struct Scan<'a> {
     /// chain bytes follow such a `0` (both are needed for `F_TRUNK0`).
     zero_joined: bool,
     zero_chain: bool,
+    quads: Quads,
 }
 
 impl<'a> Scan<'a> {
@@ -709,6 +729,7 @@ impl<'a> Scan<'a> {
             prev: Digits::default(),
             zero_joined: false,
             zero_chain: false,
+            quads: Quads::default(),
         }
     }
 
@@ -838,7 +859,12 @@ impl<'a> Scan<'a> {
         // that has one before it.
         let seen1 = reach(dotted, dots, p.seen1);
         let seen2 = reach(dotted, dots & back(seen1, p.seen1, 1), p.seen2);
-        if dots & back(seen2, p.seen2, 1) != 0 {
+        let thirds = dots & back(seen2, p.seen2, 1);
+        if thirds != 0 {
+            if self.f & F_DOTTED4 == 0 {
+                self.quads.first = base + thirds.trailing_zeros() as usize;
+            }
+            self.quads.last = base + 63 - thirds.leading_zeros() as usize;
             self.f |= F_DOTTED4;
         }
         // Trunk-0 numbers need a run of 2–5 digits that starts with `0` and is joined to
@@ -871,7 +897,7 @@ impl<'a> Scan<'a> {
         };
     }
 
-    fn finish(mut self) -> u32 {
+    fn finish(mut self) -> Features {
         if self.zero_joined && self.zero_chain && trunk0(self.b) {
             self.f |= F_TRUNK0;
         }
@@ -879,7 +905,7 @@ impl<'a> Scan<'a> {
             // Only the national-id keywords make bare 10- and 12-digit runs interesting.
             self.f &= !(F_RUN10 | F_RUN12);
         }
-        self.f
+        Features(self.f, self.quads)
     }
 }
 
@@ -1210,7 +1236,11 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         #[test]
         fn avx2_pass_equals_baseline_pass(l in line()) {
-            prop_assert_eq!(Features::of(&l).0, scan::<Baseline>(l.as_bytes()));
+            let (fast, base) = (Features::of(&l), scan::<Baseline>(l.as_bytes()));
+            prop_assert_eq!(fast.0, base.0);
+            if fast.0 & F_DOTTED4 != 0 {
+                prop_assert_eq!(fast.1, base.1);
+            }
         }
     }
 
@@ -1257,6 +1287,19 @@ mod tests {
             let f = Features::of(&l);
             for (d, re) in CHECKED.iter() {
                 prop_assert!(!re.is_match(&l) || d.possible(&f), "{} {:?}", d.name(), l);
+            }
+        }
+
+        /// Where the features narrow a detector's search (the IPv4 window), it finds what the
+        /// whole-line search finds.
+        #[test]
+        fn a_narrowed_search_finds_the_same(l in line()) {
+            let f = Features::of(&l);
+            for d in crate::detect::Detector::ALL.iter().filter(|d| d.possible(&f)) {
+                let (mut narrowed, mut whole) = (Vec::new(), Vec::new());
+                d.find_possible(&l, &f, &mut narrowed);
+                d.find(&l, &mut whole);
+                prop_assert_eq!(narrowed, whole, "{} {:?}", d.name(), l);
             }
         }
 

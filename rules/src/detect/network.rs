@@ -23,7 +23,11 @@ pub const IPV4: &str = r"(?-u:\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?-u:\b)";
 /// digit run (a run of four digits can end no group: a digit would follow, and in the last
 /// group there would be no word boundary), so a candidate is four runs of 1–3 digits joined
 /// by single dots, not glued to a word byte on either side.
-fn ipv4_candidates(b: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+///
+/// Only candidates that start at or after `window.start` and whose first dot lies before
+/// `window.end` are looked for: with [`Features`](super::Features)' window that is all of
+/// them, and the dots elsewhere in the line (timestamps, versions) are never visited.
+fn ipv4_candidates(b: &[u8], window: Range<usize>) -> impl Iterator<Item = Range<usize>> + '_ {
     // The end of the 1–3 digit group starting at `from`, if there is one.
     let group = move |from: usize| {
         let n = b[from..]
@@ -35,9 +39,10 @@ fn ipv4_candidates(b: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     };
     // `at`: where to look for the next dot; `floor`: where the previous match ended (a
     // match never starts before it).
-    let (mut at, mut floor) = (0, 0);
+    let (mut at, mut floor) = (window.start, window.start);
+    let stop = window.end.min(b.len());
     std::iter::from_fn(move || {
-        while let Some(k) = memchr::memchr(b'.', &b[at..]) {
+        while let Some(k) = b.get(at..stop).and_then(|w| memchr::memchr(b'.', w)) {
             let dot = at + k;
             at = dot + 1;
             // The first group is the digit run that ends at this dot.
@@ -70,7 +75,17 @@ fn ipv4_candidates(b: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 
 /// Appends IPv4 addresses.
 pub fn find_ipv4(line: &str, out: &mut Vec<Range<usize>>) {
-    keep(line, ipv4_candidates(line.as_bytes()), out, refine_ipv4);
+    find_ipv4_in(line, 0..line.len(), out);
+}
+
+/// Appends the IPv4 addresses that lie in `window` (see [`ipv4_candidates`]).
+pub(crate) fn find_ipv4_in(line: &str, window: Range<usize>, out: &mut Vec<Range<usize>>) {
+    keep(
+        line,
+        ipv4_candidates(line.as_bytes(), window),
+        out,
+        refine_ipv4,
+    );
 }
 
 fn refine_ipv4(l: &str, r: Range<usize>) -> Option<Range<usize>> {
@@ -214,8 +229,17 @@ mod tests {
                 std::sync::LazyLock::new(|| regex::Regex::new(IPV4).unwrap());
             let re = &*RE;
             let want: Vec<_> = re.find_iter(&l).map(|m| m.range()).collect();
-            let got: Vec<_> = ipv4_candidates(l.as_bytes()).collect();
-            proptest::prop_assert_eq!(got, want, "{:?}", l);
+            let got: Vec<_> = ipv4_candidates(l.as_bytes(), 0..l.len()).collect();
+            proptest::prop_assert_eq!(&got, &want, "{:?}", l);
+            // The features' window holds every candidate: searching only there finds the same.
+            let f = super::super::Features::of(&l);
+            let window = if f.0 & super::super::features::F_DOTTED4 != 0 {
+                f.1.window(l.len())
+            } else {
+                0..0
+            };
+            let narrowed: Vec<_> = ipv4_candidates(l.as_bytes(), window).collect();
+            proptest::prop_assert_eq!(narrowed, want, "{:?}", l);
         }
     }
 }
