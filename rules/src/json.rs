@@ -108,6 +108,9 @@ impl<'a> Walker<'a, '_, '_> {
 
     /// Copies whitespace through.
     fn ws(&mut self) {
+        if !matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            return; // the usual case: compact JSON
+        }
         let start = self.i;
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
@@ -225,6 +228,8 @@ impl<'a> Walker<'a, '_, '_> {
         } else {
             let mut scrubbed = std::mem::take(&mut self.scrubbed);
             scrubbed.clear();
+            // Room for the text and a marker or two, so rendering does not grow it in steps.
+            scrubbed.reserve(text.len() + 64);
             self.r.render(&text, &hits, self.counts, &mut scrubbed);
             for h in &hits {
                 self.note(h);
@@ -472,7 +477,7 @@ impl<'a> Walker<'a, '_, '_> {
         let start = self.i;
         // Fast path: no escapes.
         let stop = memchr::memchr2(b'"', b'\\', &self.b[start..]).ok_or(NotJson)?;
-        if self.b[start..start + stop].iter().any(|&c| c < 0x20) {
+        if has_control(&self.b[start..start + stop]) {
             return Err(NotJson);
         }
         self.i = start + stop;
@@ -580,7 +585,31 @@ impl<'a> Walker<'a, '_, '_> {
 }
 
 /// Appends `s` as a JSON string literal.
+/// Whether `b` has a byte below 0x20 (a control character, which JSON strings must
+/// escape). Eight bytes per step: `x - 0x20` borrows into the high bit of a byte below
+/// 0x20, and `!x` drops bytes of 0x80 and above; a borrow can only reach a higher byte
+/// after a byte that is itself below 0x20, so the test is exact for "any".
+fn has_control(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut words = b.chunks_exact(8);
+    for w in words.by_ref() {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(w).unwrap_or([0xff; 8]));
+        if x.wrapping_sub(ONES * 0x20) & !x & (ONES * 0x80) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&c| c < 0x20)
+}
+
 fn push_json_string(out: &mut String, s: &str) {
+    if !s.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
+        // The usual case (a redaction marker in plain text): nothing to escape.
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     out.push('"');
     for c in s.chars() {
         match c {
@@ -600,6 +629,24 @@ fn push_json_string(out: &mut String, s: &str) {
 
 #[cfg(test)]
 mod tests {
+
+    proptest::proptest! {
+        /// The eight-bytes-at-a-time control check is the byte check, around the 0x20 and
+        /// 0x80 edges where a borrow could leak into the next byte.
+        #[test]
+        fn has_control_is_the_byte_check(
+            b in proptest::collection::vec(
+                proptest::prop_oneof![
+                    0x1eu8..=0x21,
+                    0x7fu8..=0x81,
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..40,
+            )
+        ) {
+            proptest::prop_assert_eq!(super::has_control(&b), b.iter().any(|&c| c < 0x20));
+        }
+    }
     use crate::pack::resolve;
     use crate::redact::{Counts, Redactor};
 
