@@ -180,6 +180,41 @@ pub struct Redactor {
     field_keys: Option<Vec<memchr::memmem::Finder<'static>>>,
     key: Option<Hmac<Sha256>>,
     version: String,
+    /// For each feature bit, the rules (a bit per rule index) whose detector that bit
+    /// allows, and the custom-pattern rules: a line's candidate rules are then a few ORs
+    /// instead of a pass over every rule. `None` with more than 64 rules.
+    by_feature: Option<RuleMasks>,
+}
+
+/// See [`Redactor::by_feature`].
+struct RuleMasks {
+    detectors: [u64; 32],
+    patterns: u64,
+}
+
+impl RuleMasks {
+    fn new(rules: &[Compiled]) -> Option<RuleMasks> {
+        if rules.len() > 64 {
+            return None;
+        }
+        let mut m = RuleMasks {
+            detectors: [0; 32],
+            patterns: 0,
+        };
+        for (i, r) in rules.iter().enumerate() {
+            match &r.finder {
+                Finder::Detector(d) => {
+                    for (bit, rules) in m.detectors.iter_mut().enumerate() {
+                        if d.possible(&Features(1 << bit, Default::default())) {
+                            *rules |= 1 << i;
+                        }
+                    }
+                }
+                Finder::Pattern { .. } => m.patterns |= 1 << i,
+            }
+        }
+        Some(m)
+    }
 }
 
 impl std::fmt::Debug for Redactor {
@@ -281,7 +316,6 @@ impl Redactor {
             })
             .collect();
         Ok(Redactor {
-            rules,
             fields,
             key_rules,
             has_patterns,
@@ -289,6 +323,8 @@ impl Redactor {
             field_keys,
             key,
             version: set.version(),
+            by_feature: RuleMasks::new(&rules),
+            rules,
         })
     }
 
@@ -426,34 +462,66 @@ impl Redactor {
             return;
         }
         let mut ranges = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            match &rule.finder {
-                Finder::Detector(d) => {
-                    if detectors && d.possible(&features) {
-                        d.find_possible(text, &features, &mut ranges);
+        match &self.by_feature {
+            Some(masks) => {
+                let mut wanted = if patterns { masks.patterns } else { 0 };
+                let mut bits = if detectors { features.0 } else { 0 };
+                while bits != 0 {
+                    wanted |= masks.detectors[bits.trailing_zeros() as usize];
+                    bits &= bits - 1;
+                }
+                while wanted != 0 {
+                    let i = wanted.trailing_zeros() as usize;
+                    wanted &= wanted - 1;
+                    self.rule_hits(i, text, &features, &mut ranges, out);
+                }
+            }
+            None => {
+                for (i, rule) in self.rules.iter().enumerate() {
+                    let wanted = match &rule.finder {
+                        Finder::Detector(d) => detectors && d.possible(&features),
+                        Finder::Pattern { .. } => patterns,
+                    };
+                    if wanted {
+                        self.rule_hits(i, text, &features, &mut ranges, out);
                     }
                 }
-                Finder::Pattern { regex, value_group } if patterns => match value_group {
-                    None => ranges.extend(regex.find_iter(text).map(|m| m.range())),
-                    Some(g) => ranges.extend(
-                        regex
-                            .captures_iter(text)
-                            .filter_map(|c| c.get(*g).map(|m| m.range())),
-                    ),
-                },
-                Finder::Pattern { .. } => {}
-            }
-            if !ranges.is_empty() {
-                out.extend(ranges.drain(..).filter(|r| !r.is_empty()).map(|r| Hit {
-                    start: r.start,
-                    end: r.end,
-                    rule: i,
-                }));
             }
         }
         if out.len() > 1 {
             self.resolve_overlaps(out);
         }
+    }
+
+    /// Appends rule `i`'s matches in `text` to `out` (`ranges` is scratch space).
+    fn rule_hits(
+        &self,
+        i: usize,
+        text: &str,
+        features: &Features,
+        ranges: &mut Vec<Range<usize>>,
+        out: &mut Vec<Hit>,
+    ) {
+        match &self.rules[i].finder {
+            Finder::Detector(d) => d.find_possible(text, features, ranges),
+            Finder::Pattern {
+                regex,
+                value_group: None,
+            } => ranges.extend(regex.find_iter(text).map(|m| m.range())),
+            Finder::Pattern {
+                regex,
+                value_group: Some(g),
+            } => ranges.extend(
+                regex
+                    .captures_iter(text)
+                    .filter_map(|c| c.get(*g).map(|m| m.range())),
+            ),
+        }
+        out.extend(ranges.drain(..).filter(|r| !r.is_empty()).map(|r| Hit {
+            start: r.start,
+            end: r.end,
+            rule: i,
+        }));
     }
 
     /// Makes hits disjoint without leaking a byte of any match: overlapping hits merge
@@ -589,6 +657,47 @@ mod tests {
 
     fn default_redactor() -> Redactor {
         Redactor::new(&resolve(&[]).unwrap(), None).unwrap()
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        /// The rules picked through the per-feature masks are the rules the plain pass over
+        /// every rule runs, with a custom pattern in the set too.
+        #[test]
+        fn rule_masks_pick_what_the_rule_loop_picks(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "4111111111111111", "4111 1111 1111 1111", "NO9386011117947",
+                        "15076500565", "131052-308T", "811218-9876", "a@b.no", "+47 912 34 567",
+                        "0412 345 678", "10.1.2.3", "fe80::1", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIx.abc",
+                        "Bearer abc.def", "api_key=sk_live_abcdefghijklmnopqrstuvwx", "password=hunter2",
+                        "national_id=", "order-4711", "tel", "cpr",
+                    ]).prop_map(|s: &str| s.to_owned()),
+                    "[a-z0-9 .:=@+-]{0,12}",
+                ],
+                0..12,
+            )
+        ) {
+            let line = parts.join(" ");
+            let team = r#"extends = ["baseline", "eu-pii"]
+[[rule]]
+name = "order"
+pattern = 'order-[0-9]+'
+action = "mask"
+"#;
+            let set = resolve(&[("t.toml", team)]).unwrap();
+            let masked = Redactor::new(&set, None).unwrap();
+            let mut looped = Redactor::new(&set, None).unwrap();
+            looped.by_feature = None;
+            for scope in [Scope::All, Scope::Detectors, Scope::Patterns] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                masked.hits(&line, scope, &mut a);
+                looped.hits(&line, scope, &mut b);
+                proptest::prop_assert_eq!(a, b, "{:?}", line);
+            }
+        }
     }
 
     fn apply(r: &Redactor, line: &str) -> Option<String> {
