@@ -317,10 +317,20 @@ impl Classify for Baseline {
 fn scan<C: Classify>(b: &[u8]) -> Features {
     let mut scan = Scan::new(b);
     let mut base = 0;
-    while base < b.len() {
-        let block = &b[base..b.len().min(base + BLOCK)];
+    while let Some(block) = b.get(base..base + BLOCK) {
         scan.block(base, &C::masks(block));
         base += BLOCK;
+    }
+    let rest = b.len() - base;
+    if rest > 0 {
+        let m = match b.len().checked_sub(BLOCK) {
+            // The line's last `BLOCK` bytes, classified in place and shifted down so that
+            // bit 0 is byte `base`: the bytes before it (classified already) fall off the
+            // bottom, and the missing bytes past the end belong to no class. No copy.
+            Some(from) => C::masks(&b[from..]).shifted_down((BLOCK - rest) as u32),
+            None => C::masks(b),
+        };
+        scan.block(base, &m);
     }
     scan.finish()
 }
@@ -389,6 +399,24 @@ impl Masks {
         #[cfg(not(target_arch = "x86_64"))]
         {
             Masks::swar(block)
+        }
+    }
+
+    /// Every mask shifted down by `k` bits (`1 <= k < BLOCK`).
+    #[inline(always)]
+    fn shifted_down(self, k: u32) -> Masks {
+        Masks {
+            digit: self.digit >> k,
+            letter: self.letter >> k,
+            upper: self.upper >> k,
+            hex: self.hex >> k,
+            colon: self.colon >> k,
+            at: self.at >> k,
+            plus: self.plus >> k,
+            join: self.join >> k,
+            dot: self.dot >> k,
+            zero: self.zero >> k,
+            sign: self.sign >> k,
         }
     }
 
@@ -642,7 +670,7 @@ struct Digits {
     group4: u64,
 }
 
-/// A line's last, short block, zeros after it (whole blocks are classified in place).
+/// A line shorter than one block, zeros after it (longer lines are classified in place).
 #[inline(always)]
 fn padded(block: &[u8]) -> [u8; BLOCK] {
     let mut padded = [0u8; BLOCK];
