@@ -199,6 +199,11 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("json_parse", |b| {
         b.iter(|| codec::parse_push(black_box(&json)))
     });
+    // As the server parses: escaped lines into one buffer, the body's UTF-8 checked once.
+    let mut unescaped = String::new();
+    g.bench_function("json_parse_in", |b| {
+        b.iter(|| codec::parse_push_in(black_box(&json), &mut unescaped).map(|r| r.records()))
+    });
 
     g.bench_function("payload_sha256", |b| {
         b.iter(|| codec::payload_sha256(black_box(&json)))

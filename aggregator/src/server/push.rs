@@ -164,8 +164,10 @@ pub fn ingest_body(
     };
     let json = decompress(&body, encoding, limits.max_decompressed_bytes).map_err(codec_error)?;
     drop(body);
-    // Lines without escapes borrow from `json` instead of being copied one `String` each.
-    let req = codec::parse_push(&json).map_err(codec_error)?;
+    // Lines without escapes borrow from `json`; those with escapes are unescaped into one
+    // buffer for the batch instead of a `String` each.
+    let mut unescaped = String::new();
+    let req = codec::parse_push_in(&json, &mut unescaped).map_err(codec_error)?;
     let received_ns = Store::now_ns();
     check_limits(&req, limits, received_ns)?;
     // The token's team wins; only team-less callers (admin, open mode) use the label.
@@ -182,7 +184,8 @@ pub fn ingest_body(
         payload_sha256: codec::payload_sha256(&json),
         received_ns,
     };
-    // `req` borrows its lines from the decompressed body, which lives until it is stored.
+    // `req` borrows its lines from the decompressed body and `unescaped`, which live until it
+    // is stored.
     store
         .ingest(&meta, &req)
         .map_err(|e| AppError::internal("storing the batch", &e))
