@@ -236,6 +236,10 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("entry_digest", |b| {
         b.iter(|| StreamHasher::new(black_box(&labels)).sum(pairs()))
     });
+    // The server's: the payload SHA-256 and the entry digest in one paired stream.
+    g.bench_function("hash_batch", |b| {
+        b.iter(|| fjord_aggregator::store::hash_batch(black_box(&json), &req, "payments"))
+    });
     g.bench_function("entry_digest_one_at_a_time", |b| {
         b.iter(|| {
             let h = StreamHasher::new(black_box(&labels));
