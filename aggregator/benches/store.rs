@@ -199,6 +199,11 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("json_parse", |b| {
         b.iter(|| codec::parse_push(black_box(&json)))
     });
+    // As the server parses: escaped lines into one buffer, the body's UTF-8 checked once.
+    let mut unescaped = String::new();
+    g.bench_function("json_parse_in", |b| {
+        b.iter(|| codec::parse_push_in(black_box(&json), &mut unescaped).map(|r| r.records()))
+    });
 
     g.bench_function("payload_sha256", |b| {
         b.iter(|| codec::payload_sha256(black_box(&json)))
@@ -230,6 +235,10 @@ fn ingest(c: &mut Criterion) {
     // As the store computes it (two entries at a time), and one entry at a time.
     g.bench_function("entry_digest", |b| {
         b.iter(|| StreamHasher::new(black_box(&labels)).sum(pairs()))
+    });
+    // The server's: the payload SHA-256 and the entry digest in one paired stream.
+    g.bench_function("hash_batch", |b| {
+        b.iter(|| fjord_aggregator::store::hash_batch(black_box(&json), &req, "payments"))
     });
     g.bench_function("entry_digest_one_at_a_time", |b| {
         b.iter(|| {

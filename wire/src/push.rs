@@ -2,12 +2,17 @@
 //!
 //! Timestamps travel as decimal strings of Unix epoch nanoseconds (Loki's rule). A value may
 //! carry a third element (Loki's structured metadata); it is accepted and ignored.
+//!
+//! Lines borrow from the JSON unless they contain escapes. Those are kept either in a `String`
+//! each (the derived `Deserialize`, for requests that must stand alone) or, for the
+//! aggregator's ingest, in one buffer per push (`InBuffer`, reached through
+//! `codec::parse_push_in`), whose visitors read exactly what the derived ones read.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -88,57 +93,339 @@ impl Serialize for Entry<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Entry<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = Entry<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(r#"an entry ["<unix epoch nanoseconds>", "<line>"]"#)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry<'de>, A::Error> {
-                let ts: Cow<'de, str> = seq
-                    .next_element::<CowStr<'de>>()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?
-                    .0;
-                let ts_ns = parse_ts(&ts).ok_or_else(|| {
-                    de::Error::custom(
-                        "timestamp must be a string of decimal Unix epoch nanoseconds",
-                    )
-                })?;
-                let line = seq
-                    .next_element::<CowStr<'de>>()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?
-                    .0;
-                // Loki's optional structured metadata: accepted, not stored.
-                let _ = seq.next_element::<IgnoredAny>()?;
-                if seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(de::Error::invalid_length(4, &self));
-                }
-                Ok(Entry { ts_ns, line })
-            }
-        }
-        d.deserialize_seq(EntryVisitor)
+        EntrySeed(OwnLines).deserialize(d)
     }
 }
 
-/// Borrows a string (timestamp, line) when the JSON allows it, so parsing does not allocate.
-struct CowStr<'a>(Cow<'a, str>);
+/// What becomes of a line that serde_json had to unescape: it hands such a line over in a
+/// scratch buffer that lives only for the call, so the line must be copied somewhere.
+trait Unescaped<'de> {
+    fn keep(&mut self, line: &str) -> Cow<'de, str>;
+}
 
-impl<'de> Deserialize<'de> for CowStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CowStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Owned(v.to_owned())))
+/// Each unescaped line in a `String` of its own.
+struct OwnLines;
+
+impl<'de> Unescaped<'de> for OwnLines {
+    fn keep(&mut self, line: &str) -> Cow<'de, str> {
+        Cow::Owned(line.to_owned())
+    }
+}
+
+impl<'de, U: Unescaped<'de> + ?Sized> Unescaped<'de> for &mut U {
+    fn keep(&mut self, line: &str) -> Cow<'de, str> {
+        (**self).keep(line)
+    }
+}
+
+/// Deserialises one entry, handing the lines with escapes to `U`.
+struct EntrySeed<U>(U);
+
+impl<'de, U: Unescaped<'de>> DeserializeSeed<'de> for EntrySeed<U> {
+    type Value = Entry<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry<'de>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, U: Unescaped<'de>> Visitor<'de> for EntrySeed<U> {
+    type Value = Entry<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"an entry ["<unix epoch nanoseconds>", "<line>"]"#)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Entry<'de>, A::Error> {
+        let ts = seq
+            .next_element_seed(LineSeed(OwnLines))?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let ts_ns = parse_ts(&ts).ok_or_else(|| {
+            de::Error::custom("timestamp must be a string of decimal Unix epoch nanoseconds")
+        })?;
+        let line = seq
+            .next_element_seed(LineSeed(&mut self.0))?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        // Loki's optional structured metadata: accepted, not stored.
+        let _ = seq.next_element::<IgnoredAny>()?;
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::invalid_length(4, &self));
+        }
+        Ok(Entry { ts_ns, line })
+    }
+}
+
+/// A string (a line, a timestamp): borrowed from the JSON when it has no escapes, else given
+/// to `U`.
+struct LineSeed<U>(U);
+
+impl<'de, U: Unescaped<'de>> DeserializeSeed<'de> for LineSeed<U> {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, U: Unescaped<'de>> Visitor<'de> for LineSeed<U> {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.keep(v))
+    }
+}
+
+/// The lines with escapes of one push, unescaped one after the other into one buffer instead
+/// of one `String` each (see [`crate::codec::parse_push_in`]). While the body is parsed the
+/// buffer grows, so nothing can borrow from it yet: each such line is first a placeholder,
+/// and its place in the request and its span of the buffer are recorded to be filled in
+/// afterwards ([`InBuffer::fill`]).
+pub(crate) struct InBuffer<'b> {
+    text: &'b mut String,
+    /// Reserved at the first unescaped line, so the buffer never moves: unescaping never
+    /// lengthens a string, so the rest of the body bounds what can follow.
+    reserve: usize,
+    /// Stream and entry index of the entry being parsed.
+    at: (usize, usize),
+    spans: Vec<Span>,
+}
+
+/// Where an unescaped line belongs and where its text is.
+struct Span {
+    stream: usize,
+    entry: usize,
+    text: std::ops::Range<usize>,
+}
+
+impl<'de> Unescaped<'de> for InBuffer<'_> {
+    fn keep(&mut self, line: &str) -> Cow<'de, str> {
+        if self.text.capacity() == 0 {
+            self.text.reserve(self.reserve);
+        }
+        let start = self.text.len();
+        self.text.push_str(line);
+        self.spans.push(Span {
+            stream: self.at.0,
+            entry: self.at.1,
+            text: start..self.text.len(),
+        });
+        Cow::Borrowed("")
+    }
+}
+
+impl<'b> InBuffer<'b> {
+    /// A buffer for the escaped lines of a body of `body_len` bytes; `text` is cleared.
+    pub(crate) fn new(text: &'b mut String, body_len: usize) -> InBuffer<'b> {
+        text.clear();
+        InBuffer {
+            text,
+            reserve: body_len,
+            at: (0, 0),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Deserialises a push request, the lines with escapes into this buffer.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        &mut self,
+        d: D,
+    ) -> Result<PushRequest<'de>, D::Error> {
+        d.deserialize_struct("PushRequest", &["streams"], RequestVisitor(self))
+    }
+
+    /// Points each placeholder line of `req` at its text; afterwards the buffer is only read.
+    /// Fails only if a span does not fit the request (a bug, not bad input).
+    pub(crate) fn fill<'a>(self, req: &mut PushRequest<'a>) -> Result<(), CodecError>
+    where
+        'b: 'a,
+    {
+        let text: &'a String = self.text;
+        for span in self.spans {
+            let line = req
+                .streams
+                .get_mut(span.stream)
+                .and_then(|s| s.values.get_mut(span.entry));
+            match (line, text.get(span.text)) {
+                (Some(e), Some(t)) => e.line = Cow::Borrowed(t),
+                _ => {
+                    return Err(CodecError::Invalid(
+                        "internal error: an unescaped line lost its place".to_owned(),
+                    ))
+                }
             }
         }
-        d.deserialize_str(V)
+        Ok(())
+    }
+}
+
+/// The fields of [`PushRequest`] and [`PushStream`]: what `#[derive(Deserialize)]` accepts,
+/// unknown fields ignored.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Streams,
+    Stream,
+    Values,
+    #[serde(other)]
+    Other,
+}
+
+/// [`PushRequest`] as `#[derive(Deserialize)]` reads it (a map, or a sequence of its one
+/// field), with the same messages; the lines go through an [`InBuffer`].
+struct RequestVisitor<'s, 'b>(&'s mut InBuffer<'b>);
+
+impl<'de> Visitor<'de> for RequestVisitor<'_, '_> {
+    type Value = PushRequest<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct PushRequest")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let streams = seq
+            .next_element_seed(StreamsSeed::new(self.0))?
+            .ok_or_else(|| de::Error::invalid_length(0, &"struct PushRequest with 1 element"))?;
+        Ok(PushRequest { streams })
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut streams = None;
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::Streams if streams.is_some() => {
+                    return Err(de::Error::duplicate_field("streams"))
+                }
+                Field::Streams => {
+                    streams = Some(map.next_value_seed(StreamsSeed::new(&mut *self.0))?)
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let streams = streams.ok_or_else(|| de::Error::missing_field("streams"))?;
+        Ok(PushRequest { streams })
+    }
+}
+
+/// A JSON array whose elements are read by `E`, which knows its index.
+struct ArraySeed<'s, 'b, E>(&'s mut InBuffer<'b>, std::marker::PhantomData<E>);
+
+impl<'s, 'b, E> ArraySeed<'s, 'b, E> {
+    fn new(lines: &'s mut InBuffer<'b>) -> Self {
+        ArraySeed(lines, std::marker::PhantomData)
+    }
+}
+
+/// Reads the element at `index` of an [`ArraySeed`]'s array, if there is one.
+trait Element<'de> {
+    type Value;
+    fn next<A: SeqAccess<'de>>(
+        lines: &mut InBuffer<'_>,
+        index: usize,
+        seq: &mut A,
+    ) -> Result<Option<Self::Value>, A::Error>;
+}
+
+impl<'de, E: Element<'de>> DeserializeSeed<'de> for ArraySeed<'_, '_, E> {
+    type Value = Vec<E::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, E: Element<'de>> Visitor<'de> for ArraySeed<'_, '_, E> {
+    type Value = Vec<E::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = E::next(self.0, out.len(), &mut seq)? {
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+/// The `streams` array.
+type StreamsSeed<'s, 'b> = ArraySeed<'s, 'b, StreamElement>;
+struct StreamElement;
+
+impl<'de> Element<'de> for StreamElement {
+    type Value = PushStream<'de>;
+    fn next<A: SeqAccess<'de>>(
+        lines: &mut InBuffer<'_>,
+        index: usize,
+        seq: &mut A,
+    ) -> Result<Option<PushStream<'de>>, A::Error> {
+        lines.at = (index, 0);
+        seq.next_element_seed(StreamSeed(lines))
+    }
+}
+
+/// One [`PushStream`], as `#[derive(Deserialize)]` reads it.
+struct StreamSeed<'s, 'b>(&'s mut InBuffer<'b>);
+
+const STREAM_AS_SEQ: &str = "struct PushStream with 2 elements";
+
+impl<'de> DeserializeSeed<'de> for StreamSeed<'_, '_> {
+    type Value = PushStream<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_struct("PushStream", &["stream", "values"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for StreamSeed<'_, '_> {
+    type Value = PushStream<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct PushStream")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let stream = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &STREAM_AS_SEQ))?;
+        let values = seq
+            .next_element_seed(ValuesSeed::new(self.0))?
+            .ok_or_else(|| de::Error::invalid_length(1, &STREAM_AS_SEQ))?;
+        Ok(PushStream { stream, values })
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut stream, mut values) = (None, None);
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::Stream if stream.is_some() => {
+                    return Err(de::Error::duplicate_field("stream"))
+                }
+                Field::Stream => stream = Some(map.next_value()?),
+                Field::Values if values.is_some() => {
+                    return Err(de::Error::duplicate_field("values"))
+                }
+                Field::Values => values = Some(map.next_value_seed(ValuesSeed::new(&mut *self.0))?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let stream = stream.ok_or_else(|| de::Error::missing_field("stream"))?;
+        let values = values.ok_or_else(|| de::Error::missing_field("values"))?;
+        Ok(PushStream { stream, values })
+    }
+}
+
+/// A stream's `values` array.
+type ValuesSeed<'s, 'b> = ArraySeed<'s, 'b, EntryElement>;
+struct EntryElement;
+
+impl<'de> Element<'de> for EntryElement {
+    type Value = Entry<'de>;
+    fn next<A: SeqAccess<'de>>(
+        lines: &mut InBuffer<'_>,
+        index: usize,
+        seq: &mut A,
+    ) -> Result<Option<Entry<'de>>, A::Error> {
+        lines.at.1 = index;
+        seq.next_element_seed(EntrySeed(lines))
     }
 }
 

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use super::auth::Caller;
 use super::{AppError, AppState};
 use crate::config::IngestLimits;
-use crate::store::{IngestMeta, IngestOutcome, Store};
+use crate::store::{self, IngestMeta, IngestOutcome, Store};
 
 /// Seconds a shed push is told to wait.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -164,8 +164,10 @@ pub fn ingest_body(
     };
     let json = decompress(&body, encoding, limits.max_decompressed_bytes).map_err(codec_error)?;
     drop(body);
-    // Lines without escapes borrow from `json` instead of being copied one `String` each.
-    let req = codec::parse_push(&json).map_err(codec_error)?;
+    // Lines without escapes borrow from `json`; those with escapes are unescaped into one
+    // buffer for the batch instead of a `String` each.
+    let mut unescaped = String::new();
+    let req = codec::parse_push_in(&json, &mut unescaped).map_err(codec_error)?;
     let received_ns = Store::now_ns();
     check_limits(&req, limits, received_ns)?;
     // The token's team wins; only team-less callers (admin, open mode) use the label.
@@ -173,18 +175,22 @@ pub fn ingest_body(
         Some(t) => t,
         None => team_from_labels(&req)?,
     };
+    // The payload hash and the entry digest in one paired pass, before the writer lock.
+    let (payload_sha256, entries_digest) = store::hash_batch(&json, &req, &team)
+        .map_err(|e| AppError::internal("hashing the batch", &e))?;
     let meta = IngestMeta {
         batch_id: batch.batch_id,
         agent: batch.agent,
         team,
         rules_version: batch.rules_version,
         redactions: batch.redactions,
-        payload_sha256: codec::payload_sha256(&json),
+        payload_sha256,
         received_ns,
     };
-    // `req` borrows its lines from the decompressed body, which lives until it is stored.
+    // `req` borrows its lines from the decompressed body and `unescaped`, which live until it
+    // is stored.
     store
-        .ingest(&meta, &req)
+        .ingest_digested(&meta, &req, &entries_digest)
         .map_err(|e| AppError::internal("storing the batch", &e))
 }
 

@@ -272,6 +272,18 @@ impl Store {
         meta: &IngestMeta,
         req: &PushRequest,
     ) -> Result<IngestOutcome, StoreError> {
+        let digest = entry_digest(req, &meta.team, None)?;
+        self.ingest_digested(meta, req, &digest)
+    }
+
+    /// [`Store::ingest`] with the batch's entry digest computed by the caller, with
+    /// [`hash_batch`] (outside the writer lock, alongside the payload hash).
+    pub fn ingest_digested(
+        &self,
+        meta: &IngestMeta,
+        req: &PushRequest,
+        digest: &EntryDigest,
+    ) -> Result<IngestOutcome, StoreError> {
         let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let Writer {
             conn,
@@ -288,20 +300,17 @@ impl Store {
                 return Ok(IngestOutcome::Duplicate);
             }
         }
-        // The entry digest depends on labels, timestamps and lines only, not on the receipt
-        // id, so it is computed first and the receipt is written once, complete.
-        let mut digest = EntryDigest::default();
-        let mut keys = Vec::with_capacity(req.streams.len());
-        for s in &req.streams {
-            if s.values.is_empty() {
-                keys.push(None);
-                continue;
-            }
-            let key = labels_key(&s.stream, &meta.team)?;
-            let hasher = StreamHasher::new(&key);
-            digest.add(&hasher.sum(s.values.iter().map(|e| (e.ts_ns, e.line()))));
-            keys.push(Some(key));
-        }
+        let keys = req
+            .streams
+            .iter()
+            .map(|s| {
+                if s.values.is_empty() {
+                    Ok(None)
+                } else {
+                    labels_key(&s.stream, &meta.team).map(Some)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let records = req.records();
         tx.prepare_cached(
             "INSERT INTO receipts (batch_id, agent, team, received_ns, records, raw_bytes,
@@ -764,6 +773,36 @@ impl Store {
     pub fn now_ns() -> i64 {
         now_ns()
     }
+}
+
+/// The hex SHA-256 of a push's `payload` (its uncompressed JSON body, the receipt's
+/// `payload_sha256`) and the entry digest of `req` stored for `team`. The payload is one long
+/// message whose blocks form one dependent chain; they are compressed in the same paired
+/// instruction stream as the entries' (`sha256x2.rs`), which costs little more than the
+/// entries alone. The results are those of `sha2::Sha256` and [`Store::ingest`].
+pub fn hash_batch(
+    payload: &[u8],
+    req: &PushRequest,
+    team: &str,
+) -> Result<(String, EntryDigest), StoreError> {
+    let mut long = sha256x2::Long::new(payload);
+    let digest = entry_digest(req, team, Some(&mut long))?;
+    Ok((hex::encode(long.finish()), digest))
+}
+
+/// The entry digest of `req` stored for `team`, with `long`'s blocks hashed alongside.
+fn entry_digest(
+    req: &PushRequest,
+    team: &str,
+    mut long: Option<&mut sha256x2::Long<'_>>,
+) -> Result<EntryDigest, StoreError> {
+    let mut digest = EntryDigest::default();
+    for s in req.streams.iter().filter(|s| !s.values.is_empty()) {
+        let hasher = StreamHasher::new(&labels_key(&s.stream, team)?);
+        let entries = s.values.iter().map(|e| (e.ts_ns, e.line()));
+        digest.add(&hasher.sum_with(entries, long.as_deref_mut()));
+    }
+    Ok(digest)
 }
 
 /// Splits entries into runs of about `target` raw bytes (at least one entry each).

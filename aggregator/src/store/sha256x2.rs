@@ -7,6 +7,10 @@
 //! the SHA unit idle. Compressing the blocks of two independent messages in one instruction
 //! stream lets the CPU run the two chains side by side, at nearly the cost of one.
 //!
+//! A push also has one long message, its payload (the JSON body, ~1 MiB), whose blocks form
+//! one dependent chain of their own. [`Long`] lets it run in one lane while the short
+//! messages take turns in the other, read in place from the caller's memory.
+//!
 //! Invariants: the results are plain SHA-256 digests (property-tested against
 //! `sha2::Sha256` below); only the scheduling differs. The only `unsafe` code is
 //! [`x86::compress2`] and its one call, made after a runtime check that the CPU has the
@@ -65,26 +69,41 @@ impl Prefix {
 
     /// Calls `f(i, SHA-256(prefix ‖ head ‖ body))` for the `i`-th `(head, body)` of
     /// `messages`, counting from 0. Calls come in about, but not exactly, message order.
+    /// While `long` has blocks left, its blocks are compressed alongside the messages'
+    /// instead of a second message's; what is left of it when the messages run out stays
+    /// for the next call or [`Long::finish`].
     pub fn hash_each<'a, H: AsRef<[u8]>>(
         &self,
         messages: impl IntoIterator<Item = (H, &'a [u8])>,
+        long: Option<&mut Long<'_>>,
         f: impl FnMut(usize, [u8; 32]),
     ) {
-        self.hash_each_on(x86::available(), messages, f);
+        self.hash_each_on(x86::available(), messages, long, f);
     }
 
-    /// [`Prefix::hash_each`], two messages at a time only if `paired`, which the caller has
+    /// [`Prefix::hash_each`], two lanes at a time only if `paired`, which the caller has
     /// checked with `x86::available`.
     fn hash_each_on<'a, H: AsRef<[u8]>>(
         &self,
         paired: bool,
         messages: impl IntoIterator<Item = (H, &'a [u8])>,
+        mut long: Option<&mut Long<'_>>,
         mut f: impl FnMut(usize, [u8; 32]),
     ) {
         let mut messages = messages.into_iter().enumerate();
         let mut lanes = [Lane::default(), Lane::default()];
         loop {
-            for lane in &mut lanes {
+            // The long message takes the first lane while it lasts (on the paired path only:
+            // alone it would gain nothing).
+            let with_long = match long.as_deref_mut() {
+                Some(l) if paired && l.0.blocks_left() > 0 => Some(&mut l.0),
+                _ => None,
+            };
+            let [a, b] = &mut lanes;
+            for lane in [&mut *a, &mut *b]
+                .into_iter()
+                .skip(usize::from(with_long.is_some()))
+            {
                 if lane.blocks_left() == 0 {
                     if let Some((i, (head, body))) = messages.next() {
                         lane.load(self, i, head.as_ref(), body);
@@ -92,8 +111,21 @@ impl Prefix {
                 }
             }
             // A lane still idle after the refill means the messages are all taken.
-            let [a, b] = &mut lanes;
-            let n = a.blocks_left().min(b.blocks_left());
+            if let Some(l) = with_long {
+                let n = l.contiguous_blocks().min(b.contiguous_blocks());
+                if n == 0 {
+                    return;
+                }
+                let (sl, bl) = l.take(n);
+                let (sb, bb) = b.take(n);
+                // SAFETY: the long lane is used only when `paired`, i.e. after
+                // `x86::available()` confirmed the CPU features `compress2` is compiled for;
+                // `take` hands out equal, whole numbers of blocks.
+                unsafe { x86::compress2(sl, bl, sb, bb) };
+                b.emit(&mut f);
+                continue;
+            }
+            let n = a.contiguous_blocks().min(b.contiguous_blocks());
             if paired && n > 0 {
                 let (sa, ba) = a.take(n);
                 let (sb, bb) = b.take(n);
@@ -104,9 +136,7 @@ impl Prefix {
                 return;
             } else {
                 for lane in [&mut *a, &mut *b] {
-                    let n = lane.blocks_left();
-                    let (s, blocks) = lane.take(n);
-                    compress(s, blocks);
+                    lane.compress_rest();
                 }
             }
             for lane in [a, b] {
@@ -116,58 +146,118 @@ impl Prefix {
     }
 }
 
-/// One message being hashed: its padded tail (everything after the prefix's whole blocks)
-/// and how far the state has got through it.
+/// One long message hashed from the caller's memory, alongside the short messages of
+/// [`Prefix::hash_each`] calls.
+pub struct Long<'m>(Lane<'m>);
+
+impl<'m> Long<'m> {
+    /// Starts hashing `message`: its whole blocks are read in place, only the last partial
+    /// block and the padding are copied.
+    pub fn new(message: &'m [u8]) -> Long<'m> {
+        let whole = message.len() - message.len() % BLOCK;
+        let mut lane = Lane {
+            state: H0,
+            direct: &message[..whole],
+            ..Lane::default()
+        };
+        lane.pad(&message[whole..], message.len() as u64);
+        Long(lane)
+    }
+
+    /// Compresses what is left, alone, and returns the digest.
+    pub fn finish(mut self) -> [u8; 32] {
+        self.0.compress_rest();
+        self.0.digest()
+    }
+}
+
+/// One message being hashed: whole blocks read in place (`direct`, a long message's), then
+/// its padded tail (a short message's everything after the prefix's whole blocks), and how
+/// far the state has got through the two.
 #[derive(Default)]
-struct Lane {
+struct Lane<'m> {
     index: usize,
     state: [u32; 8],
+    direct: &'m [u8],
     padded: Vec<u8>,
     done: usize,
     /// A finished digest not yet handed to the caller.
     unreported: bool,
 }
 
-impl Lane {
+impl Lane<'_> {
     fn blocks_left(&self) -> usize {
-        (self.padded.len() - self.done) / BLOCK
+        (self.direct.len() + self.padded.len() - self.done) / BLOCK
     }
 
-    /// Starts message `index`: the prefix's partial block, `head`, `body`, then SHA-256
-    /// padding (0x80, zeros, the message length in bits, big-endian).
+    /// Blocks left in the current segment (`direct` or `padded`), which [`Lane::take`] can
+    /// hand out as one slice.
+    fn contiguous_blocks(&self) -> usize {
+        match self.done.checked_sub(self.direct.len()) {
+            None => (self.direct.len() - self.done) / BLOCK,
+            Some(in_padded) => (self.padded.len() - in_padded) / BLOCK,
+        }
+    }
+
+    /// Starts message `index`: the prefix's partial block, `head`, `body`, then the padding.
     fn load(&mut self, prefix: &Prefix, index: usize, head: &[u8], body: &[u8]) {
-        let p = &mut self.padded;
-        p.clear();
-        p.extend_from_slice(&prefix.rest);
-        p.extend_from_slice(head);
-        p.extend_from_slice(body);
-        let bits = (prefix.compressed + p.len() as u64).wrapping_mul(8);
-        p.push(0x80);
-        let zeros = (BLOCK - (p.len() + LENGTH_BYTES) % BLOCK) % BLOCK;
-        p.resize(p.len() + zeros, 0);
-        p.extend_from_slice(&bits.to_be_bytes());
+        self.padded.clear();
+        self.padded.extend_from_slice(&prefix.rest);
+        self.padded.extend_from_slice(head);
+        let len = prefix.compressed + (self.padded.len() + body.len()) as u64;
+        self.pad(body, len);
         self.state = prefix.state;
         self.index = index;
+        self.direct = &[];
         self.done = 0;
         self.unreported = true;
     }
 
-    /// The state and the next `n` blocks, which the caller compresses into it.
+    /// Appends `tail` to the padded segment, then SHA-256 padding for a message of `len`
+    /// bytes in all: 0x80, zeros, the length in bits, big-endian.
+    fn pad(&mut self, tail: &[u8], len: u64) {
+        let p = &mut self.padded;
+        p.extend_from_slice(tail);
+        p.push(0x80);
+        let zeros = (BLOCK - (p.len() + LENGTH_BYTES) % BLOCK) % BLOCK;
+        p.resize(p.len() + zeros, 0);
+        p.extend_from_slice(&len.wrapping_mul(8).to_be_bytes());
+    }
+
+    /// The state and the next `n` blocks (at most [`Lane::contiguous_blocks`]), which the
+    /// caller compresses into it.
     fn take(&mut self, n: usize) -> (&mut [u32; 8], &[u8]) {
         let start = self.done;
         self.done += n * BLOCK;
-        (&mut self.state, &self.padded[start..self.done])
+        let blocks = match start.checked_sub(self.direct.len()) {
+            None => &self.direct[start..self.done],
+            Some(in_padded) => &self.padded[in_padded..in_padded + n * BLOCK],
+        };
+        (&mut self.state, blocks)
+    }
+
+    /// Compresses every block left, one after the other.
+    fn compress_rest(&mut self) {
+        while self.blocks_left() > 0 {
+            let n = self.contiguous_blocks();
+            let (s, blocks) = self.take(n);
+            compress(s, blocks);
+        }
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (o, w) in out.chunks_exact_mut(4).zip(self.state) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        out
     }
 
     /// Reports the digest if the message is done.
     fn emit(&mut self, f: &mut impl FnMut(usize, [u8; 32])) {
         if self.unreported && self.blocks_left() == 0 {
             self.unreported = false;
-            let mut out = [0u8; 32];
-            for (o, w) in out.chunks_exact_mut(4).zip(self.state) {
-                o.copy_from_slice(&w.to_be_bytes());
-            }
-            f(self.index, out);
+            f(self.index, self.digest());
         }
     }
 }
@@ -384,21 +474,34 @@ mod tests {
     }
 
     /// Every digest of `hash_each` against `sha2`, each message reported exactly once, on
-    /// both paths (the paired one where this CPU has it).
-    fn check(prefix: &[u8], messages: &[(Vec<u8>, Vec<u8>)]) {
+    /// both paths (the paired one where this CPU has it), without and with a long message
+    /// (`long`) hashed alongside, over one call or split over two.
+    fn check(prefix: &[u8], messages: &[(Vec<u8>, Vec<u8>)], long: &[u8]) {
         let p = Prefix::new(prefix);
         for paired in [false, x86::available()] {
-            let mut got: Vec<Option<[u8; 32]>> = vec![None; messages.len()];
-            p.hash_each_on(
-                paired,
-                messages.iter().map(|(h, b)| (h, b.as_slice())),
-                |i, d| {
-                    assert!(got[i].replace(d).is_none(), "message {i} reported twice");
-                },
-            );
-            for (i, (h, b)) in messages.iter().enumerate() {
-                let want = reference(prefix, h, b);
-                assert_eq!(got[i], Some(want), "message {i}, paired: {paired}");
+            for (with_long, split) in [(false, 0), (true, 0), (true, messages.len() / 2)] {
+                let mut got: Vec<Option<[u8; 32]>> = vec![None; messages.len()];
+                let mut l = with_long.then(|| Long::new(long));
+                let (first, second) = messages.split_at(split);
+                for (offset, part) in [(0, first), (split, second)] {
+                    p.hash_each_on(
+                        paired,
+                        part.iter().map(|(h, b)| (h, b.as_slice())),
+                        l.as_mut(),
+                        |i, d| {
+                            let i = offset + i;
+                            assert!(got[i].replace(d).is_none(), "message {i} reported twice");
+                        },
+                    );
+                }
+                for (i, (h, b)) in messages.iter().enumerate() {
+                    let want = reference(prefix, h, b);
+                    assert_eq!(got[i], Some(want), "message {i}, paired: {paired}");
+                }
+                if let Some(l) = l {
+                    let want: [u8; 32] = Sha256::digest(long).into();
+                    assert_eq!(l.finish(), want, "long message, paired: {paired}");
+                }
             }
         }
     }
@@ -418,13 +521,14 @@ mod tests {
             .flat_map(|&h| EDGES.iter().map(move |&b| (bytes(h % 17, 1), bytes(b, 2))))
             .collect();
         for p in EDGES {
-            check(&bytes(p, 3), &messages);
-            check(&bytes(p, 3), &messages[..1]);
-            check(&bytes(p, 3), &[]);
+            let long = bytes(64 * 7 + p, 4);
+            check(&bytes(p, 3), &messages, &long);
+            check(&bytes(p, 3), &messages[..1], &long[..p]);
+            check(&bytes(p, 3), &[], &long);
         }
         // Known answer: SHA-256("abc").
         let mut got = None;
-        Prefix::new(b"a").hash_each([(b"b", b"c".as_slice())], |_, d| got = Some(d));
+        Prefix::new(b"a").hash_each([(b"b", b"c".as_slice())], None, |_, d| got = Some(d));
         assert_eq!(
             got.map(hex::encode).as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
@@ -445,8 +549,9 @@ mod tests {
                 ),
                 0..12,
             ),
+            long in proptest::collection::vec(any::<u8>(), 0..3000),
         ) {
-            check(&prefix, &messages);
+            check(&prefix, &messages, &long);
         }
     }
 }

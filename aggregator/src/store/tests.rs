@@ -585,3 +585,40 @@ fn tail_cursor_sees_every_later_chunk_once() {
     let want: Vec<(i64, String)> = (0..5).map(|i| (t + i, format!("new {i}"))).collect();
     assert_eq!(got, want);
 }
+
+proptest::proptest! {
+    /// The paired batch hash gives the payload's plain SHA-256 (the receipt's contract) and
+    /// the entry digest `ingest` computes, whatever the streams and the payload length.
+    #[test]
+    fn hash_batch_matches_the_plain_hashes(
+        streams in proptest::collection::vec(
+            (
+                proptest::collection::btree_map("[a-z]{1,3}", "[a-z/]{0,40}", 0..3),
+                proptest::collection::vec((proptest::prelude::any::<i64>(), "[ -~ü]{0,200}"), 0..20),
+            ),
+            0..4,
+        ),
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6000),
+    ) {
+        let req = PushRequest {
+            streams: streams
+                .into_iter()
+                .map(|(stream, values)| PushStream {
+                    stream,
+                    values: values.into_iter().map(|(ts, l)| Entry::new(ts, l)).collect(),
+                })
+                .collect(),
+        };
+        let (sha, digest) = hash_batch(&payload, &req, "payments").unwrap();
+        proptest::prop_assert_eq!(sha, fjord_wire::codec::payload_sha256(&payload));
+        let mut want = EntryDigest::default();
+        for s in &req.streams {
+            let key = labels_key(&s.stream, "payments").unwrap();
+            for e in &s.values {
+                want.add_entry(&key, e.ts_ns, e.line());
+            }
+        }
+        proptest::prop_assert_eq!(digest, want);
+        proptest::prop_assert_eq!(entry_digest(&req, "payments", None).unwrap(), want);
+    }
+}
