@@ -76,76 +76,139 @@ impl StreamBody {
     }
 }
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// Whether `b` holds a control byte (below 0x20): eight bytes at a time, without branches
-/// (subtracting 0x20 borrows into the high bit of exactly those bytes; bytes >= 0x80 are
-/// masked out by `!w`).
-fn has_control(b: &[u8]) -> bool {
-    let mut words = b.chunks_exact(8);
-    let mut acc = 0u64;
-    for c in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        let w = u64::from_le_bytes(word);
-        acc |= w.wrapping_sub(0x20 * LO) & !w & HI;
-    }
-    acc != 0 || words.remainder().iter().any(|&c| c < 0x20)
-}
-
 /// Appends `s` JSON-escaped (without quotes), as serde_json escapes it: `\"`, `\\`, the
 /// short escapes `\b \f \n \r \t`, other control bytes as `\u00XX`, everything else as is.
-/// A line without control bytes (nearly all) is copied in the spans between its quotes and
-/// backslashes, which `memchr2` finds with SIMD.
+///
+/// One pass: each 16-byte block (8 without SSE2) is tested for quotes, backslashes and control
+/// bytes at once and copied whole; at the first byte that needs escaping, the copy is cut
+/// back to the bytes before it, the escape is written and the next block starts after it.
+/// (It used to take three passes: a control-byte test, `memchr2` for quotes and
+/// backslashes, which restarts at every hit, and the copies in between.)
 pub fn escape_into(s: &str, out: &mut Vec<u8>) {
-    let b = s.as_bytes();
-    let mut clean = 0; // b[clean..j] needs no escaping and is not yet copied
-    if !has_control(b) {
-        for j in memchr::memchr2_iter(b'"', b'\\', b) {
-            out.extend_from_slice(&b[clean..j]);
-            out.push(b'\\');
-            out.push(b[j]);
-            clean = j + 1;
+    #[cfg(target_arch = "x86_64")]
+    let rest = escape_blocks(s.as_bytes(), out, sse2::special, 1);
+    #[cfg(not(target_arch = "x86_64"))]
+    let rest = escape_blocks(s.as_bytes(), out, swar::special, 8);
+    escape_scalar(rest, out);
+}
+
+/// The block loop of [`escape_into`] for blocks of `W` bytes, where `special` flags the
+/// bytes to escape with `bits` mask bits per byte, the lowest flag exact. Returns the tail
+/// shorter than a block, not yet written.
+#[inline(always)]
+fn escape_blocks<'a, const W: usize>(
+    b: &'a [u8],
+    out: &mut Vec<u8>,
+    special: impl Fn(&[u8; W]) -> u64,
+    bits: usize,
+) -> &'a [u8] {
+    out.reserve(b.len() + 2);
+    let mut i = 0;
+    while let Some(chunk) = b[i..].first_chunk::<W>() {
+        let m = special(chunk);
+        out.extend_from_slice(chunk);
+        if m == 0 {
+            i += W;
+            continue;
         }
-    } else {
-        for (j, &c) in b.iter().enumerate() {
-            if let Some(e) = escape_of(c) {
-                out.extend_from_slice(&b[clean..j]);
-                push_escape(e, c, out);
-                clean = j + 1;
-            }
+        let j = m.trailing_zeros() as usize / bits;
+        out.truncate(out.len() - W + j);
+        push_escape(chunk[j], out);
+        i += j + 1;
+    }
+    &b[i..]
+}
+
+/// The straightforward escape, byte by byte: the tail shorter than a block, and the
+/// property tests' reference.
+fn escape_scalar(b: &[u8], out: &mut Vec<u8>) {
+    let mut clean = 0; // b[clean..j] needs no escaping and is not yet copied
+    for (j, &c) in b.iter().enumerate() {
+        if needs_escape(c) {
+            out.extend_from_slice(&b[clean..j]);
+            push_escape(c, out);
+            clean = j + 1;
         }
     }
     out.extend_from_slice(&b[clean..]);
 }
 
-/// The escape of byte `c`: `Some(letter)` for a short escape, `Some(b'u')` for `\u00XX`.
 #[inline(always)]
-fn escape_of(c: u8) -> Option<u8> {
-    match c {
-        b'"' => Some(b'"'),
-        b'\\' => Some(b'\\'),
-        b'\n' => Some(b'n'),
-        b'\r' => Some(b'r'),
-        b'\t' => Some(b't'),
-        0x08 => Some(b'b'),
-        0x0c => Some(b'f'),
-        0x00..=0x1f => Some(b'u'),
-        _ => None,
+fn needs_escape(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// Flags the bytes of a 16-byte block that need escaping, one mask bit per byte. SSE2 is
+/// part of the x86_64 baseline, so this needs no runtime feature check.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+
+    #[inline(always)]
+    pub fn special(chunk: &[u8; 16]) -> u64 {
+        // SAFETY: SSE2 is enabled on every x86_64 target (the intrinsics need it), and the
+        // load reads the 16 bytes of `chunk`, with no alignment requirement.
+        let m = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            // v <= 0x1f, unsigned: min(v, 0x1f) == v.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+        };
+        u64::from(m as u16)
     }
 }
 
-fn push_escape(e: u8, c: u8, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    if e == b'u' {
-        out.extend_from_slice(b"\\u00");
-        out.push(HEX[usize::from(c >> 4)]);
-        out.push(HEX[usize::from(c & 0xf)]);
-    } else {
-        out.push(b'\\');
-        out.push(e);
+/// The portable fallback: flags the bytes of an 8-byte block that need escaping, in the
+/// high bit of each byte of a `u64`. Compiled everywhere, so x86_64's tests check it too.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+mod swar {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+
+    /// `(x - 0x01..) & !x & 0x80..` flags the zero bytes of `x`; a borrow can only flag a
+    /// byte above a true zero, so the lowest flag is exact (and so it is for the union of
+    /// the three tests). Subtracting 0x20 borrows into the high bit of bytes below 0x20.
+    #[inline(always)]
+    pub fn special(chunk: &[u8; 8]) -> u64 {
+        let w = u64::from_le_bytes(*chunk);
+        let zero = |x: u64| x.wrapping_sub(LO) & !x;
+        (zero(w ^ (u64::from(b'"') * LO))
+            | zero(w ^ (u64::from(b'\\') * LO))
+            | w.wrapping_sub(0x20 * LO) & !w)
+            & HI
     }
+}
+
+/// Writes the escape of `c`, one of the bytes [`needs_escape`] flags.
+#[inline]
+fn push_escape(c: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match c {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        0x08 => b'b',
+        0x0c => b'f',
+        _ => {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 0xf)],
+            ]);
+            return;
+        }
+    };
+    out.extend_from_slice(&[b'\\', short]);
 }
 
 #[cfg(test)]
@@ -210,6 +273,45 @@ mod tests {
         assert_eq!(back.streams[0].values[2].line(), lines[2].1);
     }
 
+    /// The byte-by-byte reference, and the SWAR block loop (the fallback of targets
+    /// without SSE2), on the same input.
+    fn reference(s: &str) -> Vec<u8> {
+        let mut out = b"x".to_vec();
+        escape_scalar(s.as_bytes(), &mut out);
+        out
+    }
+
+    fn swar_path(s: &str) -> Vec<u8> {
+        let mut out = b"x".to_vec();
+        let rest = escape_blocks(s.as_bytes(), &mut out, swar::special, 8);
+        escape_scalar(rest, &mut out);
+        out
+    }
+
+    /// Strings dense in what needs escaping, and in bytes next to it ('#' = '"' + 1 and
+    /// ' ' = 0x1f + 1 are where a SWAR borrow would flag a byte wrongly), at every length
+    /// and position around the block widths.
+    fn dense() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("a"),
+                Just("\""),
+                Just("\\"),
+                Just("#"),
+                Just(" "),
+                Just("]"),
+                Just("\n"),
+                Just("\u{0}"),
+                Just("\u{1f}"),
+                Just("\u{7f}"),
+                Just("é"),
+                Just("\u{2028}"),
+            ],
+            0..80,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
     proptest! {
         #[test]
         fn escaping_matches_serde_json(
@@ -224,6 +326,23 @@ mod tests {
             // Dense ASCII control bytes and quotes, which a random `.` rarely produces.
             all.push((-1, String::from_utf8(bytes).unwrap()));
             prop_assert_eq!(ours(&labels, &all), serde_body(&labels, &all));
+        }
+
+        /// The block loops (SSE2 here, and SWAR) write what the byte-by-byte escape writes,
+        /// which is serde_json's escape.
+        #[test]
+        fn block_escape_equals_the_reference(
+            clean in proptest::string::string_regex("[a-z ]{0,40}").unwrap(),
+            s in dense(),
+        ) {
+            let s = format!("{clean}{s}");
+            let mut fast = b"x".to_vec();
+            escape_into(&s, &mut fast);
+            let want = reference(&s);
+            prop_assert_eq!(&fast, &want);
+            prop_assert_eq!(&swar_path(&s), &want);
+            let serde = serde_json::to_vec(&s).unwrap();
+            prop_assert_eq!(&want[1..], &serde[1..serde.len() - 1]);
         }
     }
 }

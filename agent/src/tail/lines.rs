@@ -7,7 +7,10 @@
 //!
 //! Speed: a line that lies wholly in the bytes of one read (nearly every line) is emitted
 //! borrowed from the read buffer, so it is neither copied nor allocated; only a line split
-//! across reads, cut, or not valid UTF-8 is built in an owned `String`.
+//! across reads, cut, or not valid UTF-8 is built in an owned `String`. One SSE2 pass finds
+//! a line's newline and whether it is all ASCII; only a line with other bytes is validated
+//! as UTF-8. Lines are taken one at a time ([`Splitter::next_line`]), so a read's lines are
+//! redacted and encoded while they are in cache and never collected in a list.
 
 use std::borrow::Cow;
 
@@ -63,37 +66,64 @@ impl Splitter {
 
     /// Feeds the next bytes of the file; complete lines are pushed to `out`.
     pub fn feed<'b>(&mut self, mut buf: &'b [u8], out: &mut Vec<Line<'b>>) {
-        while !buf.is_empty() {
-            match memchr::memchr(b'\n', buf) {
-                Some(i) if self.carry.is_empty() && !self.overflow && i <= self.max_line_bytes => {
-                    // The whole line is in `buf`: the same line `emit` would build, borrowed.
-                    let raw = buf[..i].strip_suffix(b"\r").unwrap_or(&buf[..i]);
-                    let (text, invalid_utf8) = match std::str::from_utf8(raw) {
+        while let Some(line) = self.next_line(&mut buf) {
+            out.push(line);
+        }
+    }
+
+    /// Takes the bytes of `buf` up to and including its first newline and returns the line
+    /// they complete, or, when `buf` holds no newline, keeps all of it for the next call and
+    /// returns `None` (with `buf` empty). Call until `None` to feed a whole read; the lines
+    /// are the ones [`Splitter::feed`] gives, without collecting them.
+    pub fn next_line<'b>(&mut self, buf: &mut &'b [u8]) -> Option<Line<'b>> {
+        let bytes: &'b [u8] = buf;
+        if bytes.is_empty() {
+            return None;
+        }
+        let (newline, ascii) = scan::line_end(bytes);
+        match newline {
+            Some(i) if self.carry.is_empty() && !self.overflow && i <= self.max_line_bytes => {
+                // The whole line is in `buf`: the same line `emit` would build, borrowed.
+                let raw = &bytes[..i];
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let (text, invalid_utf8) = if ascii {
+                    debug_assert!(raw.is_ascii());
+                    // SAFETY: `line_end` reports `ascii` only when every byte before the
+                    // newline is below 0x80 (property-tested against `is_ascii`), and ASCII
+                    // is valid UTF-8.
+                    (
+                        Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(raw) }),
+                        false,
+                    )
+                } else {
+                    match std::str::from_utf8(raw) {
                         Ok(s) => (Cow::Borrowed(s), false),
                         Err(_) => (String::from_utf8_lossy(raw), true),
-                    };
-                    self.fed_to += (i + 1) as u64;
-                    out.push(Line {
-                        text,
-                        start: self.carry_start,
-                        end: self.fed_to,
-                        cut: false,
-                        invalid_utf8,
-                    });
-                    self.carry_start = self.fed_to;
-                    buf = &buf[i + 1..];
-                }
-                Some(i) => {
-                    self.take(&buf[..i]);
-                    self.fed_to += (i + 1) as u64;
-                    out.push(self.emit());
-                    buf = &buf[i + 1..];
-                }
-                None => {
-                    self.take(buf);
-                    self.fed_to += buf.len() as u64;
-                    buf = &[];
-                }
+                    }
+                };
+                self.fed_to += (i + 1) as u64;
+                let line = Line {
+                    text,
+                    start: self.carry_start,
+                    end: self.fed_to,
+                    cut: false,
+                    invalid_utf8,
+                };
+                self.carry_start = self.fed_to;
+                *buf = &bytes[i + 1..];
+                Some(line)
+            }
+            Some(i) => {
+                self.take(&bytes[..i]);
+                self.fed_to += (i + 1) as u64;
+                *buf = &bytes[i + 1..];
+                Some(self.emit())
+            }
+            None => {
+                self.take(bytes);
+                self.fed_to += bytes.len() as u64;
+                *buf = &[];
+                None
             }
         }
     }
@@ -138,6 +168,53 @@ impl Splitter {
             self.carry = Vec::new();
         }
         line
+    }
+}
+
+/// Finding the end of a line and whether the line is ASCII, in one pass.
+mod scan {
+    /// The index of the first `\n` in `b`, and whether every byte before it (or every byte,
+    /// when there is none) is ASCII, so that UTF-8 validation can be skipped.
+    #[cfg(target_arch = "x86_64")]
+    pub fn line_end(b: &[u8]) -> (Option<usize>, bool) {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        let mut high = 0; // high bits seen in the blocks before
+        let mut i = 0;
+        while let Some(block) = b[i..].first_chunk::<16>() {
+            // SAFETY: SSE2 is enabled on every x86_64 target (the intrinsics need it), and
+            // the load reads the 16 bytes of `block`, with no alignment requirement.
+            let (newlines, h) = unsafe {
+                let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+                (
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8))),
+                    _mm_movemask_epi8(v),
+                )
+            };
+            if newlines != 0 {
+                let k = newlines.trailing_zeros();
+                let before = h & ((1 << k) - 1);
+                return (Some(i + k as usize), (high | before) == 0);
+            }
+            high |= h;
+            i += 16;
+        }
+        // The tail, shorter than a block (a line is rarely cut there: only at the end of
+        // a read).
+        let (end, ascii) = portable(&b[i..]);
+        (end.map(|e| i + e), high == 0 && ascii)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn line_end(b: &[u8]) -> (Option<usize>, bool) {
+        portable(b)
+    }
+
+    /// The fallback, and the reference of the tests: `memchr`, then `is_ascii`.
+    pub fn portable(b: &[u8]) -> (Option<usize>, bool) {
+        let end = memchr::memchr(b'\n', b);
+        (end, b[..end.unwrap_or(b.len())].is_ascii())
     }
 }
 
@@ -200,6 +277,29 @@ mod tests {
         assert!(!lines[0].invalid_utf8);
         assert!(lines[1].invalid_utf8);
         assert_eq!(lines[1].text, "\u{fffd}\u{fffd} bad");
+    }
+
+    proptest! {
+        /// The one-pass scan finds the newline and the ASCII-ness the two-pass reference
+        /// finds, for every length and position around the 16-byte blocks.
+        #[test]
+        fn line_end_equals_memchr_and_is_ascii(
+            mut input in proptest::collection::vec(
+                prop_oneof![40 => Just(b'a'), 2 => Just(0x7fu8), 1 => Just(b'\n')],
+                0..120,
+            ),
+            high in proptest::option::of((0usize..120, 0x80u8..=0xff)),
+            from in 0usize..40,
+        ) {
+            if let Some((at, byte)) = high {
+                if !input.is_empty() {
+                    let at = at % input.len();
+                    input[at] = byte;
+                }
+            }
+            let b = &input[from.min(input.len())..];
+            prop_assert_eq!(scan::line_end(b), scan::portable(b));
+        }
     }
 
     proptest! {

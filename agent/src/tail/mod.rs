@@ -679,14 +679,24 @@ impl Tailer {
                 break;
             }
             read += n;
-            let mut lines = Vec::new();
-            t.splitter.feed(&self.buf[..n], &mut lines);
             self.ctx.sh.metrics.bytes_read.inc_by(n as u64);
             // One clock reading per read: the lines of one read arrived together.
             let read_ns = now_ns();
-            for line in lines {
-                self.ctx.push_line(t, line, now, read_ns, redactor)?;
-            }
+            // Each line goes on as it is found, borrowed from the read buffer while it is
+            // still in cache, and no list of the read's lines is built.
+            let mut rest = &self.buf[..n];
+            let mut lines = 0;
+            let pushed = loop {
+                let Some(line) = t.splitter.next_line(&mut rest) else {
+                    break Ok(());
+                };
+                lines += 1;
+                if let Err(e) = self.ctx.push_line(t, line, now, read_ns, redactor) {
+                    break Err(e);
+                }
+            };
+            self.ctx.sh.metrics.lines_read.inc_by(lines);
+            pushed?;
         }
         if read > 0 {
             t.last_growth = now;
@@ -774,6 +784,7 @@ impl Tailer {
                 && (flush_all || quiet >= cfg.partial_line_flush)
             {
                 if let Some(line) = t.splitter.flush() {
+                    self.ctx.sh.metrics.lines_read.inc();
                     self.ctx.sh.metrics.partial_lines_flushed.inc();
                     self.ctx.push_line(t, line, now, now_ns(), &redactor)?;
                 }
@@ -922,7 +933,6 @@ impl Ctx {
         redactor: &Arc<Redactor>,
     ) -> Result<(), Closed> {
         let m = &self.sh.metrics;
-        m.lines_read.inc();
         if line.cut {
             m.lines_cut.inc();
         }
@@ -950,10 +960,9 @@ impl Ctx {
         redactor: &Arc<Redactor>,
     ) -> Result<(), Closed> {
         // One rule-set version per batch.
-        if t.batch
-            .as_ref()
-            .is_some_and(|b| b.redactor.version() != redactor.version())
-        {
+        if t.batch.as_ref().is_some_and(|b| {
+            !Arc::ptr_eq(&b.redactor, redactor) && b.redactor.version() != redactor.version()
+        }) {
             self.finish(t)?;
         }
         let start = t.batch.as_ref().map_or(rec.start, |b| b.start);
