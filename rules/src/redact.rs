@@ -186,6 +186,17 @@ pub struct Redactor {
     by_feature: Option<RuleMasks>,
 }
 
+/// The most match ranges [`RANGES`] keeps room for between lines.
+const MAX_KEPT_RANGES: usize = 256;
+
+thread_local! {
+    /// Scratch space for one rule's matches, reused from line to line on this thread: a line
+    /// with a match would otherwise allocate and free it. Only lines that have a feature or
+    /// a custom pattern to run touch it.
+    static RANGES: std::cell::RefCell<Vec<Range<usize>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// See [`Redactor::by_feature`].
 struct RuleMasks {
     detectors: [u64; 32],
@@ -461,7 +472,32 @@ impl Redactor {
         if !detectors && !patterns {
             return;
         }
-        let mut ranges = Vec::new();
+        RANGES.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut ranges) => {
+                ranges.clear();
+                self.matches(text, &features, patterns, &mut ranges, out);
+                if ranges.capacity() > MAX_KEPT_RANGES {
+                    *ranges = Vec::new(); // a pathological line's buffer is not kept
+                }
+            }
+            Err(_) => self.matches(text, &features, patterns, &mut Vec::new(), out),
+        });
+        if out.len() > 1 {
+            self.resolve_overlaps(out);
+        }
+    }
+
+    /// The matches in `text` of the rules that `features` (and `patterns`) allow, in rule
+    /// order (`ranges` is scratch space).
+    fn matches(
+        &self,
+        text: &str,
+        features: &Features,
+        patterns: bool,
+        ranges: &mut Vec<Range<usize>>,
+        out: &mut Vec<Hit>,
+    ) {
+        let detectors = !features.is_empty();
         match &self.by_feature {
             Some(masks) => {
                 let mut wanted = if patterns { masks.patterns } else { 0 };
@@ -473,23 +509,20 @@ impl Redactor {
                 while wanted != 0 {
                     let i = wanted.trailing_zeros() as usize;
                     wanted &= wanted - 1;
-                    self.rule_hits(i, text, &features, &mut ranges, out);
+                    self.rule_hits(i, text, features, ranges, out);
                 }
             }
             None => {
                 for (i, rule) in self.rules.iter().enumerate() {
                     let wanted = match &rule.finder {
-                        Finder::Detector(d) => detectors && d.possible(&features),
+                        Finder::Detector(d) => detectors && d.possible(features),
                         Finder::Pattern { .. } => patterns,
                     };
                     if wanted {
-                        self.rule_hits(i, text, &features, &mut ranges, out);
+                        self.rule_hits(i, text, features, ranges, out);
                     }
                 }
             }
-        }
-        if out.len() > 1 {
-            self.resolve_overlaps(out);
         }
     }
 
