@@ -168,10 +168,15 @@ fn slow_answers_and_dropped_connections() {
     let _agent = start_agent(dir.path(), &cfg);
     agg.expect_exactly_once(&(0..4000).collect(), Duration::from_secs(90));
     assert_eq!(proxy.pending_faults(), 0, "every fault was exercised");
-    // A batch whose acknowledgement was lost was sent again and answered `duplicate` (a
-    // retry may meet the next lost acknowledgement first, so not necessarily three).
-    let dup = agent_metric(&cfg, "fjord_agent_batches_duplicate_total").unwrap();
-    assert!(dup >= 1.0, "duplicates acknowledged: {dup}");
+    // A batch whose acknowledgement was lost is sent again and answered `duplicate` (a
+    // retry may meet the next lost acknowledgement first, so not necessarily three). The
+    // lines were stored by the first attempt, so the aggregator can hold all of them
+    // before the retry's backoff has passed: wait for the agent's count, do not read it once.
+    wait_for(
+        "a lost acknowledgement's retry answered `duplicate`",
+        Duration::from_secs(60),
+        || agent_metric(&cfg, "fjord_agent_batches_duplicate_total").is_some_and(|d| d >= 1.0),
+    );
 }
 
 #[test]
