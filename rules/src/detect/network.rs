@@ -144,7 +144,21 @@ fn version_context(line: &str, start: usize) -> bool {
         b'=' | b':' | b' ' => {}
         _ => return false,
     }
-    let mut end = start - 1;
+    let word = word_before(&b[..start - 1]);
+    // The word, or its last `_`-separated part, is a version word (in any case); compared
+    // in place, as this runs for every dotted quad after `=`, `:` or a space.
+    VERSION_WORDS.iter().any(|w| {
+        let Some(split) = word.len().checked_sub(w.len()) else {
+            return false;
+        };
+        let (head, tail) = word.split_at(split);
+        tail.eq_ignore_ascii_case(w) && (head.is_empty() || head.ends_with(b"_"))
+    })
+}
+
+/// The word (letters and `_`) that `b` ends with, after any spaces, `=` and `:`.
+fn word_before(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
     while end > 0 && matches!(b[end - 1], b' ' | b'=' | b':') {
         end -= 1;
     }
@@ -152,10 +166,7 @@ fn version_context(line: &str, start: usize) -> bool {
         .iter()
         .rposition(|&c| !c.is_ascii_alphabetic() && c != b'_')
         .map_or(0, |i| i + 1);
-    let word = b[word_start..end].to_ascii_lowercase();
-    VERSION_WORDS
-        .iter()
-        .any(|w| word == *w || word.ends_with(&[b"_", *w].concat()))
+    &b[word_start..end]
 }
 
 /// Appends IPv6 addresses: maximal runs of hex digits, `:` and `.` with at least two
@@ -243,6 +254,20 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+        /// The in-place version-word test is the lower-cased word compare it replaced.
+        #[test]
+        fn version_context_is_the_lower_case_word_compare(
+            l in "([a-zA-Z_]{0,10}|Version|FIRMWARE|x_Ver|_v|__build)[ =:]{1,2}"
+        ) {
+            // The definition, with the allocations the hot path avoids.
+            let word = word_before(l.as_bytes()).to_ascii_lowercase();
+            let want = VERSION_WORDS
+                .iter()
+                .any(|w| word == *w || word.ends_with(&[b"_", *w].concat()));
+            let line = format!("{l}1.2.3.4");
+            proptest::prop_assert_eq!(version_context(&line, l.len()), want, "{:?}", l);
+        }
+
         /// The hand-written octet parse accepts and returns exactly what `Ipv4Addr`'s
         /// parser does, on candidate-shaped and other dotted strings.
         #[test]
