@@ -40,9 +40,58 @@ pub(crate) fn looks_like_object(line: &str) -> bool {
     t.len() >= 2 && t.as_bytes()[0] == b'{' && t.as_bytes()[t.len() - 1] == b'}'
 }
 
-/// Rewrites a JSON-object line. `raw_hits`: the built-in detectors' resolved hits in the
-/// whole line; `patterns`: whether custom patterns must run over each value. `Ok(None)`: a
-/// rule drops the line.
+/// The largest scrubbed-value buffer kept between lines.
+const MAX_KEPT_BYTES: usize = 64 * 1024;
+
+/// Buffers a walk reuses from line to line (see `redact::Scratch`).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    hits: Vec<Hit>,
+    more: Vec<Hit>,
+    scrubbed: String,
+    /// The key path's buffer, empty between lines (see [`recycle`]).
+    path: Vec<Cow<'static, str>>,
+}
+
+/// An empty vector for another lifetime, on the same allocation: the in-place `collect` of
+/// a vector's own iterator keeps its buffer when the element layout is the same, as it is
+/// here (the closure never runs: the vector is empty).
+fn recycle<'y>(mut v: Vec<Cow<'_, str>>) -> Vec<Cow<'y, str>> {
+    v.clear();
+    v.into_iter().map(|_| Cow::Borrowed("")).collect()
+}
+
+impl Scratch {
+    pub(crate) const fn new() -> Scratch {
+        Scratch {
+            hits: Vec::new(),
+            more: Vec::new(),
+            scrubbed: String::new(),
+            path: Vec::new(),
+        }
+    }
+
+    /// Drops what a pathological line grew: hit lists past `max_hits`, a value past
+    /// [`MAX_KEPT_BYTES`].
+    pub(crate) fn trim(&mut self, max_hits: usize) {
+        if self.hits.capacity() > max_hits || self.more.capacity() > max_hits {
+            self.hits = Vec::new();
+            self.more = Vec::new();
+        }
+        if self.path.capacity() > max_hits {
+            self.path = Vec::new();
+        }
+        if self.scrubbed.capacity() > MAX_KEPT_BYTES {
+            self.scrubbed = String::new();
+        }
+    }
+}
+
+/// Rewrites a JSON-object line into `out` (which the caller has cleared). `raw_hits`: the
+/// built-in detectors' resolved hits in the whole line; `patterns`: whether custom patterns
+/// must run over each value. `Ok(false)`: a rule drops the line. On `Err`, `out` holds a
+/// partial rewrite.
+#[allow(clippy::too_many_arguments)] // one call site; the buffers are the point
 pub(crate) fn redact(
     r: &Redactor,
     line: &str,
@@ -50,34 +99,34 @@ pub(crate) fn redact(
     patterns: bool,
     counts: &mut Counts,
     explain: Option<&mut Vec<ExplainHit>>,
-) -> Result<Option<String>, NotJson> {
+    out: &mut String,
+    scratch: &mut Scratch,
+) -> Result<bool, NotJson> {
+    out.reserve(line.len() + 32);
     let mut w = Walker {
         r,
         s: line,
         b: line.as_bytes(),
         i: 0,
-        out: String::with_capacity(line.len() + 32),
+        out: std::mem::take(out),
         counts,
         explain,
-        path: Vec::new(),
+        path: recycle(std::mem::take(&mut scratch.path)),
         dropped: false,
         raw_hits,
         next_raw: 0,
         patterns,
-        hits: Vec::new(),
-        more: Vec::new(),
-        scrubbed: String::new(),
+        hits: std::mem::take(&mut scratch.hits),
+        more: std::mem::take(&mut scratch.more),
+        scrubbed: std::mem::take(&mut scratch.scrubbed),
     };
-    w.ws();
-    if w.peek() != Some(b'{') {
-        return Err(NotJson);
-    }
-    w.value(None, 0)?;
-    w.ws();
-    if w.i != w.b.len() {
-        return Err(NotJson);
-    }
-    Ok((!w.dropped).then_some(w.out))
+    let walked = w.document();
+    *out = std::mem::take(&mut w.out);
+    scratch.hits = std::mem::take(&mut w.hits);
+    scratch.more = std::mem::take(&mut w.more);
+    scratch.scrubbed = std::mem::take(&mut w.scrubbed);
+    scratch.path = recycle(std::mem::take(&mut w.path));
+    walked.map(|()| !w.dropped)
 }
 
 struct Walker<'a, 'c, 'e> {
@@ -102,6 +151,20 @@ struct Walker<'a, 'c, 'e> {
 }
 
 impl<'a> Walker<'a, '_, '_> {
+    /// The whole line: one object, whitespace around it, nothing else.
+    fn document(&mut self) -> Result<(), NotJson> {
+        self.ws();
+        if self.peek() != Some(b'{') {
+            return Err(NotJson);
+        }
+        self.value(None, 0)?;
+        self.ws();
+        if self.i != self.b.len() {
+            return Err(NotJson);
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }

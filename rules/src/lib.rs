@@ -21,4 +21,4 @@ pub use pack::{
     load_rule_set, resolve, Action, Example, Expect, FieldSpec, Matcher, RuleSet, RuleSpec,
     RulesError,
 };
-pub use redact::{Counts, ExplainHit, Explanation, Redactor, RedactorError};
+pub use redact::{Applied, Counts, ExplainHit, Explanation, Redactor, RedactorError};

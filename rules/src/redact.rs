@@ -186,8 +186,51 @@ pub struct Redactor {
     by_feature: Option<RuleMasks>,
 }
 
-/// The most match ranges [`RANGES`] keeps room for between lines.
+/// The most match ranges [`RANGES`], and hits [`Scratch`], keep room for between lines.
 const MAX_KEPT_RANGES: usize = 256;
+
+/// What [`Redactor::apply_into`] did with a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing fired: ship the line as it is.
+    Unchanged,
+    /// The scrubbed line is in the output buffer.
+    Rewritten,
+    /// A `drop_line` rule fired: the line must not be shipped.
+    Dropped,
+}
+
+/// What [`Redactor::hits`] must search a text for.
+#[derive(Clone, Copy)]
+struct Candidates {
+    features: Features,
+    patterns: bool,
+}
+
+/// Per-thread buffers for one line's hits and the JSON walk, reused from line to line so
+/// that a line with a match allocates nothing once they have grown.
+#[derive(Default)]
+struct Scratch {
+    hits: Vec<Hit>,
+    walk: crate::json::Scratch,
+}
+
+impl Scratch {
+    const fn new() -> Scratch {
+        Scratch {
+            hits: Vec::new(),
+            walk: crate::json::Scratch::new(),
+        }
+    }
+
+    /// Drops what a pathological line grew, so no thread keeps it.
+    fn trim(&mut self) {
+        if self.hits.capacity() > MAX_KEPT_RANGES {
+            self.hits = Vec::new();
+        }
+        self.walk.trim(MAX_KEPT_RANGES);
+    }
+}
 
 thread_local! {
     /// Scratch space for one rule's matches, reused from line to line on this thread: a line
@@ -195,6 +238,7 @@ thread_local! {
     /// a custom pattern to run touch it.
     static RANGES: std::cell::RefCell<Vec<Range<usize>>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Scratch::new()) };
 }
 
 /// See [`Redactor::by_feature`].
@@ -357,7 +401,20 @@ impl Redactor {
     /// Scrubs one line. `None` means a `drop_line` rule fired: the line must not be shipped
     /// (it is counted under that rule). The line comes back borrowed when nothing fired.
     pub fn apply<'a>(&self, line: &'a str, counts: &mut Counts) -> Option<Cow<'a, str>> {
-        self.run(line, counts, None)
+        let mut out = String::new();
+        match self.run(line, counts, None, &mut out) {
+            Applied::Unchanged => Some(Cow::Borrowed(line)),
+            Applied::Rewritten => Some(Cow::Owned(out)),
+            Applied::Dropped => None,
+        }
+    }
+
+    /// [`Redactor::apply`] for a caller that scrubs line after line: a rewritten line is
+    /// written into `out` (cleared first), so one buffer serves every line and a redaction
+    /// allocates nothing once it has grown. `out` is meaningful only after
+    /// [`Applied::Rewritten`].
+    pub fn apply_into(&self, line: &str, counts: &mut Counts, out: &mut String) -> Applied {
+        self.run(line, counts, None, out)
     }
 
     /// Like [`Redactor::apply`], but also reports every redaction: rule, action, where.
@@ -365,21 +422,61 @@ impl Redactor {
     pub fn explain(&self, line: &str) -> Explanation {
         let mut hits = Vec::new();
         let mut counts = Counts::default();
-        let output = self
-            .run(line, &mut counts, Some(&mut hits))
-            .map(Cow::into_owned);
+        let mut out = String::new();
+        let output = match self.run(line, &mut counts, Some(&mut hits), &mut out) {
+            Applied::Unchanged => Some(line.to_owned()),
+            Applied::Rewritten => Some(out),
+            Applied::Dropped => None,
+        };
         Explanation { hits, output }
     }
 
-    fn run<'a>(
+    /// One line with this thread's [`Scratch`] (a fresh one if it is in use further up the
+    /// stack, which only a re-entrant caller could cause). A plain-text line without
+    /// candidates (most lines) is done before the scratch is touched.
+    fn run(
         &self,
-        line: &'a str,
+        line: &str,
+        counts: &mut Counts,
+        explain: Option<&mut Vec<ExplainHit>>,
+        out: &mut String,
+    ) -> Applied {
+        out.clear();
+        let text = if crate::json::looks_like_object(line) {
+            None
+        } else {
+            match self.candidates(line, Scope::All) {
+                None => return Applied::Unchanged,
+                some => some,
+            }
+        };
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let applied = self.run_with(line, text, counts, explain, out, &mut scratch);
+                scratch.trim();
+                applied
+            }
+            Err(_) => self.run_with(line, text, counts, explain, out, &mut Scratch::default()),
+        })
+    }
+
+    /// [`Redactor::run`] with scratch space; `text` holds a plain-text line's candidates
+    /// (`None` for a line that looks like a JSON object).
+    fn run_with(
+        &self,
+        line: &str,
+        text: Option<Candidates>,
         counts: &mut Counts,
         mut explain: Option<&mut Vec<ExplainHit>>,
-    ) -> Option<Cow<'a, str>> {
-        let mut hits = Vec::new();
-        if crate::json::looks_like_object(line) {
-            self.hits(line, Scope::Detectors, &mut hits);
+        out: &mut String,
+        scratch: &mut Scratch,
+    ) -> Applied {
+        let hits = &mut scratch.hits;
+        hits.clear();
+        if let Some(candidates) = text {
+            self.hits_of(line, candidates, hits);
+        } else {
+            self.hits(line, Scope::Detectors, hits);
             // Custom patterns run value by value (on every value of a walked line, as the
             // detectors' matches do not say where they might match).
             let pattern_hit = self.has_patterns
@@ -393,31 +490,36 @@ impl Redactor {
                 let mut local = Counts::default();
                 let mut local_explain = Vec::new();
                 let sink = explain.as_ref().map(|_| &mut local_explain);
-                let walked =
-                    crate::json::redact(self, line, &hits, self.has_patterns, &mut local, sink);
-                if let Ok(out) = walked {
+                let walked = crate::json::redact(
+                    self,
+                    line,
+                    hits,
+                    self.has_patterns,
+                    &mut local,
+                    sink,
+                    out,
+                    &mut scratch.walk,
+                );
+                if let Ok(kept) = walked {
                     counts.add(&local);
                     if let Some(e) = explain.as_deref_mut() {
                         e.append(&mut local_explain);
                     }
-                    return out.map(|s| {
-                        if s == line {
-                            Cow::Borrowed(line)
-                        } else {
-                            Cow::Owned(s)
-                        }
-                    });
+                    return match kept {
+                        false => Applied::Dropped,
+                        true if out.as_str() == line => Applied::Unchanged,
+                        true => Applied::Rewritten,
+                    };
                 }
                 // Not valid JSON after all: scrub it as text, custom patterns included.
+                out.clear();
                 if self.has_patterns {
-                    self.hits(line, Scope::All, &mut hits);
+                    self.hits(line, Scope::All, hits);
                 }
             }
-        } else {
-            self.hits(line, Scope::All, &mut hits);
         }
         if hits.is_empty() {
-            return Some(Cow::Borrowed(line));
+            return Applied::Unchanged;
         }
         if let Some(h) = hits
             .iter()
@@ -427,14 +529,14 @@ impl Redactor {
             if let Some(e) = explain {
                 e.push(self.explain_hit(h, None));
             }
-            return None;
+            return Applied::Dropped;
         }
-        let mut out = String::with_capacity(line.len() + 16);
-        self.render(line, &hits, counts, &mut out);
+        out.reserve(line.len() + 16);
+        self.render(line, hits, counts, out);
         if let Some(e) = explain {
             e.extend(hits.iter().map(|h| self.explain_hit(h, None)));
         }
-        Some(Cow::Owned(out))
+        Applied::Rewritten
     }
 
     /// Whether a field rule may apply to the JSON `line` (which has no backslash): an
@@ -460,18 +562,27 @@ impl Redactor {
     /// Finds the resolved, non-overlapping hits of the rules in `scope` in `text`, in order.
     pub(crate) fn hits(&self, text: &str, scope: Scope, out: &mut Vec<Hit>) {
         out.clear();
-        // The features decide for every detector at once; a line without any (most lines)
-        // and no custom pattern to run is done here.
+        if let Some(candidates) = self.candidates(text, scope) {
+            self.hits_of(text, candidates, out);
+        }
+    }
+
+    /// What may match in `text`: the features decide for every detector at once. `None`
+    /// for a line without any (most lines) and no custom pattern to run.
+    #[inline(always)]
+    fn candidates(&self, text: &str, scope: Scope) -> Option<Candidates> {
         let features = if scope == Scope::Patterns || !self.has_detectors {
             Features::default()
         } else {
             Features::of(text)
         };
-        let detectors = !features.is_empty();
         let patterns = scope != Scope::Detectors && self.has_patterns;
-        if !detectors && !patterns {
-            return;
-        }
+        (!features.is_empty() || patterns).then_some(Candidates { features, patterns })
+    }
+
+    /// [`Redactor::hits`] once the candidates are known (`out` is empty).
+    fn hits_of(&self, text: &str, c: Candidates, out: &mut Vec<Hit>) {
+        let Candidates { features, patterns } = c;
         RANGES.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut ranges) => {
                 ranges.clear();
@@ -729,6 +840,71 @@ action = "mask"
                 masked.hits(&line, scope, &mut a);
                 looped.hits(&line, scope, &mut b);
                 proptest::prop_assert_eq!(a, b, "{:?}", line);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// One output buffer and this thread's scratch reused over a run of text, JSON,
+        /// broken-JSON and dropped lines give each line exactly what a fresh thread gives
+        /// it, counts included: nothing of one line leaks into the next.
+        #[test]
+        fn apply_into_with_reused_buffers_is_apply_on_a_fresh_thread(
+            lines in proptest::collection::vec(
+                (
+                    0usize..6,
+                    proptest::sample::select(vec![
+                        "4111 1111 1111 1111", "NO9386011117947", "a@b.no", "+47 912 34 567",
+                        "10.1.2.3", "password=hunter2", "customer_id=C00471100", "order 4711",
+                        "\"GET /healthz HTTP/1.1\" 200 ", "", "Bearer abc.def",
+                    ]),
+                    "[a-z0-9 .=@-]{0,10}",
+                ),
+                1..10,
+            )
+        ) {
+            let team = include_str!("../../deploy/rules/payments.toml");
+            let set = resolve(&[("payments.toml", team)]).unwrap();
+            let r = std::sync::Arc::new(Redactor::new(&set, Some(KEY)).unwrap());
+            let lines: Vec<String> = lines
+                .into_iter()
+                .map(|(shape, pii, filler)| {
+                    let pii = pii.replace('"', "'");
+                    match shape {
+                        0 => format!("{filler} {pii} {filler}"),
+                        1 => format!(r#"{{"msg":"{pii}","n":{}}}"#, filler.len()),
+                        2 => format!(
+                            r#"{{"customer":{{"email":"{filler}@x.no"}},"m":"{pii} {filler}"}}"#
+                        ),
+                        3 => format!(r#"{{"msg": "{pii}" "{filler}"}}"#), // not JSON
+                        4 => format!(r#"{{"m":"\u0040{filler} {pii}","c":4111111111111111}}"#),
+                        _ => format!("{pii}\"GET /healthz HTTP/1.1\" 200 {filler}"),
+                    }
+                })
+                .collect();
+            let fresh: Vec<(Option<String>, Counts)> = lines
+                .iter()
+                .map(|line| {
+                    let (r, line) = (r.clone(), line.clone());
+                    std::thread::spawn(move || {
+                        let mut counts = Counts::default();
+                        let out = r.apply(&line, &mut counts).map(Cow::into_owned);
+                        (out, counts)
+                    })
+                    .join()
+                    .unwrap()
+                })
+                .collect();
+            let mut buf = String::from("stale bytes from an earlier line");
+            for (line, (want, want_counts)) in lines.iter().zip(&fresh) {
+                let mut counts = Counts::default();
+                let got = match r.apply_into(line, &mut counts, &mut buf) {
+                    Applied::Unchanged => Some(line.clone()),
+                    Applied::Rewritten => Some(buf.clone()),
+                    Applied::Dropped => None,
+                };
+                proptest::prop_assert_eq!(&got, want, "{:?}", line);
+                proptest::prop_assert_eq!(counts.by_name(&r), want_counts.by_name(&r));
             }
         }
     }

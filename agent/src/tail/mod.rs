@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fjord_rules::Redactor;
+use fjord_rules::{Applied, Redactor};
 use fjord_wire::body::StreamBody;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -55,6 +55,9 @@ const UNVERIFIED: (u64, i64, i64) = (u64::MAX, 0, 0);
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// The largest scrubbed-line buffer kept between lines.
+const MAX_KEPT_SCRUBBED: usize = 64 * 1024;
 
 /// A file renamed away or deleted is read until it has not grown for this long.
 const ROTATED_GRACE: Duration = Duration::from_secs(1);
@@ -172,6 +175,8 @@ struct Ctx {
     stop_sending: CancellationToken,
     /// The batch encoder and spare body buffers (this thread only).
     enc: RefCell<batch::Encoding>,
+    /// Where the rule engine writes a rewritten line, reused from line to line.
+    scrubbed: RefCell<String>,
 }
 
 /// The tailer. Build with [`Tailer::new`], then call [`Tailer::run`] on a blocking thread.
@@ -212,6 +217,7 @@ impl Tailer {
                 tx,
                 stop_sending,
                 enc: RefCell::new(batch::Encoding::new(zstd_level)),
+                scrubbed: RefCell::new(String::new()),
             },
             discovery,
             files: HashMap::new(),
@@ -982,14 +988,28 @@ impl Ctx {
         let b = t.batch.get_or_insert_with(|| {
             Building::new(rec.start, redactor.clone(), self.body(identity, path))
         });
-        match b.redactor.apply(&rec.text, &mut b.counts) {
-            Some(text) => {
-                // Strictly increasing per file, so the lines of one read keep their order.
-                t.last_ts = read_ns.max(t.last_ts + 1);
-                b.body.push(t.last_ts, &text);
+        {
+            let mut scrubbed = self.scrubbed.borrow_mut();
+            let text = match b
+                .redactor
+                .apply_into(&rec.text, &mut b.counts, &mut scrubbed)
+            {
+                Applied::Unchanged => Some(&*rec.text),
+                Applied::Rewritten => Some(scrubbed.as_str()),
+                Applied::Dropped => None,
+            };
+            match text {
+                Some(text) => {
+                    // Strictly increasing per file, so the lines of one read keep their order.
+                    t.last_ts = read_ns.max(t.last_ts + 1);
+                    b.body.push(t.last_ts, text);
+                }
+                None => {
+                    self.sh.metrics.lines_dropped_by_rule.inc();
+                }
             }
-            None => {
-                self.sh.metrics.lines_dropped_by_rule.inc();
+            if scrubbed.capacity() > MAX_KEPT_SCRUBBED {
+                *scrubbed = String::new(); // one huge line's buffer is not kept
             }
         }
         b.end = rec.end;
