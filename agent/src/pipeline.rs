@@ -369,8 +369,8 @@ struct Slot {
     outcome: Option<Outcome>,
 }
 
-/// Receives formed batches, keeps up to `max_in_flight` sends running, and commits each
-/// identity's batches in order.
+/// Receives formed batches, keeps up to `max_in_flight` sends running and at most twice that
+/// many batches uncommitted, and commits each identity's batches in order.
 async fn ship_loop(ctx: Arc<ShipCtx>, mut rx: mpsc::Receiver<Formed>) {
     let mut slots: HashMap<u64, Slot> = HashMap::new();
     let mut order: HashMap<String, VecDeque<u64>> = HashMap::new();
@@ -378,6 +378,11 @@ async fn ship_loop(ctx: Arc<ShipCtx>, mut rx: mpsc::Receiver<Formed>) {
     let mut next_seq = 0u64;
     let mut open = true;
     let base_seed = now_ns() as u64;
+    // Batches between the queue and their commit, bodies included: the running sends plus
+    // acknowledged ones waiting for an earlier batch of the same file. Without this bound, a
+    // batch asleep in a long retry backoff while the aggregator is back let every later
+    // batch be sent and then held, so memory grew with the backoff times the throughput.
+    let max_held = 2 * ctx.cfg.max_in_flight;
     loop {
         ctx.metrics.queued.set(rx.len() as i64);
         tokio::select! {
@@ -397,7 +402,7 @@ async fn ship_loop(ctx: Arc<ShipCtx>, mut rx: mpsc::Receiver<Formed>) {
                 };
                 commit_ready(&ctx, &identity, &mut slots, &mut order).await;
             }
-            got = rx.recv(), if open && sends.len() < ctx.cfg.max_in_flight && !ctx.stop.is_cancelled() => {
+            got = rx.recv(), if open && sends.len() < ctx.cfg.max_in_flight && slots.len() < max_held && !ctx.stop.is_cancelled() => {
                 let Some(f) = got else {
                     open = false;
                     continue;

@@ -155,6 +155,56 @@ fn unavailable_with_retry_after_is_honoured() {
     assert!(retried >= 4.0, "retried {retried}");
 }
 
+/// While the first batch waits out a long Retry-After, the batches behind it may be sent,
+/// but their acknowledgements cannot be committed before it: the agent holds at most
+/// `2 × max_in_flight` batches between its queue and their commit, instead of sending (and
+/// keeping in memory) everything the tailer reads meanwhile.
+#[test]
+fn a_batch_held_back_does_not_let_later_batches_pile_up() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let proxy = Proxy::start(agg.addr);
+    proxy.inject(
+        Fault::Unavailable {
+            retry_after_secs: 5,
+        },
+        1,
+    );
+    let cfg = agent_config(
+        dir.path(),
+        &proxy.url(),
+        &format!("{SMALL_BATCHES}\nmax_in_flight = 2\nqueue_batches = 2"),
+    );
+    append_numbered(&dir.path().join("logs/app.log"), 0..4000);
+    let _agent = start_agent(dir.path(), &cfg);
+    agg.expect_exactly_once(&(0..4000).collect(), Duration::from_secs(60));
+    let pushes = proxy.pushes();
+    let (i, (refused_at, head, _)) = pushes
+        .iter()
+        .enumerate()
+        .find(|(_, (_, _, fault))| fault.is_some())
+        .expect("the first push was refused");
+    let retried = pushes[i + 1..]
+        .iter()
+        .position(|(_, id, _)| id == head)
+        .expect("the refused batch is sent again");
+    let meanwhile: std::collections::BTreeSet<&String> = pushes[i + 1..i + 1 + retried]
+        .iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    let waited = pushes[i + 1 + retried].0.duration_since(*refused_at);
+    assert!(
+        waited >= Duration::from_millis(4900),
+        "came back after {waited:?}"
+    );
+    // 20 batches of 200 lines: all of them would go out in those 5 s without the bound.
+    assert!(
+        meanwhile.len() <= 3,
+        "{} later batches were sent while the first waited",
+        meanwhile.len()
+    );
+}
+
 #[test]
 fn slow_answers_and_dropped_connections() {
     let dir = test_dir();
