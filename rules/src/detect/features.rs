@@ -3,8 +3,8 @@
 //!
 //! How: the line is classified 64 bytes at a time into bit masks (digit, letter, upper case,
 //! hex digit, `:`, `@`, `+`, space or `-`, `.`, `0`, sign bytes) — on x86_64 with AVX2
-//! (detected at run time; the whole pass is then compiled for it), 32 bytes per
-//! instruction, else with SSE2, sixteen, and elsewhere with word-sized (SWAR) arithmetic,
+//! (detected at run time with BMI1/2, POPCNT and LZCNT; the whole pass is then compiled for
+//! them), 32 bytes per instruction, else with SSE2, sixteen, and elsewhere with word-sized (SWAR) arithmetic,
 //! eight bytes per `u64`; property tests hold the three equal. Everything else works on the
 //! masks, with the previous block's masks shifted in at the front:
 //!
@@ -289,8 +289,9 @@ impl Features {
     /// Scans `line` once for the shapes the detectors need.
     pub(crate) fn of(line: &str) -> Features {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: this CPU has AVX2, checked on the line above.
+        if avx2::available() {
+            // SAFETY: this CPU has AVX2, BMI1, BMI2, POPCNT and LZCNT, checked on the line
+            // above.
             return unsafe { avx2::scan(line.as_bytes()) };
         }
         scan::<Baseline>(line.as_bytes())
@@ -702,11 +703,24 @@ mod avx2 {
         }
     }
 
-    /// [`super::scan`] with AVX2 classification.
+    /// Whether this CPU has what [`scan`] is compiled for (the standard library caches the
+    /// answers after the first call).
+    #[inline(always)]
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+    }
+
+    /// [`super::scan`] with AVX2 classification, and the bit arithmetic compiled with
+    /// BMI1/BMI2 (`andn`, three-operand shifts), POPCNT (`count_ones` of the flanked colons
+    /// was a dozen instructions) and LZCNT.
     ///
     /// # Safety
-    /// The CPU must have AVX2.
-    #[target_feature(enable = "avx2")]
+    /// The CPU must have AVX2, BMI1, BMI2, POPCNT and LZCNT ([`available`]).
+    #[target_feature(enable = "avx2,bmi1,bmi2,popcnt,lzcnt")]
     pub(super) unsafe fn scan(b: &[u8]) -> super::Features {
         super::scan::<Avx2>(b)
     }
