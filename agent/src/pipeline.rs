@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fjord_rules::Redactor;
 use fjord_wire::Info;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -116,6 +116,7 @@ pub async fn run(
         residency: RwLock::new(None),
         acked: acked.clone(),
         stop: ship_stop.clone(),
+        answering: Notify::new(),
     });
     // Check residency at start, so /readyz tells the truth before any data is read.
     {
@@ -191,6 +192,11 @@ struct ShipCtx {
     residency: RwLock<Option<Info>>,
     acked: Arc<Mutex<HashMap<String, u64>>>,
     stop: CancellationToken,
+    /// Signalled when the aggregator answers again (a batch acknowledged, or the residency
+    /// check passed): sends and checks asleep in their own backoff retry at once, instead
+    /// of each waiting out its jittered delay (up to [`ship::MAX_BACKOFF`]) while the
+    /// batches behind them in commit order cannot commit.
+    answering: Notify,
 }
 
 /// The final answer for one batch.
@@ -208,6 +214,21 @@ async fn wait(stop: &CancellationToken, d: Duration) {
 }
 
 impl ShipCtx {
+    /// Waits out a backoff of our own choosing: `d`, or until the aggregator is seen
+    /// answering again, or until stopped. (A server's `Retry-After` is waited out in full
+    /// with [`wait`].)
+    async fn backoff(&self, d: Duration) {
+        tokio::select! {
+            () = self.answering.notified() => {}
+            () = wait(&self.stop, d) => {}
+        }
+    }
+
+    /// Wakes everything asleep in [`ShipCtx::backoff`].
+    fn answered(&self) {
+        self.answering.notify_waiters();
+    }
+
     /// The destination's declaration once it passes the guard; `None` only when stopped.
     async fn residency(&self, seed: u64) -> Option<Info> {
         let mut seed = seed | 1;
@@ -228,6 +249,7 @@ impl ShipCtx {
                         if let Ok(mut r) = self.residency.write() {
                             *r = Some(info.clone());
                         }
+                        self.answered();
                         return Some(info);
                     }
                     Some(why) => {
@@ -247,7 +269,7 @@ impl ShipCtx {
                     tracing::warn!(url = %self.shipper.url(), %err, "aggregator unreachable; retrying");
                     self.health
                         .set(Err(format!("aggregator unreachable: {err}")));
-                    wait(&self.stop, ship::backoff(attempt, &mut seed)).await;
+                    self.backoff(ship::backoff(attempt, &mut seed)).await;
                     attempt = attempt.saturating_add(1);
                 }
             }
@@ -274,17 +296,21 @@ impl ShipCtx {
             let res = self.shipper.send_once(out).await;
             self.metrics.in_flight.dec();
             match res {
-                Ok(a) => return Some(Outcome::Sent(a, info)),
+                Ok(a) => {
+                    self.answered();
+                    return Some(Outcome::Sent(a, info));
+                }
                 Err(t) => {
                     tracing::warn!(batch_id = %out.batch_id, reason = %t.reason, attempt, "send failed; retrying");
                     self.metrics.batches_retried.inc();
                     if t.connection {
                         self.forget_residency();
                     }
-                    let d = t
-                        .retry_after
-                        .unwrap_or_else(|| ship::backoff(attempt, &mut seed));
-                    wait(&self.stop, d).await;
+                    match t.retry_after {
+                        // The server said how long: honour it even if others get through.
+                        Some(d) => wait(&self.stop, d).await,
+                        None => self.backoff(ship::backoff(attempt, &mut seed)).await,
+                    }
                     if self.stop.is_cancelled() {
                         return None;
                     }

@@ -1,7 +1,8 @@
 //! A fault-injecting HTTP/1.1 proxy that sits between the real agent and the real
 //! aggregator on 127.0.0.1. It frames requests and responses by `Content-Length` (what both
 //! of our binaries send) and, for push requests, can answer 503 with `Retry-After`, answer
-//! 400, delay the answer, cut the connection halfway through the request, or forward the
+//! 400, answer 500 without `Retry-After` (an outage the agent backs off from by itself),
+//! delay the answer, cut the connection halfway through the request, or forward the
 //! request and then cut the connection before the answer (a lost acknowledgement).
 //! Everything else passes through unchanged.
 
@@ -18,6 +19,8 @@ pub enum Fault {
     Unavailable { retry_after_secs: u64 },
     /// Answer `400` with a JSON reason without forwarding.
     BadRequest,
+    /// Answer `500` without `Retry-After` and without forwarding (see [`Proxy::fail_all`]).
+    ServerError,
     /// Forward, then hold the answer back this long.
     Slow(Duration),
     /// Read half of the request, then close the connection.
@@ -31,6 +34,8 @@ pub enum Fault {
 struct Plan {
     /// Faults applied to the next push requests, one each, in order.
     queue: std::collections::VecDeque<Fault>,
+    /// Every push is answered [`Fault::ServerError`] while set (after the queue is empty).
+    failing: bool,
     /// Each push request: arrival, batch id, and the fault applied to it (if any).
     seen: Vec<(Instant, String, Option<Fault>)>,
 }
@@ -120,6 +125,11 @@ impl Proxy {
         plan.queue.extend(std::iter::repeat_n(fault, n));
     }
 
+    /// Answers every push request `500` from now on (`true`), or forwards them again.
+    pub fn fail_all(&self, failing: bool) {
+        self.plan.lock().expect("plan").failing = failing;
+    }
+
     /// Faults still waiting for a push request.
     pub fn pending_faults(&self) -> usize {
         self.plan.lock().expect("plan").queue.len()
@@ -146,7 +156,10 @@ fn serve(client: TcpStream, upstream: SocketAddr, plan: &Mutex<Plan>) -> io::Res
         let is_push = head.starts_with(b"POST /loki/api/v1/push");
         let fault = if is_push {
             let mut p = plan.lock().expect("plan");
-            let f = p.queue.pop_front();
+            let f = p
+                .queue
+                .pop_front()
+                .or(p.failing.then_some(Fault::ServerError));
             let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
             let id = text
                 .lines()
@@ -174,6 +187,16 @@ fn serve(client: TcpStream, upstream: SocketAddr, plan: &Mutex<Plan>) -> io::Res
                 write!(
                     out,
                     "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {retry_after_secs}\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                )?;
+                out.write_all(body)?;
+                continue;
+            }
+            Some(Fault::ServerError) => {
+                let body = br#"{"error":"internal error (fault proxy)"}"#;
+                write!(
+                    out,
+                    "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                     body.len()
                 )?;
                 out.write_all(body)?;

@@ -205,6 +205,53 @@ fn a_batch_held_back_does_not_let_later_batches_pile_up() {
     );
 }
 
+/// An outage the agent backs off from by itself (500s, no `Retry-After`): when the
+/// aggregator answers again, the first acknowledgement wakes the other send asleep in its
+/// backoff, which retries at once instead of waiting out its own jittered delay (by then up
+/// to 12–25 s) while the batches behind it cannot commit.
+#[test]
+fn the_first_acknowledgement_after_an_outage_wakes_the_other_retries() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let proxy = Proxy::start(agg.addr);
+    proxy.fail_all(true);
+    let cfg = agent_config(
+        dir.path(),
+        &proxy.url(),
+        &format!("{SMALL_BATCHES}\nmax_in_flight = 2"),
+    );
+    append_numbered(&dir.path().join("logs/app.log"), 0..4000);
+    let _agent = start_agent(dir.path(), &cfg);
+    // Long enough for both sends to be several retries deep (ceilings of 12.8 s and more).
+    std::thread::sleep(Duration::from_secs(15));
+    proxy.fail_all(false);
+    agg.expect_exactly_once(&(0..4000).collect(), Duration::from_secs(90));
+    let pushes = proxy.pushes();
+    let refused: std::collections::BTreeSet<&String> = pushes
+        .iter()
+        .filter(|(_, _, fault)| *fault == Some(Fault::ServerError))
+        .map(|(_, id, _)| id)
+        .collect();
+    assert_eq!(refused.len(), 2, "both sends were refused: {refused:?}");
+    let first_ok = pushes
+        .iter()
+        .find(|(_, _, fault)| fault.is_none())
+        .expect("a push got through")
+        .0;
+    for id in refused {
+        let back = pushes
+            .iter()
+            .find(|(_, i, fault)| i == id && fault.is_none())
+            .expect("each refused batch is sent again")
+            .0;
+        let after = back.saturating_duration_since(first_ok);
+        assert!(
+            after < Duration::from_secs(2),
+            "a refused batch went out again {after:?} after the first acknowledgement"
+        );
+    }
+}
+
 #[test]
 fn slow_answers_and_dropped_connections() {
     let dir = test_dir();
