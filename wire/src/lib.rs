@@ -11,6 +11,7 @@ pub mod headers;
 pub mod info;
 pub mod limits;
 pub mod push;
+mod scan;
 
 pub use codec::{CodecError, ContentEncoding, EncodedBatch};
 pub use info::{ErrorBody, Info, StatusBody};
