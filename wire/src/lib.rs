@@ -6,6 +6,7 @@
 //! and depends on neither tokio nor an HTTP stack, so both sides and the tests share it.
 
 pub mod body;
+mod canonical;
 pub mod codec;
 pub mod headers;
 pub mod info;
