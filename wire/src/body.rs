@@ -9,6 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::scan::special_byte;
+#[cfg(target_arch = "x86_64")]
+use crate::scan::sse2;
+#[cfg(not(target_arch = "x86_64"))]
+use crate::scan::swar;
+
 /// A one-stream push body, being filled: the JSON up to the open `values` array is written
 /// when it starts, each record is appended as it arrives, and [`StreamBody::finish`] closes
 /// it, so the body is built in one buffer without copies.
@@ -124,7 +130,7 @@ fn escape_blocks<'a, const W: usize>(
 fn escape_scalar(b: &[u8], out: &mut Vec<u8>) {
     let mut clean = 0; // b[clean..j] needs no escaping and is not yet copied
     for (j, &c) in b.iter().enumerate() {
-        if needs_escape(c) {
+        if special_byte(c) {
             out.extend_from_slice(&b[clean..j]);
             push_escape(c, out);
             clean = j + 1;
@@ -133,58 +139,8 @@ fn escape_scalar(b: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&b[clean..]);
 }
 
-#[inline(always)]
-fn needs_escape(c: u8) -> bool {
-    c == b'"' || c == b'\\' || c < 0x20
-}
-
-/// Flags the bytes of a 16-byte block that need escaping, one mask bit per byte. SSE2 is
-/// part of the x86_64 baseline, so this needs no runtime feature check.
-#[cfg(target_arch = "x86_64")]
-mod sse2 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
-
-    #[inline(always)]
-    pub fn special(chunk: &[u8; 16]) -> u64 {
-        // SAFETY: SSE2 is enabled on every x86_64 target (the intrinsics need it), and the
-        // load reads the 16 bytes of `chunk`, with no alignment requirement.
-        let m = unsafe {
-            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-            // v <= 0x1f, unsigned: min(v, 0x1f) == v.
-            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
-        };
-        u64::from(m as u16)
-    }
-}
-
-/// The portable fallback: flags the bytes of an 8-byte block that need escaping, in the
-/// high bit of each byte of a `u64`. Compiled everywhere, so x86_64's tests check it too.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-mod swar {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-
-    /// `(x - 0x01..) & !x & 0x80..` flags the zero bytes of `x`; a borrow can only flag a
-    /// byte above a true zero, so the lowest flag is exact (and so it is for the union of
-    /// the three tests). Subtracting 0x20 borrows into the high bit of bytes below 0x20.
-    #[inline(always)]
-    pub fn special(chunk: &[u8; 8]) -> u64 {
-        let w = u64::from_le_bytes(*chunk);
-        let zero = |x: u64| x.wrapping_sub(LO) & !x;
-        (zero(w ^ (u64::from(b'"') * LO))
-            | zero(w ^ (u64::from(b'\\') * LO))
-            | w.wrapping_sub(0x20 * LO) & !w)
-            & HI
-    }
-}
-
-/// Writes the escape of `c`, one of the bytes [`needs_escape`] flags.
+/// Writes the escape of `c`, one of the bytes [`special_byte`] flags (the shared
+/// [`crate::scan`] classification).
 #[inline]
 fn push_escape(c: u8, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -215,6 +171,7 @@ fn push_escape(c: u8, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::push::{Entry, PushRequest, PushStream};
+    use crate::scan::swar;
     use proptest::prelude::*;
 
     fn serde_body(labels: &BTreeMap<String, String>, lines: &[(i64, String)]) -> Vec<u8> {
@@ -288,30 +245,6 @@ mod tests {
         out
     }
 
-    /// Strings dense in what needs escaping, and in bytes next to it ('#' = '"' + 1 and
-    /// ' ' = 0x1f + 1 are where a SWAR borrow would flag a byte wrongly), at every length
-    /// and position around the block widths.
-    fn dense() -> impl Strategy<Value = String> {
-        proptest::collection::vec(
-            prop_oneof![
-                Just("a"),
-                Just("\""),
-                Just("\\"),
-                Just("#"),
-                Just(" "),
-                Just("]"),
-                Just("\n"),
-                Just("\u{0}"),
-                Just("\u{1f}"),
-                Just("\u{7f}"),
-                Just("é"),
-                Just("\u{2028}"),
-            ],
-            0..80,
-        )
-        .prop_map(|parts| parts.concat())
-    }
-
     proptest! {
         #[test]
         fn escaping_matches_serde_json(
@@ -333,7 +266,7 @@ mod tests {
         #[test]
         fn block_escape_equals_the_reference(
             clean in proptest::string::string_regex("[a-z ]{0,40}").unwrap(),
-            s in dense(),
+            s in crate::scan::tests::dense(80),
         ) {
             let s = format!("{clean}{s}");
             let mut fast = b"x".to_vec();

@@ -230,13 +230,22 @@ pub fn parse_push(json: &[u8]) -> Result<PushRequest<'_>, CodecError> {
 /// instead of one `String` each, and with the body's UTF-8 checked once instead of string by
 /// string: the same request, or the same error, for every body (property-tested below), with
 /// no allocation per line. Lines without escapes borrow from `json`, the others from `text`.
+///
+/// A body of the shape agents send is read by a one-pass parser ([`crate::canonical`]);
+/// anything it does not accept is parsed again by serde_json, which reports the errors.
 pub fn parse_push_in<'a>(
     json: &'a [u8],
     text: &'a mut String,
 ) -> Result<PushRequest<'a>, CodecError> {
     let mut lines = InBuffer::new(text, json.len());
     let mut req = match std::str::from_utf8(json) {
-        Ok(s) => parse_with(&mut lines, serde_json::de::StrRead::new(s)),
+        Ok(s) => match crate::canonical::parse(s, &mut lines) {
+            Some(req) => Ok(req),
+            None => {
+                lines.reset();
+                parse_with(&mut lines, serde_json::de::StrRead::new(s))
+            }
+        },
         // serde_json checks each string and reports where the bad byte is.
         Err(_) => parse_with(&mut lines, serde_json::de::SliceRead::new(json)),
     }
@@ -301,7 +310,7 @@ pub fn gzip(data: &[u8]) -> Result<Vec<u8>, CodecError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::limits::MAX_DECOMPRESSED_BYTES;
     use crate::push::{Entry, PushStream};
@@ -394,6 +403,27 @@ mod tests {
         assert_eq!(lines, ["a\"1", "b", "c", "d\\2"]);
     }
 
+    /// Edits a body: each `(at, kind, byte)` replaces, inserts or deletes a byte, or cuts
+    /// the body short; bytes that matter to JSON are likelier than others, and any byte may
+    /// break the UTF-8.
+    pub(crate) fn edit(body: &mut Vec<u8>, edits: &[(usize, u8, u8)]) {
+        for &(at, kind, byte) in edits {
+            let at = at % (body.len() + 1);
+            let byte = match byte % 4 {
+                0 => b"\"\\{}[],:0u n"[usize::from(byte / 4) % 12],
+                _ => byte,
+            };
+            match kind {
+                0 if at < body.len() => body[at] = byte,
+                1 => body.insert(at, byte),
+                2 if at < body.len() => {
+                    body.remove(at);
+                }
+                _ => body.truncate(at),
+            }
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
         #[test]
@@ -423,23 +453,8 @@ mod tests {
             // Unmutated, both parsers give back the request.
             let mut text = String::new();
             proptest::prop_assert_eq!(&parse_push_in(&body, &mut text).unwrap(), &req);
-            // Mutated: replace, insert, delete a byte, or cut the body short; bytes that
-            // matter to JSON are likelier than others.
-            for (at, kind, byte) in edits {
-                let at = at % (body.len() + 1);
-                let byte = match byte % 4 {
-                    0 => b"\"\\{}[],:0u n"[usize::from(byte / 4) % 12],
-                    _ => byte,
-                };
-                match kind {
-                    0 if at < body.len() => body[at] = byte,
-                    1 => body.insert(at, byte),
-                    2 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    _ => body.truncate(at),
-                }
-            }
+            // Mutated.
+            edit(&mut body, &edits);
             if let Err(e) = same_as_parse_push(&body) {
                 proptest::prop_assert!(false, "{}", e);
             }

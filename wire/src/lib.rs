@@ -6,11 +6,13 @@
 //! and depends on neither tokio nor an HTTP stack, so both sides and the tests share it.
 
 pub mod body;
+mod canonical;
 pub mod codec;
 pub mod headers;
 pub mod info;
 pub mod limits;
 pub mod push;
+mod scan;
 
 pub use codec::{CodecError, ContentEncoding, EncodedBatch};
 pub use info::{ErrorBody, Info, StatusBody};
