@@ -206,9 +206,9 @@ fn a_batch_held_back_does_not_let_later_batches_pile_up() {
 }
 
 /// An outage the agent backs off from by itself (500s, no `Retry-After`): when the
-/// aggregator answers again, the first acknowledgement wakes the other send asleep in its
-/// backoff, which retries at once instead of waiting out its own jittered delay (by then up
-/// to 12–25 s) while the batches behind it cannot commit.
+/// aggregator answers again, the first acknowledgement wakes the other sends asleep in
+/// their backoff, which retry at once instead of each waiting out its own jittered delay
+/// (by then up to 25.6 s) while the batches behind them cannot commit.
 #[test]
 fn the_first_acknowledgement_after_an_outage_wakes_the_other_retries() {
     let dir = test_dir();
@@ -218,12 +218,24 @@ fn the_first_acknowledgement_after_an_outage_wakes_the_other_retries() {
     let cfg = agent_config(
         dir.path(),
         &proxy.url(),
-        &format!("{SMALL_BATCHES}\nmax_in_flight = 2"),
+        &format!("{SMALL_BATCHES}\nmax_in_flight = 4"),
     );
     append_numbered(&dir.path().join("logs/app.log"), 0..4000);
     let _agent = start_agent(dir.path(), &cfg);
-    // Long enough for both sends to be several retries deep (ceilings of 12.8 s and more).
-    std::thread::sleep(Duration::from_secs(15));
+    // All four sends refused nine times: the backoff after a batch's ninth refusal is drawn
+    // from up to 25.6 s (0.1 s doubling), so without the wake-up the other three sends
+    // would rarely all be back within 2 s.
+    wait_for(
+        "four batches refused nine times each",
+        Duration::from_secs(90),
+        || {
+            let mut refusals = std::collections::BTreeMap::<String, usize>::new();
+            for (_, id, _) in proxy.pushes() {
+                *refusals.entry(id).or_default() += 1;
+            }
+            refusals.values().filter(|&&n| n >= 9).count() >= 4
+        },
+    );
     proxy.fail_all(false);
     agg.expect_exactly_once(&(0..4000).collect(), Duration::from_secs(90));
     let pushes = proxy.pushes();
@@ -232,7 +244,7 @@ fn the_first_acknowledgement_after_an_outage_wakes_the_other_retries() {
         .filter(|(_, _, fault)| *fault == Some(Fault::ServerError))
         .map(|(_, id, _)| id)
         .collect();
-    assert_eq!(refused.len(), 2, "both sends were refused: {refused:?}");
+    assert_eq!(refused.len(), 4, "all four sends were refused: {refused:?}");
     let first_ok = pushes
         .iter()
         .find(|(_, _, fault)| fault.is_none())
