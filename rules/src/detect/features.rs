@@ -879,12 +879,6 @@ impl<'a> Scan<'a> {
         let r2 = d & before;
         let r4 = r2 & back(r2, p.r2, 2);
         let r5 = r4 & back(d, p.digit, 4);
-        let r6 = r4 & back(r2, p.r2, 4);
-        let r8 = r4 & back(r4, p.r4, 4);
-        let r10 = r8 & back(r2, p.r2, 8);
-        let r11 = r10 & back(d, p.digit, 10);
-        let r12 = r8 & back(r4, p.r4, 8);
-        let r13 = r12 & back(d, p.digit, 12);
         let c2 = chain & back(chain, p.chain, 1);
         let c4 = c2 & back(c2, p.c2, 2);
         let c8 = c4 & back(c4, p.c4, 4);
@@ -893,34 +887,54 @@ impl<'a> Scan<'a> {
         // Digits of runs that start after a byte that is not a letter or digit.
         let bounded = reach(d, d & !back(alnum, p.alnum, 1), p.bounded);
 
-        // Cards: a bounded run of 13+ digits, or a joiner after a group of exactly four
-        // digits with 16 chain bytes from the group on.
+        // Cards: a joiner after a group of exactly four digits with 16 chain bytes from
+        // the group on (or a run of 13+ digits, below).
         let group4 = joined & back(r4, p.r4, 1) & !back(alnum, p.alnum, 5);
-        if (r13 & bounded_end & bounded) | (back(group4, p.group4, 11) & c16) != 0 {
+        if back(group4, p.group4, 11) & c16 != 0 {
             self.f |= F_CARD;
         }
-        // Runs of exactly 10 and 12 digits (dated ids without a separator).
-        if end & r10 & !back(d, p.digit, 10) != 0 {
-            self.f |= F_RUN10;
-        }
-        if end & r12 & !back(d, p.digit, 12) != 0 {
-            self.f |= F_RUN12;
-        }
-        // Fødselsnummer: a bounded run of exactly 11 digits, or of 6, a space and 5 (`join`
-        // is a space or `-`, `sign` has `-` and no space).
-        let fnr11 = r11 & !back(alnum, p.alnum, 11);
         let spaced = joined & !m.sign;
-        let fnr6_5 = r5 & back(spaced, p.spaced, 5) & back(r6, p.r6, 6) & !back(alnum, p.alnum, 12);
-        if bounded_end & (fnr11 | fnr6_5) != 0 {
-            self.f |= F_FNR11;
-        }
-        // Dated ids: exactly 6 or 8 digits after a byte that is not a letter or digit, a
-        // sign byte, a digit.
-        let lead6 = back(r6, p.r6, 1) & !back(alnum, p.alnum, 7);
-        let lead8 = back(r8, p.r8, 1) & !back(alnum, p.alnum, 9);
-        if (lead6 | lead8) & m.sign & after != 0 {
-            self.f |= F_SIGN6;
-        }
+        // The shapes of runs of 5 or more digits. Where no such run ends in this block and
+        // none of 6 or more ends the previous one, every one of them is empty (and so are
+        // the `r6` and `r8` the next block reads): the first block of a typical line,
+        // with a timestamp and no id, skips this.
+        let (r6, r8) = if r5 | ((p.r6 | p.r8) >> 63) != 0 {
+            let r6 = r4 & back(r2, p.r2, 4);
+            let r8 = r4 & back(r4, p.r4, 4);
+            let r10 = r8 & back(r2, p.r2, 8);
+            let r11 = r10 & back(d, p.digit, 10);
+            let r12 = r8 & back(r4, p.r4, 8);
+            let r13 = r12 & back(d, p.digit, 12);
+            // Cards: a bounded run of 13+ digits.
+            if r13 & bounded_end & bounded != 0 {
+                self.f |= F_CARD;
+            }
+            // Runs of exactly 10 and 12 digits (dated ids without a separator).
+            if end & r10 & !back(d, p.digit, 10) != 0 {
+                self.f |= F_RUN10;
+            }
+            if end & r12 & !back(d, p.digit, 12) != 0 {
+                self.f |= F_RUN12;
+            }
+            // Fødselsnummer: a bounded run of exactly 11 digits, or of 6, a space and 5
+            // (`join` is a space or `-`, `sign` has `-` and no space).
+            let fnr11 = r11 & !back(alnum, p.alnum, 11);
+            let fnr6_5 =
+                r5 & back(spaced, p.spaced, 5) & back(r6, p.r6, 6) & !back(alnum, p.alnum, 12);
+            if bounded_end & (fnr11 | fnr6_5) != 0 {
+                self.f |= F_FNR11;
+            }
+            // Dated ids: exactly 6 or 8 digits after a byte that is not a letter or digit,
+            // a sign byte, a digit.
+            let lead6 = back(r6, p.r6, 1) & !back(alnum, p.alnum, 7);
+            let lead8 = back(r8, p.r8, 1) & !back(alnum, p.alnum, 9);
+            if (lead6 | lead8) & m.sign & after != 0 {
+                self.f |= F_SIGN6;
+            }
+            (r6, r8)
+        } else {
+            (0, 0)
+        };
         // Four runs joined by dots: a dot with two earlier dots in its dotted run. `seen1`
         // is every dotted byte after a joining dot in the same run, `seen2` after a dot
         // that has one before it.
