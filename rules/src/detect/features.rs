@@ -895,10 +895,10 @@ impl<'a> Scan<'a> {
         }
         let spaced = joined & !m.sign;
         // The shapes of runs of 5 or more digits. Where no such run ends in this block and
-        // none of 6 or more ends the previous one, every one of them is empty (and so are
-        // the `r6` and `r8` the next block reads): the first block of a typical line,
-        // with a timestamp and no id, skips this.
-        let (r6, r8) = if r5 | ((p.r6 | p.r8) >> 63) != 0 {
+        // none of 6 or more ends the previous one (an 8-run ending there is a 6-run too),
+        // every one of them is empty, and so are the `r6` and `r8` the next block reads:
+        // the first block of a typical line, with a timestamp and no id, skips this.
+        let (r6, r8) = if r5 | (p.r6 >> 63) != 0 {
             let r6 = r4 & back(r2, p.r2, 4);
             let r8 = r4 & back(r4, p.r4, 4);
             let r10 = r8 & back(r2, p.r2, 8);
