@@ -9,17 +9,20 @@
 //! masks, with the previous block's masks shifted in at the front:
 //!
 //! - word-part starts are `letter & !(alnum << 1)` (plus lower→upper changes); each costs
-//!   one lookup in a table of hashed keyword first-byte triples, and the rare triple that
-//!   passes one masked 8-byte compare per keyword;
+//!   one lookup in a table of hashed keyword first-byte triples (one 4-byte load and a
+//!   multiplication), and the rare triple that passes one masked 8-byte compare per keyword,
+//!   out of line;
 //! - digit shapes are shift-and-AND arithmetic: "the N bytes ending here are digits" is
 //!   built by doubling (`r4 = r2 & r2 << 2`), chains (runs joined by single spaces or
 //!   dashes) the same way over digits plus joiners, and "every byte from a seed to the end
 //!   of its run" is one addition (the carry runs through the run). Cards, 10/11/12-digit
 //!   runs, dated ids and dotted quads are decided this way without visiting a single run;
 //!   only trunk-0 phone numbers, whose digit count along a chain masks cannot give, are
-//!   walked run by run — on the rare line the masks cannot clear.
+//!   walked run by run — on the rare line the masks cannot clear. A block without digits
+//!   skips all of this, and a block where no run of 5 digits ends (and none of 6 ends the
+//!   previous block) skips the shapes of long runs, whose masks are then all empty.
 //!
-//! So the cost per byte is a few arithmetic instructions without branches.
+//! So the cost per byte is a few arithmetic instructions, with two branches per block.
 //!
 //! Invariant: each bit is a *necessary* condition for its detector's candidate pattern (a
 //! line without the bit cannot produce a match), except the keyword bits, which also define
