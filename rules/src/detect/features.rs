@@ -9,17 +9,20 @@
 //! masks, with the previous block's masks shifted in at the front:
 //!
 //! - word-part starts are `letter & !(alnum << 1)` (plus lower→upper changes); each costs
-//!   one lookup in a table of hashed keyword first-byte triples, and the rare triple that
-//!   passes one masked 8-byte compare per keyword;
+//!   one lookup in a table of hashed keyword first-byte triples (one 4-byte load and a
+//!   multiplication), and the rare triple that passes one masked 8-byte compare per keyword,
+//!   out of line;
 //! - digit shapes are shift-and-AND arithmetic: "the N bytes ending here are digits" is
 //!   built by doubling (`r4 = r2 & r2 << 2`), chains (runs joined by single spaces or
 //!   dashes) the same way over digits plus joiners, and "every byte from a seed to the end
 //!   of its run" is one addition (the carry runs through the run). Cards, 10/11/12-digit
 //!   runs, dated ids and dotted quads are decided this way without visiting a single run;
 //!   only trunk-0 phone numbers, whose digit count along a chain masks cannot give, are
-//!   walked run by run — on the rare line the masks cannot clear.
+//!   walked run by run — on the rare line the masks cannot clear. A block without digits
+//!   skips all of this, and a block where no run of 5 digits ends (and none of 6 ends the
+//!   previous block) skips the shapes of long runs, whose masks are then all empty.
 //!
-//! So the cost per byte is a few arithmetic instructions without branches.
+//! So the cost per byte is a few arithmetic instructions, with two branches per block.
 //!
 //! Invariant: each bit is a *necessary* condition for its detector's candidate pattern (a
 //! line without the bit cannot produce a match), except the keyword bits, which also define
@@ -126,13 +129,19 @@ const fn fold(b: u8) -> u8 {
     b | 0x20
 }
 
-/// Where the first three bytes of a word part land in [`TRIPLES`]. Every keyword has at
-/// least three bytes.
-const fn triple(a: u8, b: u8, c: u8) -> usize {
-    ((fold(a) as usize) << 10 ^ (fold(b) as usize) << 5 ^ fold(c) as usize) & (TRIPLE_BITS - 1)
+/// Where the first three bytes of a word part land in [`TRIPLES`]: `head` holds them
+/// little-endian in its low three bytes (the fourth is ignored), case-folded here, and a
+/// multiplication mixes them into the top bits. One load, three arithmetic instructions and
+/// no per-byte work per word start. Every keyword has at least three bytes.
+const fn triple(head: u32) -> usize {
+    // [`fold`] on each of the three bytes.
+    let folded = (head | 0x0020_2020) & 0x00ff_ffff;
+    (folded.wrapping_mul(0x9e37_79b1) >> (32 - TRIPLE_LOG2)) as usize
 }
 
-const TRIPLE_BITS: usize = 1 << 15;
+const TRIPLE_LOG2: u32 = 15;
+
+const TRIPLE_BITS: usize = 1 << TRIPLE_LOG2;
 
 /// One bit per hashed triple of first bytes (case-folded), set for every keyword's first
 /// three bytes. Most word starts (`payment`, `service`, `msg` — which share two bytes with
@@ -148,7 +157,7 @@ const fn triples() -> [u64; TRIPLE_BITS / 64] {
         let mut k = 0;
         while k < group.len() {
             let w = group[k].0;
-            let i = triple(w[0], w[1], w[2]);
+            let i = triple(u32::from_le_bytes([w[0], w[1], w[2], 0]));
             t[i / 64] |= 1 << (i % 64);
             k += 1;
         }
@@ -157,17 +166,33 @@ const fn triples() -> [u64; TRIPLE_BITS / 64] {
     t
 }
 
-/// The keyword bits of the word part starting at `b[i]`.
+/// The keyword bits of the word part starting at `b[i]`: the [`TRIPLES`] lookup inline,
+/// the compares (for the rare word start that passes it) out of line.
 #[inline(always)]
 fn keyword_at(b: &[u8], i: usize) -> u32 {
-    let rest = &b[i..];
-    let [first, second, third, ..] = *rest else {
-        return 0; // every keyword has at least three bytes
+    let Some(rest) = b.get(i..) else {
+        return 0;
     };
-    let t = triple(first, second, third);
+    let head = match rest.first_chunk::<4>() {
+        Some(four) => u32::from_le_bytes(*four),
+        None => match *rest {
+            [first, second, third] => u32::from_le_bytes([first, second, third, 0]),
+            _ => return 0, // every keyword has at least three bytes
+        },
+    };
+    let t = triple(head);
     if TRIPLES[t / 64] & (1 << (t % 64)) == 0 {
         return 0;
     }
+    keywords_in(rest)
+}
+
+/// The keyword bits of the word part that starts `rest` (which has at least three bytes).
+#[inline(never)]
+fn keywords_in(rest: &[u8]) -> u32 {
+    let Some(&first) = rest.first() else {
+        return 0;
+    };
     let head = match rest.first_chunk::<8>() {
         Some(eight) => u64::from_le_bytes(*eight),
         None => {
@@ -857,12 +882,6 @@ impl<'a> Scan<'a> {
         let r2 = d & before;
         let r4 = r2 & back(r2, p.r2, 2);
         let r5 = r4 & back(d, p.digit, 4);
-        let r6 = r4 & back(r2, p.r2, 4);
-        let r8 = r4 & back(r4, p.r4, 4);
-        let r10 = r8 & back(r2, p.r2, 8);
-        let r11 = r10 & back(d, p.digit, 10);
-        let r12 = r8 & back(r4, p.r4, 8);
-        let r13 = r12 & back(d, p.digit, 12);
         let c2 = chain & back(chain, p.chain, 1);
         let c4 = c2 & back(c2, p.c2, 2);
         let c8 = c4 & back(c4, p.c4, 4);
@@ -871,34 +890,54 @@ impl<'a> Scan<'a> {
         // Digits of runs that start after a byte that is not a letter or digit.
         let bounded = reach(d, d & !back(alnum, p.alnum, 1), p.bounded);
 
-        // Cards: a bounded run of 13+ digits, or a joiner after a group of exactly four
-        // digits with 16 chain bytes from the group on.
+        // Cards: a joiner after a group of exactly four digits with 16 chain bytes from
+        // the group on (or a run of 13+ digits, below).
         let group4 = joined & back(r4, p.r4, 1) & !back(alnum, p.alnum, 5);
-        if (r13 & bounded_end & bounded) | (back(group4, p.group4, 11) & c16) != 0 {
+        if back(group4, p.group4, 11) & c16 != 0 {
             self.f |= F_CARD;
         }
-        // Runs of exactly 10 and 12 digits (dated ids without a separator).
-        if end & r10 & !back(d, p.digit, 10) != 0 {
-            self.f |= F_RUN10;
-        }
-        if end & r12 & !back(d, p.digit, 12) != 0 {
-            self.f |= F_RUN12;
-        }
-        // Fødselsnummer: a bounded run of exactly 11 digits, or of 6, a space and 5 (`join`
-        // is a space or `-`, `sign` has `-` and no space).
-        let fnr11 = r11 & !back(alnum, p.alnum, 11);
         let spaced = joined & !m.sign;
-        let fnr6_5 = r5 & back(spaced, p.spaced, 5) & back(r6, p.r6, 6) & !back(alnum, p.alnum, 12);
-        if bounded_end & (fnr11 | fnr6_5) != 0 {
-            self.f |= F_FNR11;
-        }
-        // Dated ids: exactly 6 or 8 digits after a byte that is not a letter or digit, a
-        // sign byte, a digit.
-        let lead6 = back(r6, p.r6, 1) & !back(alnum, p.alnum, 7);
-        let lead8 = back(r8, p.r8, 1) & !back(alnum, p.alnum, 9);
-        if (lead6 | lead8) & m.sign & after != 0 {
-            self.f |= F_SIGN6;
-        }
+        // The shapes of runs of 5 or more digits. Where no such run ends in this block and
+        // none of 6 or more ends the previous one (an 8-run ending there is a 6-run too),
+        // every one of them is empty, and so are the `r6` and `r8` the next block reads:
+        // the first block of a typical line, with a timestamp and no id, skips this.
+        let (r6, r8) = if r5 | (p.r6 >> 63) != 0 {
+            let r6 = r4 & back(r2, p.r2, 4);
+            let r8 = r4 & back(r4, p.r4, 4);
+            let r10 = r8 & back(r2, p.r2, 8);
+            let r11 = r10 & back(d, p.digit, 10);
+            let r12 = r8 & back(r4, p.r4, 8);
+            let r13 = r12 & back(d, p.digit, 12);
+            // Cards: a bounded run of 13+ digits.
+            if r13 & bounded_end & bounded != 0 {
+                self.f |= F_CARD;
+            }
+            // Runs of exactly 10 and 12 digits (dated ids without a separator).
+            if end & r10 & !back(d, p.digit, 10) != 0 {
+                self.f |= F_RUN10;
+            }
+            if end & r12 & !back(d, p.digit, 12) != 0 {
+                self.f |= F_RUN12;
+            }
+            // Fødselsnummer: a bounded run of exactly 11 digits, or of 6, a space and 5
+            // (`join` is a space or `-`, `sign` has `-` and no space).
+            let fnr11 = r11 & !back(alnum, p.alnum, 11);
+            let fnr6_5 =
+                r5 & back(spaced, p.spaced, 5) & back(r6, p.r6, 6) & !back(alnum, p.alnum, 12);
+            if bounded_end & (fnr11 | fnr6_5) != 0 {
+                self.f |= F_FNR11;
+            }
+            // Dated ids: exactly 6 or 8 digits after a byte that is not a letter or digit,
+            // a sign byte, a digit.
+            let lead6 = back(r6, p.r6, 1) & !back(alnum, p.alnum, 7);
+            let lead8 = back(r8, p.r8, 1) & !back(alnum, p.alnum, 9);
+            if (lead6 | lead8) & m.sign & after != 0 {
+                self.f |= F_SIGN6;
+            }
+            (r6, r8)
+        } else {
+            (0, 0)
+        };
         // Four runs joined by dots: a dot with two earlier dots in its dotted run. `seen1`
         // is every dotted byte after a joining dot in the same run, `seen2` after a dot
         // that has one before it.
@@ -942,6 +981,7 @@ impl<'a> Scan<'a> {
         };
     }
 
+    #[inline(always)]
     fn finish(mut self) -> Features {
         if self.zero_joined && self.zero_chain && trunk0(self.b) {
             self.f |= F_TRUNK0;
@@ -957,6 +997,7 @@ impl<'a> Scan<'a> {
 /// Whether `b` has a trunk-0 number's digits: a run of 2–5 digits starting with `0`, joined
 /// by a single space or dash to more digits, with 8 or more digits in the chain of joined
 /// runs from there on. A walk over the runs, for the few lines the masks cannot clear.
+#[inline(never)]
 fn trunk0(b: &[u8]) -> bool {
     let mut i = 0;
     while i < b.len() {
