@@ -134,6 +134,29 @@ fn dir_bytes(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The CPU the figures were taken on: its model and the instruction sets the hot paths pick
+/// at run time. Hosts of one machine kind differ, and so do the figures: the agent measured
+/// 1.7x more MB per CPU-second on one host than on another in November 2026.
+fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let have: Vec<&str> = ["avx2", "bmi2", "avx512bw", "sha_ni"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let model = field("model name");
+    let model = if model.is_empty() { "unknown" } else { &model };
+    format!("{model} ({})", have.join(" "))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.outage_s > 0 {
@@ -189,6 +212,7 @@ fn main() -> anyhow::Result<()> {
     let raw_acked =
         fjord_e2e::agent_metric(&cfg, "fjord_agent_raw_bytes_acked_total").unwrap_or(0.0);
     let mb = bytes as f64 / 1e6;
+    println!("cpu                    {}", cpu());
     println!("raw_mb                 {mb:.1}");
     println!("lines                  {lines}");
     println!("wall_s                 {wall:.2}");
