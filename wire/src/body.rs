@@ -67,6 +67,7 @@ impl StreamBody {
         }
         v.extend_from_slice(b"[\"");
         let text = &mut self.ts_text[..self.ts_len];
+        // `ts_ns > 0` makes the last timestamp non-negative, so its text has no sign.
         let next = self.records > 0 && ts_ns > 0 && self.ts.checked_add(1) == Some(ts_ns);
         if !(next && increment(text)) {
             let mut itoa = itoa::Buffer::new();
@@ -100,8 +101,9 @@ impl StreamBody {
     }
 }
 
-/// Adds one to the decimal digits of a positive number in place. False when the carry
-/// leaves the top digit (`999` → `1000`, which needs a new length; the text is then junk).
+/// Adds one to the decimal digits of a non-negative number (no sign) in place. False when
+/// the carry leaves the top digit (`999` → `1000`, which needs a new length; the text is
+/// then junk).
 #[inline]
 fn increment(text: &mut [u8]) -> bool {
     for d in text.iter_mut().rev() {
@@ -117,10 +119,10 @@ fn increment(text: &mut [u8]) -> bool {
 /// Appends `s` JSON-escaped (without quotes), as serde_json escapes it: `\"`, `\\`, the
 /// short escapes `\b \f \n \r \t`, other control bytes as `\u00XX`, everything else as is.
 ///
-/// One pass: each 16-byte block (8 without SSE2) is tested for quotes, backslashes and control
+/// One pass: each 16-byte block (8 off x86_64) is tested for quotes, backslashes and control
 /// bytes at once and copied whole; in a block with some, the flagged bytes are then visited in
-/// order from the mask and each escaped in place, so a JSON line with a quote every few bytes
-/// is still tested once per block. (It used to restart the block test after every escape,
+/// order from the mask and each escape is written straight into `out`, so a JSON line with a
+/// quote every few bytes is still tested once per block. (It used to restart the block test after every escape,
 /// and before that took three passes.)
 pub fn escape_into(s: &str, out: &mut Vec<u8>) {
     #[cfg(target_arch = "x86_64")]
@@ -173,12 +175,15 @@ fn escape_blocks<'a, const W: usize>(
             let j = m.trailing_zeros() as usize / bits;
             m &= m - 1;
             let c = chunk[j];
-            if bits == 1 || special_byte(c) {
+            // `plain <= j` holds for any mask with at most one bit per lane (flags visited
+            // in order); it is tested anyway, because the bounds below rest on it.
+            if (bits == 1 || special_byte(c)) && plain <= j {
                 let (escape, len) = &ESCAPES[usize::from(c & 0x7f)];
-                debug_assert!(plain <= j && pos + MAX_W + 8 <= 8 * MAX_W);
+                debug_assert!(pos + MAX_W + 8 <= 8 * MAX_W);
                 // SAFETY: `src` has `MAX_W` bytes from `plain <= W <= MAX_W`, and `dst` has
                 // room for `pos + MAX_W` and then `pos + (j - plain) + 8` bytes, both at most
-                // `6 * W + MAX_W` (reserved above); the buffers do not overlap.
+                // `6 * W + MAX_W` as `plain <= j < W` (reserved above); the buffers do not
+                // overlap.
                 unsafe {
                     std::ptr::copy_nonoverlapping(src.as_ptr().add(plain), dst.add(pos), MAX_W);
                     pos += j - plain;
