@@ -4,6 +4,7 @@
 
 pub mod gen;
 pub mod proxy;
+pub mod tls;
 pub mod writer;
 
 use std::io::{Read, Write};

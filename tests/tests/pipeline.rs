@@ -171,3 +171,38 @@ fn foreign_jurisdiction_blocks_shipping_and_readiness() {
         Some(0.0)
     );
 }
+
+/// https to an aggregator whose certificate a private CA signed: without the CA in
+/// `ca_file` the agent refuses the handshake, ships nothing and is not ready; with it,
+/// every line arrives once, over TLS.
+#[test]
+fn https_with_a_private_ca_needs_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path());
+    let front = fjord_e2e::tls::Front::start(agg.addr);
+    let url = format!("https://127.0.0.1:{}", front.addr.port());
+    let cfg = agent_config(dir.path(), &url, "");
+    append(&dir.path().join("logs/app.log"), 0..TOTAL);
+    let agent = start_agent(dir.path(), &cfg);
+    wait_for("refused handshakes", Duration::from_secs(30), || {
+        front.failed_handshakes() >= 2
+    });
+    let (status, _) = fjord_e2e::http_get(fjord_e2e::admin_addr(&cfg), "/readyz").unwrap();
+    assert_eq!(status, 503, "not ready while the aggregator is not trusted");
+    assert_eq!(front.relayed_connections(), 0);
+    assert_eq!(
+        agg.stored_records(),
+        0,
+        "nothing shipped to an untrusted server"
+    );
+    assert_eq!(agent.terminate(), Some(0));
+
+    let ca = fjord_e2e::tls::fixture("ca.pem");
+    let cfg = agent_config(dir.path(), &url, &format!("ca_file = \"{}\"", ca.display()));
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for("every line", Duration::from_secs(60), || {
+        agg.stored_records() == TOTAL as u64
+    });
+    check_all(&agg);
+    assert!(front.relayed_connections() >= 1);
+}
