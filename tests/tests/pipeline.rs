@@ -30,17 +30,21 @@ fn append(path: &Path, range: std::ops::Range<usize>) {
     f.sync_all().unwrap();
 }
 
+/// Line `i` as the default packs leave it.
+fn scrubbed(i: usize) -> String {
+    match i % 10 {
+        3 => format!("seq={i:06} payment declined for [REDACTED:email]"),
+        7 => format!("seq={i:06} charge card=[REDACTED:card] amount=12.50"),
+        _ => line(i),
+    }
+}
+
 fn check_all(agg: &Aggregator) {
     let rows = agg.query_jsonl(r#"{team="payments"}"#, 100_000);
     let lines: Vec<&str> = rows.iter().map(|r| r["line"].as_str().unwrap()).collect();
     assert_eq!(lines.len(), TOTAL, "every line exactly once");
     for (i, l) in lines.iter().enumerate() {
-        let want = match i % 10 {
-            3 => format!("seq={i:06} payment declined for [REDACTED:email]"),
-            7 => format!("seq={i:06} charge card=[REDACTED:card] amount=12.50"),
-            _ => line(i),
-        };
-        assert_eq!(*l, want, "line {i} in order and scrubbed");
+        assert_eq!(*l, scrubbed(i), "line {i} in order and scrubbed");
     }
     assert!(rows.iter().all(|r| r["labels"]["team"] == "payments"));
     // The |= filter through the CLI finds exactly the declined lines.
@@ -205,4 +209,59 @@ fn https_with_a_private_ca_needs_its_ca_file() {
     });
     check_all(&agg);
     assert!(front.relayed_connections() >= 1);
+}
+
+/// A file read at once is cut into batches at `max_batch_bytes` of raw lines: the agent's
+/// ledger shows every batch within the limit (a batch ends with the line that reaches it),
+/// the batches together cover every line, and every line is stored once.
+#[test]
+fn batches_are_cut_at_max_batch_bytes() {
+    const LIMIT: u64 = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path());
+    let cfg = agent_config(
+        dir.path(),
+        &agg.url(),
+        &format!("max_batch_bytes = {LIMIT}\nmax_batch_lines = 1000000"),
+    );
+    append(&dir.path().join("logs/app.log"), 0..TOTAL);
+    let agent = start_agent(dir.path(), &cfg);
+    wait_for("every line", Duration::from_secs(60), || {
+        agg.stored_records() == TOTAL as u64
+    });
+    check_all(&agg);
+    assert_eq!(agent.terminate(), Some(0));
+
+    let ledger = dir.path().join("ledger.jsonl");
+    let out = std::process::Command::new(fjord_e2e::bin("fjord-agent"))
+        .args(["audit", "--state"])
+        .arg(dir.path().join("state"))
+        .arg("--export")
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Raw bytes are the lines as shipped, after redaction.
+    let longest = (0..TOTAL).map(|i| scrubbed(i).len() as u64).max().unwrap();
+    let raw: Vec<u64> = rows
+        .iter()
+        .map(|r| r["raw_bytes"].as_u64().unwrap())
+        .collect();
+    let records: u64 = rows.iter().map(|r| r["records"].as_u64().unwrap()).sum();
+    let total: u64 = (0..TOTAL).map(|i| scrubbed(i).len() as u64).sum();
+    assert_eq!(records, TOTAL as u64, "the batches cover every line once");
+    assert_eq!(raw.iter().sum::<u64>(), total);
+    assert!(raw.iter().all(|&b| b < LIMIT + longest), "{raw:?}");
+    assert!(raw.len() as u64 >= total / (LIMIT + longest), "{raw:?}");
+    // Cut by bytes, not by linger: all but the last batch reach the limit.
+    assert!(raw[..raw.len() - 1].iter().all(|&b| b >= LIMIT), "{raw:?}");
 }
