@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod batch;
+pub mod batcher;
 pub mod cli;
 pub mod config;
 pub mod discover;

@@ -21,6 +21,13 @@ pub struct RuleLabel {
     pub rule: String,
 }
 
+/// A label set naming a file and why bytes of it were lost.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LossLabel {
+    pub path: String,
+    pub reason: String,
+}
+
 /// A label set naming a reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -43,6 +50,14 @@ pub struct Metrics {
     pub partial_lines_flushed: Counter,
     pub open_errors: Family<ReasonLabel, Counter>,
     pub lag_bytes: Family<FileLabel, Gauge>,
+    pub files_failed: Counter,
+    pub lost: Family<LossLabel, Counter>,
+    /// Unix seconds when each file's oldest unacknowledged byte was first seen.
+    pub oldest_unacked: Family<FileLabel, Gauge<f64, AtomicU64>>,
+    /// Its age, computed at each scrape from `oldest_unacked`.
+    pub oldest_unacked_age: Family<FileLabel, Gauge<f64, AtomicU64>>,
+    /// The files that have an `oldest_unacked` value (families cannot be listed).
+    backlog_files: std::sync::Mutex<std::collections::HashMap<String, f64>>,
     // Rules.
     pub redactions: Family<RuleLabel, Counter>,
     pub rules_reloads: Counter,
@@ -86,6 +101,11 @@ impl Metrics {
             partial_lines_flushed: Counter::default(),
             open_errors: Family::default(),
             lag_bytes: Family::default(),
+            files_failed: Counter::default(),
+            lost: Family::default(),
+            oldest_unacked: Family::default(),
+            oldest_unacked_age: Family::default(),
+            backlog_files: Default::default(),
             redactions: Family::default(),
             rules_reloads: Counter::default(),
             rules_reload_failures: Counter::default(),
@@ -245,11 +265,79 @@ impl Metrics {
             "Residency checks that refused the destination",
             m.residency_blocks.clone(),
         );
+        r.register(
+            "files_failed",
+            "Files whose reading stopped because a batch of them could not be formed (read again after restart)",
+            m.files_failed.clone(),
+        );
+        r.register(
+            "lost_bytes",
+            "Bytes a rotation deleted (rotated_away) or a truncation cut (truncated) before they were read",
+            m.lost.clone(),
+        );
+        r.register(
+            "oldest_unacked_timestamp_seconds",
+            "Unix time when the oldest byte not yet acknowledged by the aggregator was first seen in the file",
+            m.oldest_unacked.clone(),
+        );
+        r.register(
+            "oldest_unacked_age_seconds",
+            "Age of the oldest line not yet acknowledged by the aggregator (0 when all is shipped)",
+            m.oldest_unacked_age.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// The lost-bytes counter of one file and reason.
+    pub fn lost_bytes(&self, path: &str, reason: &str) -> Counter {
+        self.lost
+            .get_or_create(&LossLabel {
+                path: path.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .clone()
+    }
+
+    /// Sets when a file's oldest unacknowledged byte was first seen (Unix ns), or that
+    /// everything it holds is acknowledged (`None`).
+    pub fn set_backlog(&self, path: &str, oldest_ns: Option<i64>) {
+        let label = FileLabel {
+            path: path.to_owned(),
+        };
+        let secs = oldest_ns.map_or(0.0, |ns| ns as f64 / 1e9);
+        self.oldest_unacked.get_or_create(&label).set(secs);
+        if let Ok(mut m) = self.backlog_files.lock() {
+            m.insert(path.to_owned(), secs);
+        }
+    }
+
+    /// Drops a finished file's backlog gauges.
+    pub fn forget_backlog(&self, path: &str) {
+        let label = FileLabel {
+            path: path.to_owned(),
+        };
+        self.oldest_unacked.remove(&label);
+        self.oldest_unacked_age.remove(&label);
+        if let Ok(mut m) = self.backlog_files.lock() {
+            m.remove(path);
+        }
     }
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        // Ages are computed now, so they keep growing while the tailer waits on a full
+        // queue (when the gauges it sets are not refreshed).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        if let Ok(m) = self.backlog_files.lock() {
+            for (path, &since) in m.iter() {
+                let age = if since > 0.0 { (now - since).max(0.0) } else { 0.0 };
+                self.oldest_unacked_age
+                    .get_or_create(&FileLabel { path: path.clone() })
+                    .set(age);
+            }
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -1,6 +1,8 @@
 //! The agent's tasks and how they stop.
 //!
-//! - the tailer (a blocking thread): discover → read → multiline → redact → batch;
+//! - the tailer (a blocking thread): discover → read, into the batcher: multiline → redact
+//!   → batch;
+//! - the state DB's own thread, which every other task asks for reads and commits;
 //! - the shipper: residency guard → up to `max_in_flight` sends with retries → commit;
 //! - the rules reloader and the admin endpoints.
 //!
@@ -27,13 +29,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
 use crate::batch::Formed;
+use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::discover::{Discovery, Wake, Watcher};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::reload::RulesHandle;
 use crate::ship::{self, Answer, Shipper};
-use crate::state::{LedgerRow, State};
-use crate::tail::{Shared, Tailer};
+use crate::state::{LedgerRow, State, StateHandle, StateOwner};
+use crate::tail::{OsEnv, Settings, Shared, StateCheckpoints, Tailer};
 
 /// How long the residency guard waits before asking a refusing destination again.
 const RESIDENCY_RECHECK: Duration = Duration::from_secs(5);
@@ -60,7 +63,7 @@ pub async fn run(
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state directory {}", cfg.state_dir.display()))?;
     let state = State::open(&cfg.state_dir).context("opening the state DB")?;
-    let state = Arc::new(Mutex::new(state));
+    let (state_owner, state) = StateOwner::start(state).context("starting the state DB thread")?;
     let shipper = Shipper::new(
         &cfg.url,
         cfg.token.clone(),
@@ -130,22 +133,34 @@ pub async fn run(
     let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
     let wake = Wake::default();
     let watcher = Watcher::new(wake.clone(), wake_tx);
-    let tailer = Tailer::new(
+    let batcher = Batcher::new(
         cfg.clone(),
-        discovery,
+        metrics.clone(),
+        rules,
+        state.clone(),
+        tx,
+        ship_stop.clone(),
+        heartbeat.clone(),
+    );
+    let tailer = Tailer::new(
+        Settings::of(&cfg),
+        OsEnv::new(discovery, watcher, wake_rx, cfg.min_read_interval),
+        StateCheckpoints {
+            state: state.clone(),
+            checkpoint_ttl: cfg.checkpoint_ttl,
+            ledger_retention: cfg.ledger_retention,
+        },
+        batcher,
         Shared {
-            state,
             metrics,
-            rules,
             acked,
             heartbeat,
         },
-        tx,
-        ship_stop.clone(),
     );
+    drop(state);
     let reader_stop = shutdown.clone();
     let mut reader =
-        tokio::task::spawn_blocking(move || tailer.run(wake, wake_rx, watcher, reader_stop));
+        tokio::task::spawn_blocking(move || tailer.run(reader_stop, move || wake.take_rescan()));
 
     // The tailer returns on shutdown (after handing over its batches) or if the shipper is
     // gone; the shipper drains until the channel is closed and every send has finished.
@@ -177,6 +192,9 @@ pub async fn run(
     ship_stop.cancel();
     helpers_stop.cancel();
     while helpers.join_next().await.is_some() {}
+    // Every handle is gone with the tasks: the state DB's thread finishes its last job.
+    drop(ship);
+    let _ = tokio::task::spawn_blocking(move || state_owner.join()).await;
     Ok(())
 }
 
@@ -184,7 +202,7 @@ pub async fn run(
 struct ShipCtx {
     cfg: Arc<Config>,
     shipper: Shipper,
-    state: Arc<Mutex<State>>,
+    state: StateHandle,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// The destination's declaration while it is trusted; cleared after a connection
@@ -321,7 +339,7 @@ impl ShipCtx {
     }
 
     /// Records the final answer: dead-letter file if rejected, then checkpoint + ledger row
-    /// in one transaction.
+    /// in one transaction. Runs on a blocking thread (it writes files and waits on the DB).
     fn commit(&self, f: &Formed, outcome: &Outcome) {
         let m = &self.metrics;
         let row = match outcome {
@@ -376,8 +394,11 @@ impl ShipCtx {
                 })
             }
         };
-        let res = lock(&self.state).commit_batch(&f.identity, &f.batch_id, f.end, row.as_ref());
-        match res {
+        let (identity, batch_id, end) = (f.identity.clone(), f.batch_id.clone(), f.end);
+        let res = self
+            .state
+            .run_blocking(move |st| st.commit_batch(&identity, &batch_id, end, row.as_ref()));
+        match res.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
             Ok(()) => {
                 lock(&self.acked).insert(f.identity.clone(), f.end);
                 tracing::debug!(batch_id = %f.batch_id, records = f.records, "batch committed");
@@ -445,9 +466,12 @@ async fn ship_loop(ctx: Arc<ShipCtx>, mut rx: mpsc::Receiver<Formed>) {
                     Some(out) => {
                         // Record the boundaries before the first send, so a restart re-forms
                         // exactly this batch with the same id.
-                        let pending = lock(&ctx.state).add_pending(&f.batch_id, &f.identity, f.start, f.end);
-                        if let Err(err) = pending {
-                            tracing::error!(%err, "cannot record a pending batch");
+                        let (b, i, st, en) = (f.batch_id.clone(), f.identity.clone(), f.start, f.end);
+                        let pending = ctx.state.run(move |s| s.add_pending(&b, &i, st, en)).await;
+                        match pending {
+                            Ok(Ok(())) => {}
+                            Ok(Err(err)) => tracing::error!(%err, "cannot record a pending batch"),
+                            Err(err) => tracing::error!(%err, "cannot record a pending batch"),
                         }
                         let out = out.clone();
                         slots.insert(seq, Slot { formed: f, outcome: None });

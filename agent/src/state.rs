@@ -6,6 +6,11 @@
 //! Before a batch is first sent its boundaries are recorded as pending, so a restarted agent
 //! re-forms exactly the same batch (same id, same bytes) and the aggregator's idempotency
 //! makes the replay harmless.
+//!
+//! One thread owns the connection ([`StateOwner`]); the tailer and the shipper send it work
+//! through a [`StateHandle`] and wait for the answer, blocking (the tailer's thread) or
+//! awaiting (the shipper's tasks). No task holds a lock on the DB across an `.await`, and no
+//! SQLite call runs on the async runtime.
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,7 +53,7 @@ const MIGRATIONS: &[&str] = &[
         payload_sha256 TEXT NOT NULL,
         rules_version  TEXT NOT NULL,
         redactions     TEXT NOT NULL,
-        outcome        TEXT NOT NULL        -- acked | duplicate | dead_letter
+        outcome        TEXT NOT NULL        -- acked | duplicate | dead_letter | lost
      );",
     // 2: checkpoints keyed by content identity, so an identity can move to another inode
     // (copytruncate's copy) and a reused inode can carry a new identity; `seen_ns` lets
@@ -119,7 +124,8 @@ pub struct LedgerEntry {
     pub rules_version: String,
     /// Redaction counts per rule, as sent in `Fjord-Redactions`.
     pub redactions: std::collections::BTreeMap<String, u64>,
-    /// `acked`, `duplicate` or `dead_letter`.
+    /// `acked`, `duplicate`, `dead_letter`, or `lost` (bytes a rotation deleted before they
+    /// were read: `start_off..end_off` of the file, `raw_bytes` of them).
     pub outcome: String,
 }
 
@@ -418,6 +424,148 @@ impl State {
         )?;
         tx.execute("DELETE FROM pending WHERE batch_id = ?1", [batch_id])?;
         tx.commit()
+    }
+}
+
+
+/// A loss: bytes of a file that a rotation deleted (or a truncation cut) before they were
+/// read. Recorded in the ledger, so an audit shows it instead of not knowing about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    pub path: String,
+    /// The first byte not read.
+    pub start_off: u64,
+    /// The end of what the file was last seen to hold.
+    pub end_off: u64,
+    /// Why: `rotated_away` or `truncated`.
+    pub reason: &'static str,
+}
+
+impl State {
+    /// Every checkpoint seen within `ttl`, newest first: after a restart, the identities
+    /// whose file may have been rotated while the agent was down.
+    pub fn recent_checkpoints(&self, ttl: Duration) -> Result<Vec<Checkpoint>, rusqlite::Error> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE seen_ns >= ?1 ORDER BY updated_ns DESC"
+        ))?;
+        let rows = st.query_map([age_cutoff(ttl)], checkpoint_row)?;
+        rows.collect()
+    }
+
+    /// Records a loss as a ledger row with outcome `lost`, and forgets the identity's
+    /// pending batches (their bytes are gone).
+    pub fn record_loss(&mut self, identity: &str, loss: &Loss) -> Result<(), rusqlite::Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO ledger (batch_id, sent_ns, destination, region, jurisdiction, path, start_off,
+               end_off, records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome)
+             VALUES (?1, ?2, '', '', '', ?3, ?4, ?5, 0, ?6, 0, '', '', '{}', 'lost')",
+            params![
+                format!("lost:{identity}:{}:{}", loss.start_off, loss.reason),
+                now_ns(),
+                loss.path,
+                loss.start_off as i64,
+                loss.end_off as i64,
+                loss.end_off.saturating_sub(loss.start_off) as i64,
+            ],
+        )?;
+        tx.execute("DELETE FROM pending WHERE identity = ?1", [identity])?;
+        tx.commit()
+    }
+}
+
+/// Work for the thread that owns the state DB.
+type Job = Box<dyn FnOnce(&mut State) + Send>;
+
+/// The state DB is gone: its thread stopped (the agent is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the state DB thread has stopped")]
+pub struct StateGone;
+
+/// A handle to the thread that owns the state DB. Cheap to clone.
+#[derive(Clone)]
+pub struct StateHandle {
+    /// Why bounded: a caller that outruns the DB waits here (the tailer blocks, the shipper
+    /// awaits) instead of queueing work without limit.
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    fresh: bool,
+}
+
+/// Owns the state DB and runs the jobs sent through its [`StateHandle`]s until every handle
+/// is dropped.
+pub struct StateOwner {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Jobs waiting for the state DB's thread.
+const STATE_QUEUE: usize = 64;
+
+impl StateOwner {
+    /// Starts the thread that owns `state`.
+    pub fn start(state: State) -> std::io::Result<(StateOwner, StateHandle)> {
+        let fresh = state.is_fresh();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(STATE_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("fjord-state".into())
+            .spawn(move || {
+                let mut state = state;
+                while let Some(job) = rx.blocking_recv() {
+                    job(&mut state);
+                }
+            })?;
+        Ok((
+            StateOwner {
+                thread: Some(thread),
+            },
+            StateHandle { jobs: tx, fresh },
+        ))
+    }
+
+    /// Waits until every handle is dropped and the last job has run.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl StateHandle {
+    /// Whether the DB was created by this process (the agent's first start on the volume).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    fn job<T: Send + 'static>(
+        f: impl FnOnce(&mut State) -> T + Send + 'static,
+    ) -> (Job, tokio::sync::oneshot::Receiver<T>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |s| {
+            let _ = tx.send(f(s));
+        });
+        (job, rx)
+    }
+
+    /// Runs `f` on the DB and waits for its answer, blocking this thread. Not for the async
+    /// runtime: use [`StateHandle::run`] there.
+    pub fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut State) -> T + Send + 'static,
+    ) -> Result<T, StateGone> {
+        let (job, rx) = Self::job(f);
+        self.jobs.blocking_send(job).map_err(|_| StateGone)?;
+        rx.blocking_recv().map_err(|_| StateGone)
+    }
+
+    /// Runs `f` on the DB and awaits its answer.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut State) -> T + Send + 'static,
+    ) -> Result<T, StateGone> {
+        let (job, rx) = Self::job(f);
+        self.jobs.send(job).await.map_err(|_| StateGone)?;
+        rx.await.map_err(|_| StateGone)
     }
 }
 

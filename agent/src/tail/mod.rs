@@ -1,63 +1,61 @@
-//! The tailer: follows every discovered file through rotation, truncation, deletion and
-//! restarts, turns its bytes into redacted records and forms batches for the shipper.
+//! The tailer: a synchronous state machine that follows every discovered file through
+//! rotation, truncation, deletion and restarts, and emits its lines with their byte offsets
+//! to a [`Sink`] (the pipeline's batcher: multiline, redaction, batching, sending).
 //!
-//! It runs on its own thread. Backpressure is the bounded channel to the shipper: when it is
-//! full the tailer stops reading, and the files on disk are the buffer.
+//! It runs over an [`Env`] (filesystem and clock: the real one, or the in-memory one of the
+//! model-based tests) and a [`Checkpoints`] store (the state DB, or a map in tests). Batching,
+//! sending and checkpoint commits stay in the pipeline.
 //!
 //! A followed file is an *identity*: a byte stream with a checkpoint, known by the inode it
-//! is read from and a SHA-256 fingerprint of its first [`FINGERPRINT_BYTES`] bytes.
-//! - rename + create: the identity keeps its inode (under the new name or none) and is read
-//!   to its end; the new file is a new identity.
-//! - copytruncate: the inode shrinks or its first bytes change, so the identity leaves the
-//!   inode (an *orphan*) and a new identity reads it from 0; when the copy (`app.log.1`, if
-//!   `paths` matches it) shows the orphan's fingerprint, the orphan continues in the copy at
-//!   the offset it had reached, so the lines written just before the truncation are read once.
-//! - a reused inode or a replaced file: the fingerprint differs, so it is a new identity.
-//! - deleted while unread: the open handle is read to its end first.
+//! is read from and a SHA-256 fingerprint of its first [`FINGERPRINT_BYTES`] bytes. Each
+//! identity is in one [`Phase`]:
+//! - `Live`: open at a path `paths` matches, read as it grows;
+//! - `Parked`: closed to stay within `max_open_files`, reopened by path when it grows;
+//! - `Draining`: renamed away, deleted, or found as a rotated sibling: read to its end, then
+//!   finished;
+//! - `Orphan`: its inode was truncated (copytruncate); waiting for the rotated copy to
+//!   continue in, at the offset it had reached;
+//! - `Failed`: a batch of it could not be formed; nothing more is read until restart, so no
+//!   later batch can move its checkpoint past lines that were not sent.
 //!
-//! Invariants: the records of an identity cover its bytes contiguously from the checkpoint;
-//! batches of one identity are sent in order; memory per file is bounded by the line limit,
-//! and memory across files by `max_building_bytes`.
+//! Rotated siblings: an identity whose inode left the followed path, or that was orphaned,
+//! or that has a checkpoint after a restart, is looked for in its directory among files whose
+//! names start with its file's name (`app.log.1`, `app.log-20261204`), compressed ones left
+//! alone: by inode for a renamed file, by fingerprint for a copy. A sibling only finishes a
+//! known identity; it never starts a new one. Bytes a rotation deleted before they were read
+//! are reported to the sink as a [`Loss`].
+//!
+//! Invariants: the lines of an identity cover its bytes contiguously from the checkpoint, in
+//! order; memory per file is bounded by the line limit, and across files by
+//! `max_building_bytes`.
 
+pub mod fs;
 pub mod lines;
+#[cfg(test)]
+mod model;
 pub mod multiline;
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fjord_rules::{Applied, Redactor};
-use fjord_wire::body::StreamBody;
-use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{self, Building, Formed, Origin};
 use crate::config::{Config, ReadFrom};
-use crate::discover::{Discovery, Wake, Watcher};
 use crate::metrics::{FileLabel, Metrics, ReasonLabel};
-use crate::reload::RulesHandle;
-use crate::state::{Checkpoint, State};
+use crate::state::{Checkpoint, Loss, StateHandle};
+pub use fs::{Env, Meta, OsEnv};
+use fs::{end_of_last_line, fingerprint};
 use lines::{Line, Splitter};
-use multiline::Joiner;
 
 /// Bytes at the start of a file that identify it.
 pub const FINGERPRINT_BYTES: u64 = 256;
 
-/// "Verify the fingerprint on the next read."
-const UNVERIFIED: (u64, i64, i64) = (u64::MAX, 0, 0);
-
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 256 * 1024;
-
-/// The largest scrubbed-line buffer kept between lines.
-const MAX_KEPT_SCRUBBED: usize = 64 * 1024;
 
 /// A file renamed away or deleted is read until it has not grown for this long.
 const ROTATED_GRACE: Duration = Duration::from_secs(1);
@@ -73,117 +71,300 @@ const LAG_REFRESH: Duration = Duration::from_secs(5);
 /// How often checkpoints are marked seen, stale ones forgotten and the ledger pruned.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
-/// Device and inode, as `dev:ino`.
-pub fn dev_ino(md: &std::fs::Metadata) -> String {
-    format!("{}:{}", md.dev(), md.ino())
+/// Growth samples kept per file for the age of its oldest unacknowledged line; past this,
+/// the newest sample absorbs further growth (the oldest stays exact).
+const BACKLOG_SAMPLES: usize = 32;
+
+/// File name endings of compressed rotations: never read as siblings.
+const COMPRESSED: &[&str] = &[
+    ".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lzo", ".z", ".Z", ".zip", ".br", ".7z",
+];
+
+/// What the tailer needs of the agent's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_open_files: usize,
+    pub max_line_bytes: usize,
+    pub read_from: ReadFrom,
+    pub rescan_interval: Duration,
+    pub poll_interval: Duration,
+    pub partial_line_flush: Duration,
+    pub max_building_bytes: usize,
+    /// Bytes read from one file per round before the next file gets its turn.
+    pub read_budget: usize,
+    pub checkpoint_ttl: Duration,
 }
 
-/// SHA-256 (16 hex) of the first `len` bytes of `file`; `None` if it has fewer.
-pub fn fingerprint(file: &File, len: u64) -> io::Result<Option<String>> {
-    let mut buf = vec![0u8; len as usize];
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], got as u64)? {
-            0 => return Ok(None),
-            n => got += n,
+impl Settings {
+    pub fn of(cfg: &Config) -> Settings {
+        Settings {
+            max_open_files: cfg.max_open_files,
+            max_line_bytes: cfg.max_line_bytes,
+            read_from: cfg.read_from,
+            rescan_interval: cfg.rescan_interval,
+            poll_interval: cfg.poll_interval,
+            partial_line_flush: cfg.partial_line_flush,
+            max_building_bytes: cfg.max_building_bytes,
+            read_budget: 2 * cfg.max_batch_bytes,
+            checkpoint_ttl: cfg.checkpoint_ttl,
         }
     }
-    Ok(Some(hex::encode(&Sha256::digest(&buf)[..8])))
 }
 
-/// The offset just after the last newline of the file (where `read_from = "end"` starts).
-fn end_of_last_line(file: &File, len: u64) -> io::Result<u64> {
-    const WINDOW: u64 = 1 << 20;
-    let from = len.saturating_sub(WINDOW);
-    let mut buf = vec![0u8; (len - from) as usize];
-    let n = file.read_at(&mut buf, from)?;
-    Ok(memchr::memrchr(b'\n', &buf[..n]).map_or(len, |i| from + i as u64 + 1))
+/// Which file a line or event belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRef<'a> {
+    pub identity: &'a str,
+    /// The path the identity was first seen at: the `file` label of its records.
+    pub path: &'a str,
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+/// Why a sink refused a line.
+#[derive(Debug)]
+pub enum Stop {
+    /// The shipper is gone: stop reading.
+    Closed,
+    /// This file cannot go on (a batch of it could not be formed): stop reading it, so no
+    /// later batch moves its checkpoint past the lines that were not sent.
+    File(String),
+}
+
+/// Where the tailer's lines go. `Stream` is the sink's per-identity state (an open multiline
+/// record, a batch being built), kept beside the identity so a line costs no lookup.
+pub trait Sink {
+    type Stream;
+    /// An identity starts, or resumes after a restart, at `offset`.
+    fn open(&mut self, f: FileRef<'_>, offset: u64) -> Self::Stream;
+    /// One line, `[line.start, line.end)` of the identity's bytes.
+    fn line(
+        &mut self,
+        s: &mut Self::Stream,
+        f: FileRef<'_>,
+        line: Line<'_>,
+        now: Instant,
+        read_ns: i64,
+    ) -> Result<(), Stop>;
+    /// Time-driven work (multiline timeout, linger). With `end`, the identity is finished:
+    /// everything it holds is handed on.
+    fn tick(
+        &mut self,
+        s: &mut Self::Stream,
+        f: FileRef<'_>,
+        now: Instant,
+        read_ns: i64,
+        end: bool,
+    ) -> Result<(), Stop>;
+    /// Hands on the complete records built so far (memory budget, shutdown).
+    fn flush(&mut self, s: &mut Self::Stream, f: FileRef<'_>) -> Result<(), Stop>;
+    /// Bytes of records held for this identity.
+    fn held_bytes(&self, s: &Self::Stream) -> usize;
+    /// Whether anything is held (records, or an open multiline record).
+    fn holds(&self, s: &Self::Stream) -> bool;
+    /// Bytes of an identity that a rotation deleted, or a truncation cut, before they were
+    /// read.
+    fn lost(&mut self, f: FileRef<'_>, loss: &Loss);
+}
+
+/// The checkpoints the tailer resumes from.
+pub trait Checkpoints {
+    /// Checkpoints recorded for a device:inode, newest first.
+    fn of_inode(&mut self, dev_ino: &str) -> io::Result<Vec<Checkpoint>>;
+    /// Checkpoints with this full-length fingerprint, newest first.
+    fn by_fingerprint(&mut self, fp_len: u64, fp_hash: &str) -> io::Result<Vec<Checkpoint>>;
+    /// Checkpoints seen within `ttl` (after a restart: identities that may have rotated).
+    fn recent(&mut self, ttl: Duration) -> io::Result<Vec<Checkpoint>>;
+    /// Records (or updates) a checkpoint; its offset never moves backwards.
+    fn put(&mut self, c: &Checkpoint) -> io::Result<()>;
+    /// The end of the last batch of `identity` formed before a restart and not answered:
+    /// bytes that were read, and are lost if the file is gone.
+    fn pending_end(&mut self, identity: &str) -> io::Result<Option<u64>>;
+    /// Whether this is the agent's first start on this volume.
+    fn is_fresh(&self) -> bool;
+    /// Periodic upkeep: these identities are present; forget long-gone ones.
+    fn housekeeping(&mut self, present: Vec<String>);
+}
+
+fn db(e: crate::state::StateGone) -> io::Error {
+    io::Error::other(e)
+}
+
+fn sql(e: rusqlite::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+/// The state DB as the tailer's checkpoint store (through the thread that owns it).
+pub struct StateCheckpoints {
+    pub state: StateHandle,
+    pub checkpoint_ttl: Duration,
+    pub ledger_retention: Duration,
+}
+
+impl Checkpoints for StateCheckpoints {
+    fn of_inode(&mut self, dev_ino: &str) -> io::Result<Vec<Checkpoint>> {
+        let di = dev_ino.to_owned();
+        self.state
+            .run_blocking(move |s| s.checkpoints_of(&di))
+            .map_err(db)?
+            .map_err(sql)
+    }
+
+    fn by_fingerprint(&mut self, fp_len: u64, fp_hash: &str) -> io::Result<Vec<Checkpoint>> {
+        let fp = fp_hash.to_owned();
+        self.state
+            .run_blocking(move |s| s.checkpoints_by_fingerprint(fp_len, &fp))
+            .map_err(db)?
+            .map_err(sql)
+    }
+
+    fn recent(&mut self, ttl: Duration) -> io::Result<Vec<Checkpoint>> {
+        self.state
+            .run_blocking(move |s| s.recent_checkpoints(ttl))
+            .map_err(db)?
+            .map_err(sql)
+    }
+
+    fn put(&mut self, c: &Checkpoint) -> io::Result<()> {
+        let c = c.clone();
+        self.state
+            .run_blocking(move |s| s.put_checkpoint(&c))
+            .map_err(db)?
+            .map_err(sql)
+    }
+
+    fn pending_end(&mut self, identity: &str) -> io::Result<Option<u64>> {
+        let id = identity.to_owned();
+        let p = self
+            .state
+            .run_blocking(move |s| s.pending(&id))
+            .map_err(db)?
+            .map_err(sql)?;
+        Ok(p.iter().map(|&(_, e)| e).max())
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.state.is_fresh()
+    }
+
+    fn housekeeping(&mut self, present: Vec<String>) {
+        let (checkpoint_ttl, retention) = (self.checkpoint_ttl, self.ledger_retention);
+        let done = self.state.run_blocking(move |st| {
+            let ids: Vec<&str> = present.iter().map(String::as_str).collect();
+            match st.touch_and_forget(&ids, checkpoint_ttl) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    forgotten = n,
+                    "forgot checkpoints of files gone for longer than checkpoint_ttl_hours"
+                ),
+                Err(err) => tracing::warn!(%err, "checkpoint housekeeping failed"),
+            }
+            if let Err(err) = st.prune_ledger(retention) {
+                tracing::warn!(%err, "ledger pruning failed");
+            }
+        });
+        if done.is_err() {
+            tracing::warn!("checkpoint housekeeping skipped: the state DB has stopped");
+        }
+    }
+}
+
+/// Where an identity's bytes come from now.
+enum Phase<F> {
+    /// Open at a path `paths` matches; read as it grows.
+    Live(F),
+    /// Closed to stay within `max_open_files`; reopened by path when it grows.
+    Parked,
+    /// Renamed away, deleted, or found as a rotated sibling: read to its end, then finished.
+    Draining(F),
+    /// Its inode was truncated or replaced: waiting for the rotated copy.
+    Orphan { since: Instant },
+    /// A batch could not be formed: not read again until restart.
+    Failed,
+}
+
+impl<F> Phase<F> {
+    fn file(&self) -> Option<&F> {
+        match self {
+            Phase::Live(f) | Phase::Draining(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// One followed identity.
+struct Tailed<F, S> {
+    identity: String,
+    /// The path the identity was first seen at: the `file` label of its records.
+    label_path: String,
+    /// Where its inode was last seen.
+    seen_path: PathBuf,
+    dev_ino: String,
+    fp_len: u64,
+    fp_hash: String,
+    phase: Phase<F>,
+    /// File size at the last look.
+    size: u64,
+    /// Size and modification time at which the fingerprint was last verified (`None`:
+    /// verify on the next read). A file truncated and rewritten to the same size still has
+    /// a new mtime.
+    verified: Option<(u64, i64)>,
+    splitter: Splitter,
+    stream: S,
+    last_growth: Instant,
+    /// (size, wall ns when first seen) samples, oldest first: the age of the oldest
+    /// unacknowledged line.
+    backlog: VecDeque<(u64, i64)>,
+}
+
+impl<F, S> Tailed<F, S> {
+    fn at_eof(&self) -> bool {
+        self.phase.file().is_none() || self.size <= self.splitter.fed_to()
+    }
+
+    fn fref(&self) -> FileRef<'_> {
+        FileRef {
+            identity: &self.identity,
+            path: &self.label_path,
+        }
+    }
+
+    /// The sink's state for this identity, and which identity it is.
+    fn split(&mut self) -> (&mut S, FileRef<'_>) {
+        (
+            &mut self.stream,
+            FileRef {
+                identity: &self.identity,
+                path: &self.label_path,
+            },
+        )
+    }
+
+    fn file_name(&self) -> Option<&std::ffi::OsStr> {
+        Path::new(&self.label_path).file_name()
+    }
+}
+
+/// What the tailer shares with the rest of the agent.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    /// Acknowledged offset per identity, kept by the shipper (for the backlog gauges).
+    pub acked: Arc<Mutex<HashMap<String, u64>>>,
+    /// Unix seconds of the tailer's last loop, for `/healthz`.
+    pub heartbeat: Arc<AtomicU64>,
 }
 
 /// The shipper is gone; stop reading.
 #[derive(Debug)]
 pub struct Closed;
 
-/// One followed identity.
-struct Tailed {
-    identity: String,
-    /// The path the identity was first seen at: the `file` label of its records.
-    label_path: String,
-    /// Where discovery last saw its inode.
-    seen_path: PathBuf,
-    dev_ino: String,
-    fp_len: u64,
-    fp_hash: String,
-    /// `None` when closed (idle, over the open-file limit) or orphaned.
-    file: Option<File>,
-    size: u64,
-    /// File size at which the fingerprint was last verified.
-    /// File size and modification time at which the fingerprint was last verified: a file
-    /// truncated and rewritten to the same size still has a new mtime.
-    verified: (u64, i64, i64),
-    splitter: Splitter,
-    joiner: Option<Joiner>,
-    batch: Option<Building>,
-    /// Boundaries of batches sent before a restart and not yet acknowledged: re-formed
-    /// exactly, so they carry the same ids.
-    forced: VecDeque<(u64, u64)>,
-    last_ts: i64,
-    last_growth: Instant,
-    /// Discovery saw the inode in its last walk.
-    present: bool,
-    /// The inode is no longer at any matched path (renamed away or deleted).
-    rotated: bool,
-    /// Left its inode after a truncation; waiting for the copy.
-    orphan_since: Option<Instant>,
-}
-
-impl Tailed {
-    fn at_eof(&self) -> bool {
-        self.file.is_none() || self.size <= self.splitter.fed_to()
-    }
-
-    fn idle(&self) -> bool {
-        self.at_eof()
-            && self.splitter.pending_bytes() == 0
-            && self.batch.is_none()
-            && !self.joiner.as_ref().is_some_and(Joiner::is_open)
-    }
-}
-
-/// What the tailer shares with the rest of the agent.
-pub struct Shared {
-    pub state: Arc<Mutex<State>>,
-    pub metrics: Arc<Metrics>,
-    pub rules: Arc<RulesHandle>,
-    /// Acknowledged offset per identity, kept by the shipper (for the lag metric).
-    pub acked: Arc<Mutex<HashMap<String, u64>>>,
-    /// Unix seconds of the tailer's last loop, for `/healthz`.
-    pub heartbeat: Arc<AtomicU64>,
-}
-
-/// Everything but the file table, so a file can be borrowed while batches are sent.
-struct Ctx {
-    cfg: Arc<Config>,
+/// The tailer. Build with [`Tailer::new`], then call [`Tailer::run`] on a blocking thread (or
+/// drive [`Tailer::round`] by hand, as the model tests do).
+pub struct Tailer<E: Env, K: Checkpoints, S: Sink> {
+    set: Settings,
+    env: E,
+    store: K,
+    sink: S,
     sh: Shared,
-    tx: mpsc::Sender<Formed>,
-    stop_sending: CancellationToken,
-    /// The batch encoder and spare body buffers (this thread only).
-    enc: RefCell<batch::Encoding>,
-    /// Where the rule engine writes a rewritten line, reused from line to line.
-    scrubbed: RefCell<String>,
-}
-
-/// The tailer. Build with [`Tailer::new`], then call [`Tailer::run`] on a blocking thread.
-pub struct Tailer {
-    ctx: Ctx,
-    discovery: Discovery,
-    files: HashMap<String, Tailed>,
+    files: HashMap<String, Tailed<E::File, S::Stream>>,
     /// Inode → identity reading it.
     by_inode: HashMap<String, String>,
     /// Paths that could not be opened, and when that was last logged.
@@ -191,154 +372,185 @@ pub struct Tailer {
     /// New small files waiting to settle: inode → (path, size, since when at that size).
     settling: HashMap<String, (PathBuf, u64, Instant)>,
     first_scan: bool,
+    next_rescan: Option<Instant>,
+    next_housekeeping: Option<Instant>,
+    next_lag: Option<Instant>,
     buf: Vec<u8>,
 }
 
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    match state.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
+/// What a file's first bytes say it is.
+enum Found {
+    Checkpoint(Checkpoint),
+    Orphan(String),
+    CopyOfActive,
 }
 
-impl Tailer {
-    pub fn new(
-        cfg: Arc<Config>,
-        discovery: Discovery,
-        sh: Shared,
-        tx: mpsc::Sender<Formed>,
-        stop_sending: CancellationToken,
-    ) -> Tailer {
-        let zstd_level = cfg.zstd_level;
+impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
+    pub fn new(set: Settings, env: E, store: K, sink: S, sh: Shared) -> Self {
         Tailer {
-            ctx: Ctx {
-                cfg,
-                sh,
-                tx,
-                stop_sending,
-                enc: RefCell::new(batch::Encoding::new(zstd_level)),
-                scrubbed: RefCell::new(String::new()),
-            },
-            discovery,
+            set,
+            env,
+            store,
+            sink,
+            sh,
             files: HashMap::new(),
             by_inode: HashMap::new(),
             open_failures: HashMap::new(),
             settling: HashMap::new(),
             first_scan: true,
+            next_rescan: None,
+            next_housekeeping: None,
+            next_lag: None,
             buf: vec![0; READ_CHUNK],
         }
     }
 
-    /// Follows files until `shutdown`, then sends the batches built so far (complete records
-    /// only; partial lines and open multiline records are read again after restart).
-    pub fn run(
-        mut self,
-        wake: Wake,
-        wake_rx: std_mpsc::Receiver<()>,
-        mut watcher: Watcher,
-        shutdown: CancellationToken,
-    ) {
-        let mut next_rescan = Instant::now();
-        let mut next_housekeeping = Instant::now();
-        let mut next_lag = Instant::now();
-        let mut round_start;
-        let cfg = self.ctx.cfg.clone();
+    /// The sink (the model tests read what it received).
+    #[cfg(test)]
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// The environment (the model tests change its files between rounds).
+    #[cfg(test)]
+    pub fn env_mut(&mut self) -> &mut E {
+        &mut self.env
+    }
+
+    /// Follows files until `shutdown`, then hands over the complete records built so far
+    /// (partial lines and open multiline records are read again after restart).
+    pub fn run(mut self, shutdown: CancellationToken, rescan: impl Fn() -> bool) {
         while !shutdown.is_cancelled() {
-            self.ctx.beat();
-            let now = Instant::now();
-            round_start = now;
-            if wake.take_rescan() || now >= next_rescan {
-                watcher.refresh(self.discovery.roots());
-                if self.discover(now).is_err() {
-                    return;
-                }
-                next_rescan = now + cfg.rescan_interval;
-            }
-            if !self.settling.is_empty() {
-                self.check_settling(now);
-            }
-            let busy = match self.read_all(now) {
-                Ok(b) => b,
+            match self.round(rescan()) {
+                Ok(true) => {}
+                Ok(false) => self.env.wait(self.set.poll_interval),
                 Err(Closed) => return,
-            };
-            if self.timers(Instant::now()).is_err() {
-                return;
-            }
-            if now >= next_housekeeping {
-                self.housekeeping();
-                next_housekeeping = now + HOUSEKEEPING;
-            }
-            if now >= next_lag {
-                self.refresh_lag();
-                next_lag = now + LAG_REFRESH;
-            }
-            if !busy {
-                match wake_rx.recv_timeout(cfg.poll_interval) {
-                    // Woken by a file event: let writes gather until `min_read_interval`
-                    // after the last round began, so an app flushing every line does not
-                    // cost a read round per line.
-                    Ok(()) => {
-                        let due = round_start + cfg.min_read_interval;
-                        if let Some(d) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(d);
-                        }
-                    }
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                        std::thread::sleep(cfg.poll_interval)
-                    }
-                }
             }
         }
+        let _ = self.shutdown();
+    }
+
+    /// Hands over what was built (complete records only).
+    pub fn shutdown(&mut self) -> Result<(), Closed> {
         let ids: Vec<String> = self.files.keys().cloned().collect();
         for id in ids {
             if let Some(t) = self.files.get_mut(&id) {
-                if self.ctx.finish(t).is_err() {
-                    return;
+                let (st, f) = t.split();
+                let r = self.sink.flush(st, f);
+                self.settle(&id, r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop: discovery when due (or asked for), then a bounded read of every
+    /// open file and the timers. Returns whether more is waiting to be read.
+    pub fn round(&mut self, rescan_asked: bool) -> Result<bool, Closed> {
+        self.beat();
+        let now = self.env.now();
+        if rescan_asked || self.next_rescan.is_none_or(|t| now >= t) {
+            self.discover(now)?;
+            self.next_rescan = Some(now + self.set.rescan_interval);
+        }
+        if !self.settling.is_empty() {
+            self.check_settling(now);
+        }
+        let busy = self.read_all(now)?;
+        self.timers(self.env.now())?;
+        if self.next_housekeeping.is_none_or(|t| now >= t) {
+            let present: Vec<String> = self.files.keys().cloned().collect();
+            self.store.housekeeping(present);
+            self.next_housekeeping = Some(now + HOUSEKEEPING);
+        }
+        if self.next_lag.is_none_or(|t| now >= t) {
+            self.refresh_lag();
+            self.next_lag = Some(now + LAG_REFRESH);
+        }
+        Ok(busy)
+    }
+
+    fn beat(&self) {
+        let secs = u64::try_from(self.env.wall_ns() / 1_000_000_000).unwrap_or(0);
+        self.sh.heartbeat.store(secs, Ordering::Relaxed);
+    }
+
+    /// Takes a sink's answer: a stopped file moves to `Failed`; a closed shipper ends the
+    /// tailer.
+    fn settle(&mut self, id: &str, r: Result<(), Stop>) -> Result<(), Closed> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(Stop::Closed) => Err(Closed),
+            Err(Stop::File(why)) => {
+                if let Some(t) = self.files.get_mut(id) {
+                    tracing::error!(path = %t.label_path, offset = t.splitter.fed_to(), reason = %why, "stopped reading this file; it is read again from its checkpoint after a restart");
+                    self.sh.metrics.files_failed.inc();
+                    t.phase = Phase::Failed;
                 }
+                Ok(())
             }
         }
     }
 
-    /// Walks the directories: new files are opened, known inodes refreshed.
+    /// Walks the directories: new files are opened, known inodes refreshed, and identities
+    /// whose inode left the followed paths are looked for among their rotated siblings.
     fn discover(&mut self, now: Instant) -> Result<(), Closed> {
-        let found = self.discovery.scan();
+        let found = self.env.scan();
         let mut seen: HashSet<String> = HashSet::with_capacity(found.len());
         for (path, md) in found {
-            let di = dev_ino(&md);
+            let di = md.dev_ino();
             if !seen.insert(di.clone()) {
                 continue; // the same file under a second path (symlink)
             }
             if let Some(id) = self.by_inode.get(&di) {
                 if let Some(t) = self.files.get_mut(id) {
                     if t.seen_path != path {
-                        self.ctx.sh.metrics.rotations.inc();
+                        self.sh.metrics.rotations.inc();
                         t.seen_path = path;
                     }
-                    t.present = true;
-                    t.rotated = false;
-                    if t.file.is_none() && md.len() != t.splitter.fed_to() {
-                        t.size = md.len();
+                    match std::mem::replace(&mut t.phase, Phase::Parked) {
+                        // Back at a followed path (renamed to a name `paths` matches).
+                        Phase::Draining(f) | Phase::Live(f) => t.phase = Phase::Live(f),
+                        other => t.phase = other,
+                    }
+                    if matches!(t.phase, Phase::Parked) {
+                        t.size = md.len;
                     }
                 }
                 continue;
             }
-            if !self.settled(&di, &path, md.len(), now) {
+            if !self.settled(&di, &path, md.len, now) {
                 continue;
             }
-            self.open_new(&path, &md, di, now);
+            self.open_new(&path, &md, di, now, true);
         }
+        // Live files whose inode is at no followed path any more are read to their end;
+        // parked ones are looked for among their siblings.
+        let mut gone = Vec::new();
         for t in self.files.values_mut() {
-            if t.orphan_since.is_none() {
-                t.present = seen.contains(&t.dev_ino);
+            if seen.contains(&t.dev_ino) {
+                continue;
+            }
+            match std::mem::replace(&mut t.phase, Phase::Parked) {
+                Phase::Live(f) => {
+                    self.sh.metrics.rotations.inc();
+                    t.phase = Phase::Draining(f);
+                }
+                Phase::Parked => gone.push(t.identity.clone()),
+                other => t.phase = other,
             }
         }
-        // Reopen closed files that grew, within the open-file limit.
+        for id in gone {
+            self.find_parked(&id, now);
+        }
+        self.find_orphans_copies(now);
+        if self.first_scan {
+            self.resume_rotated(now);
+        }
+        // Reopen parked files that grew, within the open-file limit.
         let grown: Vec<String> = self
             .files
             .values()
-            .filter(|t| t.file.is_none() && t.orphan_since.is_none() && t.present)
-            .filter(|t| t.size != t.splitter.fed_to())
+            .filter(|t| matches!(t.phase, Phase::Parked) && t.size != t.splitter.fed_to())
             .map(|t| t.identity.clone())
             .collect();
         for id in grown {
@@ -348,12 +560,241 @@ impl Tailer {
             self.reopen(&id);
         }
         self.first_scan = false;
-        self.ctx
-            .sh
-            .metrics
-            .files_watched
-            .set(self.files.len() as i64);
+        self.sh.metrics.files_watched.set(self.files.len() as i64);
         Ok(())
+    }
+
+    /// Candidate rotated siblings of a file: regular files in its directory whose names start
+    /// with its name, not compressed, not the file itself and not followed already.
+    fn siblings(&self, path: &Path, name: &std::ffi::OsStr) -> Vec<(PathBuf, Meta)> {
+        let Some(dir) = path.parent() else {
+            return Vec::new();
+        };
+        let name = name.to_string_lossy();
+        self.env
+            .list_dir(dir)
+            .into_iter()
+            .filter(|(p, md)| {
+                let Some(n) = p.file_name().map(|n| n.to_string_lossy()) else {
+                    return false;
+                };
+                n.len() > name.len()
+                    && n.starts_with(name.as_ref())
+                    && !COMPRESSED.iter().any(|c| n.ends_with(c))
+                    && !self.by_inode.contains_key(&md.dev_ino())
+            })
+            .collect()
+    }
+
+    /// The sibling holding this identity: the same inode with the same first bytes (a
+    /// rename), or else the same first bytes (a copy) holding at least `min_len` bytes.
+    fn find_sibling(
+        &self,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        dev_ino: &str,
+        fp: (u64, &str),
+        min_len: u64,
+        by_copy: bool,
+    ) -> Option<(PathBuf, Meta, E::File)> {
+        let mut cands = self.siblings(path, name);
+        // The same inode first, then the nearest names (app.log.1 before app.log.2).
+        cands.sort_by_key(|(p, md)| (md.dev_ino() != dev_ino, p.as_os_str().len(), p.clone()));
+        for (p, md) in cands {
+            let same_inode = md.dev_ino() == dev_ino;
+            if !(same_inode || by_copy) || md.len < min_len || md.len < fp.0 {
+                continue;
+            }
+            let Ok(f) = self.env.open(&p) else { continue };
+            if !self.env.fstat(&f).is_ok_and(|m| m.dev_ino() == md.dev_ino()) {
+                continue;
+            }
+            if fingerprint(&self.env, &f, fp.0).ok().flatten().as_deref() == Some(fp.1) {
+                return Some((p, md, f));
+            }
+        }
+        None
+    }
+
+    /// A parked identity's inode is at no followed path: finish it in its renamed file, or
+    /// count what it had not read as lost.
+    fn find_parked(&mut self, id: &str, now: Instant) {
+        let Some(t) = self.files.get(id) else { return };
+        let Some(name) = t.file_name().map(ToOwned::to_owned) else {
+            return;
+        };
+        let found = self.find_sibling(
+            &t.seen_path,
+            &name,
+            &t.dev_ino,
+            (t.fp_len, &t.fp_hash),
+            0,
+            false,
+        );
+        match found {
+            Some((p, md, f)) => {
+                let Some(t) = self.files.get_mut(id) else { return };
+                tracing::info!(path = %p.display(), from = %t.label_path, offset = t.splitter.fed_to(), "finishing a rotated file");
+                t.seen_path = p;
+                t.size = md.len;
+                t.verified = None;
+                t.phase = Phase::Draining(f);
+                t.last_growth = now;
+            }
+            None => {
+                let Some(t) = self.files.get(id) else { return };
+                let end = t.size;
+                let start = t.splitter.fed_to();
+                self.finish_gone(id, start, end, "rotated_away");
+            }
+        }
+    }
+
+    /// Orphans (truncated in place) continue in logrotate's copy when it is among their
+    /// siblings.
+    fn find_orphans_copies(&mut self, now: Instant) {
+        let orphans: Vec<String> = self
+            .files
+            .values()
+            .filter(|t| matches!(t.phase, Phase::Orphan { .. }) && t.fp_len > 0)
+            .map(|t| t.identity.clone())
+            .collect();
+        for id in orphans {
+            let Some(t) = self.files.get(&id) else { continue };
+            let Some(name) = t.file_name().map(ToOwned::to_owned) else {
+                continue;
+            };
+            let found = self.find_sibling(
+                &t.seen_path,
+                &name,
+                "",
+                (t.fp_len, &t.fp_hash),
+                t.splitter.fed_to(),
+                true,
+            );
+            if let Some((p, md, f)) = found {
+                self.adopt(&id, p, md, f, now, false);
+            }
+        }
+    }
+
+    /// An orphan continues in its copy, at the offset it had reached.
+    fn adopt(&mut self, id: &str, path: PathBuf, md: Meta, f: E::File, now: Instant, live: bool) {
+        let Some(t) = self.files.get_mut(id) else { return };
+        tracing::info!(path = %path.display(), from = %t.label_path, offset = t.splitter.fed_to(), "continuing a truncated file in its copy");
+        let di = md.dev_ino();
+        t.dev_ino = di.clone();
+        t.seen_path = path;
+        t.size = md.len;
+        t.verified = None;
+        t.last_growth = now;
+        t.phase = if live {
+            Phase::Live(f)
+        } else {
+            Phase::Draining(f)
+        };
+        self.by_inode.insert(di, id.to_owned());
+    }
+
+    /// After a restart: identities with a checkpoint that no followed path holds any more
+    /// are finished in their rotated sibling (renamed: same inode; copied: same first
+    /// bytes), or what they had read and not delivered is counted as lost.
+    fn resume_rotated(&mut self, now: Instant) {
+        let known = match self.store.recent(self.set.checkpoint_ttl) {
+            Ok(k) => k,
+            Err(err) => {
+                tracing::warn!(%err, "cannot list checkpoints; rotated files of the last run are not looked for");
+                return;
+            }
+        };
+        for c in known {
+            if self.files.contains_key(&c.identity) {
+                continue;
+            }
+            let path = PathBuf::from(&c.path);
+            let Some(name) = path.file_name().map(ToOwned::to_owned) else {
+                continue;
+            };
+            let found = self.find_sibling(
+                &path,
+                &name,
+                &c.dev_ino,
+                (c.fp_len, &c.fp_hash),
+                c.offset,
+                c.fp_len > 0,
+            );
+            match found {
+                Some((p, md, f)) if md.len > c.offset => {
+                    tracing::info!(path = %p.display(), from = %c.path, offset = c.offset, "finishing a file rotated while the agent was down");
+                    let di = md.dev_ino();
+                    self.attach(c, f, &p, &di, md.len, now);
+                    if let Some(t) = self.by_inode.get(&di).and_then(|id| self.files.get_mut(id)) {
+                        if let Phase::Live(f) = std::mem::replace(&mut t.phase, Phase::Parked) {
+                            t.phase = Phase::Draining(f);
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    // Gone. Bytes of batches formed before the restart and never answered
+                    // were read; they cannot be sent again.
+                    let end = self.store.pending_end(&c.identity).ok().flatten();
+                    if let Some(end) = end.filter(|&e| e > c.offset) {
+                        let f = FileRef {
+                            identity: &c.identity,
+                            path: &c.path,
+                        };
+                        self.note_loss(f, c.offset, end, "rotated_away");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts and reports `[start, end)` of an identity as lost.
+    fn note_loss(&mut self, f: FileRef<'_>, start: u64, end: u64, reason: &'static str) {
+        let loss = Loss {
+            path: f.path.to_owned(),
+            start_off: start,
+            end_off: end,
+            reason,
+        };
+        tracing::warn!(path = %f.path, bytes = end - start, reason, "bytes deleted before they were read");
+        self.sink.lost(f, &loss);
+    }
+
+    /// An identity's bytes are gone: what it held is handed on, `[start, end)` (if any) is
+    /// counted as lost, and it is forgotten.
+    fn finish_gone(&mut self, id: &str, start: u64, end: u64, reason: &'static str) {
+        let Some(mut t) = self.files.remove(id) else {
+            return;
+        };
+        let wall = self.env.wall_ns();
+        let now = self.env.now();
+        let last = t.splitter.flush();
+        let (st, f) = t.split();
+        let r = match last {
+            Some(line) => self.sink.line(st, f, line, now, wall),
+            None => Ok(()),
+        };
+        if let Err(Stop::File(why)) = r.and_then(|()| self.sink.tick(st, f, now, wall, true)) {
+            tracing::error!(path = %t.label_path, reason = %why, "cannot hand on the last records of a rotated file");
+        }
+        if end > start {
+            self.note_loss(t.fref(), start, end, reason);
+        }
+        self.forget(&t);
+    }
+
+    fn forget(&mut self, t: &Tailed<E::File, S::Stream>) {
+        if self.by_inode.get(&t.dev_ino) == Some(&t.identity) {
+            self.by_inode.remove(&t.dev_ino);
+        }
+        let label = FileLabel {
+            path: t.label_path.clone(),
+        };
+        self.sh.metrics.lag_bytes.remove(&label);
+        self.sh.metrics.forget_backlog(&t.label_path);
     }
 
     /// Whether a new file may be opened now (see [`SETTLE`]).
@@ -384,34 +825,43 @@ impl Tailer {
             .map(|(di, (p, _, _))| (di.clone(), p.clone()))
             .collect();
         for (di, path) in waiting {
-            let md = match std::fs::metadata(&path) {
-                Ok(md) if dev_ino(&md) == di && !self.by_inode.contains_key(&di) => md,
+            let md = match self.env.stat(&path) {
+                Ok(md) if md.dev_ino() == di && !self.by_inode.contains_key(&di) => md,
                 _ => {
                     self.settling.remove(&di);
                     continue;
                 }
             };
-            if self.settled(&di, &path, md.len(), now) {
-                self.open_new(&path, &md, di, now);
+            if self.settled(&di, &path, md.len, now) {
+                self.open_new(&path, &md, di, now, true);
             }
         }
     }
 
     fn open_count(&self) -> usize {
-        self.files.values().filter(|t| t.file.is_some()).count()
+        self.files
+            .values()
+            .filter(|t| t.phase.file().is_some())
+            .count()
     }
 
     /// Closes idle files until one more may be opened. Returns whether there is room.
     fn make_room(&mut self) -> bool {
-        let max = self.ctx.cfg.max_open_files;
+        let max = self.set.max_open_files;
         let mut open = self.open_count();
         if open < max {
             return true;
         }
+        let sink = &self.sink;
         let mut idle: Vec<(Instant, String)> = self
             .files
             .values()
-            .filter(|t| t.file.is_some() && t.idle() && !t.rotated)
+            .filter(|t| {
+                matches!(t.phase, Phase::Live(_))
+                    && t.at_eof()
+                    && t.splitter.pending_bytes() == 0
+                    && !sink.holds(&t.stream)
+            })
             .map(|t| (t.last_growth, t.identity.clone()))
             .collect();
         idle.sort();
@@ -420,7 +870,7 @@ impl Tailer {
                 break;
             }
             if let Some(t) = self.files.get_mut(&id) {
-                t.file = None;
+                t.phase = Phase::Parked;
                 open -= 1;
             }
         }
@@ -431,13 +881,13 @@ impl Tailer {
         let Some(t) = self.files.get_mut(id) else {
             return;
         };
-        let Ok(file) = File::open(&t.seen_path) else {
+        let Ok(file) = self.env.open(&t.seen_path) else {
             return;
         };
-        if file.metadata().is_ok_and(|m| dev_ino(&m) == t.dev_ino) {
-            t.file = Some(file);
+        if self.env.fstat(&file).is_ok_and(|m| m.dev_ino() == t.dev_ino) {
+            t.phase = Phase::Live(file);
             // Verify the content on the next read: the inode may have been reused.
-            t.verified = UNVERIFIED;
+            t.verified = None;
         }
     }
 
@@ -453,8 +903,7 @@ impl Tailer {
             .is_none_or(|t| now.duration_since(*t) > Duration::from_secs(300));
         if again {
             tracing::warn!(path = %path.display(), %err, "cannot open a matching file; will retry");
-            self.ctx
-                .sh
+            self.sh
                 .metrics
                 .open_errors
                 .get_or_create(&ReasonLabel {
@@ -467,11 +916,11 @@ impl Tailer {
 
     /// Opens a file whose inode is not followed: resume a known identity, adopt an orphan
     /// (copytruncate), or start a new identity.
-    fn open_new(&mut self, path: &Path, md: &std::fs::Metadata, di: String, now: Instant) {
+    fn open_new(&mut self, path: &Path, md: &Meta, di: String, now: Instant, live: bool) {
         if !self.make_room() {
             return;
         }
-        let file = match File::open(path) {
+        let file = match self.env.open(path) {
             Ok(f) => f,
             Err(err) => {
                 self.note_open_failure(path, &err, now);
@@ -479,107 +928,108 @@ impl Tailer {
             }
         };
         self.open_failures.remove(path);
-        let len = md.len();
+        let len = md.len;
         match self.identify(&file, len, &di, path) {
-            Ok(Some(Found::Checkpoint(c))) => self.attach(c, file, path, &di, now),
-            Ok(Some(Found::Orphan(id))) => {
-                if let Some(t) = self.files.get_mut(&id) {
-                    tracing::info!(path = %path.display(), from = %t.label_path, offset = t.splitter.fed_to(), "continuing a truncated file in its copy");
-                    t.file = Some(file);
-                    t.dev_ino = di.clone();
-                    t.seen_path = path.to_owned();
-                    t.orphan_since = None;
-                    t.present = true;
-                    t.verified = UNVERIFIED;
-                    self.by_inode.insert(di, id);
-                }
-            }
-            Ok(Some(Found::CopyOfActive)) | Ok(None) => {}
+            Ok(Found::Checkpoint(c)) => self.attach(c, file, path, &di, len, now),
+            Ok(Found::Orphan(id)) => self.adopt(&id, path.to_owned(), *md, file, now, live),
+            Ok(Found::CopyOfActive) => {}
             Err(err) => self.note_open_failure(path, &err, now),
         }
     }
 
-    fn identify(&self, file: &File, len: u64, di: &str, path: &Path) -> io::Result<Option<Found>> {
-        let st = lock(&self.ctx.sh.state);
-        let db = |e: rusqlite::Error| io::Error::other(e.to_string());
-        for c in st.checkpoints_of(di).map_err(db)? {
+    fn identify(&mut self, file: &E::File, len: u64, di: &str, path: &Path) -> io::Result<Found> {
+        for c in self.store.of_inode(di)? {
             if self.files.contains_key(&c.identity) || c.fp_len > len {
                 continue;
             }
-            if fingerprint(file, c.fp_len)?.as_deref() == Some(c.fp_hash.as_str()) {
-                return Ok(Some(Found::Checkpoint(c)));
+            if fingerprint(&self.env, file, c.fp_len)?.as_deref() == Some(c.fp_hash.as_str()) {
+                return Ok(Found::Checkpoint(c));
             }
         }
         if len >= FINGERPRINT_BYTES {
-            if let Some(fp) = fingerprint(file, FINGERPRINT_BYTES)? {
-                let same = |t: &&Tailed| t.fp_len == FINGERPRINT_BYTES && t.fp_hash == fp;
+            if let Some(fp) = fingerprint(&self.env, file, FINGERPRINT_BYTES)? {
+                let same = |t: &&Tailed<E::File, S::Stream>| {
+                    t.fp_len == FINGERPRINT_BYTES && t.fp_hash == fp
+                };
                 if let Some(o) = self
                     .files
                     .values()
                     .filter(same)
-                    .find(|t| t.orphan_since.is_some())
+                    .find(|t| matches!(t.phase, Phase::Orphan { .. }))
                 {
                     // The copy holds at least what was read from the original before it
                     // was truncated; until then it is still being written.
                     if len < o.splitter.fed_to() {
-                        return Ok(Some(Found::CopyOfActive));
+                        return Ok(Found::CopyOfActive);
                     }
-                    return Ok(Some(Found::Orphan(o.identity.clone())));
+                    return Ok(Found::Orphan(o.identity.clone()));
                 }
                 if self.files.values().any(|t| same(&t)) {
                     // A copy of a file being read (copytruncate has copied and not yet
                     // truncated): look again once the truncation is seen.
-                    return Ok(Some(Found::CopyOfActive));
+                    return Ok(Found::CopyOfActive);
                 }
-                for mut c in st
-                    .checkpoints_by_fingerprint(FINGERPRINT_BYTES, &fp)
-                    .map_err(db)?
-                {
+                for mut c in self.store.by_fingerprint(FINGERPRINT_BYTES, &fp)? {
                     if !self.files.contains_key(&c.identity) {
                         c.dev_ino = di.to_owned();
-                        st.put_checkpoint(&c).map_err(db)?;
-                        return Ok(Some(Found::Checkpoint(c)));
+                        self.store.put(&c)?;
+                        return Ok(Found::Checkpoint(c));
                     }
                 }
             }
         }
-        let offset = if st.is_fresh() && self.first_scan && self.ctx.cfg.read_from == ReadFrom::End
+        let offset = if self.store.is_fresh()
+            && self.first_scan
+            && self.set.read_from == ReadFrom::End
         {
-            end_of_last_line(file, len)?
+            end_of_last_line(&self.env, file, len)?
         } else {
             0
         };
+        let c = self.new_checkpoint(file, len, di, path, offset)?;
+        Ok(Found::Checkpoint(c))
+    }
+
+    /// Records a new identity for the inode `di` at `path`, starting at `offset`.
+    fn new_checkpoint(
+        &mut self,
+        file: &E::File,
+        len: u64,
+        di: &str,
+        path: &Path,
+        offset: u64,
+    ) -> io::Result<Checkpoint> {
         let fp_len = len.min(FINGERPRINT_BYTES);
         let c = Checkpoint {
-            identity: format!("{di}:{}", now_ns()),
+            identity: format!("{di}:{}", self.env.wall_ns()),
             dev_ino: di.to_owned(),
             path: path.display().to_string(),
             fp_len,
-            fp_hash: fingerprint(file, fp_len)?.unwrap_or_default(),
+            fp_hash: fingerprint(&self.env, file, fp_len)?.unwrap_or_default(),
             offset,
         };
-        st.put_checkpoint(&c).map_err(db)?;
-        Ok(Some(Found::Checkpoint(c)))
+        self.store.put(&c)?;
+        Ok(c)
     }
 
-    fn attach(&mut self, c: Checkpoint, file: File, path: &Path, di: &str, now: Instant) {
-        let forced: VecDeque<(u64, u64)> = lock(&self.ctx.sh.state)
-            .pending(&c.identity)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(s, _)| *s >= c.offset)
-            .collect();
-        let cfg = &self.ctx.cfg;
-        let joiner = cfg
-            .multiline_for(Path::new(&c.path))
-            .map(|m| Joiner::new(m.start.clone(), m.timeout, m.max_lines, cfg.max_line_bytes));
-        tracing::info!(path = %path.display(), offset = c.offset, pending = forced.len(), "following file");
-        self.ctx
-            .sh
-            .acked
-            .lock()
-            .map(|mut a| a.insert(c.identity.clone(), c.offset))
-            .ok();
+    fn attach(
+        &mut self,
+        c: Checkpoint,
+        file: E::File,
+        path: &Path,
+        di: &str,
+        len: u64,
+        now: Instant,
+    ) {
+        tracing::info!(path = %path.display(), offset = c.offset, "following file");
+        if let Ok(mut a) = self.sh.acked.lock() {
+            a.insert(c.identity.clone(), c.offset);
+        }
+        let f = FileRef {
+            identity: &c.identity,
+            path: &c.path,
+        };
+        let stream = self.sink.open(f, c.offset);
         let t = Tailed {
             identity: c.identity.clone(),
             label_path: c.path,
@@ -587,18 +1037,13 @@ impl Tailer {
             dev_ino: di.to_owned(),
             fp_len: c.fp_len,
             fp_hash: c.fp_hash,
-            size: file.metadata().map_or(0, |m| m.len()),
-            verified: UNVERIFIED,
-            file: Some(file),
-            splitter: Splitter::new(c.offset, cfg.max_line_bytes),
-            joiner,
-            batch: None,
-            forced,
-            last_ts: 0,
+            size: len,
+            verified: None,
+            phase: Phase::Live(file),
+            splitter: Splitter::new(c.offset, self.set.max_line_bytes),
+            stream,
             last_growth: now,
-            present: true,
-            rotated: false,
-            orphan_since: None,
+            backlog: VecDeque::new(),
         };
         self.by_inode.insert(di.to_owned(), c.identity.clone());
         self.files.insert(c.identity, t);
@@ -606,18 +1051,17 @@ impl Tailer {
 
     /// Reads every open file once (a bounded amount each). Returns whether more is waiting.
     fn read_all(&mut self, now: Instant) -> Result<bool, Closed> {
-        let redactor = self.ctx.sh.rules.current();
         let ids: Vec<String> = self
             .files
             .values()
-            .filter(|t| t.file.is_some())
+            .filter(|t| t.phase.file().is_some())
             .map(|t| t.identity.clone())
             .collect();
         let mut busy = false;
         for id in ids {
-            match self.read_one(&id, now, &redactor) {
+            match self.read_one(&id, now) {
                 Ok(more) => busy |= more,
-                Err(ReadError::Closed) => return Err(Closed),
+                Err(ReadError::Sink(r)) => self.settle(&id, Err(r))?,
                 Err(ReadError::Io(err)) => {
                     if let Some(t) = self.files.get(&id) {
                         tracing::warn!(path = %t.seen_path.display(), %err, "read failed; will retry");
@@ -625,42 +1069,35 @@ impl Tailer {
                 }
             }
         }
-        self.ctx.sh.metrics.files_open.set(self.open_count() as i64);
+        self.sh.metrics.files_open.set(self.open_count() as i64);
         Ok(busy)
     }
 
-    fn read_one(
-        &mut self,
-        id: &str,
-        now: Instant,
-        redactor: &Arc<Redactor>,
-    ) -> Result<bool, ReadError> {
+    fn read_one(&mut self, id: &str, now: Instant) -> Result<bool, ReadError> {
         let Some(t) = self.files.get_mut(id) else {
             return Ok(false);
         };
-        let Some(file) = t.file.as_ref() else {
+        let Some(file) = t.phase.file() else {
             return Ok(false);
         };
-        let md = file.metadata()?;
-        let size = md.len();
-        let seen = (size, md.mtime(), md.mtime_nsec());
+        let md = self.env.fstat(file)?;
+        let size = md.len;
+        let seen = (size, md.mtime_ns);
         t.size = size;
         let shrank = size < t.splitter.fed_to();
         let replaced = !shrank
-            && seen != t.verified
+            && Some(seen) != t.verified
             && t.fp_len <= size
-            && fingerprint(file, t.fp_len)?.as_deref() != Some(t.fp_hash.as_str());
+            && fingerprint(&self.env, file, t.fp_len)?.as_deref() != Some(t.fp_hash.as_str());
         if shrank || replaced {
-            match self.truncated(id, now) {
-                Ok(()) => return Ok(true),
-                Err(e) => return Err(e.into()),
-            }
+            self.truncated(id, now).map_err(ReadError::Sink)?;
+            return Ok(true);
         }
-        t.verified = seen;
+        t.verified = Some(seen);
         // Grow a short fingerprint as the file grows, so identity gets stronger.
         if t.fp_len < FINGERPRINT_BYTES && size > t.fp_len {
             let fp_len = size.min(FINGERPRINT_BYTES);
-            if let Some(fp) = fingerprint(file, fp_len)? {
+            if let Some(fp) = fingerprint(&self.env, file, fp_len)? {
                 t.fp_len = fp_len;
                 t.fp_hash = fp;
                 let c = Checkpoint {
@@ -671,38 +1108,53 @@ impl Tailer {
                     fp_hash: t.fp_hash.clone(),
                     offset: 0,
                 };
-                if let Err(err) = lock(&self.ctx.sh.state).put_checkpoint(&c) {
+                if let Err(err) = self.store.put(&c) {
                     tracing::warn!(%err, "cannot store the fingerprint");
                 }
             }
         }
-        let budget = 2 * self.ctx.cfg.max_batch_bytes;
+        if t.backlog.back().is_none_or(|&(s, _)| size > s) {
+            let wall = self.env.wall_ns();
+            if t.backlog.len() >= BACKLOG_SAMPLES {
+                if let Some(last) = t.backlog.back_mut() {
+                    last.0 = size;
+                }
+            } else {
+                t.backlog.push_back((size, wall));
+            }
+        }
         let mut read = 0usize;
-        while read < budget && t.splitter.fed_to() < size {
-            let Some(file) = t.file.as_ref() else { break };
-            let n = file.read_at(&mut self.buf, t.splitter.fed_to())?;
+        while read < self.set.read_budget && t.splitter.fed_to() < size {
+            let Some(file) = t.phase.file() else { break };
+            let n = self
+                .env
+                .read_at(file, &mut self.buf, t.splitter.fed_to())?;
             if n == 0 {
                 break;
             }
             read += n;
-            self.ctx.sh.metrics.bytes_read.inc_by(n as u64);
+            self.sh.metrics.bytes_read.inc_by(n as u64);
             // One clock reading per read: the lines of one read arrived together.
-            let read_ns = now_ns();
+            let read_ns = self.env.wall_ns();
             // Each line goes on as it is found, borrowed from the read buffer while it is
             // still in cache, and no list of the read's lines is built.
             let mut rest = &self.buf[..n];
             let mut lines = 0;
+            let f = FileRef {
+                identity: &t.identity,
+                path: &t.label_path,
+            };
             let pushed = loop {
                 let Some(line) = t.splitter.next_line(&mut rest) else {
                     break Ok(());
                 };
                 lines += 1;
-                if let Err(e) = self.ctx.push_line(t, line, now, read_ns, redactor) {
+                if let Err(e) = self.sink.line(&mut t.stream, f, line, now, read_ns) {
                     break Err(e);
                 }
             };
-            self.ctx.sh.metrics.lines_read.inc_by(lines);
-            pushed?;
+            self.sh.metrics.lines_read.inc_by(lines);
+            pushed.map_err(ReadError::Sink)?;
         }
         if read > 0 {
             t.last_growth = now;
@@ -712,360 +1164,202 @@ impl Tailer {
 
     /// The identity's inode was truncated or replaced: the identity becomes an orphan
     /// waiting for its copy, and a new identity reads the inode from the start.
-    fn truncated(&mut self, id: &str, now: Instant) -> Result<(), Closed> {
+    fn truncated(&mut self, id: &str, now: Instant) -> Result<(), Stop> {
         let Some(mut old) = self.files.remove(id) else {
             return Ok(());
         };
-        self.ctx.sh.metrics.truncations.inc();
-        let Some(file) = old.file.take() else {
-            return Ok(());
+        self.sh.metrics.truncations.inc();
+        let file = match std::mem::replace(&mut old.phase, Phase::Orphan { since: now }) {
+            Phase::Live(f) | Phase::Draining(f) => f,
+            other => {
+                old.phase = other;
+                self.files.insert(old.identity.clone(), old);
+                return Ok(());
+            }
         };
         self.by_inode.remove(&old.dev_ino);
         let path = old.seen_path.clone();
         let di = old.dev_ino.clone();
-        let len = file.metadata().map_or(0, |m| m.len());
+        let len = self.env.fstat(&file).map_or(0, |m| m.len);
         // Cut back, but its first bytes are unchanged: the part that is left was read
         // already; only what is appended after the cut is new.
         let same_start = old.fp_len > 0
             && len >= old.fp_len
-            && fingerprint(&file, old.fp_len).ok().flatten().as_deref()
+            && fingerprint(&self.env, &file, old.fp_len)
+                .ok()
+                .flatten()
+                .as_deref()
                 == Some(old.fp_hash.as_str());
         let offset = if same_start {
             tracing::info!(path = %path.display(), offset = old.splitter.fed_to(), size = len, "file shrank; reading what is appended after the cut");
             // What was built is shipped; a partial line or open record lay in the cut part.
-            self.ctx.finish(&mut old)?;
+            let (st, f) = old.split();
+            let r = self.sink.flush(st, f);
+            self.forget(&old);
+            r?;
             len
         } else {
             tracing::info!(path = %path.display(), offset = old.splitter.fed_to(), "file truncated or replaced; reading it again from the start");
             // The old identity waits for logrotate's copy (copytruncate) to continue in.
-            old.orphan_since = Some(now);
             self.files.insert(old.identity.clone(), old);
             0
         };
-        let fp_len = len.min(FINGERPRINT_BYTES);
-        let c = Checkpoint {
-            identity: format!("{di}:{}", now_ns()),
-            dev_ino: di.clone(),
-            path: path.display().to_string(),
-            fp_len,
-            fp_hash: fingerprint(&file, fp_len)
-                .ok()
-                .flatten()
-                .unwrap_or_default(),
-            offset,
-        };
-        if let Err(err) = lock(&self.ctx.sh.state).put_checkpoint(&c) {
-            tracing::error!(%err, "cannot store a checkpoint");
+        match self.new_checkpoint(&file, len, &di, &path, offset) {
+            Ok(c) => self.attach(c, file, &path, &di, len, now),
+            Err(err) => tracing::error!(%err, "cannot store a checkpoint"),
         }
-        self.attach(c, file, &path, &di, now);
+        self.find_orphans_copies(now);
         Ok(())
     }
 
-    /// Time-driven work: partial lines, multiline timeouts, linger, rotated and orphaned
-    /// files, and the memory budget of partly built batches.
+    /// Time-driven work: partial lines, the sink's timers, rotated and orphaned files, and
+    /// the memory budget of records held.
     fn timers(&mut self, now: Instant) -> Result<(), Closed> {
-        let cfg = self.ctx.cfg.clone();
-        let redactor = self.ctx.sh.rules.current();
-        let mut drop_ids = Vec::new();
-        let mut building = 0usize;
+        let set = self.set.clone();
+        let wall = self.env.wall_ns();
+        let mut done = Vec::new();
+        let mut expired = Vec::new();
+        let mut stopped = Vec::new();
+        let mut held = 0usize;
         for t in self.files.values_mut() {
+            if matches!(t.phase, Phase::Failed) {
+                continue;
+            }
             let quiet = now.duration_since(t.last_growth);
             // Renamed away or deleted while open: noticed at the end of the data.
-            if t.file.is_some() && t.at_eof() && !t.rotated && t.orphan_since.is_none() {
-                let here = std::fs::metadata(&t.seen_path).map(|m| dev_ino(&m));
-                if here.ok().as_deref() != Some(t.dev_ino.as_str()) {
-                    t.rotated = true;
-                    self.ctx.sh.metrics.rotations.inc();
+            if t.at_eof() {
+                if let Phase::Live(_) = t.phase {
+                    let here = self.env.stat(&t.seen_path).map(|m| m.dev_ino());
+                    if here.ok().as_deref() != Some(t.dev_ino.as_str()) {
+                        if let Phase::Live(f) = std::mem::replace(&mut t.phase, Phase::Parked) {
+                            t.phase = Phase::Draining(f);
+                        }
+                        self.sh.metrics.rotations.inc();
+                    }
                 }
             }
-            let finished_source = (t.rotated || t.orphan_since.is_some() || !t.present)
-                && t.at_eof()
-                && quiet >= ROTATED_GRACE;
-            let orphan_expired = t
-                .orphan_since
-                .is_some_and(|s| now.duration_since(s) >= 2 * cfg.rescan_interval + ROTATED_GRACE);
-            let flush_all = (finished_source && t.orphan_since.is_none()) || orphan_expired;
+            let drained =
+                matches!(t.phase, Phase::Draining(_)) && t.at_eof() && quiet >= ROTATED_GRACE;
+            let orphan_expired = match t.phase {
+                Phase::Orphan { since } => {
+                    now.duration_since(since) >= 2 * set.rescan_interval + ROTATED_GRACE
+                }
+                _ => false,
+            };
+            if orphan_expired {
+                expired.push(t.identity.clone());
+                continue;
+            }
+            let mut r = Ok(());
             if t.splitter.pending_bytes() > 0
                 && t.at_eof()
-                && (flush_all || quiet >= cfg.partial_line_flush)
+                && (drained || quiet >= set.partial_line_flush)
             {
                 if let Some(line) = t.splitter.flush() {
-                    self.ctx.sh.metrics.lines_read.inc();
-                    self.ctx.sh.metrics.partial_lines_flushed.inc();
-                    self.ctx.push_line(t, line, now, now_ns(), &redactor)?;
+                    self.sh.metrics.lines_read.inc();
+                    self.sh.metrics.partial_lines_flushed.inc();
+                    let f = FileRef {
+                        identity: &t.identity,
+                        path: &t.label_path,
+                    };
+                    r = self.sink.line(&mut t.stream, f, line, now, wall);
                 }
             }
-            let rec = t.joiner.as_mut().and_then(|j| j.tick(now, flush_all));
-            if let Some(rec) = rec {
-                self.ctx.add_record(t, rec, now_ns(), &redactor)?;
+            let f = FileRef {
+                identity: &t.identity,
+                path: &t.label_path,
+            };
+            let r = r.and_then(|()| self.sink.tick(&mut t.stream, f, now, wall, drained));
+            match r {
+                Ok(()) => {}
+                Err(Stop::Closed) => return Err(Closed),
+                Err(e) => {
+                    stopped.push((t.identity.clone(), e));
+                    continue;
+                }
             }
-            let linger_done = t
-                .batch
-                .as_ref()
-                .is_some_and(|b| b.since.elapsed() >= cfg.linger);
-            if linger_done || flush_all {
-                self.ctx.finish(t)?;
+            if drained {
+                done.push(t.identity.clone());
             }
-            let vanished = t.file.is_none() && !t.present && t.orphan_since.is_none() && t.idle();
-            if flush_all || vanished {
-                drop_ids.push(t.identity.clone());
-            }
-            building += t.batch.as_ref().map_or(0, |b| b.body.raw_bytes());
+            held += self.sink.held_bytes(&t.stream);
         }
-        for id in drop_ids {
+        for (id, e) in stopped {
+            self.settle(&id, Err(e))?;
+        }
+        for id in expired {
+            // The copy never showed up (compressed at once, or deleted): what the orphan
+            // had not read is gone.
+            let Some(t) = self.files.get(&id) else { continue };
+            let (start, end) = (t.splitter.fed_to(), t.size);
+            self.finish_gone(&id, start, end, "truncated");
+        }
+        for id in done {
             if let Some(t) = self.files.remove(&id) {
                 tracing::info!(path = %t.seen_path.display(), "finished reading a rotated, truncated or deleted file");
-                if self.by_inode.get(&t.dev_ino) == Some(&t.identity) {
-                    self.by_inode.remove(&t.dev_ino);
-                }
-                self.ctx.sh.metrics.lag_bytes.remove(&FileLabel {
-                    path: t.label_path.clone(),
-                });
+                self.forget(&t);
             }
         }
-        // Over the memory budget: ship the largest partly built batches early.
-        while building > cfg.max_building_bytes {
+        // Over the memory budget: hand on the largest partly built batches early.
+        while held > set.max_building_bytes {
+            let sink = &self.sink;
             let Some(t) = self
                 .files
                 .values_mut()
-                .max_by_key(|t| t.batch.as_ref().map_or(0, |b| b.body.raw_bytes()))
+                .max_by_key(|t| sink.held_bytes(&t.stream))
             else {
                 break;
             };
-            let bytes = t.batch.as_ref().map_or(0, |b| b.body.raw_bytes());
+            let bytes = self.sink.held_bytes(&t.stream);
             if bytes == 0 {
                 break;
             }
-            self.ctx.finish(t)?;
-            building -= bytes;
+            let id = t.identity.clone();
+            let (st, f) = t.split();
+            let r = self.sink.flush(st, f);
+            self.settle(&id, r)?;
+            held -= bytes;
         }
         Ok(())
     }
 
-    fn housekeeping(&mut self) {
-        let cfg = &self.ctx.cfg;
-        let present: Vec<&str> = self.files.keys().map(String::as_str).collect();
-        let mut st = lock(&self.ctx.sh.state);
-        match st.touch_and_forget(&present, cfg.checkpoint_ttl) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                forgotten = n,
-                "forgot checkpoints of files gone for longer than checkpoint_ttl_hours"
-            ),
-            Err(err) => tracing::warn!(%err, "checkpoint housekeeping failed"),
-        }
-        if let Err(err) = st.prune_ledger(cfg.ledger_retention) {
-            tracing::warn!(%err, "ledger pruning failed");
-        }
-    }
-
-    /// Refreshes the per-file lag gauges (file size minus acknowledged offset).
-    fn refresh_lag(&self) {
+    /// Refreshes the per-file backlog gauges: unacknowledged bytes, and when the oldest
+    /// unacknowledged byte was first seen.
+    fn refresh_lag(&mut self) {
         let acked = self
-            .ctx
             .sh
             .acked
             .lock()
             .map(|a| a.clone())
             .unwrap_or_default();
-        for t in self.files.values() {
-            if t.orphan_since.is_some() {
+        for t in self.files.values_mut() {
+            if matches!(t.phase, Phase::Orphan { .. }) {
                 continue;
             }
             let done = acked.get(&t.identity).copied().unwrap_or(0);
-            self.ctx
-                .sh
+            while t.backlog.front().is_some_and(|&(s, _)| s <= done) {
+                t.backlog.pop_front();
+            }
+            let label = FileLabel {
+                path: t.label_path.clone(),
+            };
+            self.sh
                 .metrics
                 .lag_bytes
-                .get_or_create(&FileLabel {
-                    path: t.label_path.clone(),
-                })
+                .get_or_create(&label)
                 .set(t.size.saturating_sub(done) as i64);
+            let oldest = t.backlog.front().map(|&(_, ns)| ns);
+            self.sh.metrics.set_backlog(&t.label_path, oldest);
         }
     }
 }
 
-enum Found {
-    Checkpoint(Checkpoint),
-    Orphan(String),
-    CopyOfActive,
-}
-
 enum ReadError {
-    Closed,
+    Sink(Stop),
     Io(io::Error),
 }
 
 impl From<io::Error> for ReadError {
     fn from(e: io::Error) -> Self {
         ReadError::Io(e)
-    }
-}
-
-impl From<Closed> for ReadError {
-    fn from(_: Closed) -> Self {
-        ReadError::Closed
-    }
-}
-
-impl Ctx {
-    fn origin<'a>(&'a self, identity: &'a str, path: &'a str) -> Origin<'a> {
-        Origin {
-            agent_id: &self.cfg.agent_id,
-            identity,
-            path,
-            labels: &self.cfg.labels,
-        }
-    }
-
-    /// The body of a new batch of the file `identity` at `path`.
-    fn body(&self, identity: &str, path: &str) -> StreamBody {
-        self.enc.borrow_mut().body(&self.origin(identity, path))
-    }
-
-    fn beat(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.sh.heartbeat.store(now, Ordering::Relaxed);
-    }
-
-    fn push_line(
-        &self,
-        t: &mut Tailed,
-        line: Line<'_>,
-        now: Instant,
-        read_ns: i64,
-        redactor: &Arc<Redactor>,
-    ) -> Result<(), Closed> {
-        let m = &self.sh.metrics;
-        if line.cut {
-            m.lines_cut.inc();
-        }
-        if line.invalid_utf8 {
-            m.lines_invalid_utf8.inc();
-        }
-        match t.joiner.as_mut() {
-            Some(j) => {
-                let mut recs = Vec::new();
-                j.push(line, now, &mut recs);
-                for r in recs {
-                    self.add_record(t, r, read_ns, redactor)?;
-                }
-                Ok(())
-            }
-            None => self.add_record(t, line, read_ns, redactor),
-        }
-    }
-
-    fn add_record(
-        &self,
-        t: &mut Tailed,
-        rec: Line<'_>,
-        read_ns: i64,
-        redactor: &Arc<Redactor>,
-    ) -> Result<(), Closed> {
-        // One rule-set version per batch.
-        if t.batch.as_ref().is_some_and(|b| {
-            !Arc::ptr_eq(&b.redactor, redactor) && b.redactor.version() != redactor.version()
-        }) {
-            self.finish(t)?;
-        }
-        let start = t.batch.as_ref().map_or(rec.start, |b| b.start);
-        while t.forced.front().is_some_and(|&(_, e)| e <= start) {
-            t.forced.pop_front();
-        }
-        if let Some(&(s, e)) = t.forced.front() {
-            if s == start && rec.end > e && t.batch.is_some() {
-                // The record crosses a boundary formed before a restart (the multiline
-                // settings changed): end the batch before it.
-                tracing::warn!(path = %t.label_path, "a record crosses a pre-restart batch boundary; some lines may be stored twice");
-                t.forced.pop_front();
-                self.finish(t)?;
-            }
-        }
-        let (identity, path) = (&t.identity, &t.label_path);
-        let b = t.batch.get_or_insert_with(|| {
-            Building::new(rec.start, redactor.clone(), self.body(identity, path))
-        });
-        {
-            let mut scrubbed = self.scrubbed.borrow_mut();
-            let text = match b
-                .redactor
-                .apply_into(&rec.text, &mut b.counts, &mut scrubbed)
-            {
-                Applied::Unchanged => Some(&*rec.text),
-                Applied::Rewritten => Some(scrubbed.as_str()),
-                Applied::Dropped => None,
-            };
-            match text {
-                Some(text) => {
-                    // Strictly increasing per file, so the lines of one read keep their order.
-                    t.last_ts = read_ns.max(t.last_ts + 1);
-                    b.body.push(t.last_ts, text);
-                }
-                None => {
-                    self.sh.metrics.lines_dropped_by_rule.inc();
-                }
-            }
-            if scrubbed.capacity() > MAX_KEPT_SCRUBBED {
-                *scrubbed = String::new(); // one huge line's buffer is not kept
-            }
-        }
-        b.end = rec.end;
-        let forced_end = t
-            .forced
-            .front()
-            .filter(|&&(s, _)| s == b.start)
-            .map(|&(_, e)| e);
-        let full = match forced_end {
-            Some(e) => b.end >= e,
-            None => {
-                b.body.raw_bytes() >= self.cfg.max_batch_bytes
-                    || b.body.records() >= self.cfg.max_batch_lines
-            }
-        };
-        if full {
-            if forced_end.is_some() {
-                t.forced.pop_front();
-            }
-            self.finish(t)?;
-        }
-        Ok(())
-    }
-
-    /// Encodes the identity's batch and hands it to the shipper, waiting while the queue is
-    /// full (backpressure).
-    fn finish(&self, t: &mut Tailed) -> Result<(), Closed> {
-        let Some(b) = t.batch.take() else {
-            return Ok(());
-        };
-        let origin = self.origin(&t.identity, &t.label_path);
-        let formed = match batch::form(&origin, b, &mut self.enc.borrow_mut()) {
-            Ok(f) => f,
-            Err(err) => {
-                tracing::error!(path = %t.label_path, %err, "encoding a batch failed");
-                return Ok(());
-            }
-        };
-        self.sh.metrics.add_redactions(&formed.redactions);
-        self.send(formed)
-    }
-
-    fn send(&self, mut formed: Formed) -> Result<(), Closed> {
-        loop {
-            match self.tx.try_send(formed) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
-                Err(mpsc::error::TrySendError::Full(f)) => {
-                    if self.stop_sending.is_cancelled() {
-                        return Err(Closed);
-                    }
-                    formed = f;
-                    self.beat();
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
     }
 }

@@ -1,0 +1,330 @@
+//! The tailer's sink in the agent: multiline joining, redaction and batching of each file's
+//! lines, and the hand-over of formed batches to the shipper.
+//!
+//! Backpressure is the bounded channel to the shipper: when it is full, [`Batcher`] waits,
+//! the tailer stops reading, and the files on disk are the buffer.
+//!
+//! Invariants: a batch covers a contiguous byte range of one identity; batches of one
+//! identity are handed over in order; a batch that cannot be formed stops its file (the
+//! tailer reads it again from its checkpoint after a restart) instead of being skipped.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fjord_rules::{Applied, Redactor};
+use fjord_wire::body::StreamBody;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{self, Building, Formed, Origin};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::reload::RulesHandle;
+use crate::state::{Loss, StateHandle};
+use crate::tail::lines::Line;
+use crate::tail::multiline::Joiner;
+use crate::tail::{FileRef, Sink, Stop};
+
+/// The largest scrubbed-line buffer kept between lines.
+const MAX_KEPT_SCRUBBED: usize = 64 * 1024;
+
+/// How long a full queue is waited on between checks for shutdown.
+const FULL_QUEUE_WAIT: Duration = Duration::from_millis(20);
+
+/// One identity's records on their way to a batch.
+pub struct Stream {
+    joiner: Option<Joiner>,
+    batch: Option<Building>,
+    /// Boundaries of batches sent before a restart and not yet acknowledged: re-formed
+    /// exactly, so they carry the same ids.
+    forced: VecDeque<(u64, u64)>,
+    last_ts: i64,
+}
+
+/// Multiline → redact → batch → hand over.
+pub struct Batcher {
+    cfg: Arc<Config>,
+    metrics: Arc<Metrics>,
+    rules: Arc<RulesHandle>,
+    /// The rule set new batches are redacted with, refreshed on every tick.
+    redactor: Arc<Redactor>,
+    state: StateHandle,
+    /// Why a channel: it is the backpressure point between reading and shipping.
+    tx: mpsc::Sender<Formed>,
+    stop_sending: CancellationToken,
+    heartbeat: Arc<AtomicU64>,
+    /// The batch encoder and spare body buffers.
+    enc: batch::Encoding,
+    /// Where the rule engine writes a rewritten line, reused from line to line.
+    scrubbed: String,
+    /// Records completed by the joiner for the line at hand.
+    records: Vec<Line<'static>>,
+}
+
+fn origin<'a>(cfg: &'a Config, f: FileRef<'a>) -> Origin<'a> {
+    Origin {
+        agent_id: &cfg.agent_id,
+        identity: f.identity,
+        path: f.path,
+        labels: &cfg.labels,
+    }
+}
+
+impl Batcher {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: Arc<Config>,
+        metrics: Arc<Metrics>,
+        rules: Arc<RulesHandle>,
+        state: StateHandle,
+        tx: mpsc::Sender<Formed>,
+        stop_sending: CancellationToken,
+        heartbeat: Arc<AtomicU64>,
+    ) -> Batcher {
+        Batcher {
+            enc: batch::Encoding::new(cfg.zstd_level),
+            redactor: rules.current(),
+            cfg,
+            metrics,
+            rules,
+            state,
+            tx,
+            stop_sending,
+            heartbeat,
+            scrubbed: String::new(),
+            records: Vec::new(),
+        }
+    }
+
+    fn body(&mut self, f: FileRef<'_>) -> StreamBody {
+        self.enc.body(&origin(&self.cfg, f))
+    }
+
+    fn add_record(
+        &mut self,
+        s: &mut Stream,
+        f: FileRef<'_>,
+        rec: Line<'_>,
+        read_ns: i64,
+    ) -> Result<(), Stop> {
+        // One rule-set version per batch.
+        if s.batch.as_ref().is_some_and(|b| {
+            !Arc::ptr_eq(&b.redactor, &self.redactor)
+                && b.redactor.version() != self.redactor.version()
+        }) {
+            self.finish(s, f)?;
+        }
+        let start = s.batch.as_ref().map_or(rec.start, |b| b.start);
+        while s.forced.front().is_some_and(|&(_, e)| e <= start) {
+            s.forced.pop_front();
+        }
+        if let Some(&(st, e)) = s.forced.front() {
+            if st == start && rec.end > e && s.batch.is_some() {
+                // The record crosses a boundary formed before a restart (the multiline
+                // settings changed): end the batch before it.
+                tracing::warn!(path = %f.path, "a record crosses a pre-restart batch boundary; some lines may be stored twice");
+                s.forced.pop_front();
+                self.finish(s, f)?;
+            }
+        }
+        if s.batch.is_none() {
+            let body = self.body(f);
+            s.batch = Some(Building::new(rec.start, self.redactor.clone(), body));
+        }
+        let Some(b) = s.batch.as_mut() else {
+            return Ok(());
+        };
+        let text = match b
+            .redactor
+            .apply_into(&rec.text, &mut b.counts, &mut self.scrubbed)
+        {
+            Applied::Unchanged => Some(&*rec.text),
+            Applied::Rewritten => Some(self.scrubbed.as_str()),
+            Applied::Dropped => None,
+        };
+        match text {
+            Some(text) => {
+                // Strictly increasing per file, so the lines of one read keep their order.
+                s.last_ts = read_ns.max(s.last_ts + 1);
+                b.body.push(s.last_ts, text);
+            }
+            None => {
+                self.metrics.lines_dropped_by_rule.inc();
+            }
+        }
+        if self.scrubbed.capacity() > MAX_KEPT_SCRUBBED {
+            self.scrubbed = String::new(); // one huge line's buffer is not kept
+        }
+        b.end = rec.end;
+        let forced_end = s
+            .forced
+            .front()
+            .filter(|&&(st, _)| st == b.start)
+            .map(|&(_, e)| e);
+        let full = match forced_end {
+            Some(e) => b.end >= e,
+            None => {
+                b.body.raw_bytes() >= self.cfg.max_batch_bytes
+                    || b.body.records() >= self.cfg.max_batch_lines
+            }
+        };
+        if full {
+            if forced_end.is_some() {
+                s.forced.pop_front();
+            }
+            self.finish(s, f)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the identity's batch and hands it to the shipper, waiting while the queue is
+    /// full (backpressure). A batch that cannot be encoded stops its file: its lines are
+    /// read again from the checkpoint after a restart, never skipped.
+    fn finish(&mut self, s: &mut Stream, f: FileRef<'_>) -> Result<(), Stop> {
+        let Some(b) = s.batch.take() else {
+            return Ok(());
+        };
+        let formed = batch::form(&origin(&self.cfg, f), b, &mut self.enc)
+            .map_err(|err| Stop::File(format!("encoding a batch failed: {err}")))?;
+        self.metrics.add_redactions(&formed.redactions);
+        self.send(formed)
+    }
+
+    fn send(&self, mut formed: Formed) -> Result<(), Stop> {
+        loop {
+            match self.tx.try_send(formed) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::Closed),
+                Err(mpsc::error::TrySendError::Full(f)) => {
+                    if self.stop_sending.is_cancelled() {
+                        return Err(Stop::Closed);
+                    }
+                    formed = f;
+                    self.beat();
+                    std::thread::sleep(FULL_QUEUE_WAIT);
+                }
+            }
+        }
+    }
+
+    /// `/healthz` must see the tailer alive while it waits on backpressure.
+    fn beat(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.heartbeat.store(now, Ordering::Relaxed);
+    }
+}
+
+impl Sink for Batcher {
+    type Stream = Stream;
+
+    fn open(&mut self, f: FileRef<'_>, offset: u64) -> Stream {
+        let id = f.identity.to_owned();
+        let forced: VecDeque<(u64, u64)> = self
+            .state
+            .run_blocking(move |st| st.pending(&id))
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(s, _)| *s >= offset)
+            .collect();
+        if !forced.is_empty() {
+            tracing::info!(path = %f.path, pending = forced.len(), "re-forming batches sent before the restart");
+        }
+        let cfg = &self.cfg;
+        let joiner = cfg
+            .multiline_for(Path::new(f.path))
+            .map(|m| Joiner::new(m.start.clone(), m.timeout, m.max_lines, cfg.max_line_bytes));
+        Stream {
+            joiner,
+            batch: None,
+            forced,
+            last_ts: 0,
+        }
+    }
+
+    fn line(
+        &mut self,
+        s: &mut Stream,
+        f: FileRef<'_>,
+        line: Line<'_>,
+        now: Instant,
+        read_ns: i64,
+    ) -> Result<(), Stop> {
+        if line.cut {
+            self.metrics.lines_cut.inc();
+        }
+        if line.invalid_utf8 {
+            self.metrics.lines_invalid_utf8.inc();
+        }
+        match s.joiner.as_mut() {
+            Some(j) => {
+                let mut recs = std::mem::take(&mut self.records);
+                j.push(line, now, &mut recs);
+                let mut r = Ok(());
+                for rec in recs.drain(..) {
+                    if r.is_ok() {
+                        r = self.add_record(s, f, rec, read_ns);
+                    }
+                }
+                self.records = recs;
+                r
+            }
+            None => self.add_record(s, f, line, read_ns),
+        }
+    }
+
+    fn tick(
+        &mut self,
+        s: &mut Stream,
+        f: FileRef<'_>,
+        now: Instant,
+        read_ns: i64,
+        end: bool,
+    ) -> Result<(), Stop> {
+        self.redactor = self.rules.current();
+        if let Some(rec) = s.joiner.as_mut().and_then(|j| j.tick(now, end)) {
+            self.add_record(s, f, rec, read_ns)?;
+        }
+        let linger_done = s
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.since.elapsed() >= self.cfg.linger);
+        if linger_done || end {
+            self.finish(s, f)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, s: &mut Stream, f: FileRef<'_>) -> Result<(), Stop> {
+        self.finish(s, f)
+    }
+
+    fn held_bytes(&self, s: &Stream) -> usize {
+        s.batch.as_ref().map_or(0, |b| b.body.raw_bytes())
+    }
+
+    fn holds(&self, s: &Stream) -> bool {
+        s.batch.is_some() || s.joiner.as_ref().is_some_and(Joiner::is_open)
+    }
+
+    fn lost(&mut self, f: FileRef<'_>, loss: &Loss) {
+        self.metrics
+            .lost_bytes(f.path, loss.reason)
+            .inc_by(loss.end_off.saturating_sub(loss.start_off));
+        let (id, loss) = (f.identity.to_owned(), loss.clone());
+        let recorded = self
+            .state
+            .run_blocking(move |st| st.record_loss(&id, &loss));
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(path = %f.path, %err, "cannot record a loss in the ledger"),
+            Err(err) => tracing::error!(path = %f.path, %err, "cannot record a loss in the ledger"),
+        }
+    }
+}
