@@ -323,7 +323,9 @@ impl Sink for Batcher {
             .run_blocking(move |st| st.record_loss(&id, &loss));
         match recorded {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(path = %f.path, %err, "cannot record a loss in the ledger"),
+            Ok(Err(err)) => {
+                tracing::error!(path = %f.path, %err, "cannot record a loss in the ledger")
+            }
             Err(err) => tracing::error!(path = %f.path, %err, "cannot record a loss in the ledger"),
         }
     }

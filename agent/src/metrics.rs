@@ -332,7 +332,11 @@ impl Metrics {
             .map_or(0.0, |d| d.as_secs_f64());
         if let Ok(m) = self.backlog_files.lock() {
             for (path, &since) in m.iter() {
-                let age = if since > 0.0 { (now - since).max(0.0) } else { 0.0 };
+                let age = if since > 0.0 {
+                    (now - since).max(0.0)
+                } else {
+                    0.0
+                };
                 self.oldest_unacked_age
                     .get_or_create(&FileLabel { path: path.clone() })
                     .set(age);

@@ -398,7 +398,10 @@ impl ShipCtx {
         let res = self
             .state
             .run_blocking(move |st| st.commit_batch(&identity, &batch_id, end, row.as_ref()));
-        match res.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        match res
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             Ok(()) => {
                 lock(&self.acked).insert(f.identity.clone(), f.end);
                 tracing::debug!(batch_id = %f.batch_id, records = f.records, "batch committed");

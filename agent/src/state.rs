@@ -427,7 +427,6 @@ impl State {
     }
 }
 
-
 /// A loss: bytes of a file that a rotation deleted (or a truncation cut) before they were
 /// read. Recorded in the ledger, so an audit shows it instead of not knowing about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

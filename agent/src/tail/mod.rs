@@ -47,8 +47,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ReadFrom};
 use crate::metrics::{FileLabel, Metrics, ReasonLabel};
 use crate::state::{Checkpoint, Loss, StateHandle};
-pub use fs::{Env, Meta, OsEnv};
 use fs::{end_of_last_line, fingerprint};
+pub use fs::{Env, Meta, OsEnv};
 use lines::{Line, Splitter};
 
 /// Bytes at the start of a file that identify it.
@@ -271,8 +271,9 @@ impl Checkpoints for StateCheckpoints {
 enum Phase<F> {
     /// Open at a path `paths` matches; read as it grows.
     Live(F),
-    /// Closed to stay within `max_open_files`; reopened by path when it grows.
-    Parked,
+    /// Closed to stay within `max_open_files`; reopened by path when discovery sees its
+    /// inode at a size other than what was read (`seen_len`).
+    Parked { seen_len: Option<u64> },
     /// Renamed away, deleted, or found as a rotated sibling: read to its end, then finished.
     Draining(F),
     /// Its inode was truncated or replaced: waiting for the rotated copy.
@@ -378,6 +379,20 @@ pub struct Tailer<E: Env, K: Checkpoints, S: Sink> {
     buf: Vec<u8>,
 }
 
+/// Whether `path` is a rotated name of the file at `of` (`app.log.1`, `app.log-20261204`
+/// for `app.log`), in the same directory.
+fn is_sibling(path: &Path, of: &str) -> bool {
+    let of = Path::new(of);
+    path.parent() == of.parent()
+        && match (path.file_name(), of.file_name()) {
+            (Some(n), Some(o)) => {
+                let (n, o) = (n.to_string_lossy(), o.to_string_lossy());
+                n.len() > o.len() && n.starts_with(o.as_ref())
+            }
+            _ => false,
+        }
+}
+
 /// What a file's first bytes say it is.
 enum Found {
     Checkpoint(Checkpoint),
@@ -388,6 +403,7 @@ enum Found {
 impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
     pub fn new(set: Settings, env: E, store: K, sink: S, sh: Shared) -> Self {
         Tailer {
+            buf: vec![0; set.read_budget.clamp(1, READ_CHUNK)],
             set,
             env,
             store,
@@ -401,7 +417,6 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
             next_rescan: None,
             next_housekeeping: None,
             next_lag: None,
-            buf: vec![0; READ_CHUNK],
         }
     }
 
@@ -507,20 +522,28 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                         self.sh.metrics.rotations.inc();
                         t.seen_path = path;
                     }
-                    match std::mem::replace(&mut t.phase, Phase::Parked) {
+                    match std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None }) {
                         // Back at a followed path (renamed to a name `paths` matches).
                         Phase::Draining(f) | Phase::Live(f) => t.phase = Phase::Live(f),
+                        // Not its size: what it holds now may be new content.
+                        Phase::Parked { .. } => {
+                            t.phase = Phase::Parked {
+                                seen_len: Some(md.len),
+                            }
+                        }
                         other => t.phase = other,
-                    }
-                    if matches!(t.phase, Phase::Parked) {
-                        t.size = md.len;
                     }
                 }
                 continue;
             }
-            if !self.settled(&di, &path, md.len, now) {
+            // A small file settles before it is opened, unless its inode has a checkpoint
+            // (a file the agent followed before a restart is resumed at once).
+            if !self.settled(&di, &path, md.len, now)
+                && self.store.of_inode(&di).map_or(true, |c| c.is_empty())
+            {
                 continue;
             }
+            self.settling.remove(&di);
             self.open_new(&path, &md, di, now, true);
         }
         // Live files whose inode is at no followed path any more are read to their end;
@@ -530,12 +553,15 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
             if seen.contains(&t.dev_ino) {
                 continue;
             }
-            match std::mem::replace(&mut t.phase, Phase::Parked) {
+            match std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None }) {
                 Phase::Live(f) => {
                     self.sh.metrics.rotations.inc();
                     t.phase = Phase::Draining(f);
                 }
-                Phase::Parked => gone.push(t.identity.clone()),
+                p @ Phase::Parked { .. } => {
+                    t.phase = p;
+                    gone.push(t.identity.clone());
+                }
                 other => t.phase = other,
             }
         }
@@ -550,7 +576,10 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         let grown: Vec<String> = self
             .files
             .values()
-            .filter(|t| matches!(t.phase, Phase::Parked) && t.size != t.splitter.fed_to())
+            .filter(|t| match t.phase {
+                Phase::Parked { seen_len } => seen_len.is_some_and(|l| l != t.splitter.fed_to()),
+                _ => false,
+            })
             .map(|t| t.identity.clone())
             .collect();
         for id in grown {
@@ -565,8 +594,9 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
     }
 
     /// Candidate rotated siblings of a file: regular files in its directory whose names start
-    /// with its name, not compressed, not the file itself and not followed already.
-    fn siblings(&self, path: &Path, name: &std::ffi::OsStr) -> Vec<(PathBuf, Meta)> {
+    /// with its name, not compressed, not the file itself and not followed by another
+    /// identity than `owner`.
+    fn siblings(&self, path: &Path, name: &std::ffi::OsStr, owner: &str) -> Vec<(PathBuf, Meta)> {
         let Some(dir) = path.parent() else {
             return Vec::new();
         };
@@ -581,15 +611,20 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 n.len() > name.len()
                     && n.starts_with(name.as_ref())
                     && !COMPRESSED.iter().any(|c| n.ends_with(c))
-                    && !self.by_inode.contains_key(&md.dev_ino())
+                    && self
+                        .by_inode
+                        .get(&md.dev_ino())
+                        .is_none_or(|id| id == owner)
             })
             .collect()
     }
 
     /// The sibling holding this identity: the same inode with the same first bytes (a
     /// rename), or else the same first bytes (a copy) holding at least `min_len` bytes.
+    #[allow(clippy::too_many_arguments)]
     fn find_sibling(
         &self,
+        owner: &str,
         path: &Path,
         name: &std::ffi::OsStr,
         dev_ino: &str,
@@ -597,7 +632,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         min_len: u64,
         by_copy: bool,
     ) -> Option<(PathBuf, Meta, E::File)> {
-        let mut cands = self.siblings(path, name);
+        let mut cands = self.siblings(path, name, owner);
         // The same inode first, then the nearest names (app.log.1 before app.log.2).
         cands.sort_by_key(|(p, md)| (md.dev_ino() != dev_ino, p.as_os_str().len(), p.clone()));
         for (p, md) in cands {
@@ -606,7 +641,11 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 continue;
             }
             let Ok(f) = self.env.open(&p) else { continue };
-            if !self.env.fstat(&f).is_ok_and(|m| m.dev_ino() == md.dev_ino()) {
+            if !self
+                .env
+                .fstat(&f)
+                .is_ok_and(|m| m.dev_ino() == md.dev_ino())
+            {
                 continue;
             }
             if fingerprint(&self.env, &f, fp.0).ok().flatten().as_deref() == Some(fp.1) {
@@ -616,25 +655,34 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         None
     }
 
-    /// A parked identity's inode is at no followed path: finish it in its renamed file, or
-    /// count what it had not read as lost.
+    /// A parked identity's inode is at no followed path: finish it in its renamed file or
+    /// its copy, or count what it had not read as lost.
     fn find_parked(&mut self, id: &str, now: Instant) {
         let Some(t) = self.files.get(id) else { return };
         let Some(name) = t.file_name().map(ToOwned::to_owned) else {
             return;
         };
+        // Renamed (its inode), or truncated while parked and copied (its first bytes).
         let found = self.find_sibling(
+            id,
             &t.seen_path,
             &name,
             &t.dev_ino,
             (t.fp_len, &t.fp_hash),
-            0,
-            false,
+            t.splitter.fed_to(),
+            t.fp_len > 0,
         );
         match found {
             Some((p, md, f)) => {
-                let Some(t) = self.files.get_mut(id) else { return };
+                let Some(t) = self.files.get_mut(id) else {
+                    return;
+                };
                 tracing::info!(path = %p.display(), from = %t.label_path, offset = t.splitter.fed_to(), "finishing a rotated file");
+                if self.by_inode.get(&t.dev_ino) == Some(&t.identity) {
+                    self.by_inode.remove(&t.dev_ino);
+                }
+                t.dev_ino = md.dev_ino();
+                self.by_inode.insert(t.dev_ino.clone(), t.identity.clone());
                 t.seen_path = p;
                 t.size = md.len;
                 t.verified = None;
@@ -644,8 +692,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
             None => {
                 let Some(t) = self.files.get(id) else { return };
                 let end = t.size;
-                let start = t.splitter.fed_to();
-                self.finish_gone(id, start, end, "rotated_away");
+                self.finish_gone(id, end, "rotated_away");
             }
         }
     }
@@ -660,11 +707,14 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
             .map(|t| t.identity.clone())
             .collect();
         for id in orphans {
-            let Some(t) = self.files.get(&id) else { continue };
+            let Some(t) = self.files.get(&id) else {
+                continue;
+            };
             let Some(name) = t.file_name().map(ToOwned::to_owned) else {
                 continue;
             };
             let found = self.find_sibling(
+                &id,
                 &t.seen_path,
                 &name,
                 "",
@@ -680,7 +730,9 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
 
     /// An orphan continues in its copy, at the offset it had reached.
     fn adopt(&mut self, id: &str, path: PathBuf, md: Meta, f: E::File, now: Instant, live: bool) {
-        let Some(t) = self.files.get_mut(id) else { return };
+        let Some(t) = self.files.get_mut(id) else {
+            return;
+        };
         tracing::info!(path = %path.display(), from = %t.label_path, offset = t.splitter.fed_to(), "continuing a truncated file in its copy");
         let di = md.dev_ino();
         t.dev_ino = di.clone();
@@ -716,6 +768,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 continue;
             };
             let found = self.find_sibling(
+                &c.identity,
                 &path,
                 &name,
                 &c.dev_ino,
@@ -729,7 +782,9 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                     let di = md.dev_ino();
                     self.attach(c, f, &p, &di, md.len, now);
                     if let Some(t) = self.by_inode.get(&di).and_then(|id| self.files.get_mut(id)) {
-                        if let Phase::Live(f) = std::mem::replace(&mut t.phase, Phase::Parked) {
+                        if let Phase::Live(f) =
+                            std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None })
+                        {
                             t.phase = Phase::Draining(f);
                         }
                     }
@@ -763,15 +818,24 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         self.sink.lost(f, &loss);
     }
 
-    /// An identity's bytes are gone: what it held is handed on, `[start, end)` (if any) is
-    /// counted as lost, and it is forgotten.
-    fn finish_gone(&mut self, id: &str, start: u64, end: u64, reason: &'static str) {
+    /// An identity's bytes are gone: what it held is handed on, and what it had not read
+    /// up to `end` (the size it was last seen at), if anything, is counted as lost with the
+    /// partial line before it. Then it is forgotten.
+    fn finish_gone(&mut self, id: &str, end: u64, reason: &'static str) {
         let Some(mut t) = self.files.remove(id) else {
             return;
         };
         let wall = self.env.wall_ns();
         let now = self.env.now();
-        let last = t.splitter.flush();
+        let fed = t.splitter.fed_to();
+        // With bytes missing after it, a partial line is a cut line: it is part of the loss.
+        // Without, it is the file's last line.
+        let start = if end > fed {
+            fed - t.splitter.pending_bytes()
+        } else {
+            fed
+        };
+        let last = if end > fed { None } else { t.splitter.flush() };
         let (st, f) = t.split();
         let r = match last {
             Some(line) => self.sink.line(st, f, line, now, wall),
@@ -870,7 +934,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 break;
             }
             if let Some(t) = self.files.get_mut(&id) {
-                t.phase = Phase::Parked;
+                t.phase = Phase::Parked { seen_len: None };
                 open -= 1;
             }
         }
@@ -884,7 +948,11 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         let Ok(file) = self.env.open(&t.seen_path) else {
             return;
         };
-        if self.env.fstat(&file).is_ok_and(|m| m.dev_ino() == t.dev_ino) {
+        if self
+            .env
+            .fstat(&file)
+            .is_ok_and(|m| m.dev_ino() == t.dev_ino)
+        {
             t.phase = Phase::Live(file);
             // Verify the content on the next read: the inode may have been reused.
             t.verified = None;
@@ -946,46 +1014,80 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 return Ok(Found::Checkpoint(c));
             }
         }
-        if len >= FINGERPRINT_BYTES {
-            if let Some(fp) = fingerprint(&self.env, file, FINGERPRINT_BYTES)? {
-                let same = |t: &&Tailed<E::File, S::Stream>| {
-                    t.fp_len == FINGERPRINT_BYTES && t.fp_hash == fp
-                };
-                if let Some(o) = self
-                    .files
-                    .values()
-                    .filter(same)
-                    .find(|t| matches!(t.phase, Phase::Orphan { .. }))
-                {
-                    // The copy holds at least what was read from the original before it
-                    // was truncated; until then it is still being written.
-                    if len < o.splitter.fed_to() {
-                        return Ok(Found::CopyOfActive);
-                    }
-                    return Ok(Found::Orphan(o.identity.clone()));
+        // The first bytes of an identity in memory: an orphan continues in its copy; a copy
+        // of a file still being read (copytruncate has copied and not yet truncated) waits
+        // until the truncation is seen. A full-length fingerprint identifies a copy under
+        // any name; a shorter one only under a rotated name of the identity's file.
+        let mut fps: HashMap<u64, Option<String>> = HashMap::new();
+        let mut copy_of_active = false;
+        let mut orphan = None;
+        for t in self.files.values() {
+            let full = t.fp_len == FINGERPRINT_BYTES;
+            if t.fp_len == 0 || t.fp_len > len || !(full || is_sibling(path, &t.label_path)) {
+                continue;
+            }
+            let fp = match fps.get(&t.fp_len) {
+                Some(fp) => fp.clone(),
+                None => {
+                    let fp = fingerprint(&self.env, file, t.fp_len)?;
+                    fps.insert(t.fp_len, fp.clone());
+                    fp
                 }
-                if self.files.values().any(|t| same(&t)) {
-                    // A copy of a file being read (copytruncate has copied and not yet
-                    // truncated): look again once the truncation is seen.
-                    return Ok(Found::CopyOfActive);
+            };
+            if fp.as_deref() != Some(t.fp_hash.as_str()) {
+                continue;
+            }
+            match t.phase {
+                // The copy holds at least what was read from the original before it was
+                // truncated; until then it is still being written.
+                Phase::Orphan { .. } if len >= t.splitter.fed_to() => {
+                    orphan = Some(t.identity.clone())
                 }
-                for mut c in self.store.by_fingerprint(FINGERPRINT_BYTES, &fp)? {
-                    if !self.files.contains_key(&c.identity) {
-                        c.dev_ino = di.to_owned();
-                        self.store.put(&c)?;
-                        return Ok(Found::Checkpoint(c));
-                    }
-                }
+                _ => copy_of_active = true,
             }
         }
-        let offset = if self.store.is_fresh()
-            && self.first_scan
-            && self.set.read_from == ReadFrom::End
-        {
-            end_of_last_line(&self.env, file, len)?
-        } else {
-            0
-        };
+        if let Some(id) = orphan {
+            return Ok(Found::Orphan(id));
+        }
+        if copy_of_active {
+            return Ok(Found::CopyOfActive);
+        }
+        // A stored checkpoint (after a restart) whose content this file holds: a copy.
+        let mut stored = Vec::new();
+        if len >= FINGERPRINT_BYTES {
+            if let Some(fp) = fingerprint(&self.env, file, FINGERPRINT_BYTES)? {
+                stored = self.store.by_fingerprint(FINGERPRINT_BYTES, &fp)?;
+            }
+        }
+        let short = self
+            .store
+            .recent(self.set.checkpoint_ttl)?
+            .into_iter()
+            .filter(|c| {
+                c.fp_len > 0
+                    && c.fp_len < FINGERPRINT_BYTES
+                    && c.fp_len <= len
+                    && is_sibling(path, &c.path)
+            });
+        for mut c in stored.into_iter().chain(short) {
+            if self.files.contains_key(&c.identity) {
+                continue;
+            }
+            if c.fp_len < FINGERPRINT_BYTES
+                && fingerprint(&self.env, file, c.fp_len)?.as_deref() != Some(c.fp_hash.as_str())
+            {
+                continue;
+            }
+            c.dev_ino = di.to_owned();
+            self.store.put(&c)?;
+            return Ok(Found::Checkpoint(c));
+        }
+        let offset =
+            if self.store.is_fresh() && self.first_scan && self.set.read_from == ReadFrom::End {
+                end_of_last_line(&self.env, file, len)?
+            } else {
+                0
+            };
         let c = self.new_checkpoint(file, len, di, path, offset)?;
         Ok(Found::Checkpoint(c))
     }
@@ -1000,8 +1102,21 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         offset: u64,
     ) -> io::Result<Checkpoint> {
         let fp_len = len.min(FINGERPRINT_BYTES);
+        // Unique even when the clock has not moved since the inode's last identity.
+        let taken: HashSet<String> = self
+            .store
+            .of_inode(di)?
+            .into_iter()
+            .map(|c| c.identity)
+            .collect();
+        let mut ns = self.env.wall_ns();
+        let mut identity = format!("{di}:{ns}");
+        while taken.contains(&identity) || self.files.contains_key(&identity) {
+            ns += 1;
+            identity = format!("{di}:{ns}");
+        }
         let c = Checkpoint {
-            identity: format!("{di}:{}", self.env.wall_ns()),
+            identity,
             dev_ino: di.to_owned(),
             path: path.display().to_string(),
             fp_len,
@@ -1083,16 +1198,29 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         let md = self.env.fstat(file)?;
         let size = md.len;
         let seen = (size, md.mtime_ns);
-        t.size = size;
+        // A file only gets shorter when it is cut. Cut below what was read, or with other
+        // first bytes (or too short to tell), it holds new content; cut but not below what
+        // was read, with the same first bytes, it is the same content, read on.
         let shrank = size < t.splitter.fed_to();
-        let replaced = !shrank
-            && Some(seen) != t.verified
-            && t.fp_len <= size
-            && fingerprint(&self.env, file, t.fp_len)?.as_deref() != Some(t.fp_hash.as_str());
-        if shrank || replaced {
+        let cut = size < t.size;
+        let same_start = |env: &E| -> io::Result<bool> {
+            Ok(t.fp_len <= size
+                && fingerprint(env, file, t.fp_len)?.as_deref() == Some(t.fp_hash.as_str()))
+        };
+        let replaced = if shrank {
+            true
+        } else if cut {
+            !same_start(&self.env)?
+        } else {
+            Some(seen) != t.verified && t.fp_len <= size && !same_start(&self.env)?
+        };
+        if replaced {
+            // The orphan keeps the size its content was last seen at: what it had not read
+            // of that is lost if no copy turns up.
             self.truncated(id, now).map_err(ReadError::Sink)?;
             return Ok(true);
         }
+        t.size = size;
         t.verified = Some(seen);
         // Grow a short fingerprint as the file grows, so identity gets stronger.
         if t.fp_len < FINGERPRINT_BYTES && size > t.fp_len {
@@ -1126,9 +1254,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         let mut read = 0usize;
         while read < self.set.read_budget && t.splitter.fed_to() < size {
             let Some(file) = t.phase.file() else { break };
-            let n = self
-                .env
-                .read_at(file, &mut self.buf, t.splitter.fed_to())?;
+            let n = self.env.read_at(file, &mut self.buf, t.splitter.fed_to())?;
             if n == 0 {
                 break;
             }
@@ -1231,7 +1357,9 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 if let Phase::Live(_) = t.phase {
                     let here = self.env.stat(&t.seen_path).map(|m| m.dev_ino());
                     if here.ok().as_deref() != Some(t.dev_ino.as_str()) {
-                        if let Phase::Live(f) = std::mem::replace(&mut t.phase, Phase::Parked) {
+                        if let Phase::Live(f) =
+                            std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None })
+                        {
                             t.phase = Phase::Draining(f);
                         }
                         self.sh.metrics.rotations.inc();
@@ -1289,9 +1417,11 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         for id in expired {
             // The copy never showed up (compressed at once, or deleted): what the orphan
             // had not read is gone.
-            let Some(t) = self.files.get(&id) else { continue };
-            let (start, end) = (t.splitter.fed_to(), t.size);
-            self.finish_gone(&id, start, end, "truncated");
+            let Some(t) = self.files.get(&id) else {
+                continue;
+            };
+            let end = t.size;
+            self.finish_gone(&id, end, "truncated");
         }
         for id in done {
             if let Some(t) = self.files.remove(&id) {
@@ -1325,12 +1455,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
     /// Refreshes the per-file backlog gauges: unacknowledged bytes, and when the oldest
     /// unacknowledged byte was first seen.
     fn refresh_lag(&mut self) {
-        let acked = self
-            .sh
-            .acked
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default();
+        let acked = self.sh.acked.lock().map(|a| a.clone()).unwrap_or_default();
         for t in self.files.values_mut() {
             if matches!(t.phase, Phase::Orphan { .. }) {
                 continue;
