@@ -921,7 +921,9 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
             .files
             .values()
             .filter(|t| {
+                // Not read since it was (re)opened: it was opened because it has data.
                 matches!(t.phase, Phase::Live(_))
+                    && t.verified.is_some()
                     && t.at_eof()
                     && t.splitter.pending_bytes() == 0
                     && !sink.holds(&t.stream)
