@@ -14,6 +14,8 @@ use fjord_e2e::{
 
 /// Small batches, so that faults hit several of them.
 const SMALL_BATCHES: &str = "max_batch_lines = 200";
+/// What the aggregator declares in these tests.
+const EEA: [&str; 4] = ["--region", "eu-north-1", "--jurisdiction", "EEA"];
 
 fn agent_log_contains(dir: &Path, needle: &str) -> bool {
     std::fs::read_dir(dir)
@@ -27,14 +29,16 @@ fn agent_log_contains(dir: &Path, needle: &str) -> bool {
         })
 }
 
+/// With `ready_requires_shipping = true` (the opt-in), `/readyz` fails while the
+/// aggregator is unreachable and passes once it answers.
 #[test]
-fn aggregator_down_at_start() {
+fn aggregator_down_at_start_fails_readiness_when_it_requires_shipping() {
     let dir = test_dir();
     let port = free_port();
     let cfg = agent_config(
         dir.path(),
         &format!("http://127.0.0.1:{port}"),
-        SMALL_BATCHES,
+        &format!("{SMALL_BATCHES}\nready_requires_shipping = true"),
     );
     append_numbered(&dir.path().join("logs/app.log"), 0..3000);
     let _agent = start_agent(dir.path(), &cfg);
@@ -43,17 +47,17 @@ fn aggregator_down_at_start() {
     });
     let (status, body) = http_get(admin_addr(&cfg), "/readyz").unwrap();
     assert_eq!(status, 503, "{body}");
-    let agg = Aggregator::start_on(
-        dir.path(),
-        port,
-        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
-    );
+    assert!(body.contains("aggregator unreachable"), "{body}");
+    assert_eq!(agent_metric(&cfg, "fjord_agent_aggregator_up"), Some(0.0));
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     agg.expect_exactly_once(&(0..3000).collect(), Duration::from_secs(60));
     assert_eq!(http_get(admin_addr(&cfg), "/readyz").unwrap().0, 200);
+    assert_eq!(agent_metric(&cfg, "fjord_agent_aggregator_up"), Some(1.0));
 }
 
-/// SIGTERM while the aggregator has never been reachable: the agent exits 0 within its
-/// grace period whether or not it has data waiting, and the waiting data flows after a restart.
+/// SIGTERM while the aggregator has never been reachable: the agent is ready all the same
+/// (readiness is its own health), exits 0 within its grace period whether or not it has data
+/// waiting, and the waiting data flows after a restart.
 #[test]
 fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
     let dir = test_dir();
@@ -71,9 +75,12 @@ fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
         }
         let agent = start_agent(dir.path(), &cfg);
         wait_for(
-            "the agent to be up, not ready",
+            "the agent to be ready, the aggregator down",
             Duration::from_secs(30),
-            || matches!(http_get(admin_addr(&cfg), "/readyz"), Ok((503, _))),
+            || {
+                matches!(http_get(admin_addr(&cfg), "/readyz"), Ok((200, _)))
+                    && agent_metric(&cfg, "fjord_agent_aggregator_up") == Some(0.0)
+            },
         );
         if with_data {
             wait_for("the lines read", Duration::from_secs(30), || {
@@ -88,11 +95,7 @@ fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
             t.elapsed()
         );
     }
-    let agg = Aggregator::start_on(
-        dir.path(),
-        port,
-        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
-    );
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     let _agent = start_agent(dir.path(), &cfg);
     agg.expect_exactly_once(&(0..500).collect(), Duration::from_secs(60));
 }
@@ -101,8 +104,7 @@ fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
 fn aggregator_killed_mid_stream_and_back_30s_later() {
     let dir = test_dir();
     let port = free_port();
-    let eea = ["--region", "eu-north-1", "--jurisdiction", "EEA"];
-    let agg = Aggregator::start_on(dir.path(), port, &eea);
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     let cfg = agent_config(dir.path(), &agg.url(), SMALL_BATCHES);
     let writer = Writer::start(&dir.path().join("logs/app.log"), 1000);
     let _agent = start_agent(dir.path(), &cfg);
@@ -111,7 +113,7 @@ fn aggregator_killed_mid_stream_and_back_30s_later() {
     });
     agg.proc.kill();
     std::thread::sleep(Duration::from_secs(30));
-    let agg = Aggregator::start_on(dir.path(), port, &eea);
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     std::thread::sleep(Duration::from_secs(1));
     let written = writer.stop();
     agg.expect_exactly_once(&(0..written).collect(), Duration::from_secs(90));
