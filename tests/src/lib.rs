@@ -332,6 +332,24 @@ pub fn agent_metric(config: &Path, sample: &str) -> Option<f64> {
     })
 }
 
+/// Reads the agent's `/metrics` and returns the sum of every sample of the family `name`
+/// (all label sets), or `None` when it has no sample.
+pub fn agent_metric_sum(config: &Path, name: &str) -> Option<f64> {
+    let (_, body) = http_get(admin_addr(config), "/metrics").ok()?;
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.rsplit_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// Reads `/proc/<pid>/stat` utime+stime in seconds.
 pub fn cpu_seconds(pid: i32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -3,13 +3,13 @@
 //! written line stored exactly once (compared as sets of sequence numbers).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fjord_e2e::proxy::{Fault, Proxy};
 use fjord_e2e::writer::{append_numbered, Writer};
 use fjord_e2e::{
-    admin_addr, agent_config, agent_metric, free_port, http_get, start_agent, test_dir, wait_for,
-    Aggregator,
+    admin_addr, agent_config, agent_metric, agent_metric_sum, free_port, http_get, start_agent,
+    test_dir, wait_for, Aggregator,
 };
 
 /// Small batches, so that faults hit several of them.
@@ -53,6 +53,59 @@ fn aggregator_down_at_start_fails_readiness_when_it_requires_shipping() {
     agg.expect_exactly_once(&(0..3000).collect(), Duration::from_secs(60));
     assert_eq!(http_get(admin_addr(&cfg), "/readyz").unwrap().0, 200);
     assert_eq!(agent_metric(&cfg, "fjord_agent_aggregator_up"), Some(1.0));
+}
+
+/// A log sidecar fails soft: with the aggregator down for 20 s while the app writes,
+/// `/readyz` answers 200 at every poll (the pod stays in its Service), the backlog shows in
+/// `fjord_agent_lag_bytes` and the outage in `fjord_agent_aggregator_up`, and once the
+/// aggregator is back every line arrives exactly once.
+#[test]
+fn aggregator_down_20s_keeps_readyz_200() {
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let dir = test_dir();
+    let port = free_port();
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
+    let cfg = agent_config(dir.path(), &agg.url(), SMALL_BATCHES);
+    let admin = admin_addr(&cfg);
+    let writer = Writer::start(&dir.path().join("logs/app.log"), 500);
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for("some lines stored", Duration::from_secs(30), || {
+        agg.stored_records() > 200
+    });
+    assert_eq!(http_get(admin, "/readyz").unwrap().0, 200);
+
+    agg.proc.kill();
+    let down = Instant::now();
+    let (mut polls, mut most_lag, mut seen_down) = (0u32, 0.0f64, false);
+    while down.elapsed() < OUTAGE {
+        let (status, body) = http_get(admin, "/readyz").expect("/readyz answers");
+        assert_eq!(
+            status,
+            200,
+            "/readyz {:?} into the outage: {body}",
+            down.elapsed()
+        );
+        polls += 1;
+        most_lag = most_lag.max(agent_metric_sum(&cfg, "fjord_agent_lag_bytes").unwrap_or(0.0));
+        seen_down |= agent_metric(&cfg, "fjord_agent_aggregator_up") == Some(0.0);
+        // Poll through the whole outage (its length is the point, not a wait for a state).
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(polls >= 20, "only {polls} polls of /readyz");
+    assert!(seen_down, "fjord_agent_aggregator_up never showed 0");
+    assert!(
+        most_lag > 0.0,
+        "fjord_agent_lag_bytes showed no backlog during the outage"
+    );
+
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
+    let written = writer.stop();
+    agg.expect_exactly_once(&(0..written).collect(), Duration::from_secs(90));
+    wait_for(
+        "fjord_agent_aggregator_up back to 1",
+        Duration::from_secs(10),
+        || agent_metric(&cfg, "fjord_agent_aggregator_up") == Some(1.0),
+    );
 }
 
 /// SIGTERM while the aggregator has never been reachable: the agent is ready all the same
