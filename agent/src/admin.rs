@@ -227,6 +227,9 @@ mod tests {
         assert_eq!(h.readiness(NOW, EVERY), Ok(()));
     }
 
+    /// Breaks one part of a healthy agent.
+    type Break = fn(&Health);
+
     fn tailer_not_started(h: &Health) {
         h.heartbeat.store(0, Ordering::Relaxed);
     }
@@ -249,7 +252,7 @@ mod tests {
     #[test]
     fn the_agents_own_faults_fail_readiness() {
         // How it breaks, and what `/readyz` then says.
-        let cases: [(fn(&Health), &str); 6] = [
+        let cases: [(Break, &str); 6] = [
             (tailer_not_started, "has not started"),
             (tailer_stalled, "has not turned for 61 s"),
             (never_self_checked, "not been checked yet"),
