@@ -91,6 +91,13 @@ pub struct FileConfig {
     pub hash_key_file: Option<PathBuf>,
     /// Ledger rows older than this are removed.
     pub ledger_retention_days: Option<u64>,
+    /// Fail `/readyz` while the aggregator is unreachable or refused by the residency guard
+    /// (default false: readiness reflects only the agent's own health).
+    pub ready_requires_shipping: Option<bool>,
+    /// `/readyz` fails when the state directory's filesystem is at least this full (%).
+    pub disk_full_percent: Option<u8>,
+    /// A warning is logged when a log directory's filesystem is at least this full (%).
+    pub disk_warn_percent: Option<u8>,
 }
 
 /// Where to start reading files that exist at the agent's first start.
@@ -171,6 +178,9 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     pub hash_key: Option<Vec<u8>>,
     pub ledger_retention: Duration,
+    pub ready_requires_shipping: bool,
+    pub disk_full_percent: u8,
+    pub disk_warn_percent: u8,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -453,6 +463,13 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         }
         None => None,
     };
+    let percent = |field: &'static str, v: Option<u8>, default: u8| match v {
+        Some(p) if !(1..=100).contains(&p) => Err(invalid(field, "must be between 1 and 100")),
+        Some(p) => Ok(p),
+        None => Ok(default),
+    };
+    let disk_full_percent = percent("disk_full_percent", f.disk_full_percent, 95)?;
+    let disk_warn_percent = percent("disk_warn_percent", f.disk_warn_percent, 80)?;
     Ok(Config {
         paths,
         url: url.trim_end_matches('/').to_owned(),
@@ -490,6 +507,9 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         allowed_hosts,
         hash_key,
         ledger_retention,
+        ready_requires_shipping: f.ready_requires_shipping.unwrap_or(false),
+        disk_full_percent,
+        disk_warn_percent,
     })
 }
 
@@ -621,6 +641,36 @@ mod tests {
                     assert!(e.to_string().contains("zstd_level"), "{e}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn readiness_and_disk_keys_default_and_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        let base = "paths = [\"/var/log/app/*.log\"]\nurl = \"http://127.0.0.1:3100\"\n";
+        std::fs::write(&p, base).unwrap();
+        let c = load(Some(&p), Overrides::default()).unwrap();
+        assert!(!c.ready_requires_shipping);
+        assert_eq!((c.disk_full_percent, c.disk_warn_percent), (95, 80));
+        std::fs::write(
+            &p,
+            format!("{base}ready_requires_shipping = true\ndisk_full_percent = 100\ndisk_warn_percent = 1\n"),
+        )
+        .unwrap();
+        let c = load(Some(&p), Overrides::default()).unwrap();
+        assert!(c.ready_requires_shipping);
+        assert_eq!((c.disk_full_percent, c.disk_warn_percent), (100, 1));
+        for bad in ["disk_full_percent = 0", "disk_warn_percent = 101"] {
+            std::fs::write(&p, format!("{base}{bad}\n")).unwrap();
+            let err = load(Some(&p), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            let key = bad.split(' ').next().unwrap();
+            assert!(
+                err.contains(key) && err.contains("between 1 and 100"),
+                "{err}"
+            );
         }
     }
 }

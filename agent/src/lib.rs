@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod rules_cmd;
+pub mod selfcheck;
 pub mod ship;
 pub mod state;
 pub mod tail;

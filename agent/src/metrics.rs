@@ -34,6 +34,12 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// A label set naming a directory (a log root or the state directory).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirLabel {
+    pub dir: String,
+}
+
 /// Every metric the agent exports.
 pub struct Metrics {
     registry: Registry,
@@ -76,6 +82,10 @@ pub struct Metrics {
     pub last_ack_unix_seconds: Gauge<f64, AtomicU64>,
     pub residency_blocked: Gauge,
     pub residency_blocks: Family<ReasonLabel, Counter>,
+    // Own health.
+    pub aggregator_up: Gauge,
+    pub state_dir_writable: Gauge,
+    pub filesystem_used_ratio: Family<DirLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -122,6 +132,9 @@ impl Metrics {
             last_ack_unix_seconds: Gauge::default(),
             residency_blocked: Gauge::default(),
             residency_blocks: Family::default(),
+            aggregator_up: Gauge::default(),
+            state_dir_writable: Gauge::default(),
+            filesystem_used_ratio: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -284,6 +297,21 @@ impl Metrics {
             "oldest_unacked_age_seconds",
             "Age of the oldest line not yet acknowledged by the aggregator (0 when all is shipped)",
             m.oldest_unacked_age.clone(),
+        );
+        r.register(
+            "aggregator_up",
+            "1 while the aggregator answers; 0 after a connection failure",
+            m.aggregator_up.clone(),
+        );
+        r.register(
+            "state_dir_writable",
+            "1 while the last write probe of the state directory succeeded",
+            m.state_dir_writable.clone(),
+        );
+        r.register(
+            "filesystem_used_ratio",
+            "Used share (0-1) of the filesystem of each log root and of the state directory",
+            m.filesystem_used_ratio.clone(),
         );
         Metrics { registry, ..m }
     }

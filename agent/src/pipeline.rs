@@ -4,7 +4,8 @@
 //!   → batch;
 //! - the state DB's own thread, which every other task asks for reads and commits;
 //! - the shipper: residency guard → up to `max_in_flight` sends with retries → commit;
-//! - the rules reloader and the admin endpoints.
+//! - the rules reloader, the self-check (state directory, disk budget) and the admin
+//!   endpoints.
 //!
 //! They are joined by one bounded channel (`queue_batches`); when it is full the tailer
 //! stops reading and the log files are the buffer. Per file identity, batches are committed
@@ -34,6 +35,7 @@ use crate::config::Config;
 use crate::discover::{Discovery, Wake, Watcher};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::reload::RulesHandle;
+use crate::selfcheck::{SelfCheck, SELF_CHECK_EVERY};
 use crate::ship::{self, Answer, Shipper};
 use crate::state::{LedgerRow, State, StateHandle, StateOwner};
 use crate::tail::{OsEnv, Settings, Shared, StateCheckpoints, Tailer};
@@ -79,7 +81,14 @@ pub async fn run(
 
     let metrics = Arc::new(Metrics::new());
     let heartbeat = Arc::new(AtomicU64::new(0));
-    let health = Arc::new(Health::new(heartbeat.clone()));
+    let health = Arc::new(Health::new(heartbeat.clone(), cfg.ready_requires_shipping));
+    let self_check = SelfCheck::new(
+        cfg.state_dir.clone(),
+        discovery.roots().to_vec(),
+        cfg.disk_full_percent,
+        cfg.disk_warn_percent,
+        metrics.clone(),
+    );
     let rules = Arc::new(RulesHandle::new(
         redactor,
         cfg.rules_dir.clone(),
@@ -91,14 +100,14 @@ pub async fn run(
     // shipping; its capacity bounds the memory held in encoded batches.
     let (tx, rx) = mpsc::channel::<Formed>(cfg.queue_batches);
 
-    // Stops the helpers (admin, reloader) after the pipeline has drained.
+    // Stops the helpers (admin, reloader, self-check) after the pipeline has drained.
     let helpers_stop = CancellationToken::new();
     // Stops the shipper when the grace period is over.
     let ship_stop = CancellationToken::new();
     let mut helpers = JoinSet::new();
     {
         let stop = helpers_stop.clone();
-        let app = admin::app(metrics.clone(), health.clone());
+        let app = admin::app(metrics.clone(), health.clone(), SELF_CHECK_EVERY);
         helpers.spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
@@ -109,6 +118,7 @@ pub async fn run(
         });
     }
     helpers.spawn(rules.clone().watch(metrics.clone(), helpers_stop.clone()));
+    helpers.spawn(self_check.run(health.clone(), helpers_stop.clone()));
 
     let ship = Arc::new(ShipCtx {
         cfg: cfg.clone(),
@@ -121,7 +131,8 @@ pub async fn run(
         stop: ship_stop.clone(),
         answering: Notify::new(),
     });
-    // Check residency at start, so /readyz tells the truth before any data is read.
+    // Check residency at start, so metrics and logs (and /readyz with
+    // ready_requires_shipping) tell the truth before any data is read.
     {
         let ship = ship.clone();
         helpers.spawn(async move {
@@ -263,7 +274,8 @@ impl ShipCtx {
                     None => {
                         tracing::info!(url = %self.shipper.url(), region = %info.region, jurisdiction = %info.jurisdiction, "residency check passed");
                         self.metrics.residency_blocked.set(0);
-                        self.health.set(Ok(()));
+                        self.metrics.aggregator_up.set(1);
+                        self.health.set_shipping(Ok(()));
                         if let Ok(mut r) = self.residency.write() {
                             *r = Some(info.clone());
                         }
@@ -273,20 +285,23 @@ impl ShipCtx {
                     Some(why) => {
                         tracing::error!(url = %self.shipper.url(), reason = %why, "residency guard: shipping nothing; the data stays on disk");
                         self.metrics.residency_blocked.set(1);
+                        self.metrics.aggregator_up.set(1);
                         self.metrics
                             .residency_blocks
                             .get_or_create(&ReasonLabel {
                                 reason: "jurisdiction".to_owned(),
                             })
                             .inc();
-                        self.health.set(Err(format!("residency guard: {why}")));
+                        self.health
+                            .set_shipping(Err(format!("residency guard: {why}")));
                         wait(&self.stop, RESIDENCY_RECHECK).await;
                     }
                 },
                 Err(err) => {
                     tracing::warn!(url = %self.shipper.url(), %err, "aggregator unreachable; retrying");
+                    self.metrics.aggregator_up.set(0);
                     self.health
-                        .set(Err(format!("aggregator unreachable: {err}")));
+                        .set_shipping(Err(format!("aggregator unreachable: {err}")));
                     self.backoff(ship::backoff(attempt, &mut seed)).await;
                     attempt = attempt.saturating_add(1);
                 }
@@ -315,6 +330,7 @@ impl ShipCtx {
             self.metrics.in_flight.dec();
             match res {
                 Ok(a) => {
+                    self.metrics.aggregator_up.set(1);
                     self.answered();
                     return Some(Outcome::Sent(a, info));
                 }
@@ -322,6 +338,7 @@ impl ShipCtx {
                     tracing::warn!(batch_id = %out.batch_id, reason = %t.reason, attempt, "send failed; retrying");
                     self.metrics.batches_retried.inc();
                     if t.connection {
+                        self.metrics.aggregator_up.set(0);
                         self.forget_residency();
                     }
                     match t.retry_after {
@@ -403,11 +420,13 @@ impl ShipCtx {
             .and_then(|r| r.map_err(|e| e.to_string()))
         {
             Ok(()) => {
+                self.health.set_commit(Ok(()));
                 lock(&self.acked).insert(f.identity.clone(), f.end);
                 tracing::debug!(batch_id = %f.batch_id, records = f.records, "batch committed");
             }
             Err(err) => {
-                tracing::error!(batch_id = %f.batch_id, %err, "cannot store the checkpoint; the batch will be re-sent after restart")
+                tracing::error!(batch_id = %f.batch_id, %err, "cannot store the checkpoint; the batch will be re-sent after restart");
+                self.health.set_commit(Err(err.to_string()));
             }
         }
     }

@@ -332,6 +332,53 @@ pub fn agent_metric(config: &Path, sample: &str) -> Option<f64> {
     })
 }
 
+/// Reads the agent's `/metrics` and returns the sum of every sample of the family `name`
+/// (all label sets), or `None` when it has no sample.
+pub fn agent_metric_sum(config: &Path, name: &str) -> Option<f64> {
+    let (_, body) = http_get(admin_addr(config), "/metrics").ok()?;
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.rsplit_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Whether a `logrotate` binary is on `PATH` (CI installs it; the rotation tests say so and
+/// do nothing without it).
+pub fn logrotate_available() -> bool {
+    Command::new("logrotate").arg("--version").output().is_ok()
+}
+
+/// Runs `logrotate -f` once on `dir/logs/app.log` with `directives` (one per line), its
+/// config and state files in `dir`; panics with logrotate's stderr when it fails.
+pub fn logrotate(dir: &Path, directives: &str) {
+    let conf = dir.join("logrotate.conf");
+    let text = format!(
+        "{}/logs/app.log {{\n  missingok\n  {directives}\n}}\n",
+        dir.display()
+    );
+    std::fs::write(&conf, text).expect("write logrotate.conf");
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(dir.join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("run logrotate");
+    assert!(
+        out.status.success(),
+        "logrotate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Reads `/proc/<pid>/stat` utime+stime in seconds.
 pub fn cpu_seconds(pid: i32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

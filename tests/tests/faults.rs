@@ -3,17 +3,19 @@
 //! written line stored exactly once (compared as sets of sequence numbers).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fjord_e2e::proxy::{Fault, Proxy};
 use fjord_e2e::writer::{append_numbered, Writer};
 use fjord_e2e::{
-    admin_addr, agent_config, agent_metric, free_port, http_get, start_agent, test_dir, wait_for,
-    Aggregator,
+    admin_addr, agent_config, agent_metric, agent_metric_sum, free_port, http_get, start_agent,
+    test_dir, wait_for, Aggregator,
 };
 
 /// Small batches, so that faults hit several of them.
 const SMALL_BATCHES: &str = "max_batch_lines = 200";
+/// What the aggregator declares in these tests.
+const EEA: [&str; 4] = ["--region", "eu-north-1", "--jurisdiction", "EEA"];
 
 fn agent_log_contains(dir: &Path, needle: &str) -> bool {
     std::fs::read_dir(dir)
@@ -27,14 +29,16 @@ fn agent_log_contains(dir: &Path, needle: &str) -> bool {
         })
 }
 
+/// With `ready_requires_shipping = true` (the opt-in), `/readyz` fails while the
+/// aggregator is unreachable and passes once it answers.
 #[test]
-fn aggregator_down_at_start() {
+fn aggregator_down_at_start_fails_readiness_when_it_requires_shipping() {
     let dir = test_dir();
     let port = free_port();
     let cfg = agent_config(
         dir.path(),
         &format!("http://127.0.0.1:{port}"),
-        SMALL_BATCHES,
+        &format!("{SMALL_BATCHES}\nready_requires_shipping = true"),
     );
     append_numbered(&dir.path().join("logs/app.log"), 0..3000);
     let _agent = start_agent(dir.path(), &cfg);
@@ -43,17 +47,70 @@ fn aggregator_down_at_start() {
     });
     let (status, body) = http_get(admin_addr(&cfg), "/readyz").unwrap();
     assert_eq!(status, 503, "{body}");
-    let agg = Aggregator::start_on(
-        dir.path(),
-        port,
-        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
-    );
+    assert!(body.contains("aggregator unreachable"), "{body}");
+    assert_eq!(agent_metric(&cfg, "fjord_agent_aggregator_up"), Some(0.0));
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     agg.expect_exactly_once(&(0..3000).collect(), Duration::from_secs(60));
     assert_eq!(http_get(admin_addr(&cfg), "/readyz").unwrap().0, 200);
+    assert_eq!(agent_metric(&cfg, "fjord_agent_aggregator_up"), Some(1.0));
 }
 
-/// SIGTERM while the aggregator has never been reachable: the agent exits 0 within its
-/// grace period whether or not it has data waiting, and the waiting data flows after a restart.
+/// A log sidecar fails soft: with the aggregator down for 20 s while the app writes,
+/// `/readyz` answers 200 at every poll (the pod stays in its Service), the backlog shows in
+/// `fjord_agent_lag_bytes` and the outage in `fjord_agent_aggregator_up`, and once the
+/// aggregator is back every line arrives exactly once.
+#[test]
+fn aggregator_down_20s_keeps_readyz_200() {
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let dir = test_dir();
+    let port = free_port();
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
+    let cfg = agent_config(dir.path(), &agg.url(), SMALL_BATCHES);
+    let admin = admin_addr(&cfg);
+    let writer = Writer::start(&dir.path().join("logs/app.log"), 500);
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for("some lines stored", Duration::from_secs(30), || {
+        agg.stored_records() > 200
+    });
+    assert_eq!(http_get(admin, "/readyz").unwrap().0, 200);
+
+    agg.proc.kill();
+    let down = Instant::now();
+    let (mut polls, mut most_lag, mut seen_down) = (0u32, 0.0f64, false);
+    while down.elapsed() < OUTAGE {
+        let (status, body) = http_get(admin, "/readyz").expect("/readyz answers");
+        assert_eq!(
+            status,
+            200,
+            "/readyz {:?} into the outage: {body}",
+            down.elapsed()
+        );
+        polls += 1;
+        most_lag = most_lag.max(agent_metric_sum(&cfg, "fjord_agent_lag_bytes").unwrap_or(0.0));
+        seen_down |= agent_metric(&cfg, "fjord_agent_aggregator_up") == Some(0.0);
+        // Poll through the whole outage (its length is the point, not a wait for a state).
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(polls >= 20, "only {polls} polls of /readyz");
+    assert!(seen_down, "fjord_agent_aggregator_up never showed 0");
+    assert!(
+        most_lag > 0.0,
+        "fjord_agent_lag_bytes showed no backlog during the outage"
+    );
+
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
+    let written = writer.stop();
+    agg.expect_exactly_once(&(0..written).collect(), Duration::from_secs(90));
+    wait_for(
+        "fjord_agent_aggregator_up back to 1",
+        Duration::from_secs(10),
+        || agent_metric(&cfg, "fjord_agent_aggregator_up") == Some(1.0),
+    );
+}
+
+/// SIGTERM while the aggregator has never been reachable: the agent is ready all the same
+/// (readiness is its own health), exits 0 within its grace period whether or not it has data
+/// waiting, and the waiting data flows after a restart.
 #[test]
 fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
     let dir = test_dir();
@@ -71,9 +128,12 @@ fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
         }
         let agent = start_agent(dir.path(), &cfg);
         wait_for(
-            "the agent to be up, not ready",
+            "the agent to be ready, the aggregator down",
             Duration::from_secs(30),
-            || matches!(http_get(admin_addr(&cfg), "/readyz"), Ok((503, _))),
+            || {
+                matches!(http_get(admin_addr(&cfg), "/readyz"), Ok((200, _)))
+                    && agent_metric(&cfg, "fjord_agent_aggregator_up") == Some(0.0)
+            },
         );
         if with_data {
             wait_for("the lines read", Duration::from_secs(30), || {
@@ -88,11 +148,7 @@ fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
             t.elapsed()
         );
     }
-    let agg = Aggregator::start_on(
-        dir.path(),
-        port,
-        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
-    );
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     let _agent = start_agent(dir.path(), &cfg);
     agg.expect_exactly_once(&(0..500).collect(), Duration::from_secs(60));
 }
@@ -101,8 +157,7 @@ fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
 fn aggregator_killed_mid_stream_and_back_30s_later() {
     let dir = test_dir();
     let port = free_port();
-    let eea = ["--region", "eu-north-1", "--jurisdiction", "EEA"];
-    let agg = Aggregator::start_on(dir.path(), port, &eea);
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     let cfg = agent_config(dir.path(), &agg.url(), SMALL_BATCHES);
     let writer = Writer::start(&dir.path().join("logs/app.log"), 1000);
     let _agent = start_agent(dir.path(), &cfg);
@@ -111,7 +166,7 @@ fn aggregator_killed_mid_stream_and_back_30s_later() {
     });
     agg.proc.kill();
     std::thread::sleep(Duration::from_secs(30));
-    let agg = Aggregator::start_on(dir.path(), port, &eea);
+    let agg = Aggregator::start_on(dir.path(), port, &EEA);
     std::thread::sleep(Duration::from_secs(1));
     let written = writer.stop();
     agg.expect_exactly_once(&(0..written).collect(), Duration::from_secs(90));

@@ -149,8 +149,10 @@ fn undeclared_jurisdiction_ships_nothing_until_declared() {
     check_all(&agg);
 }
 
+/// A refused jurisdiction stops shipping and shows in the metrics and the agent's log, but
+/// not in `/readyz` (the pod keeps serving; `ready_requires_shipping` would change that).
 #[test]
-fn foreign_jurisdiction_blocks_shipping_and_readiness() {
+fn foreign_jurisdiction_blocks_shipping_not_readiness() {
     let dir = tempfile::tempdir().unwrap();
     let port = fjord_e2e::free_port();
     let agg = Aggregator::start_on(
@@ -165,8 +167,16 @@ fn foreign_jurisdiction_blocks_shipping_and_readiness() {
         fjord_e2e::agent_metric(&cfg, "fjord_agent_residency_blocked") == Some(1.0)
     });
     let (status, body) = fjord_e2e::http_get(fjord_e2e::admin_addr(&cfg), "/readyz").unwrap();
-    assert_eq!(status, 503);
-    assert!(body.contains("\"US\""), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let logged = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
+        .any(|e| {
+            let log = std::fs::read_to_string(e.path()).unwrap_or_default();
+            log.contains("residency guard") && log.contains("\"US\"")
+        });
+    assert!(logged, "the agent's log says why it ships nothing");
     assert_eq!(agg.stored_records(), 0, "nothing shipped outside the EEA");
     let agg = redeclare_eea(agg, dir.path(), port);
     check_all(&agg);
@@ -177,7 +187,8 @@ fn foreign_jurisdiction_blocks_shipping_and_readiness() {
 }
 
 /// https to an aggregator whose certificate a private CA signed: without the CA in
-/// `ca_file` the agent refuses the handshake, ships nothing and is not ready; with it,
+/// `ca_file` the agent refuses the handshake and ships nothing (it stays ready: the
+/// aggregator shows as down in `fjord_agent_aggregator_up`); with it,
 /// every line arrives once, over TLS.
 #[test]
 fn https_with_a_private_ca_needs_its_ca_file() {
@@ -191,8 +202,11 @@ fn https_with_a_private_ca_needs_its_ca_file() {
     wait_for("refused handshakes", Duration::from_secs(30), || {
         front.failed_handshakes() >= 2
     });
-    let (status, _) = fjord_e2e::http_get(fjord_e2e::admin_addr(&cfg), "/readyz").unwrap();
-    assert_eq!(status, 503, "not ready while the aggregator is not trusted");
+    assert_eq!(
+        fjord_e2e::agent_metric(&cfg, "fjord_agent_aggregator_up"),
+        Some(0.0),
+        "an untrusted aggregator counts as down"
+    );
     assert_eq!(front.relayed_connections(), 0);
     assert_eq!(
         agg.stored_records(),

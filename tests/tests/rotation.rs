@@ -15,42 +15,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fjord_e2e::writer::{assert_once_between, seq_of, Writer};
-use fjord_e2e::{agent_config, start_agent, Aggregator};
+use fjord_e2e::{agent_config, logrotate, logrotate_available, start_agent, Aggregator};
 
 /// Lines per second the writer aims for.
 const RATE: u64 = 4000;
 /// Rotations per test.
 const ROTATIONS: usize = 6;
 
-fn logrotate_available() -> bool {
-    Command::new("logrotate").arg("--version").output().is_ok()
-}
-
 /// Runs `logrotate -f` with `directives` on `dir/logs/app.log`, `ROTATIONS` times.
 fn rotate_repeatedly(dir: &Path, directives: &str) {
-    let conf = dir.join("logrotate.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{}/logs/app.log {{\n  missingok\n  {directives}\n}}\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
     for _ in 0..ROTATIONS {
         std::thread::sleep(Duration::from_millis(400));
-        let out = Command::new("logrotate")
-            .arg("-f")
-            .arg("-s")
-            .arg(dir.join("logrotate.state"))
-            .arg(&conf)
-            .output()
-            .expect("run logrotate");
-        assert!(
-            out.status.success(),
-            "logrotate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        logrotate(dir, directives);
     }
 }
 

@@ -1,0 +1,149 @@
+//! A restart right after a rotation must not lose the rotated file's unread tail, with
+//! `paths = ["<logs>/*.log"]`, a glob that does not match the rotated names (`app.log.1`,
+//! `app.log-<date>`, `.gz`), as deploy/k8s ships it.
+//!
+//! Each cycle makes the unread tail deterministic: the agent has shipped everything so far,
+//! is stopped (SIGSTOP), the app writes a burst the agent cannot have read, the file is
+//! rotated (real `logrotate`, or the app renaming its own file), the agent is killed
+//! (SIGKILL, as the OOM killer does) while still stopped, the app writes on into the new
+//! file, and a new agent starts from the state DB. The burst exists only in the rotated
+//! file; the agent must finish its identity there. At the end every line is stored exactly
+//! once.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fjord_e2e::writer::append_numbered;
+use fjord_e2e::{
+    agent_config, logrotate, logrotate_available, start_agent, test_dir, wait_for, Aggregator, Proc,
+};
+
+/// Lines shipped before each stop.
+const SHIPPED: u64 = 1000;
+/// Lines written while the agent is stopped, just before the rotation.
+const BURST: u64 = 5000;
+/// Lines written into the new file after the rotation, before the agent is back.
+const AFTER: u64 = 1000;
+/// Stop → burst → rotate → SIGKILL → restart cycles per test.
+const CYCLES: u64 = 2;
+/// The least time between two rotations: `dateformat` names copies to the second, and
+/// logrotate refuses to rotate onto a name that exists.
+const ROTATION_GAP: Duration = Duration::from_millis(1100);
+
+/// How one test rotates `logs/app.log`.
+enum Rotation {
+    /// `logrotate -f` with these directives.
+    Logrotate(&'static str),
+    /// The app renames its own file to `app.log.1` (the previous `.1` to `.2`, …) and
+    /// reopens `app.log`.
+    Rename,
+}
+
+fn rotate(dir: &Path, how: &Rotation) {
+    match how {
+        Rotation::Logrotate(directives) => logrotate(dir, directives),
+        Rotation::Rename => {
+            let rotated = |n: u32| dir.join(format!("logs/app.log.{n}"));
+            let mut n = 1;
+            while rotated(n).exists() {
+                n += 1;
+            }
+            for k in (1..n).rev() {
+                std::fs::rename(rotated(k), rotated(k + 1)).unwrap();
+            }
+            std::fs::rename(dir.join("logs/app.log"), rotated(1)).unwrap();
+        }
+    }
+}
+
+/// Waits until line `last` is stored (panics after 30 s), then up to 10 s more until all of
+/// `0..=last` are. The second wait does not panic: on an agent that lost lines it ends
+/// with lines missing, and the final check names them.
+fn wait_stored(agg: &Aggregator, last: u64, what: &str) {
+    wait_for(what, Duration::from_secs(30), || {
+        agg.stored_seqs().contains(&last)
+    });
+    let start = Instant::now();
+    while agg.stored_records() <= last && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends `sig` to the agent.
+fn signal(agent: &Proc, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(agent.pid(), sig) }, 0, "kill {sig}");
+}
+
+/// Runs the cycles with `how` and checks that every line written is stored exactly once.
+fn run(how: Rotation) {
+    if !logrotate_available() && !matches!(how, Rotation::Rename) {
+        // CI installs logrotate; locally, say why the test did nothing.
+        eprintln!("logrotate not installed: skipping (CI installs it)");
+        return;
+    }
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let cfg = agent_config(dir.path(), &agg.url(), "");
+    let log = dir.path().join("logs/app.log");
+    let mut agent = start_agent(dir.path(), &cfg);
+    let mut next = 0u64;
+    let mut rotated_at: Option<Instant> = None;
+    for cycle in 0..CYCLES {
+        append_numbered(&log, next..next + SHIPPED);
+        next += SHIPPED;
+        wait_stored(&agg, next - 1, "the lines before the burst stored");
+        signal(&agent, libc::SIGSTOP);
+        append_numbered(&log, next..next + BURST);
+        next += BURST;
+        if let Some(t) = rotated_at {
+            std::thread::sleep(ROTATION_GAP.saturating_sub(t.elapsed()));
+        }
+        rotate(dir.path(), &how);
+        rotated_at = Some(Instant::now());
+        agent.kill();
+        append_numbered(&log, next..next + AFTER);
+        next += AFTER;
+        agent = start_agent(dir.path(), &cfg);
+        // The lines after the rotation are in a file the glob matches: once they are
+        // stored, the restarted agent has had its chance at the rotated file too.
+        wait_stored(
+            &agg,
+            next - 1,
+            &format!("cycle {cycle}: the new file's last line stored"),
+        );
+    }
+    let expected: BTreeSet<u64> = (0..next).collect();
+    let stored: BTreeSet<u64> = agg.stored_seqs().into_iter().collect();
+    eprintln!(
+        "{next} lines written, {} never stored",
+        expected.difference(&stored).count()
+    );
+    agg.expect_exactly_once(&expected, Duration::from_secs(5));
+}
+
+#[test]
+fn sigkill_after_logrotate_create_loses_no_unread_line() {
+    run(Rotation::Logrotate("rotate 10\n  create"));
+}
+
+#[test]
+fn sigkill_after_logrotate_copytruncate_loses_no_unread_line() {
+    run(Rotation::Logrotate("rotate 10\n  copytruncate"));
+}
+
+/// Date-named copies, compressed one rotation late: the second cycle compresses the first
+/// cycle's copy (`.gz`), which the agent must have finished by then, and leaves the second
+/// cycle's copy plain for the restarted agent to finish.
+#[test]
+fn sigkill_after_logrotate_dateext_delaycompress_loses_no_unread_line() {
+    run(Rotation::Logrotate(
+        "rotate 10\n  create\n  dateext\n  dateformat -%Y%m%d-%H%M%S\n  compress\n  delaycompress",
+    ));
+}
+
+#[test]
+fn sigkill_after_the_app_renames_and_reopens_its_log_loses_no_unread_line() {
+    run(Rotation::Rename);
+}
