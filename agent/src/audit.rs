@@ -92,7 +92,22 @@ pub struct Report {
     pub rules_versions: Vec<RulesVersion>,
     pub outcomes: BTreeMap<String, u64>,
     pub dead_lettered: Vec<String>,
+    /// Byte ranges a rotation deleted, or a truncation cut, before they were read.
+    pub lost: Vec<LostRange>,
     pub unacknowledged: Vec<PendingEntry>,
+}
+
+/// Bytes of a file lost before they were read (a ledger row with outcome `lost`).
+#[derive(Debug, Serialize)]
+pub struct LostRange {
+    pub path: String,
+    pub start_off: u64,
+    pub end_off: u64,
+    pub bytes: u64,
+    /// `rotated_away` or `truncated`.
+    pub reason: String,
+    /// Unix nanoseconds when the loss was noticed.
+    pub noticed_ns: i64,
 }
 
 fn now_ns() -> i64 {
@@ -123,7 +138,21 @@ pub fn report(
     let mut versions: BTreeMap<String, RulesVersion> = BTreeMap::new();
     let mut outcomes = BTreeMap::new();
     let mut dead = Vec::new();
+    let mut lost = Vec::new();
     for r in rows {
+        *outcomes.entry(r.outcome.clone()).or_insert(0) += 1;
+        if r.outcome == "lost" {
+            // Nothing left the pod: no destination, no rules.
+            lost.push(LostRange {
+                path: r.path.clone(),
+                start_off: r.start_off,
+                end_off: r.end_off,
+                bytes: r.raw_bytes,
+                reason: r.reason.clone(),
+                noticed_ns: r.sent_ns,
+            });
+            continue;
+        }
         let key = (
             r.destination.clone(),
             r.region.clone(),
@@ -156,7 +185,6 @@ pub fn report(
             v.last_ns = v.last_ns.max(r.sent_ns);
             v.batches += 1;
         }
-        *outcomes.entry(r.outcome.clone()).or_insert(0) += 1;
         if r.outcome == "dead_letter" {
             dead.push(r.batch_id.clone());
         }
@@ -180,6 +208,7 @@ pub fn report(
         rules_versions,
         outcomes,
         dead_lettered: dead,
+        lost,
         unacknowledged: pending,
     }
 }
@@ -264,6 +293,22 @@ pub fn render_text(r: &Report) -> String {
     line(format!("Dead-lettered batches: {}", r.dead_lettered.len()));
     for id in &r.dead_lettered {
         line(format!("  {id}"));
+    }
+    line(format!(
+        "Lost before they were read (deleted or cut by a rotation): {} bytes in {} ranges",
+        r.lost.iter().map(|l| l.bytes).sum::<u64>(),
+        r.lost.len()
+    ));
+    for l in &r.lost {
+        line(format!(
+            "  {}  {} [{}, {})  {} bytes  {}",
+            ts(l.noticed_ns),
+            l.path,
+            l.start_off,
+            l.end_off,
+            l.bytes,
+            l.reason
+        ));
     }
     line(format!(
         "Unacknowledged batches (sent or about to be, no answer yet): {}",
@@ -385,6 +430,7 @@ mod tests {
             rules_version: "v1".into(),
             redactions: red.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             outcome: outcome.into(),
+            reason: String::new(),
         }
     }
 
@@ -403,5 +449,27 @@ mod tests {
         assert_eq!(r.dead_lettered.len(), 1);
         let text = render_text(&r);
         assert!(text.contains("DATA WAS SENT TO"), "{text}");
+    }
+
+    #[test]
+    fn losses_are_listed_and_go_to_no_destination() {
+        let mut lost = row("", "", "lost", &[]);
+        lost.raw_bytes = 350;
+        lost.reason = "truncated".into();
+        let rows = vec![row("https://eu", "EEA", "acked", &[]), lost];
+        let r = report("s".into(), (0, 1), &["EEA".into()], &rows, Vec::new());
+        assert_eq!(r.destinations.len(), 1, "a loss is not a destination");
+        assert!(r.outside_allowed.is_empty());
+        assert_eq!(r.lost.len(), 1);
+        assert_eq!(r.lost[0].bytes, 350);
+        assert_eq!(r.outcomes["lost"], 1);
+        let text = render_text(&r);
+        assert!(
+            text.contains(
+                "Lost before they were read (deleted or cut by a rotation): 350 bytes in 1 ranges"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("350 bytes  truncated"), "{text}");
     }
 }

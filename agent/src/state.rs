@@ -73,6 +73,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX checkpoints_dev_ino ON checkpoints(dev_ino);
      CREATE INDEX checkpoints_fp ON checkpoints(fp_hash);
      CREATE INDEX ledger_sent ON ledger(sent_ns);",
+    // 3: why bytes were lost (outcome `lost`): `rotated_away` or `truncated`.
+    "ALTER TABLE ledger ADD COLUMN reason TEXT NOT NULL DEFAULT '';",
 ];
 
 /// A checkpoint row.
@@ -124,6 +126,9 @@ pub struct LedgerEntry {
     pub rules_version: String,
     /// Redaction counts per rule, as sent in `Fjord-Redactions`.
     pub redactions: std::collections::BTreeMap<String, u64>,
+    /// For outcome `lost`: `rotated_away` or `truncated`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// `acked`, `duplicate`, `dead_letter`, or `lost` (bytes a rotation deleted before they
     /// were read: `start_off..end_off` of the file, `raw_bytes` of them).
     pub outcome: String,
@@ -216,7 +221,8 @@ impl State {
     pub fn ledger(&self, from_ns: i64, to_ns: i64) -> Result<Vec<LedgerEntry>, rusqlite::Error> {
         let mut st = self.conn.prepare(
             "SELECT batch_id, sent_ns, destination, region, jurisdiction, path, start_off, end_off,
-                    records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome
+                    records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome,
+                    reason
              FROM ledger WHERE sent_ns >= ?1 AND sent_ns < ?2 ORDER BY sent_ns, id",
         )?;
         let rows = st.query_map(params![from_ns, to_ns], |r| {
@@ -237,6 +243,7 @@ impl State {
                 rules_version: r.get(12)?,
                 redactions: fjord_wire::headers::parse_redactions(&redactions).unwrap_or_default(),
                 outcome: r.get(14)?,
+                reason: r.get(15)?,
             })
         })?;
         rows.collect()
@@ -459,15 +466,17 @@ impl State {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO ledger (batch_id, sent_ns, destination, region, jurisdiction, path, start_off,
-               end_off, records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome)
-             VALUES (?1, ?2, '', '', '', ?3, ?4, ?5, 0, ?6, 0, '', '', '{}', 'lost')",
+               end_off, records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome,
+               reason)
+             VALUES (?1, ?2, '', '', '', ?3, ?4, ?5, 0, ?6, 0, '', '', '{}', 'lost', ?7)",
             params![
-                format!("lost:{identity}:{}:{}", loss.start_off, loss.reason),
+                format!("lost:{identity}:{}", loss.start_off),
                 now_ns(),
                 loss.path,
                 loss.start_off as i64,
                 loss.end_off as i64,
                 loss.end_off.saturating_sub(loss.start_off) as i64,
+                loss.reason,
             ],
         )?;
         tx.execute("DELETE FROM pending WHERE identity = ?1", [identity])?;

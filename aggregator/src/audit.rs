@@ -208,7 +208,8 @@ pub struct LedgerEntry {
     pub destination: String,
     pub records: u64,
     pub payload_sha256: String,
-    /// `acked`, `duplicate` or `dead_letter`.
+    /// `acked`, `duplicate`, `dead_letter`, or `lost` (bytes the agent could not read: a
+    /// rotation deleted them first; nothing was sent).
     pub outcome: String,
 }
 
@@ -232,12 +233,15 @@ pub fn read_ledger(path: &Path) -> Result<Vec<LedgerEntry>, AuditError> {
             line: i + 1,
             reason: e.to_string(),
         })?;
-        if !matches!(e.outcome.as_str(), "acked" | "duplicate" | "dead_letter") {
+        if !matches!(
+            e.outcome.as_str(),
+            "acked" | "duplicate" | "dead_letter" | "lost"
+        ) {
             return Err(AuditError::Ledger {
                 path: path.to_owned(),
                 line: i + 1,
                 reason: format!(
-                    "outcome {:?} is not acked, duplicate or dead_letter",
+                    "outcome {:?} is not acked, duplicate, dead_letter or lost",
                     e.outcome
                 ),
             });
@@ -321,6 +325,9 @@ pub struct VerifyReport {
     pub ledger_rows: u64,
     pub ledger_acked: u64,
     pub ledger_dead_letter: u64,
+    /// Rows for bytes lost on the agent's side before they were read (nothing was sent).
+    #[serde(default)]
+    pub ledger_lost: u64,
     pub missing: Vec<MissingBatch>,
     pub extra: Vec<ExtraBatch>,
     pub altered: Vec<AlteredBatch>,
@@ -462,6 +469,7 @@ fn verify_in_snapshot(
         ledger_rows: 0,
         ledger_acked: 0,
         ledger_dead_letter: 0,
+        ledger_lost: 0,
         missing: Vec::new(),
         extra: Vec::new(),
         altered: Vec::new(),
@@ -533,6 +541,10 @@ fn verify_in_snapshot(
             report.ledger_rows += 1;
             if e.outcome == "dead_letter" {
                 report.ledger_dead_letter += 1;
+                continue;
+            }
+            if e.outcome == "lost" {
+                report.ledger_lost += 1;
                 continue;
             }
             report.ledger_acked += 1;
@@ -981,8 +993,8 @@ pub fn render_verify(r: &VerifyReport) -> String {
     if let Some(l) = &r.ledger {
         let _ = writeln!(
             s,
-            "ledger {l}: {} rows, {} acknowledged, {} dead-lettered (not expected here)",
-            r.ledger_rows, r.ledger_acked, r.ledger_dead_letter
+            "ledger {l}: {} rows, {} acknowledged, {} dead-lettered (not expected here), {} lost on the agent before they were read",
+            r.ledger_rows, r.ledger_acked, r.ledger_dead_letter, r.ledger_lost
         );
     }
     for m in &r.missing {

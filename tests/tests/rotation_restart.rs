@@ -14,9 +14,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fjord_e2e::writer::append_numbered;
+use fjord_e2e::writer::{append_numbered, numbered_line};
 use fjord_e2e::{
-    agent_config, logrotate, logrotate_available, start_agent, test_dir, wait_for, Aggregator, Proc,
+    agent_config, agent_metric, agent_metric_sum, bin, free_port, logrotate, logrotate_available,
+    start_agent, test_dir, wait_for, Aggregator, Proc,
 };
 
 /// Lines shipped before each stop.
@@ -146,4 +147,79 @@ fn sigkill_after_logrotate_dateext_delaycompress_loses_no_unread_line() {
 #[test]
 fn sigkill_after_the_app_renames_and_reopens_its_log_loses_no_unread_line() {
     run(Rotation::Rename);
+}
+
+/// Bytes a rotation destroys before the agent reads them are counted, not hidden. The agent
+/// has seen the whole file but, with the aggregator down and a one-batch queue, read only
+/// its start; logrotate then copies and truncates it and compresses the copy at once (no
+/// `delaycompress`), so the unread rest exists nowhere the agent may read. Once the
+/// aggregator is up: what was read is stored exactly once, the rest is counted in
+/// `fjord_agent_lost_bytes_total` and written to the ledger, and the two add up to the file.
+#[test]
+fn bytes_a_rotation_destroyed_unread_are_counted_and_in_the_ledger() {
+    if !logrotate_available() {
+        eprintln!("logrotate not installed: skipping (CI installs it)");
+        return;
+    }
+    const LINES: u64 = 20_000;
+    let dir = test_dir();
+    let port = free_port();
+    let cfg = agent_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        "queue_batches = 1\nmax_in_flight = 1\nmax_batch_bytes = 4096",
+    );
+    let log = dir.path().join("logs/app.log");
+    append_numbered(&log, 0..LINES);
+    let size = std::fs::metadata(&log).unwrap().len();
+    let _agent = start_agent(dir.path(), &cfg);
+    wait_for(
+        "the agent to start reading",
+        Duration::from_secs(30),
+        || agent_metric(&cfg, "fjord_agent_read_bytes_total").is_some_and(|b| b > 0.0),
+    );
+    logrotate(dir.path(), "rotate 1\n  copytruncate\n  compress");
+    assert!(dir.path().join("logs/app.log.1.gz").exists());
+    let agg = Aggregator::start_on(
+        dir.path(),
+        port,
+        &["--region", "eu-north-1", "--jurisdiction", "EEA"],
+    );
+    let mut lost = 0.0;
+    wait_for("the loss to be counted", Duration::from_secs(90), || {
+        lost = agent_metric_sum(&cfg, "fjord_agent_lost_bytes_total").unwrap_or(0.0);
+        lost > 0.0
+    });
+    let lost = lost as u64;
+    // The lines before the loss, by their lengths: the loss starts at a line boundary.
+    let mut kept = 0u64;
+    let mut lines = 0u64;
+    while kept < size - lost {
+        kept += numbered_line(lines).len() as u64 + 1;
+        lines += 1;
+    }
+    assert_eq!(kept, size - lost, "the loss starts at a line boundary");
+    assert!(
+        lines < LINES / 2,
+        "most of the file was unread: {lines} lines read"
+    );
+    let expected: BTreeSet<u64> = (0..lines).collect();
+    agg.expect_exactly_once(&expected, Duration::from_secs(60));
+    let out = std::process::Command::new(bin("fjord-agent"))
+        .args(["audit", "--output", "json", "--state"])
+        .arg(dir.path().join("state"))
+        .output()
+        .expect("run fjord-agent audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ranges = report["lost"].as_array().expect("lost ranges");
+    assert_eq!(ranges.len(), 1, "{report}");
+    assert_eq!(ranges[0]["bytes"], lost, "{report}");
+    assert_eq!(ranges[0]["end_off"], size, "{report}");
+    assert_eq!(ranges[0]["reason"], "truncated", "{report}");
+    assert_eq!(report["outcomes"]["lost"], 1, "{report}");
 }

@@ -260,6 +260,8 @@ struct Got {
 struct Recorder {
     got: Rc<RefCell<Got>>,
     st: Rc<RefCell<Store>>,
+    /// Refuse this line once, as a batch that cannot be formed.
+    fail_seq: Option<u64>,
 }
 
 impl Sink for Recorder {
@@ -275,6 +277,10 @@ impl Sink for Recorder {
         _now: Instant,
         _read_ns: i64,
     ) -> Result<(), Stop> {
+        if self.fail_seq.is_some() && self.fail_seq == seq_of(&line.text) {
+            self.fail_seq = None;
+            return Err(Stop::File("test: this batch cannot be formed".into()));
+        }
         self.got.borrow_mut().lines.push((
             f.identity.to_owned(),
             line.start,
@@ -389,6 +395,10 @@ impl World {
     }
 
     fn tailer(&self, base: Instant) -> ModelTailer {
+        self.tailer_failing(base, None)
+    }
+
+    fn tailer_failing(&self, base: Instant, fail_seq: Option<u64>) -> ModelTailer {
         let set = Settings {
             max_open_files: self.max_open_files,
             max_line_bytes: 4096,
@@ -412,6 +422,7 @@ impl World {
         let sink = Recorder {
             got: self.got.clone(),
             st: self.st.clone(),
+            fail_seq,
         };
         let sh = Shared {
             metrics: Arc::new(Metrics::new()),
@@ -690,4 +701,63 @@ fn a_copy_compressed_before_it_is_read_is_counted_lost() {
     let got = w.got.borrow();
     assert_eq!(got.lines.len(), 1);
     assert_eq!(got.lost, 7 * 50);
+}
+
+/// A batch that cannot be formed stops its file: nothing after it is emitted (so no later
+/// checkpoint passes it), and after a restart the file is read again from the checkpoint.
+#[test]
+fn a_refused_line_stops_its_file_until_restart() {
+    let base = Instant::now();
+    let mut w = World::new(64, 1 << 20, false);
+    let mut t = w.tailer_failing(base, Some(5));
+    w.apply(&Op::Write { lines: 10, pad: 30 });
+    quiesce(&mut t);
+    w.apply(&Op::Write { lines: 10, pad: 30 });
+    quiesce(&mut t);
+    let seqs = |w: &World| -> Vec<u64> {
+        w.got
+            .borrow()
+            .lines
+            .iter()
+            .filter_map(|l| seq_of(&l.3))
+            .collect()
+    };
+    assert_eq!(seqs(&w), vec![1, 2, 3, 4], "nothing after the refused line");
+    let ckpt = w.st.borrow().cps.values().map(|c| c.offset).max();
+    assert_eq!(
+        ckpt,
+        Some(4 * 39),
+        "the checkpoint stops before the refused line"
+    );
+    drop(t);
+    let mut t = w.tailer(base);
+    quiesce(&mut t);
+    assert_eq!(seqs(&w), (1..=20).collect::<Vec<_>>());
+}
+
+/// The backlog gauges: unacknowledged bytes, and how old the oldest unacknowledged line is.
+#[test]
+fn backlog_gauges_follow_the_acknowledged_offset() {
+    let base = Instant::now();
+    let mut w = World::new(64, 1 << 20, false);
+    let mut t = w.tailer(base);
+    w.apply(&Op::Write { lines: 10, pad: 30 }); // 390 bytes
+    t.round(true).unwrap();
+    let label = FileLabel { path: APP.into() };
+    let sh = &t.sh;
+    assert_eq!(sh.metrics.lag_bytes.get_or_create(&label).get(), 390);
+    let first_seen = sh.metrics.oldest_unacked.get_or_create(&label).get();
+    assert!(first_seen > 1.7e9, "a Unix time: {first_seen}");
+    let text = sh.metrics.encode();
+    assert!(
+        text.contains("fjord_agent_oldest_unacked_age_seconds{path=\"/logs/app.log\"}"),
+        "{text}"
+    );
+    // Acknowledged up to the end: nothing is waiting.
+    let id = t.files.keys().next().cloned().unwrap();
+    t.sh.acked.lock().unwrap().insert(id, 390);
+    t.env_mut().wait(LAG_REFRESH);
+    t.round(true).unwrap();
+    assert_eq!(t.sh.metrics.lag_bytes.get_or_create(&label).get(), 0);
+    assert_eq!(t.sh.metrics.oldest_unacked.get_or_create(&label).get(), 0.0);
 }

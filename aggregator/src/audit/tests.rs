@@ -357,9 +357,16 @@ fn ledger_errors_name_the_line() {
     assert!(e.contains("l.jsonl line 3"), "{e}");
     std::fs::write(
         &p,
-        "{\"batch_id\":\"a\",\"sent_ns\":1,\"records\":1,\"payload_sha256\":\"x\",\"outcome\":\"lost\"}\n",
+        "{\"batch_id\":\"a\",\"sent_ns\":1,\"records\":1,\"payload_sha256\":\"x\",\"outcome\":\"sent\"}\n",
     )
     .unwrap();
     let e = read_ledger(&p).unwrap_err().to_string();
-    assert!(e.contains("\"lost\""), "{e}");
+    assert!(e.contains("\"sent\""), "{e}");
+    // Bytes the agent lost before reading them: a row the verify counts, expecting no receipt.
+    std::fs::write(
+        &p,
+        "{\"batch_id\":\"lost:1:2:3:0\",\"sent_ns\":1,\"records\":0,\"payload_sha256\":\"\",\"outcome\":\"lost\",\"reason\":\"truncated\"}\n",
+    )
+    .unwrap();
+    assert_eq!(read_ledger(&p).unwrap()[0].outcome, "lost");
 }
