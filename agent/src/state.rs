@@ -458,6 +458,23 @@ impl State {
         rows.collect()
     }
 
+    /// Checkpoints seen within `ttl` whose path is a proper prefix of `path`: the
+    /// identities a file at `path` may be a rotated copy of.
+    pub fn checkpoints_extended_by(
+        &self,
+        path: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Checkpoint>, rusqlite::Error> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints
+             WHERE seen_ns >= ?2 AND length(path) < length(?1)
+               AND substr(?1, 1, length(path)) = path
+             ORDER BY updated_ns DESC"
+        ))?;
+        let rows = st.query_map(params![path, age_cutoff(ttl)], checkpoint_row)?;
+        rows.collect()
+    }
+
     /// Records a loss as a ledger row with outcome `lost`, and forgets the identity's
     /// pending batches (their bytes are gone).
     pub fn record_loss(&mut self, identity: &str, loss: &Loss) -> Result<(), rusqlite::Error> {
@@ -636,5 +653,79 @@ mod tests {
         assert_eq!(s.touch_and_forget(&[], Duration::ZERO).unwrap(), 1);
         assert_eq!(s.offset("id-1").unwrap(), None);
         assert_eq!(s.prune_ledger(Duration::ZERO).unwrap(), 1);
+    }
+
+    #[test]
+    fn rotated_names_find_their_checkpoint_and_losses_reach_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        let c = |id: &str, path: &str| Checkpoint {
+            identity: id.into(),
+            dev_ino: "1:2".into(),
+            path: path.into(),
+            fp_len: 9,
+            fp_hash: "ab".into(),
+            offset: 0,
+        };
+        s.put_checkpoint(&c("a", "/l/app.log")).unwrap();
+        s.put_checkpoint(&c("b", "/l/app.log.1")).unwrap();
+        s.put_checkpoint(&c("c", "/l/other.log")).unwrap();
+        let ids = |v: Vec<Checkpoint>| -> Vec<String> {
+            let mut v: Vec<String> = v.into_iter().map(|c| c.identity).collect();
+            v.sort();
+            v
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            ids(s.checkpoints_extended_by("/l/app.log.1", day).unwrap()),
+            ["a"]
+        );
+        assert_eq!(
+            ids(s.checkpoints_extended_by("/l/app.log.1.2", day).unwrap()),
+            ["a", "b"]
+        );
+        assert!(s
+            .checkpoints_extended_by("/l/app.log", day)
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.recent_checkpoints(day).unwrap().len(), 3);
+        s.add_pending("p1", "a", 0, 100).unwrap();
+        let loss = Loss {
+            path: "/l/app.log".into(),
+            start_off: 40,
+            end_off: 100,
+            reason: "rotated_away",
+        };
+        s.record_loss("a", &loss).unwrap();
+        assert!(
+            s.pending("a").unwrap().is_empty(),
+            "the lost batch is no longer pending"
+        );
+        let rows = s.ledger(0, i64::MAX).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].outcome, "lost");
+        assert_eq!(rows[0].raw_bytes, 60);
+        assert_eq!(rows[0].reason, "rotated_away");
+    }
+
+    #[tokio::test]
+    async fn one_thread_owns_the_db_and_answers_both_kinds_of_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let (owner, h) = StateOwner::start(State::open(dir.path()).unwrap()).unwrap();
+        assert!(h.is_fresh());
+        let h2 = h.clone();
+        std::thread::spawn(move || {
+            h2.run_blocking(|s| s.add_pending("b", "id", 0, 10))
+                .unwrap()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        let p = h.run(|s| s.pending("id")).await.unwrap().unwrap();
+        assert_eq!(p, vec![(0, 10)]);
+        drop(h);
+        tokio::task::spawn_blocking(move || owner.join())
+            .await
+            .unwrap();
     }
 }

@@ -173,6 +173,9 @@ pub trait Checkpoints {
     fn by_fingerprint(&mut self, fp_len: u64, fp_hash: &str) -> io::Result<Vec<Checkpoint>>;
     /// Checkpoints seen within `ttl` (after a restart: identities that may have rotated).
     fn recent(&mut self, ttl: Duration) -> io::Result<Vec<Checkpoint>>;
+    /// Checkpoints seen within `ttl` whose path `path` extends (`app.log` for
+    /// `app.log.1`): the identities `path` may be a rotated copy of.
+    fn rotated_from(&mut self, path: &str, ttl: Duration) -> io::Result<Vec<Checkpoint>>;
     /// Records (or updates) a checkpoint; its offset never moves backwards.
     fn put(&mut self, c: &Checkpoint) -> io::Result<()>;
     /// The end of the last batch of `identity` formed before a restart and not answered:
@@ -219,6 +222,14 @@ impl Checkpoints for StateCheckpoints {
     fn recent(&mut self, ttl: Duration) -> io::Result<Vec<Checkpoint>> {
         self.state
             .run_blocking(move |s| s.recent_checkpoints(ttl))
+            .map_err(db)?
+            .map_err(sql)
+    }
+
+    fn rotated_from(&mut self, path: &str, ttl: Duration) -> io::Result<Vec<Checkpoint>> {
+        let path = path.to_owned();
+        self.state
+            .run_blocking(move |s| s.checkpoints_extended_by(&path, ttl))
             .map_err(db)?
             .map_err(sql)
     }
@@ -272,8 +283,8 @@ enum Phase<F> {
     /// Open at a path `paths` matches; read as it grows.
     Live(F),
     /// Closed to stay within `max_open_files`; reopened by path when discovery sees its
-    /// inode at a size other than what was read (`seen_len`).
-    Parked { seen_len: Option<u64> },
+    /// inode (`seen`: size and mtime) other than it was when last read.
+    Parked { seen: Option<(u64, i64)> },
     /// Renamed away, deleted, or found as a rotated sibling: read to its end, then finished.
     Draining(F),
     /// Its inode was truncated or replaced: waiting for the rotated copy.
@@ -283,6 +294,14 @@ enum Phase<F> {
 }
 
 impl<F> Phase<F> {
+    /// Live → Draining: its inode left the followed path. Other phases stay.
+    fn draining(self) -> Self {
+        match self {
+            Phase::Live(f) => Phase::Draining(f),
+            p => p,
+        }
+    }
+
     fn file(&self) -> Option<&F> {
         match self {
             Phase::Live(f) | Phase::Draining(f) => Some(f),
@@ -317,6 +336,12 @@ struct Tailed<F, S> {
 }
 
 impl<F, S> Tailed<F, S> {
+    /// Moves to the phase `to` makes of the current one.
+    fn shift(&mut self, to: impl FnOnce(Phase<F>) -> Phase<F>) {
+        let from = std::mem::replace(&mut self.phase, Phase::Failed);
+        self.phase = to(from);
+    }
+
     fn at_eof(&self) -> bool {
         self.phase.file().is_none() || self.size <= self.splitter.fed_to()
     }
@@ -522,17 +547,15 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                         self.sh.metrics.rotations.inc();
                         t.seen_path = path;
                     }
-                    match std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None }) {
+                    t.shift(|p| match p {
                         // Back at a followed path (renamed to a name `paths` matches).
-                        Phase::Draining(f) | Phase::Live(f) => t.phase = Phase::Live(f),
+                        Phase::Draining(f) | Phase::Live(f) => Phase::Live(f),
                         // Not its size: what it holds now may be new content.
-                        Phase::Parked { .. } => {
-                            t.phase = Phase::Parked {
-                                seen_len: Some(md.len),
-                            }
-                        }
-                        other => t.phase = other,
-                    }
+                        Phase::Parked { .. } => Phase::Parked {
+                            seen: Some((md.len, md.mtime_ns)),
+                        },
+                        other => other,
+                    });
                 }
                 continue;
             }
@@ -553,16 +576,13 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
             if seen.contains(&t.dev_ino) {
                 continue;
             }
-            match std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None }) {
-                Phase::Live(f) => {
+            match t.phase {
+                Phase::Live(_) => {
                     self.sh.metrics.rotations.inc();
-                    t.phase = Phase::Draining(f);
+                    t.shift(Phase::draining);
                 }
-                p @ Phase::Parked { .. } => {
-                    t.phase = p;
-                    gone.push(t.identity.clone());
-                }
-                other => t.phase = other,
+                Phase::Parked { .. } => gone.push(t.identity.clone()),
+                _ => {}
             }
         }
         for id in gone {
@@ -572,12 +592,15 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
         if self.first_scan {
             self.resume_rotated(now);
         }
-        // Reopen parked files that grew, within the open-file limit.
+        // Reopen parked files that changed, within the open-file limit.
         let grown: Vec<String> = self
             .files
             .values()
             .filter(|t| match t.phase {
-                Phase::Parked { seen_len } => seen_len.is_some_and(|l| l != t.splitter.fed_to()),
+                // Grown, or cut and rewritten (even to the same size: the mtime differs).
+                Phase::Parked { seen: Some(seen) } => {
+                    seen.0 != t.splitter.fed_to() || Some(seen) != t.verified
+                }
                 _ => false,
             })
             .map(|t| t.identity.clone())
@@ -773,25 +796,21 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 &name,
                 &c.dev_ino,
                 (c.fp_len, &c.fp_hash),
-                c.offset,
+                // Only a sibling holding more than was acknowledged has anything to read.
+                c.offset + 1,
                 c.fp_len > 0,
             );
             match found {
-                Some((p, md, f)) if md.len > c.offset => {
+                Some((p, md, f)) => {
                     tracing::info!(path = %p.display(), from = %c.path, offset = c.offset, "finishing a file rotated while the agent was down");
                     let di = md.dev_ino();
                     self.attach(c, f, &p, &di, md.len, now);
                     if let Some(t) = self.by_inode.get(&di).and_then(|id| self.files.get_mut(id)) {
-                        if let Phase::Live(f) =
-                            std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None })
-                        {
-                            t.phase = Phase::Draining(f);
-                        }
+                        t.shift(Phase::draining);
                     }
                 }
-                Some(_) => {}
                 None => {
-                    // Gone. Bytes of batches formed before the restart and never answered
+                    // Gone, or read to its end. Bytes of batches formed before the restart and never answered
                     // were read; they cannot be sent again.
                     let end = self.store.pending_end(&c.identity).ok().flatten();
                     if let Some(end) = end.filter(|&e| e > c.offset) {
@@ -936,7 +955,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 break;
             }
             if let Some(t) = self.files.get_mut(&id) {
-                t.phase = Phase::Parked { seen_len: None };
+                t.phase = Phase::Parked { seen: None };
                 open -= 1;
             }
         }
@@ -1359,11 +1378,7 @@ impl<E: Env, K: Checkpoints, S: Sink> Tailer<E, K, S> {
                 if let Phase::Live(_) = t.phase {
                     let here = self.env.stat(&t.seen_path).map(|m| m.dev_ino());
                     if here.ok().as_deref() != Some(t.dev_ino.as_str()) {
-                        if let Phase::Live(f) =
-                            std::mem::replace(&mut t.phase, Phase::Parked { seen_len: None })
-                        {
-                            t.phase = Phase::Draining(f);
-                        }
+                        t.shift(Phase::draining);
                         self.sh.metrics.rotations.inc();
                     }
                 }

@@ -224,6 +224,16 @@ impl Checkpoints for MemStore {
         Ok(self.st.borrow().cps.values().cloned().collect())
     }
 
+    fn rotated_from(&mut self, path: &str, _ttl: Duration) -> io::Result<Vec<Checkpoint>> {
+        let st = self.st.borrow();
+        Ok(st
+            .cps
+            .values()
+            .filter(|c| path.len() > c.path.len() && path.starts_with(&c.path))
+            .cloned()
+            .collect())
+    }
+
     fn put(&mut self, c: &Checkpoint) -> io::Result<()> {
         let mut st = self.st.borrow_mut();
         if let Some(ino) = c.dev_ino.strip_prefix("1:").and_then(|i| i.parse().ok()) {
