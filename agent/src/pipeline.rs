@@ -176,14 +176,21 @@ pub async fn run(
     // The tailer returns on shutdown (after handing over its batches) or if the shipper is
     // gone; the shipper drains until the channel is closed and every send has finished.
     let grace = cfg.shutdown_grace;
+    let mut shipper_done = false;
     let reader_done = tokio::select! {
+        biased;
         r = &mut reader => Some(r),
-        r = &mut shipper_task => {
-            tracing::error!(?r, "the shipper stopped unexpectedly");
-            None
-        }
+        r = &mut shipper_task => match { shipper_done = true; r } {
+            // The shipper ends on its own only once the channel is closed, which the
+            // tailer does as it returns: it is finishing, not gone wrong.
+            Ok(()) if shutdown.is_cancelled() => Some((&mut reader).await),
+            r => {
+                tracing::error!(?r, "the shipper stopped unexpectedly");
+                None
+            }
+        },
     };
-    if reader_done.is_some() {
+    if reader_done.is_some() && !shipper_done {
         let drained = tokio::time::timeout(grace, &mut shipper_task).await;
         if drained.is_err() {
             tracing::warn!(
@@ -193,7 +200,7 @@ pub async fn run(
             ship_stop.cancel();
             let _ = shipper_task.await;
         }
-    } else {
+    } else if reader_done.is_none() {
         ship_stop.cancel();
         shutdown.cancel();
         let _ = reader.await;

@@ -80,6 +80,15 @@ fn run(kill: bool) {
         agent.kill();
     } else {
         assert_eq!(agent.terminate(), Some(0), "agent exits 0 on SIGTERM");
+        // A clean shutdown is not an error (it once logged "the shipper stopped
+        // unexpectedly" when the shipper saw the closed channel before the tailer's join).
+        let said = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect::<String>();
+        assert!(!said.contains("ERROR"), "{said}");
     }
     append(&log, TOTAL / 2..TOTAL);
     let _agent = start_agent(dir.path(), &cfg);
