@@ -257,18 +257,82 @@ pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
     Ok(out)
 }
 
-/// Reads the file (if any), applies flags and validates.
+/// The `line:col` of the key `field` (its last dotted part) set in `text`: the start of the
+/// line that assigns it, or of its table header; `None` when the file does not set it.
+fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    text.lines().enumerate().find_map(|(i, line)| {
+        let t = line.trim_start();
+        let col = line.len() - t.len() + 1;
+        let assigns = t
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        let header = t.starts_with('[') && t.trim_matches(['[', ']', ' ']) == key;
+        (assigns || header).then_some((i + 1, col))
+    })
+}
+
+/// Reads the file (if any), applies flags and validates. A value the file set that is out of
+/// range is reported at its `file:line:col`.
 pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
-    let f = match path {
-        None => FileConfig::default(),
+    let (f, text) = match path {
+        None => (FileConfig::default(), String::new()),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
                 path: p.to_owned(),
                 source,
             })?;
-            parse_file(&p.display().to_string(), &text)?
+            (parse_file(&p.display().to_string(), &text)?, text)
         }
     };
+    check(f, o).map_err(|e| match (e, path) {
+        (ConfigError::Invalid { field, reason }, Some(p)) => match locate(&text, field) {
+            Some((line, col)) => ConfigError::Parse {
+                location: format!("{}:{line}:{col}", p.display()),
+                reason: format!("invalid {field}: {reason}"),
+            },
+            None => ConfigError::Invalid { field, reason },
+        },
+        (e, _) => e,
+    })
+}
+
+/// A whole number in `range`, or `default`; out of range is an error naming the range.
+fn ranged<T>(
+    field: &'static str,
+    v: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let v = v.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(
+            field,
+            format!(
+                "{v} is out of range: must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+fn millis(
+    field: &'static str,
+    v: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    ranged(field, v, default, range).map(Duration::from_millis)
+}
+
+/// Checks the file's values and the flags into a [`Config`].
+fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
     let paths = if o.paths.is_empty() {
         f.paths.unwrap_or_default()
     } else {
@@ -282,10 +346,12 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
     }
     for p in &paths {
         globset::Glob::new(p).map_err(|e| invalid("paths", format!("{p:?}: {e}")))?;
-        if !p.starts_with('/') && !p.starts_with('.') && Path::new(p).is_absolute() {
+        // A bare relative glob depends on the directory the agent was started in, which in
+        // a container is rarely what was meant.
+        if !p.starts_with('/') && !p.starts_with("./") && !p.starts_with("../") {
             return Err(invalid(
                 "paths",
-                format!("{p:?} must be an absolute or ./relative path"),
+                format!("{p:?} must be an absolute path, or relative starting with ./"),
             ));
         }
     }
@@ -352,13 +418,46 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         Some(id) => expand_env(&id, env).map_err(|e| invalid("agent_id", e))?,
         None => hostname(),
     };
-    for k in labels.keys() {
+    for (k, v) in &labels {
         if !fjord_wire::push::valid_label_name(k) || k == "file" {
             return Err(invalid(
                 "labels",
                 format!("{k:?} is not a usable label name"),
             ));
         }
+        // The aggregator refuses a push over its label limits: every batch would be
+        // dead-lettered. Refuse it here instead.
+        if k.len() > fjord_wire::limits::MAX_LABEL_NAME_BYTES {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "a label name is {} bytes; the aggregator takes at most {}",
+                    k.len(),
+                    fjord_wire::limits::MAX_LABEL_NAME_BYTES
+                ),
+            ));
+        }
+        if v.len() > fjord_wire::limits::MAX_LABEL_VALUE_BYTES {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "the value of {k:?} is {} bytes; the aggregator takes at most {}",
+                    v.len(),
+                    fjord_wire::limits::MAX_LABEL_VALUE_BYTES
+                ),
+            ));
+        }
+    }
+    // `team`, `file` and the configured labels make one stream's labels.
+    if labels.len() + 2 > fjord_wire::limits::MAX_LABELS_PER_STREAM {
+        return Err(invalid(
+            "labels",
+            format!(
+                "{} labels; with team and file a stream may have at most {}",
+                labels.len(),
+                fjord_wire::limits::MAX_LABELS_PER_STREAM
+            ),
+        ));
     }
     let max_batch_bytes = f.max_batch_bytes.unwrap_or(1024 * 1024);
     if !(1024..=8 * 1024 * 1024).contains(&max_batch_bytes) {
@@ -367,10 +466,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
             "must be between 1 KiB and 8 MiB",
         ));
     }
-    let max_batch_lines = f.max_batch_lines.unwrap_or(10_000);
-    if max_batch_lines == 0 {
-        return Err(invalid("max_batch_lines", "must be at least 1"));
-    }
+    let max_batch_lines = ranged("max_batch_lines", f.max_batch_lines, 10_000, 1..=1_000_000)?;
     let zstd_level = f
         .zstd_level
         .unwrap_or(fjord_wire::codec::DEFAULT_ZSTD_LEVEL);
@@ -408,39 +504,36 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         multiline.push(Multiline {
             glob,
             start,
-            timeout: Duration::from_millis(m.timeout_ms.unwrap_or(1000).max(10)),
-            max_lines: m.max_lines.unwrap_or(500).max(1),
+            timeout: millis("multiline.timeout_ms", m.timeout_ms, 1000, 10..=60_000)?,
+            max_lines: ranged("multiline.max_lines", m.max_lines, 500, 1..=100_000)?,
         });
     }
-    let positive = |field: &'static str, v: Option<usize>, default: usize| match v {
-        Some(0) => Err(invalid(field, "must be at least 1")),
-        Some(n) => Ok(n),
-        None => Ok(default),
-    };
-    // Hours and days in seconds, refusing values whose seconds do not fit in a u64 (they
-    // would overflow; nobody means a retention of 10^15 years).
-    let secs = |field: &'static str, v: u64, unit: u64| {
-        v.checked_mul(unit)
-            .map(Duration::from_secs)
-            .ok_or_else(|| invalid(field, format!("{v} is too large")))
-    };
-    let checkpoint_ttl = secs(
-        "checkpoint_ttl_hours",
-        f.checkpoint_ttl_hours.unwrap_or(24 * 7),
-        3600,
+    let checkpoint_ttl = Duration::from_secs(
+        3600 * ranged(
+            "checkpoint_ttl_hours",
+            f.checkpoint_ttl_hours,
+            24 * 7,
+            1..=24 * 3660,
+        )?,
+    );
+    let ledger_retention = Duration::from_secs(
+        86_400
+            * ranged(
+                "ledger_retention_days",
+                f.ledger_retention_days,
+                90,
+                1..=3660,
+            )?,
+    );
+    let max_open_files = ranged("max_open_files", f.max_open_files, 256, 1..=65_536)?;
+    let queue_batches = ranged("queue_batches", f.queue_batches, 4, 1..=1024)?;
+    let max_in_flight = ranged("max_in_flight", f.max_in_flight, 2, 1..=64)?;
+    let max_building_bytes = ranged(
+        "max_building_bytes",
+        f.max_building_bytes,
+        4 * max_batch_bytes,
+        max_batch_bytes..=1 << 30,
     )?;
-    let ledger_retention = secs(
-        "ledger_retention_days",
-        f.ledger_retention_days.unwrap_or(90),
-        86_400,
-    )?;
-    let max_open_files = positive("max_open_files", f.max_open_files, 256)?;
-    let queue_batches = positive("queue_batches", f.queue_batches, 4)?;
-    let max_in_flight = positive("max_in_flight", f.max_in_flight, 2)?;
-    let max_building_bytes = f
-        .max_building_bytes
-        .unwrap_or(4 * max_batch_bytes)
-        .max(max_batch_bytes);
     let admin = o
         .admin_listen
         .or(f.admin_listen)
@@ -484,20 +577,40 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
         allowed_jurisdictions: f
             .allowed_jurisdictions
             .unwrap_or_else(|| vec!["EEA".to_owned()]),
-        linger: Duration::from_millis(f.linger_ms.unwrap_or(250)),
+        linger: millis("linger_ms", f.linger_ms, 250, 0..=60_000)?,
         max_batch_bytes,
         max_batch_lines,
-        poll_interval: Duration::from_millis(f.poll_interval_ms.unwrap_or(250).max(10)),
-        min_read_interval: Duration::from_millis(f.min_read_interval_ms.unwrap_or(100).min(1000)),
-        shutdown_grace: Duration::from_millis(f.shutdown_grace_ms.unwrap_or(10_000)),
+        poll_interval: millis("poll_interval_ms", f.poll_interval_ms, 250, 10..=60_000)?,
+        min_read_interval: millis(
+            "min_read_interval_ms",
+            f.min_read_interval_ms,
+            100,
+            0..=1000,
+        )?,
+        shutdown_grace: millis(
+            "shutdown_grace_ms",
+            f.shutdown_grace_ms,
+            10_000,
+            0..=600_000,
+        )?,
         zstd_level,
         exclude,
         read_from: f.read_from.unwrap_or_default(),
         max_line_bytes,
-        partial_line_flush: Duration::from_millis(f.partial_line_flush_ms.unwrap_or(5000)),
+        partial_line_flush: millis(
+            "partial_line_flush_ms",
+            f.partial_line_flush_ms,
+            5000,
+            100..=3_600_000,
+        )?,
         multiline,
         max_open_files,
-        rescan_interval: Duration::from_millis(f.rescan_interval_ms.unwrap_or(1000).max(100)),
+        rescan_interval: millis(
+            "rescan_interval_ms",
+            f.rescan_interval_ms,
+            1000,
+            100..=3_600_000,
+        )?,
         checkpoint_ttl,
         queue_batches,
         max_in_flight,
@@ -608,7 +721,7 @@ mod tests {
             let err = load(Some(&p), Overrides::default())
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(field) && err.contains("too large"), "{err}");
+            assert!(err.contains(field) && err.contains("out of range"), "{err}");
             std::fs::write(&p, format!("{base}{key} = 30\n")).unwrap();
             assert!(load(Some(&p), Overrides::default()).is_ok());
         }
@@ -671,6 +784,100 @@ mod tests {
                 err.contains(key) && err.contains("between 1 and 100"),
                 "{err}"
             );
+        }
+    }
+
+    /// Every numeric key has a range checked at start, reported at its `file:line:col`:
+    /// values that crashed (a queue of 2^62), hung (a poll interval of u64::MAX) or lost
+    /// data (a label the aggregator refuses) never reach the running agent.
+    #[test]
+    fn numeric_keys_are_range_checked_at_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        let base = "paths = [\"/var/log/app/*.log\"]\nurl = \"http://127.0.0.1:3100\"\n";
+        let max = u64::MAX;
+        for bad in [
+            "queue_batches = 4611686018427387904".to_owned(),
+            format!("poll_interval_ms = {max}"),
+            "poll_interval_ms = 1".to_owned(),
+            "max_in_flight = 0".to_owned(),
+            "max_in_flight = 1000".to_owned(),
+            "max_open_files = 0".to_owned(),
+            format!("linger_ms = {max}"),
+            format!("shutdown_grace_ms = {max}"),
+            "min_read_interval_ms = 5000".to_owned(),
+            "rescan_interval_ms = 10".to_owned(),
+            "partial_line_flush_ms = 0".to_owned(),
+            "max_batch_lines = 0".to_owned(),
+            "max_building_bytes = 1".to_owned(),
+            "checkpoint_ttl_hours = 0".to_owned(),
+            "ledger_retention_days = 0".to_owned(),
+        ] {
+            std::fs::write(&p, format!("{base}\n  {bad}\n")).unwrap();
+            let err = load(Some(&p), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            let key = bad.split(' ').next().unwrap();
+            assert!(
+                err.contains("agent.toml:4:3") && err.contains(key) && err.contains("between"),
+                "{bad}: {err}"
+            );
+        }
+        std::fs::write(
+            &p,
+            format!("{base}[[multiline]]\npath = \"*\"\nstart_pattern = \"^x\"\ntimeout_ms = 0\n"),
+        )
+        .unwrap();
+        let err = load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent.toml:6:1") && err.contains("timeout_ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn labels_over_the_aggregators_limits_and_bare_relative_paths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        let base = "paths = [\"/var/log/app/*.log\"]\nurl = \"http://127.0.0.1:3100\"\n";
+        let long = "v".repeat(fjord_wire::limits::MAX_LABEL_VALUE_BYTES + 1);
+        std::fs::write(&p, format!("{base}[labels]\nteam = \"{long}\"\n")).unwrap();
+        let err = load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent.toml:3:1") && err.contains("at most 1024"),
+            "{err}"
+        );
+        assert!(
+            !err.contains(&long),
+            "the value itself is not echoed: {err}"
+        );
+        let many: String = (0..31).map(|i| format!("l{i} = \"x\"\n")).collect();
+        std::fs::write(&p, format!("{base}[labels]\n{many}")).unwrap();
+        let err = load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 32"), "{err}");
+        for (glob, ok) in [
+            ("logs/*.log", false),
+            ("*.log", false),
+            ("./logs/*.log", true),
+            ("../logs/*.log", true),
+            ("/var/log/*.log", true),
+        ] {
+            std::fs::write(
+                &p,
+                format!("paths = [\"{glob}\"]\nurl = \"http://127.0.0.1:3100\"\n"),
+            )
+            .unwrap();
+            let r = load(Some(&p), Overrides::default());
+            assert_eq!(r.is_ok(), ok, "{glob}: {:?}", r.err());
+            if let Err(e) = r {
+                assert!(e.to_string().contains("agent.toml:1:1"), "{e}");
+            }
         }
     }
 }
