@@ -98,6 +98,9 @@ pub struct FileConfig {
     pub disk_full_percent: Option<u8>,
     /// A warning is logged when a log directory's filesystem is at least this full (%).
     pub disk_warn_percent: Option<u8>,
+    /// Follow symlinks that resolve outside the roots of `paths` (default false: refused
+    /// and counted, so an app container cannot point the agent at files only it can read).
+    pub follow_symlinks_outside: Option<bool>,
 }
 
 /// Where to start reading files that exist at the agent's first start.
@@ -181,6 +184,9 @@ pub struct Config {
     pub ready_requires_shipping: bool,
     pub disk_full_percent: u8,
     pub disk_warn_percent: u8,
+    pub follow_symlinks_outside: bool,
+    /// The agent's own secret files (token, hash key): never followed, whatever `paths` says.
+    pub secret_files: Vec<PathBuf>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -398,6 +404,11 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
         }
     }
     let token_file = o.token_file.or(f.token_file);
+    let secret_files: Vec<PathBuf> = token_file
+        .iter()
+        .chain(f.hash_key_file.iter())
+        .cloned()
+        .collect();
     let token = match token_file {
         Some(p) => {
             let t = std::fs::read_to_string(&p)
@@ -623,6 +634,8 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
         ready_requires_shipping: f.ready_requires_shipping.unwrap_or(false),
         disk_full_percent,
         disk_warn_percent,
+        follow_symlinks_outside: f.follow_symlinks_outside.unwrap_or(false),
+        secret_files,
     })
 }
 

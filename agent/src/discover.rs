@@ -3,7 +3,18 @@
 //! `/var/log/pods` and `/var/log/containers` layout), plus a `notify` watcher that wakes the
 //! reader early. The periodic walk stays the source of truth, because inotify events can be
 //! dropped, coalesced, or never arrive on some volumes.
+//!
+//! The walk is bounded whatever the directories hold: it descends only as deep as some
+//! pattern can match (`logs/*.log` reads `logs/` alone; `**` allows [`MAX_DEPTH`]), visits
+//! each directory once (a symlink loop is walked once), looks at most at
+//! [`MAX_ENTRIES_PER_SCAN`] entries, and stops when asked to. A file reached through a
+//! symlink that resolves outside the roots of `paths` is refused unless
+//! `follow_symlinks_outside` is set, and the agent's own secret files (token, hash key, CA
+//! bundle, state DB) are never followed, whatever the config says: an app container must not
+//! be able to make the agent ship what only the agent can read.
 
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -11,14 +22,50 @@ use std::sync::{mpsc, Arc};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
-/// Deepest directory level walked below a root (guards against symlink loops).
-const MAX_DEPTH: usize = 16;
+/// Deepest directory level walked below a root for a `**` pattern.
+pub const MAX_DEPTH: usize = 16;
+
+/// Directory entries looked at in one walk; past this the walk stops with a warning (a
+/// log volume with more entries than this is a misconfiguration or an attack).
+pub const MAX_ENTRIES_PER_SCAN: usize = 200_000;
+
+/// Why a matching file is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    /// A symlink resolving outside the roots of `paths`.
+    SymlinkOutside,
+    /// One of the agent's own secret files.
+    Secret,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::SymlinkOutside => "symlink_outside",
+            Refusal::Secret => "secret",
+        }
+    }
+}
+
+/// What one walk found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Regular files to follow, with their metadata (symlinks followed), sorted by path.
+    pub files: Vec<(PathBuf, std::fs::Metadata)>,
+    /// Matching files refused, and why.
+    pub refused: Vec<(PathBuf, Refusal)>,
+}
 
 /// Glob patterns compiled once, with the literal directories to walk.
 pub struct Discovery {
     include: GlobSet,
     exclude: GlobSet,
-    roots: Vec<PathBuf>,
+    /// Walk roots with how deep below each a pattern can match.
+    roots: Vec<(PathBuf, usize)>,
+    root_paths: Vec<PathBuf>,
+    follow_outside: bool,
+    /// Files never followed: the agent's own secrets.
+    secrets: Vec<PathBuf>,
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
@@ -30,16 +77,19 @@ fn glob_set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
     b.build()
 }
 
+/// The literal part of a pattern before its first glob character.
+fn literal(pattern: &str) -> &str {
+    let end = pattern.find(['*', '?', '[', '{']).unwrap_or(pattern.len());
+    &pattern[..end]
+}
+
 /// The literal directory before the first glob character of a pattern.
 fn root_of(pattern: &str) -> PathBuf {
-    let lit: String = pattern
-        .chars()
-        .take_while(|c| !"*?[{".contains(*c))
-        .collect();
+    let lit = literal(pattern);
     let root = if lit.ends_with('/') {
-        PathBuf::from(&lit)
+        PathBuf::from(lit)
     } else {
-        Path::new(&lit)
+        Path::new(lit)
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default()
@@ -51,27 +101,64 @@ fn root_of(pattern: &str) -> PathBuf {
     }
 }
 
+/// How many directory levels below its root a pattern can match.
+fn depth_of(pattern: &str) -> usize {
+    let root = root_of(pattern);
+    let rest = pattern
+        .strip_prefix(root.to_string_lossy().as_ref())
+        .unwrap_or(pattern)
+        .trim_start_matches('/');
+    if rest.contains("**") {
+        MAX_DEPTH
+    } else {
+        rest.matches('/').count()
+    }
+}
+
 impl Discovery {
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Discovery, globset::Error> {
-        let mut roots: Vec<PathBuf> = include.iter().map(|p| root_of(p)).collect();
-        roots.sort();
-        roots.dedup();
+    pub fn new(
+        include: &[String],
+        exclude: &[String],
+        follow_outside: bool,
+        secrets: Vec<PathBuf>,
+    ) -> Result<Discovery, globset::Error> {
+        let mut all: Vec<PathBuf> = include.iter().map(|p| root_of(p)).collect();
+        all.sort();
+        all.dedup();
         // A root inside another root is walked by the outer one.
-        let outer: Vec<PathBuf> = roots
+        let outer: Vec<PathBuf> = all
             .iter()
-            .filter(|r| !roots.iter().any(|o| o != *r && r.starts_with(o)))
+            .filter(|r| !all.iter().any(|o| o != *r && r.starts_with(o)))
             .cloned()
+            .collect();
+        let roots = outer
+            .iter()
+            .map(|r| {
+                let depth = include
+                    .iter()
+                    .filter(|p| root_of(p).starts_with(r))
+                    .map(|p| {
+                        let below = root_of(p).components().count() - r.components().count();
+                        (below + depth_of(p)).min(MAX_DEPTH)
+                    })
+                    .max()
+                    .unwrap_or(0);
+                (r.clone(), depth)
+            })
             .collect();
         Ok(Discovery {
             include: glob_set(include)?,
             exclude: glob_set(exclude)?,
-            roots: outer,
+            roots,
+            root_paths: outer,
+            follow_outside,
+            secrets,
         })
     }
 
     /// The directories walked (and watched).
     pub fn roots(&self) -> &[PathBuf] {
-        &self.roots
+        &self.root_paths
     }
 
     /// Whether a path is one to follow.
@@ -79,35 +166,103 @@ impl Discovery {
         self.include.is_match(path) && !self.exclude.is_match(path)
     }
 
-    /// Regular files matching now, with their metadata (symlinks followed). Missing or
-    /// unreadable directories are simply empty.
-    pub fn scan(&self) -> Vec<(PathBuf, std::fs::Metadata)> {
-        let mut out = Vec::new();
-        for root in &self.roots {
-            self.walk(root, 0, &mut out);
+    /// Regular files matching now, with their metadata (symlinks followed), and those
+    /// refused. Missing or unreadable directories are simply empty. `stop` is asked between
+    /// directories; when it answers true the walk ends early.
+    pub fn scan(&self, stop: &dyn Fn() -> bool) -> Found {
+        let mut w = Walk {
+            d: self,
+            stop,
+            visited: HashSet::new(),
+            entries: 0,
+            // The roots as they resolve now (a root may be a symlink, or appear later).
+            real_roots: self
+                .root_paths
+                .iter()
+                .filter_map(|r| std::fs::canonicalize(r).ok())
+                .collect(),
+            // The secrets by inode: a Kubernetes Secret is a symlink swapped on update.
+            secrets: self
+                .secrets
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| (m.dev(), m.ino()))
+                .collect(),
+            out: Found::default(),
+        };
+        for (root, depth) in &self.roots {
+            w.walk(root, *depth, false);
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
+        if w.entries >= MAX_ENTRIES_PER_SCAN {
+            tracing::warn!(
+                limit = MAX_ENTRIES_PER_SCAN,
+                "the log directories hold more entries than one walk looks at; some files may not be found"
+            );
+        }
+        let mut out = w.out;
+        out.files.sort_by(|a, b| a.0.cmp(&b.0));
+        out.files.dedup_by(|a, b| a.0 == b.0);
         out
     }
+}
 
-    fn walk(&self, dir: &Path, depth: usize, out: &mut Vec<(PathBuf, std::fs::Metadata)>) {
+/// One walk's state.
+struct Walk<'a> {
+    d: &'a Discovery,
+    stop: &'a dyn Fn() -> bool,
+    /// Directories entered, by device and inode: a symlink loop is walked once.
+    visited: HashSet<(u64, u64)>,
+    entries: usize,
+    real_roots: Vec<PathBuf>,
+    secrets: HashSet<(u64, u64)>,
+    out: Found,
+}
+
+impl Walk<'_> {
+    /// Walks `dir`, `depth` more levels down; `via_link`: reached through a symlink.
+    fn walk(&mut self, dir: &Path, depth: usize, via_link: bool) {
+        if (self.stop)() || self.entries >= MAX_ENTRIES_PER_SCAN {
+            return;
+        }
+        let Ok(md) = std::fs::metadata(dir) else {
+            return;
+        };
+        if !self.visited.insert((md.dev(), md.ino())) {
+            return;
+        }
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
         for e in rd.flatten() {
+            self.entries += 1;
+            if self.entries >= MAX_ENTRIES_PER_SCAN {
+                return;
+            }
             let p = e.path();
+            let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
             let Ok(md) = std::fs::metadata(&p) else {
                 continue;
             };
             if md.is_dir() {
-                if depth < MAX_DEPTH && !self.exclude.is_match(&p) {
-                    self.walk(&p, depth + 1, out);
+                if depth > 0 && !self.d.exclude.is_match(&p) {
+                    self.walk(&p, depth - 1, via_link || is_link);
                 }
-            } else if md.is_file() && self.wants(&p) {
-                out.push((p, md));
+            } else if md.is_file() && self.d.wants(&p) {
+                if self.secrets.contains(&(md.dev(), md.ino())) {
+                    self.out.refused.push((p, Refusal::Secret));
+                } else if (via_link || is_link) && !self.d.follow_outside && !self.inside(&p) {
+                    self.out.refused.push((p, Refusal::SymlinkOutside));
+                } else {
+                    self.out.files.push((p, md));
+                }
             }
         }
+    }
+
+    /// Whether `p` resolves inside one of the roots.
+    fn inside(&self, p: &Path) -> bool {
+        std::fs::canonicalize(p)
+            .is_ok_and(|real| self.real_roots.iter().any(|r| real.starts_with(r)))
     }
 }
 
@@ -170,7 +325,6 @@ impl Watcher {
 
     /// (Re)watches each root that exists now and was not watched, or was replaced since.
     pub fn refresh(&mut self, roots: &[PathBuf]) {
-        use std::os::unix::fs::MetadataExt;
         let Some(w) = self.inner.as_mut() else {
             return;
         };
@@ -222,9 +376,16 @@ mod tests {
                 format!("{base}/linked/**/*.log*"),
             ],
             &["**/*.gz".to_owned()],
+            false,
+            Vec::new(),
         )
         .unwrap();
-        let got: Vec<PathBuf> = disc.scan().into_iter().map(|(p, _)| p).collect();
+        let got: Vec<PathBuf> = disc
+            .scan(&|| false)
+            .files
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -232,7 +393,83 @@ mod tests {
                 d.join("linked/shop_pay-1_uid/app/0.log"),
             ]
         );
-        let none = Discovery::new(&[format!("{base}/missing/*.log")], &[]).unwrap();
-        assert!(none.scan().is_empty());
+        let none =
+            Discovery::new(&[format!("{base}/missing/*.log")], &[], false, Vec::new()).unwrap();
+        assert!(none.scan(&|| false).files.is_empty());
+    }
+
+    fn paths(found: &[(PathBuf, std::fs::Metadata)]) -> Vec<PathBuf> {
+        found.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// `ln -s . logs/lN` loops: `logs/*.log` never descends, and `logs/**` walks each
+    /// directory once.
+    #[test]
+    fn symlink_loops_are_walked_once_and_only_as_deep_as_a_pattern_reaches() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("app.log"), "x\n").unwrap();
+        for n in 0..3 {
+            std::os::unix::fs::symlink(".", logs.join(format!("l{n}"))).unwrap();
+        }
+        let base = logs.display();
+        let flat = Discovery::new(&[format!("{base}/*.log")], &[], false, Vec::new()).unwrap();
+        assert_eq!(flat.roots, vec![(logs.clone(), 0)]);
+        assert_eq!(
+            paths(&flat.scan(&|| false).files),
+            vec![logs.join("app.log")]
+        );
+        let deep = Discovery::new(&[format!("{base}/**/*.log")], &[], false, Vec::new()).unwrap();
+        let walks = std::cell::Cell::new(0);
+        let found = deep.scan(&|| {
+            walks.set(walks.get() + 1);
+            false
+        });
+        assert_eq!(paths(&found.files), vec![logs.join("app.log")]);
+        // `logs` once, and each link once, found to be `logs` again.
+        assert_eq!(walks.get(), 4);
+        // Asked to stop: nothing more is walked.
+        assert!(deep.scan(&|| true).files.is_empty());
+        assert_eq!(depth_of(&format!("{base}/a/*/x.log")), 1);
+    }
+
+    /// A link out of the log volume is refused unless allowed; the agent's secret files are
+    /// refused even through a link inside it.
+    #[test]
+    fn links_out_of_the_roots_and_secret_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::write(secrets.join("token"), "fjd_secret\n").unwrap();
+        std::fs::write(dir.path().join("elsewhere.txt"), "x\n").unwrap();
+        std::fs::write(logs.join("app.log"), "x\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere.txt"), logs.join("out.log")).unwrap();
+        std::os::unix::fs::symlink(secrets.join("token"), logs.join("evil.log")).unwrap();
+        let pats = [format!("{}/*.log", logs.display())];
+        let d = Discovery::new(&pats, &[], false, vec![secrets.join("token")]).unwrap();
+        let found = d.scan(&|| false);
+        assert_eq!(paths(&found.files), vec![logs.join("app.log")]);
+        let mut refused = found.refused.clone();
+        refused.sort();
+        assert_eq!(
+            refused,
+            vec![
+                (logs.join("evil.log"), Refusal::Secret),
+                (logs.join("out.log"), Refusal::SymlinkOutside),
+            ]
+        );
+        let open = Discovery::new(&pats, &[], true, vec![secrets.join("token")]).unwrap();
+        let found = open.scan(&|| false);
+        assert_eq!(
+            paths(&found.files),
+            vec![logs.join("app.log"), logs.join("out.log")]
+        );
+        assert_eq!(
+            found.refused,
+            vec![(logs.join("evil.log"), Refusal::Secret)]
+        );
     }
 }

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub open_errors: Family<ReasonLabel, Counter>,
     pub lag_bytes: Family<FileLabel, Gauge>,
     pub files_failed: Counter,
+    pub files_refused: Family<ReasonLabel, Counter>,
     pub lost: Family<LossLabel, Counter>,
     /// Unix seconds when each file's oldest unacknowledged byte was first seen.
     pub oldest_unacked: Family<FileLabel, Gauge<f64, AtomicU64>>,
@@ -112,6 +113,7 @@ impl Metrics {
             open_errors: Family::default(),
             lag_bytes: Family::default(),
             files_failed: Counter::default(),
+            files_refused: Family::default(),
             lost: Family::default(),
             oldest_unacked: Family::default(),
             oldest_unacked_age: Family::default(),
@@ -282,6 +284,11 @@ impl Metrics {
             "files_failed",
             "Files whose reading stopped because a batch of them could not be formed (read again after restart)",
             m.files_failed.clone(),
+        );
+        r.register(
+            "files_refused",
+            "Matching files not followed: symlink_outside (resolves outside the roots of paths) or secret (the agent's own secret files)",
+            m.files_refused.clone(),
         );
         r.register(
             "lost_bytes",

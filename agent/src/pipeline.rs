@@ -73,7 +73,13 @@ pub async fn run(
         cfg.ca_file.as_deref(),
     )
     .map_err(anyhow::Error::msg)?;
-    let discovery = Discovery::new(&cfg.paths, &cfg.exclude).context("compiling path globs")?;
+    // The agent's own files are never shipped: its secrets and its state DB.
+    let mut never = cfg.secret_files.clone();
+    for f in ["", "-wal", "-shm"] {
+        never.push(cfg.state_dir.join(format!("{}{f}", crate::state::STATE_DB)));
+    }
+    let discovery = Discovery::new(&cfg.paths, &cfg.exclude, cfg.follow_symlinks_outside, never)
+        .context("compiling path globs")?;
     let listener = tokio::net::TcpListener::bind(cfg.admin_listen)
         .await
         .with_context(|| format!("binding admin_listen {}", cfg.admin_listen))?;
@@ -155,7 +161,14 @@ pub async fn run(
     );
     let tailer = Tailer::new(
         Settings::of(&cfg),
-        OsEnv::new(discovery, watcher, wake_rx, cfg.min_read_interval),
+        OsEnv::new(
+            discovery,
+            watcher,
+            wake_rx,
+            cfg.min_read_interval,
+            metrics.clone(),
+            shutdown.clone(),
+        ),
         StateCheckpoints {
             state: state.clone(),
             checkpoint_ttl: cfg.checkpoint_ttl,

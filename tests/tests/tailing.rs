@@ -320,3 +320,53 @@ fn a_new_file_is_shipped_within_a_second() {
     // 1 s in production (release build); the debug build on a shared CI core gets slack.
     assert!(worst < Duration::from_secs(2), "worst {worst:?}");
 }
+
+/// Symlink loops in the log directory neither stall the agent nor keep it from stopping,
+/// and links that point out of the log volume, at a file elsewhere or at the agent's own
+/// secret, are refused and counted: nothing of them reaches the aggregator.
+#[test]
+fn symlink_loops_and_links_out_of_the_volume_are_refused() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let logs = dir.path().join("logs");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::create_dir_all(&secrets).unwrap();
+    let key = secrets.join("hash.key");
+    std::fs::write(&key, "fjordhashkey-0123456789abcdef\n").unwrap();
+    std::fs::write(dir.path().join("elsewhere.txt"), "outside-the-volume\n").unwrap();
+    for n in 0..3 {
+        std::os::unix::fs::symlink(".", logs.join(format!("l{n}"))).unwrap();
+    }
+    std::os::unix::fs::symlink(&key, logs.join("evil.log")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.txt"), logs.join("out.log")).unwrap();
+    let cfg = agent_config(
+        dir.path(),
+        &agg.url(),
+        &format!(
+            "paths = [\"LOGS/**/*.log\"]\nhash_key_file = \"{}\"",
+            key.display()
+        ),
+    );
+    append_numbered(&logs.join("app.log"), 0..100);
+    let agent = start_agent(dir.path(), &cfg);
+    agg.expect_exactly_once(&(0..100).collect(), Duration::from_secs(30));
+    let refused = |reason: &str| {
+        agent_metric(
+            &cfg,
+            &format!("fjord_agent_files_refused_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    wait_for("the refusals counted", Duration::from_secs(10), || {
+        refused("secret") == Some(1.0) && refused("symlink_outside") == Some(1.0)
+    });
+    let all = agg.query_jsonl(r#"{team="payments"}"#, 1000);
+    assert_eq!(all.len(), 100, "only app.log's lines are stored");
+    assert!(all.iter().all(|r| {
+        let l = r["line"].as_str().unwrap_or_default();
+        !l.contains("fjordhashkey") && !l.contains("outside-the-volume")
+    }));
+    let started = Instant::now();
+    assert_eq!(agent.terminate(), Some(0), "SIGTERM is honoured");
+    eprintln!("stopped in {:?}", started.elapsed());
+}

@@ -14,7 +14,13 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
 use crate::discover::{Discovery, Watcher};
+use crate::metrics::Metrics;
 
 /// What the tailer knows of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +90,9 @@ pub fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// Refused paths remembered so that each is logged once.
+const MAX_REFUSED_REMEMBERED: usize = 10_000;
+
 fn meta(md: &std::fs::Metadata) -> Meta {
     Meta {
         dev: md.dev(),
@@ -103,6 +112,11 @@ pub struct OsEnv {
     /// flushing every line does not cost a read round per line.
     min_read_interval: Duration,
     last_wait: Instant,
+    metrics: Arc<Metrics>,
+    /// Ends a walk early on shutdown.
+    stop: CancellationToken,
+    /// Refused paths already reported (each is logged once).
+    refused: HashSet<PathBuf>,
 }
 
 impl OsEnv {
@@ -111,6 +125,8 @@ impl OsEnv {
         watcher: Watcher,
         wake: std::sync::mpsc::Receiver<()>,
         min_read_interval: Duration,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
     ) -> OsEnv {
         OsEnv {
             discovery,
@@ -118,6 +134,9 @@ impl OsEnv {
             wake,
             min_read_interval,
             last_wait: Instant::now(),
+            metrics,
+            stop,
+            refused: HashSet::new(),
         }
     }
 }
@@ -127,8 +146,25 @@ impl Env for OsEnv {
 
     fn scan(&mut self) -> Vec<(PathBuf, Meta)> {
         self.watcher.refresh(self.discovery.roots());
-        self.discovery
-            .scan()
+        let stop = self.stop.clone();
+        let found = self.discovery.scan(&|| stop.is_cancelled());
+        // Bounded: a directory of ever new refused names must not grow this without end.
+        if self.refused.len() > MAX_REFUSED_REMEMBERED {
+            self.refused.clear();
+        }
+        for (path, why) in found.refused {
+            if self.refused.insert(path.clone()) {
+                tracing::warn!(path = %path.display(), reason = why.as_str(), "not following a matching file");
+                self.metrics
+                    .files_refused
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: why.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+        }
+        found
+            .files
             .into_iter()
             .map(|(p, md)| (p, meta(&md)))
             .collect()
