@@ -387,7 +387,14 @@ impl ShipCtx {
                     Answer::Stored => "acked",
                     Answer::Duplicate => "duplicate",
                     Answer::Rejected(status, reason) => {
-                        tracing::error!(batch_id = %f.batch_id, status, %reason, "aggregator rejected the batch as malformed; dead-lettering it");
+                        if *status == 409 {
+                            // Another payload was stored under this id: the agent's ids are
+                            // deterministic, so this is a second agent with the same id, or
+                            // a changed file identity. Loud, and kept for the audit.
+                            tracing::error!(batch_id = %f.batch_id, status, %reason, "the aggregator holds a different batch under this id; dead-lettering it (check that agent_id is unique per pod)");
+                        } else {
+                            tracing::error!(batch_id = %f.batch_id, status, %reason, "aggregator rejected the batch as malformed; dead-lettering it");
+                        }
                         m.batches_dead_lettered.inc();
                         let dir = self.cfg.state_dir.join("dead-letter");
                         let written = std::fs::create_dir_all(&dir).and_then(|()| {
