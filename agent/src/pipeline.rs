@@ -114,14 +114,7 @@ pub async fn run(
     {
         let stop = helpers_stop.clone();
         let app = admin::app(metrics.clone(), health.clone(), SELF_CHECK_EVERY);
-        helpers.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                tracing::error!(%err, "admin endpoint failed");
-            }
-        });
+        helpers.spawn(admin::serve(listener, app, stop));
     }
     helpers.spawn(rules.clone().watch(metrics.clone(), helpers_stop.clone()));
     helpers.spawn(self_check.run(health.clone(), helpers_stop.clone()));
