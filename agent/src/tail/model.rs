@@ -645,7 +645,11 @@ fn run_model(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+    // 4,000 cases in about 2 s; PROPTEST_CASES asks for more (a longer hunt).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(4000),
+        ..ProptestConfig::default()
+    })]
 
     /// Every byte is emitted exactly once (or was deleted unread), through any sequence of
     /// writes, rotations, truncations, deletions and restarts.
