@@ -292,6 +292,7 @@ fn query(c: &mut Criterion) {
         limit: 100,
         direction: Direction::Backward,
         team: None,
+        max_bytes: usize::MAX,
     };
     let mut g = c.benchmark_group("query");
     g.throughput(Throughput::Bytes(raw));

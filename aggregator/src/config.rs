@@ -43,6 +43,31 @@ pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_COMPACT_INTERVAL: Duration = Duration::from_secs(60);
 /// Default interval between WAL checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default most open connections: well under a default 1024-descriptor limit, so that the
+/// store's files and the blocking pool always find descriptors, and beyond what agents and
+/// Grafana need at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time a connection has to send a request's headers (also how long an idle
+/// keep-alive connection stays open): agents send theirs at once.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may make no progress taking what the server writes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time any push body may take, on top of what its size needs at the minimum rate.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default slowest average rate a push body may arrive at beyond the base time: a 16 MiB
+/// body at 64 KiB/s is given 10 s + 256 s; one byte every 5 s is cut off after 10 s.
+pub const DEFAULT_MIN_BODY_BYTES_PER_SEC: usize = 64 * 1024;
+/// Default most streams (label sets) one team may create: enough for thousands of pods with
+/// a few files each; past it pushes that would add a stream get 429.
+pub const DEFAULT_MAX_STREAMS_PER_TEAM: usize = 50_000;
+/// Default most bytes of log lines one query response may carry (Loki's JSON adds labels and
+/// quoting on top): 64 MiB answers 100,000 typical lines, not 100,000 lines of 256 KiB.
+pub const DEFAULT_MAX_QUERY_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Default most live tails one token may hold open at once, so one token cannot take every
+/// tail slot (`max_tails`) of the server.
+pub const DEFAULT_MAX_TAILS_PER_TOKEN: usize = 4;
+/// Default time a live tail's client may go without answering the server's pings.
+pub const DEFAULT_TAIL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A configuration problem. Messages name the field or the file position.
 #[derive(Debug, Error)]
@@ -89,6 +114,17 @@ pub struct FileConfig {
     /// Access-log records that may wait for the background writer; beyond that records are
     /// counted as dropped and a warning is logged (queries are never slowed by the log).
     pub access_log_queue: Option<usize>,
+    /// Most streams (label sets) one team may create; pushes adding more get 429.
+    pub max_streams_per_team: Option<usize>,
+    /// Most bytes of log lines in one query response; beyond it the query is answered 413.
+    pub max_query_response_bytes: Option<usize>,
+    /// Most live tails one token may hold open at once; more are answered 429.
+    pub max_tails_per_token: Option<usize>,
+    /// Milliseconds a live tail's client may go without answering pings before it is closed.
+    pub tail_idle_timeout_ms: Option<u64>,
+    /// Connection limits of the HTTP listener.
+    #[serde(default)]
+    pub listener: FileListener,
     /// Ingest limits.
     #[serde(default)]
     pub limits: FileLimits,
@@ -123,6 +159,61 @@ pub struct FileLimits {
     pub reject_older_than: Option<String>,
     /// Refuse entries further than this in the future, e.g. `10m`.
     pub reject_newer_than: Option<String>,
+}
+
+/// `[listener]`: what slow or idle clients may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListener {
+    /// Most connections open at once; more wait in the kernel's backlog.
+    pub max_connections: Option<usize>,
+    /// Milliseconds a connection has to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a connection may take no bytes of what the server writes before it is
+    /// dropped.
+    pub idle_timeout_ms: Option<u64>,
+    /// Milliseconds every push body may take, on top of its size at `min_body_bytes_per_sec`.
+    pub body_read_timeout_ms: Option<u64>,
+    /// Slowest average rate, bytes per second, a push body may arrive at beyond
+    /// `body_read_timeout_ms`.
+    pub min_body_bytes_per_sec: Option<usize>,
+}
+
+/// Checked `[listener]` limits.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Checked query and tail limits.
+#[derive(Debug, Clone)]
+pub struct ReadLimits {
+    pub max_query_response_bytes: usize,
+    pub max_tails_per_token: usize,
+    pub tail_idle_timeout: Duration,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_query_response_bytes: DEFAULT_MAX_QUERY_RESPONSE_BYTES,
+            max_tails_per_token: DEFAULT_MAX_TAILS_PER_TOKEN,
+            tail_idle_timeout: DEFAULT_TAIL_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// `[retention]`.
@@ -182,6 +273,18 @@ pub struct IngestLimits {
     pub max_label_value_bytes: usize,
     pub reject_older_than: Duration,
     pub reject_newer_than: Duration,
+    /// Time every push body may take, on top of its size at `min_body_bytes_per_sec`.
+    pub body_read_timeout: Duration,
+    pub min_body_bytes_per_sec: usize,
+    pub max_streams_per_team: usize,
+}
+
+impl IngestLimits {
+    /// How long a body of `bytes` may take to arrive.
+    pub fn body_deadline(&self, bytes: usize) -> Duration {
+        let rate = self.min_body_bytes_per_sec.max(1) as u64;
+        self.body_read_timeout + Duration::from_millis((bytes as u64).saturating_mul(1000) / rate)
+    }
 }
 
 impl Default for IngestLimits {
@@ -195,6 +298,9 @@ impl Default for IngestLimits {
             max_label_value_bytes: wire::MAX_LABEL_VALUE_BYTES,
             reject_older_than: DEFAULT_REJECT_OLDER_THAN,
             reject_newer_than: DEFAULT_REJECT_NEWER_THAN,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            min_body_bytes_per_sec: DEFAULT_MIN_BODY_BYTES_PER_SEC,
+            max_streams_per_team: DEFAULT_MAX_STREAMS_PER_TEAM,
         }
     }
 }
@@ -253,6 +359,8 @@ pub struct ServeConfig {
     pub ingest_queue: usize,
     pub max_tails: usize,
     pub access_log_queue: usize,
+    pub listener: ListenerLimits,
+    pub read_limits: ReadLimits,
     pub limits: IngestLimits,
     pub retention: RetentionPolicy,
     pub maintenance: Maintenance,
@@ -322,7 +430,67 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         1,
         1_000_000,
     )?;
-    let limits = check_limits(&file.limits)?;
+    let mut limits = check_limits(&file.limits)?;
+    let l = &file.listener;
+    let listener = ListenerLimits {
+        max_connections: ranged(
+            "listener.max_connections",
+            l.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            4,
+            1_000_000,
+        )?,
+        header_read_timeout: millis(
+            "listener.header_read_timeout_ms",
+            l.header_read_timeout_ms,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        idle_timeout: millis(
+            "listener.idle_timeout_ms",
+            l.idle_timeout_ms,
+            DEFAULT_IDLE_TIMEOUT,
+        )?,
+    };
+    limits.body_read_timeout = millis(
+        "listener.body_read_timeout_ms",
+        l.body_read_timeout_ms,
+        DEFAULT_BODY_READ_TIMEOUT,
+    )?;
+    limits.min_body_bytes_per_sec = ranged(
+        "listener.min_body_bytes_per_sec",
+        l.min_body_bytes_per_sec,
+        DEFAULT_MIN_BODY_BYTES_PER_SEC,
+        1,
+        usize::MAX,
+    )?;
+    limits.max_streams_per_team = ranged(
+        "max_streams_per_team",
+        file.max_streams_per_team,
+        DEFAULT_MAX_STREAMS_PER_TEAM,
+        1,
+        100_000_000,
+    )?;
+    let read_limits = ReadLimits {
+        max_query_response_bytes: ranged(
+            "max_query_response_bytes",
+            file.max_query_response_bytes,
+            DEFAULT_MAX_QUERY_RESPONSE_BYTES,
+            wire::MAX_LINE_BYTES,
+            4 * 1024 * 1024 * 1024,
+        )?,
+        max_tails_per_token: ranged(
+            "max_tails_per_token",
+            file.max_tails_per_token,
+            DEFAULT_MAX_TAILS_PER_TOKEN,
+            1,
+            4096,
+        )?,
+        tail_idle_timeout: millis(
+            "tail_idle_timeout_ms",
+            file.tail_idle_timeout_ms,
+            DEFAULT_TAIL_IDLE_TIMEOUT,
+        )?,
+    };
     let retention = check_retention(&file.retention)?;
     let maintenance = Maintenance {
         compact_interval: interval(
@@ -367,6 +535,8 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         ingest_queue,
         max_tails,
         access_log_queue,
+        listener,
+        read_limits,
         limits,
         retention,
         maintenance,
@@ -396,6 +566,21 @@ fn duration(field: &str, v: Option<&str>, default: Duration) -> Result<Duration,
     match v {
         None => Ok(default),
         Some(s) => crate::time::parse_duration(s).map_err(|e| invalid(field, e)),
+    }
+}
+
+/// A timeout given in milliseconds: between 100 ms and one day.
+fn millis(field: &str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(ms) = v else {
+        return Ok(default);
+    };
+    if (100..=86_400_000).contains(&ms) {
+        Ok(Duration::from_millis(ms))
+    } else {
+        Err(invalid(
+            field,
+            format!("{ms} is not between 100 and 86400000 (milliseconds)"),
+        ))
     }
 }
 
@@ -444,6 +629,7 @@ fn check_limits(f: &FileLimits) -> Result<IngestLimits, ConfigError> {
             f.reject_newer_than.as_deref(),
             DEFAULT_REJECT_NEWER_THAN,
         )?,
+        ..IngestLimits::default()
     })
 }
 
@@ -471,18 +657,23 @@ fn check_retention(f: &FileRetention) -> Result<RetentionPolicy, ConfigError> {
     })
 }
 
-fn valid_team(field: &str, t: &str) -> Result<(), ConfigError> {
-    let ok = !t.is_empty()
-        && t.len() <= 64
+/// What [`valid_team_name`] accepts, as an error message.
+pub const TEAM_NAME_RULE: &str =
+    "a team must be 1-64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit";
+
+/// Whether `t` may name a team: in token config and in the `team` label of team-less pushes.
+pub fn valid_team_name(t: &str) -> bool {
+    t.len() <= 64
+        && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn valid_team(field: &str, t: &str) -> Result<(), ConfigError> {
+    if valid_team_name(t) {
         Ok(())
     } else {
-        Err(invalid(
-            field,
-            "a team must be 1-64 characters of letters, digits, '-', '_' or '.'",
-        ))
+        Err(invalid(field, TEAM_NAME_RULE))
     }
 }
 
@@ -740,6 +931,8 @@ role = "admin"
             ("[retention]\nteams = { \"a b\" = 3 }\n", "retention.teams.a b"),
             ("[storage]\ncompact_interval = \"0s\"\n", "storage.compact_interval"),
             ("ingest_concurrency = 0\n", "ingest_concurrency"),
+            ("[listener]\nheader_read_timeout_ms = 5\n", "listener.header_read_timeout_ms"),
+            ("max_streams_per_team = 0\n", "max_streams_per_team"),
         ];
         for (text, field) in cases {
             let (_d, p) = write(text);

@@ -75,12 +75,30 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 
 /// Minimal HTTP GET on loopback; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, &[], b"")
+}
+
+/// One HTTP/1.1 request on a connection of its own (`Connection: close`, `Content-Length`
+/// set when there is a body), with extra `headers`; returns (status, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -182,6 +200,26 @@ impl Aggregator {
             matches!(http_get(addr, "/v1/info"), Ok((200, _)))
         });
         agg
+    }
+
+    /// Starts `fjord-aggregator serve --config` with `config` (TOML) written to
+    /// `dir/aggregator.toml`, on a free port, declaring EEA.
+    pub fn start_with_config(dir: &Path, config: &str) -> Aggregator {
+        let path = dir.join("aggregator.toml");
+        std::fs::write(&path, config).expect("write aggregator config");
+        let path = path.display().to_string();
+        Self::start_on(
+            dir,
+            free_port(),
+            &[
+                "--config",
+                &path,
+                "--region",
+                "eu-north-1",
+                "--jurisdiction",
+                "EEA",
+            ],
+        )
     }
 
     pub fn url(&self) -> String {

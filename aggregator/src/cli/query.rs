@@ -1,7 +1,8 @@
 //! `query`, `labels` and `stats`: ask a server and print aligned, readable tables (or JSON).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -94,9 +95,11 @@ pub fn print_line(
             "{}  {:<w$}  {}",
             format_ns(ts),
             format_labels(labels),
-            line,
+            printable(line),
             w = label_width
         ),
+        // Raw lines go out as stored into a file or pipe, but never raw to a terminal.
+        Output::Raw if std::io::stdout().is_terminal() => writeln!(out, "{}", printable(line)),
         Output::Raw => writeln!(out, "{line}"),
         Output::Jsonl => {
             let v = serde_json::json!({ "ts": ts.to_string(), "time": format_ns(ts), "labels": labels, "line": line });
@@ -108,6 +111,24 @@ pub fn print_line(
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `line` with control characters (but tab) escaped as `\u{1b}`, so that escape sequences
+/// in stored lines cannot drive the terminal (move the cursor, rewrite the screen, set the
+/// window title) of whoever reads them.
+pub fn printable(line: &str) -> Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `{a="1", b="2"}`.

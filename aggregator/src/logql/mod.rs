@@ -9,8 +9,28 @@ use std::fmt;
 use regex::Regex;
 use thiserror::Error;
 
-/// Compiled-size limit for regexes in queries.
-const MAX_QUERY_REGEX_BYTES: usize = 1024 * 1024;
+/// Compiled-size limit of one regex in a query. Together with [`MAX_QUERY_REGEXES`] it
+/// bounds the memory one query's regexes take (16 MiB): a Unicode class such as `\w{20}`
+/// compiles to hundreds of KiB.
+pub const MAX_QUERY_REGEX_BYTES: usize = 1024 * 1024;
+
+/// Longest query text. A LogQL selector with filters is a few hundred bytes; the limit leaves
+/// room for long `|=` needles and is checked before anything is parsed.
+pub const MAX_QUERY_TEXT_BYTES: usize = 8 * 1024;
+
+/// Most label matchers in one selector (the server adds one for a read token's team).
+pub const MAX_QUERY_MATCHERS: usize = 32;
+
+/// Most line filters in one query. Every filter runs over every scanned line.
+pub const MAX_QUERY_LINE_FILTERS: usize = 32;
+
+/// Most regexes (`=~`, `!~`, `|~`, `!~`) in one query, counted before the next is compiled:
+/// compiling is the expensive part of parsing (1,000 `|~ "\w{20}"` took 10 s and 2.2 GB).
+pub const MAX_QUERY_REGEXES: usize = 16;
+
+/// Most bytes of regex source in one query, summed over its regexes, checked before each is
+/// compiled.
+pub const MAX_QUERY_REGEX_SOURCE_BYTES: usize = 2 * 1024;
 
 /// A LogQL syntax or semantic error, with the column it was found at.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -42,7 +62,7 @@ impl Matcher {
     /// Builds a matcher; regex matchers are compiled anchored.
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
         let re = match op {
-            MatchOp::Re | MatchOp::Nre => Some(compile(&format!("^(?:{value})$"))?),
+            MatchOp::Re | MatchOp::Nre => Some(compile(&anchored(value))?),
             _ => None,
         };
         Ok(Matcher {
@@ -51,6 +71,16 @@ impl Matcher {
             value: value.to_owned(),
             re,
         })
+    }
+
+    /// A regex matcher with its already compiled (anchored) regex.
+    fn with_regex(name: &str, op: MatchOp, value: &str, re: Regex) -> Matcher {
+        Matcher {
+            name: name.to_owned(),
+            op,
+            value: value.to_owned(),
+            re: Some(re),
+        }
     }
 
     /// Whether a label set satisfies this matcher (a missing label is the empty string).
@@ -99,6 +129,17 @@ pub enum LineFilter {
 }
 
 impl LineFilter {
+    /// Whether this filter narrows the lines down to some: `|=` with a non-empty needle or
+    /// `|~` with a regex that does not match the empty line. Exclusions (`!=`, `!~`) and
+    /// filters every line passes do not.
+    pub fn selects(&self) -> bool {
+        match self {
+            LineFilter::Contains(n) => !n.as_str().is_empty(),
+            LineFilter::Matches(re) => !re.is_match(""),
+            LineFilter::NotContains(_) | LineFilter::NotMatches(_) => false,
+        }
+    }
+
     /// Whether `line` passes this filter.
     pub fn keep(&self, line: &str) -> bool {
         match self {
@@ -150,6 +191,11 @@ impl fmt::Display for MatchOp {
     }
 }
 
+/// A label matcher's regex is anchored at both ends, as in Loki.
+fn anchored(value: &str) -> String {
+    format!("^(?:{value})$")
+}
+
 fn compile(p: &str) -> Result<Regex, String> {
     regex::RegexBuilder::new(p)
         .size_limit(MAX_QUERY_REGEX_BYTES)
@@ -168,9 +214,34 @@ fn compile(p: &str) -> Result<Regex, String> {
 struct Parser<'a> {
     s: &'a str,
     pos: usize,
+    /// Regexes compiled so far and their source bytes, against the per-query limits.
+    regexes: usize,
+    regex_source_bytes: usize,
 }
 
 impl<'a> Parser<'a> {
+    /// Compiles one regex of the query at `at`, refusing it first if it would take the query
+    /// over [`MAX_QUERY_REGEXES`] or [`MAX_QUERY_REGEX_SOURCE_BYTES`].
+    fn regex(&mut self, at: usize, source: &str, pattern: &str) -> Result<Regex, ParseError> {
+        self.regexes += 1;
+        self.regex_source_bytes += source.len();
+        if self.regexes > MAX_QUERY_REGEXES {
+            return Err(self.err(
+                at,
+                format!("a query may hold at most {MAX_QUERY_REGEXES} regular expressions"),
+            ));
+        }
+        if self.regex_source_bytes > MAX_QUERY_REGEX_SOURCE_BYTES {
+            return Err(self.err(
+                at,
+                format!(
+                    "the regular expressions of a query may total at most {MAX_QUERY_REGEX_SOURCE_BYTES} bytes"
+                ),
+            ));
+        }
+        compile(pattern).map_err(|e| self.err(at, e))
+    }
+
     fn err(&self, at: usize, reason: impl Into<String>) -> ParseError {
         ParseError {
             col: self.s[..at.min(self.s.len())].chars().count() + 1,
@@ -278,8 +349,27 @@ impl<'a> Parser<'a> {
 }
 
 /// Parses a log query: `{selector} [filters…]`.
+///
+/// Limits ([`MAX_QUERY_TEXT_BYTES`], [`MAX_QUERY_MATCHERS`], [`MAX_QUERY_LINE_FILTERS`],
+/// [`MAX_QUERY_REGEXES`], [`MAX_QUERY_REGEX_SOURCE_BYTES`]) are checked before the part that
+/// would exceed them is compiled. Compiling still costs CPU: servers call this off their async
+/// threads.
 pub fn parse(q: &str) -> Result<LogQuery, ParseError> {
-    let mut p = Parser { s: q, pos: 0 };
+    if q.len() > MAX_QUERY_TEXT_BYTES {
+        return Err(ParseError {
+            col: 1,
+            reason: format!(
+                "the query is {} bytes; the limit is {MAX_QUERY_TEXT_BYTES}",
+                q.len()
+            ),
+        });
+    }
+    let mut p = Parser {
+        s: q,
+        pos: 0,
+        regexes: 0,
+        regex_source_bytes: 0,
+    };
     p.skip_ws();
     if !p.eat("{") {
         return Err(p.err(p.pos, "expected '{' to start a stream selector"));
@@ -297,12 +387,24 @@ pub fn parse(q: &str) -> Result<LogQuery, ParseError> {
             p.skip_ws();
         }
         let at = p.pos;
+        if matchers.len() == MAX_QUERY_MATCHERS {
+            return Err(p.err(
+                at,
+                format!("a selector may hold at most {MAX_QUERY_MATCHERS} label matchers"),
+            ));
+        }
         let name = p.ident()?;
         p.skip_ws();
         let op = p.matcher_op()?;
         p.skip_ws();
         let value = p.string()?;
-        let m = Matcher::new(name, op, &value).map_err(|e| p.err(at, e))?;
+        let m = match op {
+            MatchOp::Re | MatchOp::Nre => {
+                let re = p.regex(at, &value, &anchored(&value))?;
+                Matcher::with_regex(name, op, &value, re)
+            }
+            _ => Matcher::new(name, op, &value).map_err(|e| p.err(at, e))?,
+        };
         matchers.push(m);
     }
     let all_empty = matchers.iter().all(|m| m.matches(&BTreeMap::new()));
@@ -319,6 +421,12 @@ pub fn parse(q: &str) -> Result<LogQuery, ParseError> {
             break;
         }
         let at = p.pos;
+        if filters.len() == MAX_QUERY_LINE_FILTERS {
+            return Err(p.err(
+                at,
+                format!("a query may hold at most {MAX_QUERY_LINE_FILTERS} line filters"),
+            ));
+        }
         let kind = if p.eat("|=") {
             0
         } else if p.eat("!=") {
@@ -339,8 +447,8 @@ pub fn parse(q: &str) -> Result<LogQuery, ParseError> {
         filters.push(match kind {
             0 => LineFilter::Contains(Needle::new(&v)),
             1 => LineFilter::NotContains(Needle::new(&v)),
-            2 => LineFilter::Matches(compile(&v).map_err(|e| p.err(sat, e))?),
-            _ => LineFilter::NotMatches(compile(&v).map_err(|e| p.err(sat, e))?),
+            2 => LineFilter::Matches(p.regex(sat, &v, &v)?),
+            _ => LineFilter::NotMatches(p.regex(sat, &v, &v)?),
         });
     }
     Ok(LogQuery { matchers, filters })
@@ -388,6 +496,33 @@ mod tests {
         let q = parse(r#"{a="x\"y"} |= "tab\there""#).unwrap();
         assert!(q.matches_stream(&labels(&[("a", "x\"y")])));
         assert!(q.keep_line("tab\there"));
+    }
+
+    #[test]
+    fn limits_refuse_before_compiling() {
+        let filters = |n: usize, f: &str| format!("{{team=\"x\"}}{}", f.repeat(n));
+        assert!(parse(&filters(MAX_QUERY_LINE_FILTERS, r#" |= "a""#)).is_ok());
+        let e = parse(&filters(MAX_QUERY_LINE_FILTERS + 1, r#" |= "a""#)).unwrap_err();
+        assert!(e.reason.contains("line filters"), "{e}");
+        assert!(parse(&filters(MAX_QUERY_REGEXES, r#" |~ "a""#)).is_ok());
+        let e = parse(&filters(MAX_QUERY_REGEXES + 1, r#" |~ "a""#)).unwrap_err();
+        assert!(e.reason.contains("regular expressions"), "{e}");
+        let long = format!(
+            r#"{{team="x"}} |~ "{}""#,
+            "a".repeat(MAX_QUERY_REGEX_SOURCE_BYTES + 1)
+        );
+        assert!(parse(&long).unwrap_err().reason.contains("total at most"));
+        let many: Vec<String> = (0..=MAX_QUERY_MATCHERS)
+            .map(|i| format!("l{i}=\"v\""))
+            .collect();
+        let e = parse(&format!("{{{}}}", many.join(","))).unwrap_err();
+        assert!(e.reason.contains("label matchers"), "{e}");
+        let e = parse(&format!(
+            r#"{{team="x"}} |= "{}""#,
+            "a".repeat(MAX_QUERY_TEXT_BYTES)
+        ))
+        .unwrap_err();
+        assert!(e.reason.contains("limit is"), "{e}");
     }
 
     #[test]

@@ -13,9 +13,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
-use super::auth::Caller;
+use super::auth::{Caller, Role};
+use super::query::parse_queries;
 use super::{AppError, AppState};
-use crate::logql;
 use crate::store::{DetailStats, EraseReport, Erasure, ErasureRecord, StoreError, TeamStats};
 use crate::time::{now_ns, parse_time};
 
@@ -27,6 +27,9 @@ pub struct StatsResponse {
     pub data: Vec<TeamStats>,
     #[serde(flatten)]
     pub detail: DetailStats,
+    /// Server-wide event counters; admin callers only (they count every team's events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<super::CountersSnapshot>,
 }
 
 /// The handler of `GET /fjord/v1/stats`.
@@ -46,10 +49,12 @@ pub async fn stats(
     .await
     .map_err(|e| AppError::internal("stats task", &e))?
     .map_err(|e| AppError::internal("stats", &e))?;
+    let counters = (caller.role == Role::Admin).then(|| st.counters.snapshot());
     Ok(Json(StatsResponse {
         status: "success".to_owned(),
         data,
         detail,
+        counters,
     }))
 }
 
@@ -113,15 +118,19 @@ async fn erase_inner(
     text: &mut Option<String>,
     range: &mut Option<(i64, i64)>,
 ) -> Result<Json<EraseResponse>, AppError> {
-    caller.require_admin()?;
     let Json(req) = body
         .map_err(|e| AppError::bad_request(format!("invalid erase request: {}", e.body_text())))?;
+    // The query text is recorded also when the role is refused.
     *text = Some(if req.dry_run {
         format!("{} (dry run)", req.query)
     } else {
         req.query.clone()
     });
-    let query = logql::parse(&req.query).map_err(|e| AppError::bad_request(e.to_string()))?;
+    caller.require_admin()?;
+    let query = parse_queries(vec![req.query.clone()], "")
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::bad_request("missing query"))?;
     let time = |name: &str, v: &Option<String>, default: i64| match v {
         Some(s) => parse_time(s).map_err(|e| AppError::bad_request(format!("{name}: {e}"))),
         None => Ok(default),

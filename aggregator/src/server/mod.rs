@@ -9,7 +9,9 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+mod budget;
 mod error;
+mod listener;
 mod maintenance;
 pub mod push;
 mod query;
@@ -23,6 +25,7 @@ pub mod query_types {
 }
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -48,37 +51,82 @@ pub struct AppState {
     /// Configured tokens; empty = open (loopback-only) mode.
     pub auth: Auth,
     pub limits: IngestLimits,
-    /// Admission to the ingest queue: `ingest_concurrency + ingest_queue` permits. A push that
-    /// finds none is answered 429 with `Retry-After` before its body is read, so memory is
-    /// bounded by (permits × `max_body_bytes`) however hard agents push.
+    /// Admission to the ingest queue: `ingest_concurrency + ingest_queue` permits, taken once
+    /// the body has been read. A push that finds none is answered 429 with `Retry-After`.
     pub ingest_slots: Arc<Semaphore>,
+    /// Memory for push bodies, reserved before a body is read: `(ingest_concurrency +
+    /// ingest_queue) × max_body_bytes` in all, half of that for one team.
+    pub body_budget: Arc<budget::KeyedBudget>,
     /// Pushes decoded and written at once (`ingest_concurrency`); admitted pushes wait here.
     pub ingest_workers: Arc<Semaphore>,
     /// Live tails at once (`max_tails`); more are answered 429.
     pub tail_permits: Arc<Semaphore>,
+    /// Live tails per token (`max_tails_per_token`), so one token cannot hold every tail.
+    pub tails_per_token: Arc<budget::KeyedBudget>,
     /// Most entries one query may ask for.
     pub max_query_lines: usize,
+    /// Response bytes, tails per token and tail idle time.
+    pub read_limits: crate::config::ReadLimits,
     /// Who read what: every query, tail, label lookup and erasure (server/access.rs).
     pub access: access::AccessLog,
+    /// Events counted since start, for `/fjord/v1/stats` (admin) and a later `/metrics`.
+    pub counters: Counters,
     /// Cancelled on shutdown: live tails and maintenance tasks stop.
     pub shutdown: CancellationToken,
     /// Live tails and maintenance tasks, awaited on shutdown.
     pub tasks: TaskTracker,
 }
 
+/// Counters of events a operator should see, since start. Plain atomics so that a
+/// Prometheus `/metrics` endpoint can expose them as they are; until then admin callers read
+/// them in `/fjord/v1/stats` (`counters`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Pushes refused 409 because their team had stored the batch id with other lines.
+    pub batch_id_conflicts: AtomicU64,
+}
+
+impl Counters {
+    /// A point-in-time copy, for responses.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            batch_id_conflicts: self.batch_id_conflicts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The values of [`Counters`] at one moment.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct CountersSnapshot {
+    pub batch_id_conflicts: u64,
+}
+
 impl AppState {
     /// Builds the state from a checked config and an open store.
     pub fn new(store: Arc<Store>, cfg: &ServeConfig, shutdown: CancellationToken) -> AppState {
+        store.set_max_streams_per_team(cfg.limits.max_streams_per_team);
         AppState {
             store,
             info: cfg.info.clone(),
             auth: Auth::new(cfg.tokens.clone()),
             limits: cfg.limits.clone(),
             ingest_slots: Arc::new(Semaphore::new(cfg.ingest_concurrency + cfg.ingest_queue)),
+            body_budget: {
+                let total = (cfg.ingest_concurrency + cfg.ingest_queue)
+                    .max(1)
+                    .saturating_mul(cfg.limits.max_body_bytes);
+                budget::KeyedBudget::new(total, (total / 2).max(cfg.limits.max_body_bytes))
+            },
             ingest_workers: Arc::new(Semaphore::new(cfg.ingest_concurrency)),
             tail_permits: Arc::new(Semaphore::new(cfg.max_tails)),
+            tails_per_token: budget::KeyedBudget::new(
+                usize::MAX,
+                cfg.read_limits.max_tails_per_token,
+            ),
             max_query_lines: cfg.max_query_lines,
+            read_limits: cfg.read_limits.clone(),
             access: access::AccessLog::new(cfg.access_log_queue),
+            counters: Counters::default(),
             shutdown,
             tasks: TaskTracker::new(),
         }
@@ -127,10 +175,13 @@ pub async fn run(
     tracing::info!(%addr, region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
     maintenance::spawn(&state, &cfg);
     let writer = access::spawn_writer(&state);
-    let shutdown = state.shutdown.clone();
-    let res = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    let res = listener::serve(
+        listener,
+        app(state.clone()),
+        cfg.listener.clone(),
+        state.shutdown.clone(),
+    )
+    .await;
     // Stop the background tasks also when serving failed.
     state.shutdown.cancel();
     state.tasks.close();

@@ -7,6 +7,7 @@
 //! push stores nothing; `204` is sent only after the transaction committed. Errors name the
 //! stream and entry index and the limit, never the content.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -25,6 +26,10 @@ use crate::store::{self, IngestMeta, IngestOutcome, Store};
 
 /// Seconds a shed push is told to wait.
 const RETRY_AFTER_SECS: u64 = 1;
+
+/// Seconds a push refused for the team's stream limit is told to wait: the limit does not
+/// lift by itself, so retries should be rare.
+const STREAM_LIMIT_RETRY_AFTER_SECS: u64 = 60;
 
 /// Team used for streams that carry no `team` label when no auth is configured.
 pub const DEFAULT_TEAM: &str = "default";
@@ -59,7 +64,10 @@ pub async fn push(
         ContentEncoding::from_header(header_str(&headers, header::CONTENT_ENCODING.as_str())?)
             .map_err(|e| AppError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()))?;
     if let Some(ct) = header_str(&headers, header::CONTENT_TYPE.as_str())? {
-        if !ct.starts_with("application/json") {
+        // The media type exactly (parameters such as `; charset=utf-8` allowed), not a prefix:
+        // `application/jsonx` is not JSON.
+        let media_type = ct.split(';').next().unwrap_or_default().trim();
+        if !media_type.eq_ignore_ascii_case("application/json") {
             return Err(AppError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("content-type {ct:?} is not supported; send application/json (protobuf push is not implemented)"),
@@ -78,13 +86,41 @@ pub async fn push(
     let agent = header_str(&headers, fh::AGENT)?.map(str::to_owned);
     let rules_version = header_str(&headers, fh::RULES)?.map(str::to_owned);
     let redactions = match header_str(&headers, fh::REDACTIONS)? {
-        Some(v) => Some(fh::format_redactions(
-            &fh::parse_redactions(v).map_err(AppError::bad_request)?,
-        )),
+        // The header's content is not echoed: a sender's bug could put PII in it.
+        Some(v) => Some(fh::format_redactions(&fh::parse_redactions(v).map_err(
+            |_| {
+                AppError::bad_request(format!(
+                    "header {} must be a compact JSON object of rule name to count, e.g. {{\"email\":3}}",
+                    fh::REDACTIONS
+                ))
+            },
+        )?)),
         None => None,
     };
 
-    // Shed load rather than queue without bound: admission before the body is read.
+    let limits = st.limits.clone();
+    // Memory for bodies is reserved before reading, within a per-team share, so one team's
+    // slow or large pushes cannot take every other team's room.
+    let declared = declared_length(&headers);
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(body_too_large(limits.max_body_bytes));
+    }
+    let team_key = caller.team.clone().unwrap_or_default();
+    let reserve = declared.map_or(limits.max_body_bytes, |n| n as usize);
+    let reservation = st
+        .body_budget
+        .try_reserve(&team_key, reserve)
+        .ok_or_else(|| {
+            AppError::overloaded(
+                StatusCode::TOO_MANY_REQUESTS,
+                "push bodies in progress use this team's share of the ingest memory; retry later",
+                RETRY_AFTER_SECS,
+            )
+        })?;
+    // The body is read (at a minimum rate) before the push takes a queue slot: the slots
+    // hold only complete bodies, so a slow sender cannot keep other teams out of the queue.
+    let body = read_body(body, &limits).await?;
+    // Shed load rather than queue without bound.
     let slot = st.ingest_slots.clone().try_acquire_owned().map_err(|_| {
         AppError::overloaded(
             StatusCode::TOO_MANY_REQUESTS,
@@ -92,8 +128,6 @@ pub async fn push(
             RETRY_AFTER_SECS,
         )
     })?;
-    let limits = st.limits.clone();
-    let body = read_body(body, &headers, limits.max_body_bytes).await?;
     let permit = st
         .ingest_workers
         .clone()
@@ -109,7 +143,7 @@ pub async fn push(
         token_team: caller.team.clone(),
     };
     let outcome = tokio::task::spawn_blocking(move || {
-        let _held = (slot, permit);
+        let _held = (slot, permit, reservation);
         ingest_body(&store, body, encoding, &limits, batch)
     })
     .await
@@ -124,6 +158,26 @@ pub async fn push(
                 "stored batch"
             );
             Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (IngestOutcome::Conflict, batch_id) => {
+            let n = st
+                .counters
+                .batch_id_conflicts
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            let batch_id = batch_id.as_deref().unwrap_or("-");
+            tracing::warn!(
+                batch_id,
+                team = caller.team.as_deref().unwrap_or("-"),
+                conflicts_total = n,
+                "batch id reused with different lines; refused"
+            );
+            Err(AppError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "batch id {batch_id:?} was stored before with different lines; nothing of this push was stored and it is not acknowledged (a batch id must name one payload)"
+                ),
+            ))
         }
         (IngestOutcome::Duplicate, batch_id) => {
             tracing::debug!(
@@ -191,7 +245,14 @@ pub fn ingest_body(
     // is stored.
     store
         .ingest_digested(&meta, &req, &entries_digest)
-        .map_err(|e| AppError::internal("storing the batch", &e))
+        .map_err(|e| match e {
+            store::StoreError::TooManyStreams { .. } => AppError::overloaded(
+                StatusCode::TOO_MANY_REQUESTS,
+                e.to_string(),
+                STREAM_LIMIT_RETRY_AFTER_SECS,
+            ),
+            other => AppError::internal("storing the batch", &other),
+        })
 }
 
 /// Decompresses a push body with the limit. A zstd frame that declares its size (as every
@@ -219,29 +280,50 @@ pub fn decompress(
     codec::decompress(body, encoding, limit)
 }
 
-/// Reads the body, refusing (413) as soon as it exceeds `limit` bytes: a declared
-/// `Content-Length` over the limit is refused before reading anything.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, AppError> {
-    let too_large = || {
-        AppError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
+fn body_too_large(limit: usize) -> AppError {
+    AppError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// The `Content-Length` the client declared, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut buf = Vec::with_capacity(declared.map_or(64 * 1024, |n| n as usize));
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads the body, refusing it (413) as soon as it exceeds `max_body_bytes`, and (408) when
+/// it falls behind the minimum rate: after `body_read_timeout`, every further
+/// `1 / min_body_bytes_per_sec` seconds must have brought a byte, so a client that trickles
+/// is cut off after about `body_read_timeout` whatever size it declared.
+async fn read_body(body: Body, limits: &IngestLimits) -> Result<Bytes, AppError> {
+    let limit = limits.max_body_bytes;
+    let start = tokio::time::Instant::now();
+    let mut buf = Vec::new();
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let due = start + limits.body_deadline(buf.len());
+        let chunk = match tokio::time::timeout_at(due, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(AppError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body arrived slower than {} bytes/s after {} ms; push faster or smaller batches",
+                        limits.min_body_bytes_per_sec,
+                        limits.body_read_timeout.as_millis()
+                    ),
+                ))
+            }
+        };
         let chunk = chunk
             .map_err(|e| AppError::bad_request(format!("cannot read the request body: {e}")))?;
         if buf.len() + chunk.len() > limit {
-            return Err(too_large());
+            return Err(body_too_large(limit));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -260,6 +342,11 @@ fn team_from_labels(req: &PushRequest) -> Result<String, AppError> {
         return Err(AppError::bad_request(
             "every stream of one push must carry the same team label",
         ));
+    }
+    // The same rule as a token's team in the config, so that no push creates a team no
+    // token could be configured for (`../etc`, control characters, 10 KiB names).
+    if !crate::config::valid_team_name(&team) {
+        return Err(AppError::bad_request(crate::config::TEAM_NAME_RULE));
     }
     Ok(team)
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -20,7 +21,7 @@ use super::access::Access;
 use super::auth::Caller;
 use super::{AppError, AppState};
 use crate::logql::{self, LogQuery};
-use crate::store::{Direction, Labels, RangeQuery, StreamResult};
+use crate::store::{Direction, Labels, RangeQuery, StoreError, StreamResult};
 use crate::time::{now_ns, parse_duration, parse_time};
 
 /// Loki's default `limit`.
@@ -163,14 +164,47 @@ impl Params {
         }
     }
 
-    /// The `query` parameter parsed and confined to the caller's team.
-    pub fn log_query(&self, caller: &Caller) -> Result<LogQuery, AppError> {
+    /// The `query` parameter parsed (off the async threads) and confined to the caller's
+    /// team.
+    pub async fn log_query(&self, caller: &Caller) -> Result<LogQuery, AppError> {
         let q = self
             .get("query")
             .ok_or_else(|| AppError::bad_request("missing parameter `query`"))?;
-        let mut query = logql::parse(q).map_err(|e| AppError::bad_request(e.to_string()))?;
+        let mut query = parse_queries(vec![q.to_owned()], "")
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::bad_request("missing parameter `query`"))?;
         caller.scope_query(&mut query)?;
         Ok(query)
+    }
+}
+
+/// Longest the parse (with regex compilation) of one request's queries may take before the
+/// request is answered 400. The LogQL limits (logql/mod.rs) bound the work already; this
+/// bounds what a client waits for, and the async threads never do the work at all.
+pub const QUERY_PARSE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Most `match[]` selectors of one `/series` request: each selector is parsed with its own
+/// regex limits and scans the team's streams once.
+pub const MAX_SERIES_SELECTORS: usize = 8;
+
+/// Parses LogQL texts on the blocking pool within [`QUERY_PARSE_DEADLINE`]; a syntax error or
+/// exceeded limit is a 400 whose reason starts with `prefix`.
+pub async fn parse_queries(texts: Vec<String>, prefix: &str) -> Result<Vec<LogQuery>, AppError> {
+    let parsing = tokio::task::spawn_blocking(move || {
+        texts
+            .iter()
+            .map(|t| logql::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match tokio::time::timeout(QUERY_PARSE_DEADLINE, parsing).await {
+        Ok(Ok(Ok(queries))) => Ok(queries),
+        Ok(Ok(Err(e))) => Err(AppError::bad_request(format!("{prefix}{e}"))),
+        Ok(Err(e)) => Err(AppError::internal("query parse task", &e)),
+        Err(_) => Err(AppError::bad_request(format!(
+            "{prefix}the query took longer than {}s to parse; simplify its regular expressions",
+            QUERY_PARSE_DEADLINE.as_secs()
+        ))),
     }
 }
 
@@ -179,7 +213,7 @@ async fn run_range(st: &Arc<AppState>, rq: RangeQuery) -> Result<Json<QueryRespo
     let streams = tokio::task::spawn_blocking(move || store.query_range(&rq))
         .await
         .map_err(|e| AppError::internal("query task", &e))?
-        .map_err(|e| AppError::internal("query", &e))?;
+        .map_err(query_error)?;
     let lines: usize = streams.iter().map(|s| s.entries.len()).sum();
     let bytes: usize = streams
         .iter()
@@ -197,6 +231,17 @@ async fn run_range(st: &Arc<AppState>, rq: RangeQuery) -> Result<Json<QueryRespo
             } }),
         },
     }))
+}
+
+/// The answer to a failed store query: 413 for an answer over the byte limit (its message
+/// names the limit and what to do), else an internal error.
+pub fn query_error(e: StoreError) -> AppError {
+    match e {
+        StoreError::TooLarge { .. } => {
+            AppError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        other => AppError::internal("query", &other),
+    }
 }
 
 /// Which range a log query endpoint reads.
@@ -245,10 +290,11 @@ async fn log_query_inner(
     text: &mut Option<String>,
     range: &mut Option<(i64, i64)>,
 ) -> Result<Json<QueryResponse>, AppError> {
-    caller.require_read()?;
+    // The query text is recorded also when the role is refused: who tried to read what.
     let p = Params::from_query(q)?;
     *text = p.get("query").map(str::to_owned);
-    let query = p.log_query(caller)?;
+    caller.require_read()?;
+    let query = p.log_query(caller).await?;
     let (start_ns, end_ns) = match span {
         Span::Range => p.range(DEFAULT_RANGE_NS)?,
         Span::Instant => {
@@ -264,6 +310,7 @@ async fn log_query_inner(
         limit: p.limit(st.max_query_lines)?,
         direction: p.direction()?,
         team: caller.read_scope().map(str::to_owned),
+        max_bytes: st.read_limits.max_query_response_bytes,
     };
     run_range(st, rq).await
 }
@@ -318,9 +365,9 @@ async fn visible_streams(
     .map_err(|e| AppError::internal("series", &e))
 }
 
-fn optional_selector(p: &Params, caller: &Caller) -> Result<Vec<LogQuery>, AppError> {
+async fn optional_selector(p: &Params, caller: &Caller) -> Result<Vec<LogQuery>, AppError> {
     match p.get("query") {
-        Some(_) => Ok(vec![p.log_query(caller)?]),
+        Some(_) => Ok(vec![p.log_query(caller).await?]),
         None => Ok(Vec::new()),
     }
 }
@@ -335,7 +382,7 @@ async fn label_list(
 ) -> Result<Json<LabelsResponse>, AppError> {
     caller.require_read()?;
     let p = Params::from_query(q)?;
-    let sel = optional_selector(&p, caller)?;
+    let sel = optional_selector(&p, caller).await?;
     let streams = visible_streams(st, caller, &p, sel).await?;
     let set: BTreeSet<String> = streams.into_iter().flat_map(pick).collect();
     Ok(Json(LabelsResponse {
@@ -439,10 +486,18 @@ async fn series_inner(
 ) -> Result<Json<SeriesResponse>, AppError> {
     caller.require_read()?;
     let p = Params::from_query(q)?;
+    let texts: Vec<String> = p
+        .all("match[]")
+        .chain(p.all("match"))
+        .map(str::to_owned)
+        .collect();
+    if texts.len() > MAX_SERIES_SELECTORS {
+        return Err(AppError::bad_request(format!(
+            "match[]: at most {MAX_SERIES_SELECTORS} selectors per request"
+        )));
+    }
     let mut selectors = Vec::new();
-    for m in p.all("match[]").chain(p.all("match")) {
-        let mut sel =
-            logql::parse(m).map_err(|e| AppError::bad_request(format!("match[]: {e}")))?;
+    for mut sel in parse_queries(texts, "match[]: ").await? {
         if !sel.filters.is_empty() {
             return Err(AppError::bad_request(
                 "match[]: series take a stream selector only, without line filters",

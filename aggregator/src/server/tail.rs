@@ -25,7 +25,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::access::Access;
 use super::auth::Caller;
-use super::query::{Params, StreamValues};
+use super::budget::Reservation;
+use super::query::{query_error, Params, StreamValues};
 use super::{AppError, AppState};
 use crate::logql::LogQuery;
 use crate::store::{Direction, Labels, RangeQuery, TailCursor, TailStreams};
@@ -39,6 +40,11 @@ pub const MAX_CHUNKS_PER_POLL: usize = 16;
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code sent when the store fails.
 const CLOSE_INTERNAL: u16 = 1011;
+/// Close code sent to a client that stopped answering pings ("policy violation").
+const CLOSE_POLICY: u16 = 1008;
+/// Largest message or frame a tail client may send. Clients only send close frames and
+/// pongs; the WebSocket default (64 MiB) would let each tail make the server buffer that much.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// One tail message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,7 +70,7 @@ pub async fn tail(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let mut text = None;
-    let res = begin(&st, &caller, q, ws, &mut text);
+    let res = begin(&st, &caller, q, ws, &mut text).await;
     if let Err(e) = &res {
         st.access.record(
             &caller,
@@ -80,17 +86,18 @@ pub async fn tail(
     res
 }
 
-fn begin(
+async fn begin(
     st: &Arc<AppState>,
     caller: &Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     text: &mut Option<String>,
 ) -> Result<Response, AppError> {
-    caller.require_read()?;
+    // The query text is recorded also when the role is refused.
     let p = Params::from_query(q)?;
     *text = p.get("query").map(str::to_owned);
-    let query = p.log_query(caller)?;
+    caller.require_read()?;
+    let query = p.log_query(caller).await?;
     let limit = p.limit(st.max_query_lines)?;
     let now = now_ns();
     let start = match p.get("start") {
@@ -102,6 +109,19 @@ fn begin(
     let ws = ws.map_err(|e| {
         AppError::bad_request(format!("tail needs a WebSocket upgrade: {}", e.body_text()))
     })?;
+    let per_token = st
+        .tails_per_token
+        .try_reserve(&caller.name, 1)
+        .ok_or_else(|| {
+            AppError::overloaded(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "token {:?} has {} live tails open, the most one token may (max_tails_per_token)",
+                    caller.name, st.read_limits.max_tails_per_token
+                ),
+                5,
+            )
+        })?;
     let permit = st.tail_permits.clone().try_acquire_owned().map_err(|_| {
         AppError::overloaded(
             StatusCode::TOO_MANY_REQUESTS,
@@ -109,6 +129,9 @@ fn begin(
             5,
         )
     })?;
+    let ws = ws
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES);
     let rq = RangeQuery {
         query,
         start_ns: start,
@@ -116,6 +139,7 @@ fn begin(
         limit,
         direction: Direction::Backward,
         team: caller.read_scope().map(str::to_owned),
+        max_bytes: st.read_limits.max_query_response_bytes,
     };
     let state = st.clone();
     let caller = caller.clone();
@@ -124,7 +148,7 @@ fn begin(
         let tasks = state.tasks.clone();
         tasks.track_future(async move {
             let mut sent = 0u64;
-            run(socket, state.clone(), rq, permit, &mut sent).await;
+            run(socket, state.clone(), rq, (permit, per_token), &mut sent).await;
             state.access.record(
                 &caller,
                 Access {
@@ -143,7 +167,7 @@ async fn run(
     mut socket: WebSocket,
     st: Arc<AppState>,
     rq: RangeQuery,
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, Reservation),
     sent: &mut u64,
 ) {
     let store = st.store.clone();
@@ -151,7 +175,7 @@ async fn run(
     let begun = tokio::task::spawn_blocking(move || store.tail_begin(&begin_q)).await;
     let (backfill, mut cursor) = match begun {
         Ok(Ok(b)) => b,
-        Ok(Err(err)) => return close(socket, CLOSE_INTERNAL, &format!("tail failed: {err}")).await,
+        Ok(Err(err)) => return close(socket, CLOSE_INTERNAL, &query_error(err).reason).await,
         Err(err) => return close(socket, CLOSE_INTERNAL, &format!("tail failed: {err}")).await,
     };
     // Backfill goes out oldest first, like Loki.
@@ -170,16 +194,33 @@ async fn run(
     let mut cache = TailStreams::new();
     let mut interval = tokio::time::interval(TAIL_POLL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The client must answer pings (every WebSocket client does): one that is gone or stopped
+    // reading is closed after `tail_idle_timeout` instead of holding a tail for ever.
+    let idle_timeout = st.read_limits.tail_idle_timeout;
+    let mut pings = tokio::time::interval_at(
+        tokio::time::Instant::now() + idle_timeout / 2,
+        idle_timeout / 2,
+    );
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = st.shutdown.cancelled() => {
                 return close(socket, CLOSE_GOING_AWAY, "server shutting down").await;
             }
             msg = socket.recv() => match msg {
-                // Clients only ever close; anything else is ignored.
+                // Clients only close and answer pings; anything else is ignored.
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
             },
+            _ = pings.tick() => {
+                if last_heard.elapsed() > idle_timeout {
+                    return close(socket, CLOSE_POLICY, "no answer to pings; tail closed").await;
+                }
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
             _ = interval.tick() => {
                 // Drain what is there, a bounded read at a time.
                 loop {

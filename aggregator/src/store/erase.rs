@@ -15,7 +15,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::{chunk, day_bounds, EntryDigest, Store, StoreError};
-use crate::logql::LogQuery;
+use crate::logql::{LineFilter, LogQuery};
 
 /// What to erase.
 #[derive(Debug, Clone)]
@@ -61,9 +61,11 @@ pub struct ErasureRecord {
 impl Store {
     /// Erases the matching lines; see the module docs.
     pub fn erase(&self, e: &Erasure, now_ns: i64) -> Result<EraseReport, StoreError> {
-        if e.query.filters.is_empty() {
+        // A filter that only excludes (`!= "zzzz"`), or one that any line passes (`|= ""`,
+        // `|~ ".*"`), would erase whole streams: at least one filter must select.
+        if !e.query.filters.iter().any(LineFilter::selects) {
             return Err(StoreError::Refused(
-                "an erasure needs at least one line filter (|= \"...\"); to drop whole streams use retention".into(),
+                "an erasure needs at least one line filter that selects lines (|= \"...\" or |~ \"...\", not matching every line); to drop whole streams use retention".into(),
             ));
         }
         let mut report = EraseReport::default();

@@ -32,6 +32,7 @@ pub use schema::SCHEMA_VERSION;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -85,6 +86,10 @@ pub enum StoreError {
     Poisoned,
     #[error("{0}")]
     Refused(String),
+    #[error("the answer holds more than {limit} bytes of log lines; narrow the range or the selector, or lower the limit")]
+    TooLarge { limit: usize },
+    #[error("team {team:?} has {limit} streams, the most it may have (max_streams_per_team); this push would add another. Fewer distinct label sets, or ask the operator to raise the limit")]
+    TooManyStreams { team: String, limit: usize },
 }
 
 /// Metadata of an ingested batch, recorded in its receipt.
@@ -106,8 +111,12 @@ pub enum IngestOutcome {
     Stored {
         records: usize,
     },
-    /// The batch id had a receipt already; nothing was written.
+    /// The team had a receipt with this batch id and the same lines already; nothing was
+    /// written.
     Duplicate,
+    /// The team had a receipt with this batch id but *other* lines: nothing was written, and
+    /// the sender must not take this as an acknowledgement.
+    Conflict,
 }
 
 /// Query direction, as Loki's `direction` parameter.
@@ -129,6 +138,9 @@ pub struct RangeQuery {
     pub direction: Direction,
     /// Restrict to one team (read tokens); `None` sees all.
     pub team: Option<String>,
+    /// Most bytes of lines the query may hold: the best `limit` entries found so far may
+    /// total at most this, else [`StoreError::TooLarge`].
+    pub max_bytes: usize,
 }
 
 /// One stream of a query result.
@@ -194,12 +206,22 @@ pub type TailStreams = HashMap<i64, Option<Labels>>;
 /// Most entries a tail's stream cache holds before it is cleared.
 const MAX_TAIL_STREAM_CACHE: usize = 100_000;
 
+/// Most entries of the writer's stream-id cache before it is cleared: hot streams come back
+/// after one lookup each, and a flood of new streams cannot grow it without bound.
+const MAX_STREAM_ID_CACHE: usize = 100_000;
+
+/// The streams of one team, through the `streams_team` index.
+const SELECT_TEAM_STREAMS: &str = "SELECT id, labels FROM streams WHERE team = ?1 ORDER BY id";
+
 struct Writer {
     conn: Connection,
     /// Reused zstd context and buffer for the chunks of every batch.
     encoder: chunk::Encoder,
-    /// Canonical labels JSON → stream id, so hot streams skip a lookup.
+    /// Canonical labels JSON → stream id, so hot streams skip a lookup. At most
+    /// [`MAX_STREAM_ID_CACHE`] entries.
     stream_ids: HashMap<String, i64>,
+    /// Streams per team, counted on first use, against `max_streams_per_team`.
+    team_streams: HashMap<String, usize>,
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -210,6 +232,8 @@ pub struct Store {
     writer: Mutex<Writer>,
     /// Idle read connections, at most `MAX_IDLE_READERS`.
     readers: Mutex<Vec<Connection>>,
+    /// Most streams one team may have; a batch that would add more is refused whole.
+    max_streams_per_team: AtomicUsize,
 }
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
@@ -253,9 +277,16 @@ impl Store {
                 conn,
                 encoder: chunk::Encoder::stored()?,
                 stream_ids: HashMap::new(),
+                team_streams: HashMap::new(),
             }),
             readers: Mutex::new(Vec::new()),
+            max_streams_per_team: AtomicUsize::new(usize::MAX),
         })
+    }
+
+    /// Sets the most streams one team may have (no limit until called).
+    pub fn set_max_streams_per_team(&self, limit: usize) {
+        self.max_streams_per_team.store(limit, Ordering::Relaxed);
     }
 
     /// Path of the database file.
@@ -289,15 +320,30 @@ impl Store {
             conn,
             encoder,
             stream_ids,
+            team_streams,
         } = &mut *w;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(id) = &meta.batch_id {
-            let seen: Option<i64> = tx
-                .prepare_cached("SELECT id FROM receipts WHERE batch_id = ?1")?
-                .query_row([id], |r| r.get(0))
+            // Ids are scoped by team: another team's id is no concern of this push.
+            let seen: Option<(Option<String>, String)> = tx
+                .prepare_cached(
+                    "SELECT entries_digest, payload_sha256 FROM receipts
+                     WHERE team = ?1 AND batch_id = ?2",
+                )?
+                .query_row([&meta.team, id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            if seen.is_some() {
-                return Ok(IngestOutcome::Duplicate);
+            if let Some((entries, payload)) = seen {
+                // The entry digest says "the same lines" whatever the JSON looked like;
+                // receipts from before schema 3 have none and compare the payload instead.
+                let same = match entries {
+                    Some(stored) => stored == digest.to_string(),
+                    None => payload == meta.payload_sha256,
+                };
+                return Ok(if same {
+                    IngestOutcome::Duplicate
+                } else {
+                    IngestOutcome::Conflict
+                });
             }
         }
         let keys = req
@@ -331,18 +377,46 @@ impl Store {
         ])?;
         let seq = tx.last_insert_rowid();
         let mut new_ids = Vec::new();
+        // Streams this batch creates, against the team's limit; counted once per team.
+        let mut created = 0usize;
+        let have = match team_streams.get(&meta.team) {
+            Some(n) => *n,
+            None => {
+                let n: i64 = tx
+                    .prepare_cached("SELECT COUNT(*) FROM streams WHERE team = ?1")?
+                    .query_row([&meta.team], |r| r.get(0))?;
+                usize::try_from(n).unwrap_or(0)
+            }
+        };
+        let limit = self.max_streams_per_team.load(Ordering::Relaxed);
         {
+            let mut find_stream = tx.prepare_cached("SELECT id FROM streams WHERE labels = ?1")?;
             let mut insert_stream = tx.prepare_cached(
-                "INSERT INTO streams (team, labels, created_ns) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(labels) DO UPDATE SET team = team RETURNING id",
+                "INSERT INTO streams (team, labels, created_ns) VALUES (?1, ?2, ?3) RETURNING id",
             )?;
             for (s, key) in req.streams.iter().zip(keys) {
                 let Some(key) = key else { continue };
                 let sid = match stream_ids.get(&key) {
                     Some(id) => *id,
                     None => {
-                        let id: i64 = insert_stream
-                            .query_row(params![meta.team, key, meta.received_ns], |r| r.get(0))?;
+                        let found: Option<i64> =
+                            find_stream.query_row([&key], |r| r.get(0)).optional()?;
+                        let id = match found {
+                            Some(id) => id,
+                            None => {
+                                if have + created >= limit {
+                                    return Err(StoreError::TooManyStreams {
+                                        team: meta.team.clone(),
+                                        limit,
+                                    });
+                                }
+                                created += 1;
+                                insert_stream
+                                    .query_row(params![meta.team, key, meta.received_ns], |r| {
+                                        r.get(0)
+                                    })?
+                            }
+                        };
                         new_ids.push((key, id));
                         id
                     }
@@ -357,8 +431,12 @@ impl Store {
             }
         }
         tx.commit()?;
-        // Only cache ids whose rows are committed.
+        // Only cache ids and counts of committed rows.
+        if stream_ids.len() + new_ids.len() > MAX_STREAM_ID_CACHE {
+            stream_ids.clear();
+        }
         stream_ids.extend(new_ids);
+        team_streams.insert(meta.team.clone(), have + created);
         Ok(IngestOutcome::Stored { records })
     }
 
@@ -402,17 +480,19 @@ impl Store {
         query: &LogQuery,
         team: Option<&str>,
     ) -> Result<Vec<(i64, Labels)>, StoreError> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, team, labels FROM streams WHERE ?1 IS NULL OR team = ?1 ORDER BY id",
-        )?;
-        let mut rows = stmt.query([team])?;
+        // Two statements rather than `?1 IS NULL OR team = ?1`, which SQLite cannot answer
+        // from the `streams_team` index: a team's query reads only its own streams.
+        let mut stmt = match team {
+            Some(_) => conn.prepare_cached(SELECT_TEAM_STREAMS)?,
+            None => conn.prepare_cached("SELECT id, labels FROM streams ORDER BY id")?,
+        };
+        let mut rows = match team {
+            Some(t) => stmt.query([t])?,
+            None => stmt.query([])?,
+        };
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let stream_team: String = row.get(1)?;
-            if team.is_some_and(|t| t != stream_team) {
-                continue;
-            }
-            let labels = parse_labels(&row.get::<_, String>(2)?)?;
+            let labels = parse_labels(&row.get::<_, String>(1)?)?;
             if query.matches_stream(&labels) {
                 out.push((row.get(0)?, labels));
             }
@@ -465,6 +545,9 @@ impl Store {
         }
         // (ts, chunk id, position, stream idx, line); sorted in result order.
         let mut hits: Vec<(i64, i64, u32, usize, String)> = Vec::new();
+        // Bytes of the lines in `hits`: kept under twice `max_bytes` while scanning, and the
+        // best `limit` of them under `max_bytes`.
+        let mut hit_bytes = 0usize;
         let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
         let mut decoder = chunk::Decoder::new()?;
         let order = |a: &(i64, i64, u32, usize, String), b: &(i64, i64, u32, usize, String)| {
@@ -492,17 +575,25 @@ impl Store {
             let mut pos = 0u32;
             decoder.each(|ts, line| {
                 if ts >= q.start_ns && ts <= q.end_ns && q.query.keep_line(line) {
+                    hit_bytes += line.len();
                     hits.push((ts, cid, pos, sidx, line.to_owned()));
                 }
                 pos += 1;
             })?;
-            if hits.len() > q.limit {
+            if hits.len() > q.limit || hit_bytes > q.max_bytes.saturating_mul(2) {
                 hits.sort_by(order);
                 hits.truncate(q.limit);
+                hit_bytes = hits.iter().map(|h| h.4.len()).sum();
+                if hit_bytes > q.max_bytes {
+                    return Err(StoreError::TooLarge { limit: q.max_bytes });
+                }
             }
         }
         hits.sort_by(order);
         hits.truncate(q.limit);
+        if hits.iter().map(|h| h.4.len()).sum::<usize>() > q.max_bytes {
+            return Err(StoreError::TooLarge { limit: q.max_bytes });
+        }
         let mut by_stream: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
         for (ts, _, _, sidx, line) in hits {
             by_stream
@@ -582,14 +673,22 @@ impl Store {
         let conn = self.reader()?;
         let result = (|| {
             let (d0, d1) = day_bounds(start_ns, end_ns);
-            let mut stmt = conn.prepare_cached(
+            // As in `select_streams`: `team = ?1` alone, so the team index is used.
+            let mut stmt = conn.prepare_cached(if team.is_some() {
                 "SELECT s.labels FROM streams s
-                 WHERE (?1 IS NULL OR s.team = ?1)
+                 WHERE s.team = ?1
                    AND EXISTS (SELECT 1 FROM chunks c WHERE c.stream_id = s.id
                                AND c.day BETWEEN ?4 AND ?5
                                AND c.max_ts >= ?2 AND c.min_ts <= ?3)
-                 ORDER BY s.id",
-            )?;
+                 ORDER BY s.id"
+            } else {
+                "SELECT s.labels FROM streams s
+                 WHERE ?1 IS NULL
+                   AND EXISTS (SELECT 1 FROM chunks c WHERE c.stream_id = s.id
+                               AND c.day BETWEEN ?4 AND ?5
+                               AND c.max_ts >= ?2 AND c.min_ts <= ?3)
+                 ORDER BY s.id"
+            })?;
             let mut rows = stmt.query(params![team, start_ns, end_ns, d0, d1])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {

@@ -89,6 +89,31 @@ const MIGRATIONS: &[&str] = &[
         status      INTEGER NOT NULL       -- HTTP status answered
      );
      CREATE INDEX access_log_time ON access_log(at_ns);",
+    // 4: batch ids are scoped by team. Version 1 made `batch_id` unique across teams, so one
+    // team's push could be answered `duplicate` (and dropped) because another team had used
+    // the id. SQLite cannot drop a column constraint: the table is rebuilt with every row and
+    // id kept (the ids are the `seq` of chunks and removals).
+    "CREATE TABLE receipts_v4 (
+        id             INTEGER PRIMARY KEY,
+        batch_id       TEXT,               -- NULL for clients that send no Fjord-Batch-Id
+        agent          TEXT,
+        team           TEXT NOT NULL,
+        received_ns    INTEGER NOT NULL,
+        records        INTEGER NOT NULL,
+        raw_bytes      INTEGER NOT NULL,
+        payload_sha256 TEXT NOT NULL,
+        rules_version  TEXT,
+        redactions     TEXT,               -- compact JSON of per-rule counts
+        entries_digest TEXT,
+        UNIQUE (team, batch_id)
+     );
+     INSERT INTO receipts_v4 (id, batch_id, agent, team, received_ns, records, raw_bytes,
+                              payload_sha256, rules_version, redactions, entries_digest)
+        SELECT id, batch_id, agent, team, received_ns, records, raw_bytes,
+               payload_sha256, rules_version, redactions, entries_digest FROM receipts;
+     DROP TABLE receipts;
+     ALTER TABLE receipts_v4 RENAME TO receipts;
+     CREATE INDEX receipts_time ON receipts(received_ns);",
 ];
 
 /// The schema version this binary writes.
