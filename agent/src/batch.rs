@@ -25,10 +25,13 @@ pub struct Building {
     /// The rule set that redacted every record of this batch (counts index its rules).
     pub redactor: Arc<Redactor>,
     pub since: Instant,
+    /// The first record's timestamp (Unix ns); record `i` carries `first_ts + i`, so a batch
+    /// re-formed after a restart from its recorded `first_ts` is the same payload.
+    pub first_ts: i64,
 }
 
 impl Building {
-    pub fn new(start: u64, redactor: Arc<Redactor>, body: StreamBody) -> Building {
+    pub fn new(start: u64, first_ts: i64, redactor: Arc<Redactor>, body: StreamBody) -> Building {
         Building {
             start,
             end: start,
@@ -36,7 +39,14 @@ impl Building {
             counts: Counts::default(),
             redactor,
             since: Instant::now(),
+            first_ts,
         }
+    }
+
+    /// The timestamp of the next record.
+    pub fn next_ts(&self) -> i64 {
+        self.first_ts
+            .saturating_add(i64::try_from(self.body.records()).unwrap_or(i64::MAX))
     }
 }
 
@@ -63,6 +73,8 @@ pub struct Formed {
     pub raw_bytes: u64,
     pub payload_sha256: String,
     pub redactions: BTreeMap<String, u64>,
+    /// The first record's timestamp, recorded with the batch's boundaries before it is sent.
+    pub first_ts: i64,
 }
 
 /// What identifies the stream a batch belongs to.
@@ -131,6 +143,7 @@ pub fn form(
             raw_bytes: 0,
             payload_sha256: String::new(),
             redactions: by_rule,
+            first_ts: b.first_ts,
         });
     }
     let json = b.body.finish();
@@ -159,5 +172,6 @@ pub fn form(
         raw_bytes,
         payload_sha256: enc.payload_sha256,
         redactions: by_rule,
+        first_ts: b.first_ts,
     })
 }

@@ -23,7 +23,7 @@ use crate::batch::{self, Building, Formed, Origin};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reload::RulesHandle;
-use crate::state::{Loss, StateHandle};
+use crate::state::{Loss, PendingBatch, StateHandle};
 use crate::tail::lines::Line;
 use crate::tail::multiline::Joiner;
 use crate::tail::{FileRef, Sink, Stop};
@@ -38,9 +38,9 @@ const FULL_QUEUE_WAIT: Duration = Duration::from_millis(20);
 pub struct Stream {
     joiner: Option<Joiner>,
     batch: Option<Building>,
-    /// Boundaries of batches sent before a restart and not yet acknowledged: re-formed
-    /// exactly, so they carry the same ids.
-    forced: VecDeque<(u64, u64)>,
+    /// Batches sent before a restart and not yet acknowledged: re-formed with the same
+    /// boundaries and timestamps, so they carry the same ids and the same payloads.
+    forced: VecDeque<PendingBatch>,
     last_ts: i64,
 }
 
@@ -118,10 +118,13 @@ impl Batcher {
             self.finish(s, f)?;
         }
         let start = s.batch.as_ref().map_or(rec.start, |b| b.start);
-        while s.forced.front().is_some_and(|&(_, e)| e <= start) {
+        while s.forced.front().is_some_and(|f| f.end <= start) {
             s.forced.pop_front();
         }
-        if let Some(&(st, e)) = s.forced.front() {
+        if let Some(&PendingBatch {
+            start: st, end: e, ..
+        }) = s.forced.front()
+        {
             if st == start && rec.end > e && s.batch.is_some() {
                 // The record crosses a boundary formed before a restart (the multiline
                 // settings changed): end the batch before it.
@@ -132,7 +135,20 @@ impl Batcher {
         }
         if s.batch.is_none() {
             let body = self.body(f);
-            s.batch = Some(Building::new(rec.start, self.redactor.clone(), body));
+            // Strictly increasing per file; a batch re-formed after a restart keeps the
+            // timestamps it was sent with.
+            let first_ts = s
+                .forced
+                .front()
+                .filter(|b| b.start == rec.start)
+                .and_then(|b| b.first_ts)
+                .unwrap_or_else(|| read_ns.max(s.last_ts + 1));
+            s.batch = Some(Building::new(
+                rec.start,
+                first_ts,
+                self.redactor.clone(),
+                body,
+            ));
         }
         let Some(b) = s.batch.as_mut() else {
             return Ok(());
@@ -147,8 +163,7 @@ impl Batcher {
         };
         match text {
             Some(text) => {
-                // Strictly increasing per file, so the lines of one read keep their order.
-                s.last_ts = read_ns.max(s.last_ts + 1);
+                s.last_ts = b.next_ts();
                 b.body.push(s.last_ts, text);
             }
             None => {
@@ -162,8 +177,8 @@ impl Batcher {
         let forced_end = s
             .forced
             .front()
-            .filter(|&&(st, _)| st == b.start)
-            .map(|&(_, e)| e);
+            .filter(|f| f.start == b.start)
+            .map(|f| f.end);
         let full = match forced_end {
             Some(e) => b.end >= e,
             None => {
@@ -224,14 +239,14 @@ impl Sink for Batcher {
 
     fn open(&mut self, f: FileRef<'_>, offset: u64) -> Stream {
         let id = f.identity.to_owned();
-        let forced: VecDeque<(u64, u64)> = self
+        let forced: VecDeque<PendingBatch> = self
             .state
             .run_blocking(move |st| st.pending(&id))
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default()
             .into_iter()
-            .filter(|(s, _)| *s >= offset)
+            .filter(|b| b.start >= offset)
             .collect();
         if !forced.is_empty() {
             tracing::info!(path = %f.path, pending = forced.len(), "re-forming batches sent before the restart");
@@ -328,5 +343,104 @@ impl Sink for Batcher {
             }
             Err(err) => tracing::error!(path = %f.path, %err, "cannot record a loss in the ledger"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Overrides};
+    use crate::state::{State, StateOwner};
+    use crate::tail::lines::Splitter;
+
+    fn batcher(dir: &Path, state: StateHandle) -> (Batcher, mpsc::Receiver<Formed>) {
+        let cfg = config::load(
+            None,
+            Overrides {
+                paths: vec!["/var/log/app/*.log".into()],
+                url: Some("http://127.0.0.1:1".into()),
+                state_dir: Some(dir.to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let redactor = crate::reload::build(None, None).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let b = Batcher::new(
+            Arc::new(cfg),
+            Arc::new(Metrics::new()),
+            Arc::new(RulesHandle::new(redactor, None, None)),
+            state,
+            tx,
+            CancellationToken::new(),
+            Arc::new(AtomicU64::new(0)),
+        );
+        (b, rx)
+    }
+
+    /// Feeds `text` as one read at `read_ns` and hands on the batch.
+    fn form(b: &mut Batcher, text: &[u8], read_ns: i64) -> Stream {
+        let f = FileRef {
+            identity: "1:2:3",
+            path: "/var/log/app/app.log",
+        };
+        let mut s = b.open(f, 0);
+        let mut sp = Splitter::new(0, 4096);
+        let mut rest = text;
+        let now = Instant::now();
+        while let Some(line) = sp.next_line(&mut rest) {
+            b.line(&mut s, f, line, now, read_ns).unwrap();
+        }
+        b.flush(&mut s, f).unwrap();
+        s
+    }
+
+    /// A batch re-formed after a restart, from its recorded boundaries and first timestamp,
+    /// is the batch that was sent: same id, same payload (the aggregator answers
+    /// `duplicate`, not 409), though its lines are read again at another time.
+    #[test]
+    fn a_re_formed_batch_is_the_same_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (owner, state) = StateOwner::start(State::open(dir.path()).unwrap()).unwrap();
+        let text = b"payment ok order=1\ncard 4111 1111 1111 1111 declined\nrefund ok\n";
+        let sent = {
+            let (mut b, mut rx) = batcher(dir.path(), state.clone());
+            form(&mut b, text, 1_764_151_200_000_000_000);
+            rx.try_recv().unwrap()
+        };
+        let p = PendingBatch {
+            start: sent.start,
+            end: sent.end,
+            first_ts: Some(sent.first_ts),
+        };
+        let (id, bid) = (sent.identity.clone(), sent.batch_id.clone());
+        state
+            .run_blocking(move |s| s.add_pending(&bid, &id, p))
+            .unwrap()
+            .unwrap();
+        // After a restart: a new batcher, the lines read a minute later.
+        let again = {
+            let (mut b, mut rx) = batcher(dir.path(), state.clone());
+            form(&mut b, text, 1_764_151_260_000_000_000);
+            rx.try_recv().unwrap()
+        };
+        assert_eq!(again.batch_id, sent.batch_id);
+        assert_eq!((again.start, again.end), (sent.start, sent.end));
+        assert_eq!(again.payload_sha256, sent.payload_sha256);
+        assert_eq!(
+            again.out.as_ref().map(|o| o.body.clone()),
+            sent.out.as_ref().map(|o| o.body.clone())
+        );
+        drop(state);
+        owner.join();
+        // Without the record, the same lines read later are a later payload.
+        let dir2 = tempfile::tempdir().unwrap();
+        let (owner2, fresh) = StateOwner::start(State::open(dir2.path()).unwrap()).unwrap();
+        {
+            let (mut b, mut rx) = batcher(dir2.path(), fresh);
+            form(&mut b, text, 1_764_151_260_000_000_000);
+            assert_ne!(rx.try_recv().unwrap().payload_sha256, sent.payload_sha256);
+        }
+        owner2.join();
     }
 }

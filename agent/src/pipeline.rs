@@ -37,7 +37,7 @@ use crate::metrics::{Metrics, ReasonLabel};
 use crate::reload::RulesHandle;
 use crate::selfcheck::{SelfCheck, SELF_CHECK_EVERY};
 use crate::ship::{self, Answer, Shipper};
-use crate::state::{LedgerRow, State, StateHandle, StateOwner};
+use crate::state::{LedgerRow, PendingBatch, State, StateHandle, StateOwner};
 use crate::tail::{OsEnv, Settings, Shared, StateCheckpoints, Tailer};
 
 /// How long the residency guard waits before asking a refusing destination again.
@@ -508,8 +508,9 @@ async fn ship_loop(ctx: Arc<ShipCtx>, mut rx: mpsc::Receiver<Formed>) {
                     Some(out) => {
                         // Record the boundaries before the first send, so a restart re-forms
                         // exactly this batch with the same id.
-                        let (b, i, st, en) = (f.batch_id.clone(), f.identity.clone(), f.start, f.end);
-                        let pending = ctx.state.run(move |s| s.add_pending(&b, &i, st, en)).await;
+                        let (b, i) = (f.batch_id.clone(), f.identity.clone());
+                        let p = PendingBatch { start: f.start, end: f.end, first_ts: Some(f.first_ts) };
+                        let pending = ctx.state.run(move |s| s.add_pending(&b, &i, p)).await;
                         match pending {
                             Ok(Ok(())) => {}
                             Ok(Err(err)) => tracing::error!(%err, "cannot record a pending batch"),

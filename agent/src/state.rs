@@ -75,6 +75,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX ledger_sent ON ledger(sent_ns);",
     // 3: why bytes were lost (outcome `lost`): `rotated_away` or `truncated`.
     "ALTER TABLE ledger ADD COLUMN reason TEXT NOT NULL DEFAULT '';",
+    // 4: the first record's timestamp of a pending batch, so that the batch re-formed after
+    // a restart carries the same timestamps, and so the same payload, as the batch sent.
+    "ALTER TABLE pending ADD COLUMN first_ts INTEGER;",
 ];
 
 /// A checkpoint row.
@@ -132,6 +135,17 @@ pub struct LedgerEntry {
     /// `acked`, `duplicate`, `dead_letter`, or `lost` (bytes a rotation deleted before they
     /// were read: `start_off..end_off` of the file, `raw_bytes` of them).
     pub outcome: String,
+}
+
+/// A batch of one identity formed and sent (or about to be), not yet answered: re-formed
+/// after a restart with the same boundaries and timestamps, so it is the same payload under
+/// the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingBatch {
+    pub start: u64,
+    pub end: u64,
+    /// The first record's timestamp (Unix ns); `None` for rows from before schema 4.
+    pub first_ts: Option<i64>,
 }
 
 /// A batch sent (or about to be) and not yet answered.
@@ -361,28 +375,32 @@ impl State {
             .map(|o| o.map(|v| v as u64))
     }
 
-    /// Pending batch boundaries of a file identity, by start offset.
-    pub fn pending(&self, identity: &str) -> Result<Vec<(u64, u64)>, rusqlite::Error> {
+    /// Pending batches of a file identity, by start offset.
+    pub fn pending(&self, identity: &str) -> Result<Vec<PendingBatch>, rusqlite::Error> {
         let mut st = self.conn.prepare_cached(
-            "SELECT start_off, end_off FROM pending WHERE identity = ?1 ORDER BY start_off",
+            "SELECT start_off, end_off, first_ts FROM pending WHERE identity = ?1 ORDER BY start_off",
         )?;
         let rows = st.query_map([identity], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            Ok(PendingBatch {
+                start: r.get::<_, i64>(0)? as u64,
+                end: r.get::<_, i64>(1)? as u64,
+                first_ts: r.get(2)?,
+            })
         })?;
         rows.collect()
     }
 
-    /// Records a batch's boundaries before its first send.
+    /// Records a batch's boundaries and first timestamp before its first send.
     pub fn add_pending(
         &self,
         batch_id: &str,
         identity: &str,
-        start: u64,
-        end: u64,
+        b: PendingBatch,
     ) -> Result<(), rusqlite::Error> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO pending (batch_id, identity, start_off, end_off) VALUES (?1, ?2, ?3, ?4)",
-            params![batch_id, identity, start as i64, end as i64],
+            "INSERT OR IGNORE INTO pending (batch_id, identity, start_off, end_off, first_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![batch_id, identity, b.start as i64, b.end as i64, b.first_ts],
         )?;
         Ok(())
     }
@@ -631,8 +649,13 @@ mod tests {
             offset: 0,
         };
         s.put_checkpoint(&c).unwrap();
-        s.add_pending("b1", "id-1", 0, 100).unwrap();
-        assert_eq!(s.pending("id-1").unwrap(), vec![(0, 100)]);
+        let b = PendingBatch {
+            start: 0,
+            end: 100,
+            first_ts: Some(1_764_151_200_000_000_000),
+        };
+        s.add_pending("b1", "id-1", b).unwrap();
+        assert_eq!(s.pending("id-1").unwrap(), vec![b]);
         s.commit_batch("id-1", "b1", 100, Some(&row("b1", 100)))
             .unwrap();
         drop(s);
@@ -689,7 +712,16 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(s.recent_checkpoints(day).unwrap().len(), 3);
-        s.add_pending("p1", "a", 0, 100).unwrap();
+        s.add_pending(
+            "p1",
+            "a",
+            PendingBatch {
+                start: 0,
+                end: 100,
+                first_ts: None,
+            },
+        )
+        .unwrap();
         let loss = Loss {
             path: "/l/app.log".into(),
             start_off: 40,
@@ -715,14 +747,19 @@ mod tests {
         assert!(h.is_fresh());
         let h2 = h.clone();
         std::thread::spawn(move || {
-            h2.run_blocking(|s| s.add_pending("b", "id", 0, 10))
+            let b = PendingBatch {
+                start: 0,
+                end: 10,
+                first_ts: Some(7),
+            };
+            h2.run_blocking(move |s| s.add_pending("b", "id", b))
                 .unwrap()
                 .unwrap()
         })
         .join()
         .unwrap();
         let p = h.run(|s| s.pending("id")).await.unwrap().unwrap();
-        assert_eq!(p, vec![(0, 10)]);
+        assert_eq!((p[0].start, p[0].end, p[0].first_ts), (0, 10, Some(7)));
         drop(h);
         tokio::task::spawn_blocking(move || owner.join())
             .await

@@ -249,7 +249,7 @@ impl Checkpoints for StateCheckpoints {
             .run_blocking(move |s| s.pending(&id))
             .map_err(db)?
             .map_err(sql)?;
-        Ok(p.iter().map(|&(_, e)| e).max())
+        Ok(p.iter().map(|b| b.end).max())
     }
 
     fn is_fresh(&self) -> bool {
