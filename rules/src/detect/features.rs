@@ -109,19 +109,35 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
         b't' => &[(b"tel", K_PHONE)],
         b'm' => &[(b"mobil", K_PHONE), (b"msisdn", K_PHONE)],
         b'c' => &[(b"cpr", K_NATID)],
-        b'n' => &[(b"national", K_NATID)],
+        b'n' => &[(b"national", K_NATID), (b"nin", K_NATID)],
         b'f' => &[
             (b"fnr", K_NATID),
             (b"fodsel", K_NATID),
             (b"f\xc3\xb8dsel", K_NATID),
+            (b"fh-n", K_NATID),
+            (b"fh_n", K_NATID),
+            (b"fhnr", K_NATID),
         ],
-        b'h' => &[(b"hetu", K_NATID), (b"henkilo", K_NATID)],
+        b'h' => &[
+            (b"hetu", K_NATID),
+            (b"henkilo", K_NATID),
+            (b"h-num", K_NATID),
+            (b"hnr", K_NATID),
+            (b"hjelpen", K_NATID),
+        ],
+        b'd' => &[
+            (b"d-num", K_NATID),
+            (b"d_num", K_NATID),
+            (b"dnum", K_NATID),
+            (b"dnr", K_NATID),
+        ],
+        b'i' => &[(b"identitet", K_NATID)],
         _ => &[],
     }
 }
 
 /// Every first letter that has keywords (for building [`TRIPLES`]).
-const KEYWORD_FIRSTS: &[u8] = b"psaxgrebtmcnfh";
+const KEYWORD_FIRSTS: &[u8] = b"psaxgrebtmcnfhdi";
 
 /// A byte with ASCII letters folded to lower case (other bytes may change too, the same
 /// way for the table and the lookup).

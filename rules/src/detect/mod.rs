@@ -110,7 +110,7 @@ impl Detector {
     /// A string that changes whenever the detector's matching logic changes; part of the
     /// rule-set version hash. Bump the revision when a validator or context rule changes.
     pub fn revision(self) -> String {
-        const REVISION: u32 = 1;
+        const REVISION: u32 = 2;
         format!("{}@{REVISION}:{}", self.name(), self.pattern())
     }
 
@@ -410,11 +410,24 @@ const NATID_WORDS: &[&str] = &[
     "fødselsnummer",
     "hetu",
     "henkilotunnus",
+    "d-nummer",
+    "dnummer",
+    "d_nummer",
+    "dnr",
+    "h-nummer",
+    "hnr",
+    "hjelpenummer",
+    "fh-nummer",
+    "fh_nummer",
+    "fhnr",
+    "identitetsnummer",
+    "nin",
 ];
 
-/// Whether one of [`NATID_WORDS`] ends within the 24 bytes before `start`, followed only by
-/// separators (`=`, `:`, quotes, spaces) — the context that makes a bare 10-digit number a
-/// Danish or Swedish national id rather than an order id.
+/// Whether one of [`NATID_WORDS`] ends right before `start`, with only separators (`=`,
+/// `:`, quotes, spaces, tabs) between it and `start` — the context that makes a bare
+/// 10-digit number a Danish or Swedish national id rather than an order id, and any
+/// 11-digit number a Norwegian one. The word may end a longer key (`patient_fnr=`).
 pub(crate) fn natid_context(line: &str, start: usize) -> bool {
     let b = line.as_bytes();
     let mut end = start;
@@ -447,6 +460,22 @@ mod tests {
             assert_eq!(Detector::from_name(d.name()), Some(*d));
         }
         assert_eq!(Detector::from_name("nope"), None);
+    }
+
+    /// Every national-id word sets the keyword bit the compact Danish and Swedish forms
+    /// need from the feature pass, so the pass never skips a number the context accepts.
+    #[test]
+    fn every_natid_word_is_a_feature_keyword() {
+        for w in NATID_WORDS {
+            for line in [
+                format!("{w}=0101901234"),
+                format!("x \"{w}\": \"0101901234\""),
+            ] {
+                let f = Features::of(&line).0;
+                assert_ne!(f & features::K_NATID, 0, "{line}");
+                assert_ne!(f & features::F_RUN10, 0, "{line}");
+            }
+        }
     }
 
     #[test]
