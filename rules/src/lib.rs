@@ -18,7 +18,7 @@ pub mod selftest;
 pub mod validate;
 
 pub use pack::{
-    load_rule_set, resolve, Action, Example, Expect, FieldSpec, Matcher, RuleSet, RuleSpec,
-    RulesError,
+    load_rule_set, resolve, Action, AllowMatch, AllowSpec, Example, Expect, FieldSpec, Matcher,
+    RuleSet, RuleSpec, RulesError,
 };
 pub use redact::{Applied, Counts, ExplainHit, Explanation, Redactor, RedactorError};
