@@ -137,18 +137,22 @@ pub fn iban_length(country: &[u8]) -> Option<usize> {
         .map(|&(_, n)| n)
 }
 
-/// An IBAN in compact (`NO9386011117947`) or grouped (`NO93 8601 1117 947`) form: a known
-/// country, that country's length, and ISO 7064 mod-97 = 1. Spaces are ignored; anything
-/// else that is not an upper-case letter or digit makes it invalid.
+/// An IBAN in compact (`NO9386011117947`) or grouped (`NO93 8601 1117 947`) form, in
+/// upper or lower case (not mixed): a known country, that country's length, and ISO 7064
+/// mod-97 = 1. Spaces are ignored; any other byte that is not a letter or digit makes it
+/// invalid.
 pub fn iban(s: &str) -> bool {
-    let compact: Vec<u8> = s.bytes().filter(|&b| b != b' ').collect();
-    if compact.len() < 5
-        || !compact
-            .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-    {
+    let mut compact: Vec<u8> = s.bytes().filter(|&b| b != b' ').collect();
+    let upper = compact
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let lower = compact
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if compact.len() < 5 || !(upper || lower) {
         return false;
     }
+    compact.make_ascii_uppercase();
     let (country, check) = (&compact[..2], &compact[2..4]);
     if !country.iter().all(u8::is_ascii_uppercase) || !check.iter().all(u8::is_ascii_digit) {
         return false;
@@ -428,7 +432,9 @@ mod tests {
             ("NO938601111794", false),        // too short for NO
             ("DE8937040044053201300", false), // too short for DE
             ("XX89370400440532013000", false),
-            ("de89370400440532013000", false),
+            ("de89370400440532013000", true),
+            ("de89 3704 0044 0532 0130 00", true),
+            ("De89370400440532013000", false), // mixed case
             ("", false),
         ] {
             assert_eq!(iban(input), ok, "{input}");

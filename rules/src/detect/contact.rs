@@ -19,7 +19,11 @@ use std::sync::OnceLock;
 use super::{builtin, is_word, regex_find};
 
 /// E-mail candidates (validated by shape only: there is no check digit for an address).
-pub const EMAIL: &str = r"(?-u:\b)[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?-u:\b)";
+/// Letters are Unicode letters (with their combining marks), so internationalised local
+/// parts and domains (`åse@blåbær.no`) are whole matches, and the top-level domain is
+/// letters or an A-label (`xn--p1ai`). The end of the match is checked in
+/// [`find_email`] rather than by `\b`, which does not see non-ASCII letters.
+pub const EMAIL: &str = r"[\p{L}\p{M}\p{N}._%+-]+@[\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?)*\.(?:xn--[a-z0-9-]+|\p{L}[\p{L}\p{M}]+)";
 
 /// Phone candidates: international, national trunk-0, or after a phone key.
 pub const PHONE: &str = concat!(
@@ -34,10 +38,13 @@ pub const PHONE: &str = concat!(
     r"']?\+?[0-9](?:[ -]?[0-9]){6,16}"
 );
 
-/// Appends e-mail addresses.
+/// Appends e-mail addresses: matches not glued to a following letter or digit.
 pub fn find_email(line: &str, out: &mut Vec<Range<usize>>) {
     static RE: OnceLock<regex::Regex> = OnceLock::new();
-    regex_find(builtin(&RE, EMAIL), line, out, |_, r| Some(r));
+    regex_find(builtin(&RE, EMAIL), line, out, |l, r| {
+        let glued = l[r.end..].chars().next().is_some_and(char::is_alphanumeric);
+        (!glued).then_some(r)
+    });
 }
 
 /// Appends phone numbers.
@@ -105,6 +112,23 @@ mod tests {
             ["kari.nordmann@example.no"]
         );
         assert!(found(find_email, "user@localhost").is_empty());
+        let cases: &[(&str, &[&str])] = &[
+            ("to freja+shop@example.no ok", &["freja+shop@example.no"]),
+            (
+                "x ola@mail.eu.example.co.uk.",
+                &["ola@mail.eu.example.co.uk"],
+            ),
+            ("åse.øvrebø@blåbær.no, ok", &["åse.øvrebø@blåbær.no"]),
+            ("x kari@xn--blbr-qoa1b.no y", &["kari@xn--blbr-qoa1b.no"]),
+            ("x ivan@пример.рф y", &["ivan@пример.рф"]),
+            ("x kari@example.xn--p1ai y", &["kari@example.xn--p1ai"]),
+            ("user=ola@x.no;", &["ola@x.no"]),
+            ("x kari@example.no5", &[]),
+            ("x kari@example.no-x", &["kari@example.no"]),
+        ];
+        for (line, want) in cases {
+            assert_eq!(found(find_email, line), *want, "{line}");
+        }
     }
 
     #[test]

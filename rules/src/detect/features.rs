@@ -60,7 +60,7 @@ pub(crate) const F_DOTTED4: u32 = 1 << 8;
 /// eight groups, or six and an IPv4 address, every colon between two hex digits; a JSON
 /// line's `":"` and a timestamp's two colons do not count).
 pub(crate) const F_IPV6: u32 = 1 << 9;
-/// Two upper-case letters and two digits at a word start.
+/// Two letters of one case and two digits at a word start.
 pub(crate) const F_IBAN: u32 = 1 << 10;
 // Keyword bits: set when a keyword starts a word part (see `keywords`).
 pub(crate) const K_SECRET: u32 = 1 << 16;
@@ -836,15 +836,20 @@ impl<'a> Scan<'a> {
             parts &= parts - 1;
             self.f |= keyword_at(b, i);
         }
-        let mut caps = starts & m.upper;
-        while caps != 0 {
-            let i = base + caps.trailing_zeros() as usize;
-            caps &= caps - 1;
-            if b.get(i + 1).is_some_and(u8::is_ascii_uppercase)
-                && b.get(i + 2).is_some_and(u8::is_ascii_digit)
-                && b.get(i + 3).is_some_and(u8::is_ascii_digit)
-            {
-                self.f |= F_IBAN;
+        // IBANs: only the word starts with a digit two bytes on are looked at (the digit
+        // two bytes on may sit in the next block: two loads per block).
+        let ahead = u64::from(b.get(base + BLOCK).is_some_and(u8::is_ascii_digit)) << 62
+            | u64::from(b.get(base + BLOCK + 1).is_some_and(u8::is_ascii_digit)) << 63;
+        let mut country = starts & ((m.digit >> 2) | ahead);
+        while country != 0 {
+            let i = base + country.trailing_zeros() as usize;
+            country &= country - 1;
+            if let Some(&[c0, c1, _, c3]) = b.get(i..).and_then(<[u8]>::first_chunk::<4>) {
+                let same_case = (c0.is_ascii_uppercase() && c1.is_ascii_uppercase())
+                    || (c0.is_ascii_lowercase() && c1.is_ascii_lowercase());
+                if same_case && c3.is_ascii_digit() {
+                    self.f |= F_IBAN;
+                }
             }
         }
 
@@ -1070,6 +1075,8 @@ mod tests {
         assert_eq!(f("10:00:00.123") & F_IPV6, 0);
         assert_ne!(f("131052-308T") & F_SIGN6, 0);
         assert_ne!(f("NO9386011117947") & F_IBAN, 0);
+        assert_ne!(f("iban no9386011117947") & F_IBAN, 0);
+        assert_eq!(f("iban No9386011117947") & F_IBAN, 0);
         assert_ne!(f("Authorization: Bearer x") & K_BEARER, 0);
         assert_ne!(f("cpr=0101901234") & K_NATID, 0);
         assert_ne!(f("x newPassword=1") & K_SECRET, 0);
@@ -1214,9 +1221,12 @@ mod tests {
                     let starts = i == 0 || !b[i - 1].is_ascii_alphanumeric();
                     if starts {
                         f |= kw(b, i);
-                        if c.is_ascii_uppercase()
-                            && i + 3 < n
-                            && b[i + 1].is_ascii_uppercase()
+                        let same_case = |d: u8| {
+                            (c.is_ascii_uppercase() && d.is_ascii_uppercase())
+                                || (c.is_ascii_lowercase() && d.is_ascii_lowercase())
+                        };
+                        if i + 3 < n
+                            && same_case(b[i + 1])
                             && b[i + 2].is_ascii_digit()
                             && b[i + 3].is_ascii_digit()
                         {
