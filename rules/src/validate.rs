@@ -31,11 +31,11 @@ pub fn luhn(s: &str) -> bool {
     n > 0 && sum % 10 == 0
 }
 
-/// A payment card number: 13–19 digits (separators ignored), a known leading digit range and
-/// a valid Luhn check digit.
+/// A payment card number: 12–19 digits (separators ignored; ISO/IEC 7812 allows 8–19, and
+/// Maestro issues 12), a known leading digit range and a valid Luhn check digit.
 pub fn card_number(s: &str) -> bool {
     let n = digits(s).count();
-    if !(13..=19).contains(&n) {
+    if !(12..=19).contains(&n) {
         return false;
     }
     // Issuer identification: 2 (Mastercard 2-series), 3 (Amex/Diners/JCB), 4 (Visa),
@@ -407,7 +407,8 @@ mod tests {
             ("4111111111111112", false),
             ("0000000000000000", false),
             ("4444444444444444", false),
-            ("411111111111", false),
+            ("501800000009", true), // Maestro, 12 digits
+            ("41111111111", false),
             ("9111111111111111", false),
             ("1764151200123", false),
         ] {

@@ -69,6 +69,7 @@ pub(crate) const K_JWT: u32 = 1 << 18;
 pub(crate) const K_BEARER: u32 = 1 << 19;
 pub(crate) const K_PHONE: u32 = 1 << 20;
 pub(crate) const K_NATID: u32 = 1 << 21;
+pub(crate) const K_CARD: u32 = 1 << 22;
 
 /// Keywords (lower case) and the bit each sets, by first letter. A keyword counts where a
 /// word part starts: after a byte that is not an ASCII letter or digit, or at a lower→upper
@@ -86,6 +87,7 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
             (b"puhelin", K_PHONE),
             (b"pnr", K_NATID),
             (b"person", K_NATID),
+            (b"pan", K_CARD),
         ],
         b's' => &[
             (b"secret", K_SECRET),
@@ -108,7 +110,14 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
         b'b' => &[(b"bearer", K_BEARER)],
         b't' => &[(b"tel", K_PHONE)],
         b'm' => &[(b"mobil", K_PHONE), (b"msisdn", K_PHONE)],
-        b'c' => &[(b"cpr", K_NATID)],
+        b'c' => &[
+            (b"cpr", K_NATID),
+            (b"card", K_CARD),
+            (b"cc_", K_CARD),
+            (b"ccn", K_CARD),
+            (b"credit", K_CARD),
+        ],
+        b'k' => &[(b"kort", K_CARD)],
         b'n' => &[(b"national", K_NATID), (b"nin", K_NATID)],
         b'f' => &[
             (b"fnr", K_NATID),
@@ -137,7 +146,7 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
 }
 
 /// Every first letter that has keywords (for building [`TRIPLES`]).
-const KEYWORD_FIRSTS: &[u8] = b"psaxgrebtmcnfhdi";
+const KEYWORD_FIRSTS: &[u8] = b"psaxgrebtmcnfhdik";
 
 /// A byte with ASCII letters folded to lower case (other bytes may change too, the same
 /// way for the table and the lookup).
@@ -274,9 +283,9 @@ const fn pack(k: &'static [u8], bit: u32) -> Packed {
 }
 
 /// [`keywords`] as [`Packed`] compares, by first letter (`bit == 0` ends a group).
-static PACKED: [[Packed; 8]; 26] = packed();
+static PACKED: [[Packed; 10]; 26] = packed();
 
-const fn packed() -> [[Packed; 8]; 26] {
+const fn packed() -> [[Packed; 10]; 26] {
     let none = Packed {
         want: 0,
         fold: 0,
@@ -284,7 +293,7 @@ const fn packed() -> [[Packed; 8]; 26] {
         bit: 0,
         tail: b"",
     };
-    let mut t = [[none; 8]; 26];
+    let mut t = [[none; 10]; 26];
     let mut c = 0;
     while c < 26 {
         let group = keywords(b'a' + c as u8);
@@ -1381,9 +1390,10 @@ mod tests {
             // must allow them.
             const SE_SIGNED: &str = r"(?-u:\b)(?:[0-9]{8}|[0-9]{6})[-+][0-9]{4}(?-u:\b)";
             const DK_SIGNED: &str = r"(?-u:\b)[0-9]{6}-[0-9]{4}(?-u:\b)";
+            // Twelve-digit cards need a card key (`K_CARD`); the other forms need nothing.
+            const CARD_13: &str = r"(?-u:\b)(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,7}(?:[ -][0-9]{3})?|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?-u:\b)";
             static CHECKED: LazyLock<Vec<(Detector, regex::Regex)>> = LazyLock::new(|| {
                 [
-                    Detector::Card,
                     Detector::Iban,
                     Detector::NoFnr,
                     Detector::FiHetu,
@@ -1392,7 +1402,11 @@ mod tests {
                 ]
                 .iter()
                 .map(|d| (*d, d.pattern()))
-                .chain([(Detector::SePnr, SE_SIGNED), (Detector::DkCpr, DK_SIGNED)])
+                .chain([
+                    (Detector::SePnr, SE_SIGNED),
+                    (Detector::DkCpr, DK_SIGNED),
+                    (Detector::Card, CARD_13),
+                ])
                 .map(|(d, p)| (d, regex::Regex::new(p).expect("a detector pattern")))
                 .collect()
             });

@@ -19,7 +19,7 @@ use regex::Regex;
 pub(crate) use features::Features;
 use features::{
     F_AT, F_CARD, F_DOTTED4, F_FNR11, F_IBAN, F_IPV6, F_PLUS_DIGIT, F_RUN10, F_RUN12, F_SIGN6,
-    F_TRUNK0, K_API, K_BEARER, K_JWT, K_PHONE, K_SECRET,
+    F_TRUNK0, K_API, K_BEARER, K_CARD, K_JWT, K_PHONE, K_SECRET,
 };
 
 pub mod cards;
@@ -33,7 +33,8 @@ pub mod secrets;
 /// A built-in detector, named in rule packs by its `detector = "<name>"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Detector {
-    /// Payment card numbers: 13–19 digits, compact or grouped with spaces/dashes, Luhn-valid.
+    /// Payment card numbers: 12–19 digits (12 only after a card key), compact or grouped with
+    /// spaces/dashes, Luhn-valid.
     Card,
     /// IBANs with the country's length and a valid mod-97 check, compact or grouped by 4.
     Iban,
@@ -155,7 +156,8 @@ impl Detector {
     /// The feature bits of which [`Detector::possible`] needs one.
     const fn needs(self) -> u32 {
         match self {
-            Detector::Card => F_CARD,
+            // Twelve-digit cards count only after a card key.
+            Detector::Card => F_CARD | K_CARD,
             Detector::Iban => F_IBAN,
             Detector::NoFnr => F_FNR11,
             // The bare-run bits are only set next to a national-id keyword.
@@ -390,6 +392,25 @@ pub(crate) const HEX_ID_KEYS: &[&str] = &[
     "correlation_id",
     "sha",
     "commit",
+];
+
+/// Keys whose value is a card number (`pan=`, `"cardNumber": "`), compared whole and
+/// lower-cased: the context a twelve-digit card needs. Each starts with a card keyword of
+/// the feature pass (`K_CARD`).
+pub(crate) const CARD_KEYS: &[&str] = &[
+    "card",
+    "cardno",
+    "card_no",
+    "cardnumber",
+    "card_number",
+    "card-number",
+    "cc_number",
+    "ccnumber",
+    "creditcard",
+    "credit_card",
+    "pan",
+    "kort",
+    "kortnummer",
 ];
 
 /// Keywords that put a bare number into national-id context (`cpr=0101901234`).
