@@ -549,6 +549,10 @@ mod tests {
             ("811328-9874", false), // month 13
             ("701063-2391", true),  // samordningsnummer, day 03 + 60
             ("17811228-9874", false),
+            ("19701063-2391", true), // samordningsnummer with century
+            ("197010632391", true),
+            ("701063+2391", true),  // `+`: 100 years or older
+            ("701093-2391", false), // day 33 + 60
             ("8112289-874", false),
         ] {
             assert_eq!(se_personnummer(input), ok, "{input}");
@@ -581,6 +585,17 @@ mod tests {
             ("010594Y9021", true),
             ("010594Y9022", false),
             ("020502E902X", true),
+            // The century signs added in 2023: U–Y for the 1900s, B–F for the 2000s.
+            ("131052U308T", true),
+            ("131052V308T", true),
+            ("131052W308T", true),
+            ("131052X308T", true),
+            ("131052B308T", true),
+            ("131052C308T", true),
+            ("131052D308T", true),
+            ("131052F308T", true),
+            ("131052G308T", false),
+            ("131052Z308T", false),
             ("131052-308U", false),
             ("131052-000T", false),
             ("311152-308T", false),
