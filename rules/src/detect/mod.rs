@@ -375,9 +375,15 @@ pub(crate) fn key_before(line: &str, start: usize) -> Option<String> {
     Some(line[from..end].to_ascii_lowercase())
 }
 
-/// Keys whose values are hex ids that can happen to be all digits (an OpenTelemetry span
-/// id is 16 hex digits; one in ~2000 has no letter): a Luhn-valid one is still not a card.
+/// Keys whose values are ids that can be all digits: hex ids (an OpenTelemetry span id is
+/// 16 hex digits; one in ~2000 has no letter) and payment service providers' transaction
+/// references (Adyen's `pspReference` is 16 digits, one in ~20 Luhn-valid with an issuer
+/// digit). A Luhn-valid one is still not a card.
 pub(crate) const HEX_ID_KEYS: &[&str] = &[
+    "psp_ref",
+    "pspref",
+    "psp_reference",
+    "pspreference",
     "span",
     "span_id",
     "spanid",
