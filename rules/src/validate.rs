@@ -56,7 +56,7 @@ pub fn card_number(s: &str) -> bool {
 
 /// IBAN length per country (ISO 13616 registry, SWIFT release 2024). Countries not listed
 /// are not accepted: a two-letter prefix with digits is far more often something else.
-const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+pub(crate) const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
     (b"AD", 24),
     (b"AE", 23),
     (b"AL", 28),

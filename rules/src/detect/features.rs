@@ -60,7 +60,7 @@ pub(crate) const F_DOTTED4: u32 = 1 << 8;
 /// eight groups, or six and an IPv4 address, every colon between two hex digits; a JSON
 /// line's `":"` and a timestamp's two colons do not count).
 pub(crate) const F_IPV6: u32 = 1 << 9;
-/// Two letters of one case and two digits at a word start.
+/// An IBAN country code (two letters of one case) and two digits at a word start.
 pub(crate) const F_IBAN: u32 = 1 << 10;
 // Keyword bits: set when a keyword starts a word part (see `keywords`).
 pub(crate) const K_SECRET: u32 = 1 << 16;
@@ -143,6 +143,33 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
         b'i' => &[(b"identitet", K_NATID)],
         _ => &[],
     }
+}
+
+/// For each first letter of an IBAN country code, a bit per second letter: the countries of
+/// [`crate::validate::IBAN_LENGTHS`]. A lower-case hex id starting `ab12` is then not an
+/// IBAN candidate (only `ad`, `ae`, `ba`, `be` and `de` of the hex letter pairs are).
+static IBAN_COUNTRIES: [u32; 26] = iban_countries();
+
+const fn iban_countries() -> [u32; 26] {
+    let mut t = [0u32; 26];
+    let mut i = 0;
+    while i < crate::validate::IBAN_LENGTHS.len() {
+        let cc = crate::validate::IBAN_LENGTHS[i].0;
+        t[(cc[0] - b'A') as usize] |= 1 << (cc[1] - b'A');
+        i += 1;
+    }
+    t
+}
+
+/// Whether `c0 c1` is an IBAN country code, both letters upper case or both lower case.
+#[inline(always)]
+pub(crate) fn iban_country(c0: u8, c1: u8) -> bool {
+    let same_case = (c0.is_ascii_uppercase() && c1.is_ascii_uppercase())
+        || (c0.is_ascii_lowercase() && c1.is_ascii_lowercase());
+    same_case
+        && IBAN_COUNTRIES
+            .get(usize::from((c0 | 0x20).wrapping_sub(b'a')))
+            .is_some_and(|row| row & (1 << ((c1 | 0x20) - b'a')) != 0)
 }
 
 /// Every first letter that has keywords (for building [`TRIPLES`]).
@@ -845,18 +872,15 @@ impl<'a> Scan<'a> {
             parts &= parts - 1;
             self.f |= keyword_at(b, i);
         }
-        // IBANs: only the word starts with a digit two bytes on are looked at (the digit
-        // two bytes on may sit in the next block: two loads per block).
-        let ahead = u64::from(b.get(base + BLOCK).is_some_and(u8::is_ascii_digit)) << 62
-            | u64::from(b.get(base + BLOCK + 1).is_some_and(u8::is_ascii_digit)) << 63;
-        let mut country = starts & ((m.digit >> 2) | ahead);
+        // IBANs: only the word starts with a digit two bytes on are looked at; for the
+        // last two bytes of the block that digit is in the next block, so those are taken
+        // as they are and checked byte by byte.
+        let mut country = starts & ((m.digit >> 2) | (0b11 << 62));
         while country != 0 {
             let i = base + country.trailing_zeros() as usize;
             country &= country - 1;
-            if let Some(&[c0, c1, _, c3]) = b.get(i..).and_then(<[u8]>::first_chunk::<4>) {
-                let same_case = (c0.is_ascii_uppercase() && c1.is_ascii_uppercase())
-                    || (c0.is_ascii_lowercase() && c1.is_ascii_lowercase());
-                if same_case && c3.is_ascii_digit() {
+            if let Some(&[c0, c1, c2, c3]) = b.get(i..).and_then(<[u8]>::first_chunk::<4>) {
+                if c2.is_ascii_digit() && c3.is_ascii_digit() && iban_country(c0, c1) {
                     self.f |= F_IBAN;
                 }
             }
@@ -1086,6 +1110,8 @@ mod tests {
         assert_ne!(f("NO9386011117947") & F_IBAN, 0);
         assert_ne!(f("iban no9386011117947") & F_IBAN, 0);
         assert_eq!(f("iban No9386011117947") & F_IBAN, 0);
+        assert_eq!(f("trace=ab12cd34ef56ab78cd90ef12ab34cd56") & F_IBAN, 0);
+        assert_ne!(f("trace=de12cd34ef56ab78cd90ef12ab34cd56") & F_IBAN, 0);
         assert_ne!(f("Authorization: Bearer x") & K_BEARER, 0);
         assert_ne!(f("cpr=0101901234") & K_NATID, 0);
         assert_ne!(f("x newPassword=1") & K_SECRET, 0);
@@ -1230,12 +1256,18 @@ mod tests {
                     let starts = i == 0 || !b[i - 1].is_ascii_alphanumeric();
                     if starts {
                         f |= kw(b, i);
-                        let same_case = |d: u8| {
-                            (c.is_ascii_uppercase() && d.is_ascii_uppercase())
-                                || (c.is_ascii_lowercase() && d.is_ascii_lowercase())
+                        // An IBAN country code in one case.
+                        let country = |d: u8| {
+                            d.is_ascii_alphabetic()
+                                && c.is_ascii_uppercase() == d.is_ascii_uppercase()
+                                && crate::validate::iban_length(&[
+                                    c.to_ascii_uppercase(),
+                                    d.to_ascii_uppercase(),
+                                ])
+                                .is_some()
                         };
                         if i + 3 < n
-                            && same_case(b[i + 1])
+                            && country(b[i + 1])
                             && b[i + 2].is_ascii_digit()
                             && b[i + 3].is_ascii_digit()
                         {
@@ -1285,6 +1317,8 @@ mod tests {
             "0[0-9]{1,4}",
             "[0-9]{6}[-+A-FU-Y][0-9]{4}",
             "[A-Z]{2}[0-9]{2}[A-Z0-9]{0,6}",
+            "[a-z]{2}[0-9]{2}[a-z0-9]{0,6}",
+            "(DE|NO|BE|de|no|be|De)[0-9]{2}[a-z0-9]{11,14}",
             "[a-z]{1,8}",
             "[A-Za-z]{1,8}",
             "[0-9a-f]{4,16}",
@@ -1390,11 +1424,23 @@ mod tests {
             // must allow them.
             const SE_SIGNED: &str = r"(?-u:\b)(?:[0-9]{8}|[0-9]{6})[-+][0-9]{4}(?-u:\b)";
             const DK_SIGNED: &str = r"(?-u:\b)[0-9]{6}-[0-9]{4}(?-u:\b)";
+            // The IBAN pattern with its country codes spelled out, as `F_IBAN` reads them
+            // (`find` refuses other codes anyway).
+            static IBAN_KNOWN: LazyLock<String> = LazyLock::new(|| {
+                let codes: Vec<String> = crate::validate::IBAN_LENGTHS
+                    .iter()
+                    .map(|(cc, _)| String::from_utf8_lossy(&cc[..]).into_owned())
+                    .collect();
+                let upper = codes.join("|");
+                let lower = upper.to_ascii_lowercase();
+                format!(
+                    r"(?-u:\b)(?:(?:{upper})[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}|(?:{lower})[0-9]{{2}}(?: ?[a-z0-9]){{11,30}})"
+                )
+            });
             // Twelve-digit cards need a card key (`K_CARD`); the other forms need nothing.
             const CARD_13: &str = r"(?-u:\b)(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,7}(?:[ -][0-9]{3})?|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?-u:\b)";
             static CHECKED: LazyLock<Vec<(Detector, regex::Regex)>> = LazyLock::new(|| {
                 [
-                    Detector::Iban,
                     Detector::NoFnr,
                     Detector::FiHetu,
                     Detector::Email,
@@ -1406,6 +1452,7 @@ mod tests {
                     (Detector::SePnr, SE_SIGNED),
                     (Detector::DkCpr, DK_SIGNED),
                     (Detector::Card, CARD_13),
+                    (Detector::Iban, IBAN_KNOWN.as_str()),
                 ])
                 .map(|(d, p)| (d, regex::Regex::new(p).expect("a detector pattern")))
                 .collect()
