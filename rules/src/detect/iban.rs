@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use super::{builtin, is_word, key_before, HEX_ID_KEYS};
+use super::{builtin, digit_run_end, is_word, key_before, next_digit, HEX_ID_KEYS};
 use crate::validate;
 
 /// Candidate pattern: country, check digits, then 11–30 letters/digits with optional single
@@ -28,16 +28,22 @@ pub fn find(line: &str, out: &mut Vec<Range<usize>>) {
     static RE: OnceLock<regex::Regex> = OnceLock::new();
     let re = builtin(&RE, ANCHORED);
     let b = line.as_bytes();
-    let mut i = 0;
-    while let Some(&[c0, c1, c2, c3]) = b.get(i..).and_then(<[u8]>::first_chunk::<4>) {
-        let start = i;
-        i += 1;
+    // The check digits start a digit run two bytes after the code: walk the digit runs
+    // (eight bytes per step between them) and look two bytes back.
+    let mut from = 0;
+    let mut free = 0; // the end of the last IBAN found
+    loop {
+        let d = next_digit(b, from);
+        if d >= b.len() {
+            return;
+        }
+        from = digit_run_end(b, d);
+        let Some(start) = d.checked_sub(2).filter(|&s| s >= free) else {
+            continue;
+        };
+        let (c0, c1) = (b[start], b[start + 1]);
         let word_start = start == 0 || !is_word(b[start - 1]);
-        if !(word_start
-            && c2.is_ascii_digit()
-            && c3.is_ascii_digit()
-            && super::features::iban_country(c0, c1))
-        {
+        if from - d < 2 || !word_start || !super::features::iban_country(c0, c1) {
             continue;
         }
         // `start` is an ASCII letter, so a char boundary.
@@ -45,7 +51,8 @@ pub fn find(line: &str, out: &mut Vec<Range<usize>>) {
             continue;
         };
         if let Some(r) = refine(line, start..start + m.end()) {
-            i = r.end;
+            free = r.end;
+            from = from.max(r.end);
             out.push(r);
         }
     }

@@ -286,6 +286,12 @@ pub(crate) fn digit_run_end(b: &[u8], from: usize) -> usize {
     digit_edge(b, from, false)
 }
 
+/// The first index at or after `from` whose byte is an ASCII digit; `b.len()` if there is
+/// none.
+pub(crate) fn next_digit(b: &[u8], from: usize) -> usize {
+    digit_edge(b, from, true)
+}
+
 /// The first index at or after `from` whose byte is an ASCII digit (`digit`) or is not one
 /// (`!digit`); `b.len()` if there is none. Eight bytes per step (SWAR): the detectors that
 /// walk digit runs spend most of their time skipping text between runs.
