@@ -92,12 +92,14 @@ fn read_key(path: &Path) -> Result<Vec<u8>, String> {
 
 fn check(set: &RuleSet, redactor: &Redactor) -> ExitCode {
     println!(
-        "ok: {} rules, {} field rules from {}; version {}",
+        "ok: {} rules, {} field rules, {} allow entries from {}; version {}",
         set.rules.len(),
         set.fields.len(),
+        set.allow.len(),
         set.sources.join(", "),
         redactor.version()
     );
+    print!("{}", selftest::allow_report(redactor));
     ExitCode::SUCCESS
 }
 
@@ -129,6 +131,8 @@ fn test(set: &RuleSet, key: Option<&[u8]>) -> ExitCode {
 fn explain(redactor: &Redactor) -> ExitCode {
     let stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
+    // The deliberate exceptions first, so a reader of the output knows what stays readable.
+    let _ = write!(out, "{}", selftest::allow_report(redactor));
     for (i, line) in stdin.split(b'\n').enumerate() {
         let bytes = match line {
             Ok(b) => b,

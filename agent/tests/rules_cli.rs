@@ -190,6 +190,39 @@ fn explain_shows_rule_range_action_and_output() {
 }
 
 #[test]
+fn explain_and_check_show_allow_entries() {
+    let team = r#"
+[[allow]]
+rules = ["no-fnr"]
+value = "15076500565"
+reason = "the e2e tests' person"
+"#;
+    let dir = rules_dir(&[("team.toml", team)]);
+    let out = agent(
+        &["rules", "explain", "--rules", p(dir.path())],
+        "fnr 15076500565 and 30108299939\n",
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let entry = "team.toml:3:9: value \"15076500565\" for no-fnr: the e2e tests' person\n";
+    assert!(stdout.starts_with("allow "), "{stdout}");
+    assert!(stdout.contains(entry), "{stdout}");
+    assert!(
+        stdout.contains("----------- no-fnr: kept by an allow entry, bytes 4..15\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  => fnr 15076500565 and [REDACTED:no-fnr]\n"),
+        "{stdout}"
+    );
+    let out = agent(&["rules", "check", "--rules", p(dir.path())], "");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("1 allow entries"), "{stdout}");
+    assert!(stdout.contains(entry), "{stdout}");
+}
+
+#[test]
 fn hash_rules_need_no_key_for_self_tests_but_the_key_file_must_exist() {
     let team = "[[rule]]\nname = \"c\"\npattern = 'c-[0-9]+'\naction = \"hash\"\n[[rule.example]]\ninput = \"c-1\"\nexpect = \"[HASH:c:*]\"\n";
     let dir = rules_dir(&[("team.toml", team)]);

@@ -255,7 +255,9 @@ impl<'a> Walker<'a, '_, '_> {
         let string = raw.starts_with('"');
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
-        if let Some(rule) = key_rule.filter(|_| string && !text.is_empty()) {
+        if let Some(rule) =
+            key_rule.filter(|&r| string && !text.is_empty() && !self.r.allowed(r, &text))
+        {
             hits.push(Hit {
                 start: 0,
                 end: text.len(),

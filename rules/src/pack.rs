@@ -17,13 +17,20 @@
 //! [[field]]                            # JSON lines only
 //! path = "customer.email"
 //! action = "drop_field"                # mask | hash | partial | drop_field | drop_line
+//!
+//! [[allow]]                            # a deliberate exception: these matches stay
+//! rules = ["no-fnr"]
+//! value = "15076500565"                # or: pattern = '…' (the whole match)
+//! reason = "published test number used by our e2e tests"
 //! ```
 //!
 //! Invariants: the locked `baseline` pack is in force for every team file unless that file
 //! says `unsafe_disable_baseline = true` (and then the [`RuleSet`] records where, so the
 //! agent can say so loudly); a locked rule cannot be disabled or redefined; every custom
-//! regex compiles under [`MAX_REGEX_COMPILED_BYTES`]. Errors name the file and, where the
-//! problem sits in the file, its line and column. No error contains log content.
+//! regex compiles under [`MAX_REGEX_COMPILED_BYTES`]; detectors fail closed, and the only
+//! way to keep a match readable is an `[[allow]]` entry naming its rules, which is part of
+//! the version hash. Errors name the file and, where the problem sits in the file, its line
+//! and column. No error contains log content or an allowed value.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -185,6 +192,42 @@ pub struct FieldSpec {
     pub examples: Vec<Example>,
 }
 
+/// What an `[[allow]]` entry keeps readable.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AllowMatch {
+    /// One value. For a detector rule it is compared in the detector's canonical form
+    /// (`4111 1111 1111 1111` and `4111111111111111` are one card); for a custom pattern
+    /// rule, as written.
+    Value(String),
+    /// A regex that must match the whole matched text as written.
+    Pattern(String),
+}
+
+impl fmt::Debug for AllowMatch {
+    /// Without the value or pattern: they are often a person's number (a test person's,
+    /// but still), and a `Debug` print can end up in a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowMatch::Value(v) => write!(f, "Value(<{} bytes>)", v.len()),
+            AllowMatch::Pattern(p) => write!(f, "Pattern(<{} bytes>)", p.len()),
+        }
+    }
+}
+
+/// An `[[allow]]` entry of a team file: matches of `rules` that `matcher` accepts are left
+/// in the line.
+#[derive(Debug, Clone)]
+pub struct AllowSpec {
+    /// The rules it applies to (at least one; each exists in the effective set).
+    pub rules: Vec<String>,
+    /// The value or pattern that stays.
+    pub matcher: AllowMatch,
+    /// Why, as the file says (required, for the reviewer).
+    pub reason: String,
+    /// `file:line:col` of the entry's `rules` key.
+    pub location: String,
+}
+
 /// The effective rule set: every rule in the order it applies, and where each came from.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
@@ -197,6 +240,8 @@ pub struct RuleSet {
     /// `file:line:col` of the `unsafe_disable_baseline = true` that took the baseline out,
     /// if it is out. The agent warns about it at start-up.
     pub baseline_disabled_at: Option<String>,
+    /// Deliberate exceptions from the team files, in file order.
+    pub allow: Vec<AllowSpec>,
 }
 
 impl RuleSet {
@@ -226,6 +271,22 @@ impl RuleSet {
             part(&f.name);
             part(&f.path.join("."));
             part(&f.action.to_string());
+        }
+        for a in &self.allow {
+            part("allow");
+            for r in &a.rules {
+                part(r);
+            }
+            match &a.matcher {
+                AllowMatch::Value(v) => {
+                    part("value");
+                    part(v);
+                }
+                AllowMatch::Pattern(p) => {
+                    part("pattern");
+                    part(p);
+                }
+            }
         }
         hex::encode(&h.finalize()[..8])
     }
@@ -260,6 +321,17 @@ struct PackFile {
     rules: Vec<RuleFile>,
     #[serde(default, rename = "field")]
     fields: Vec<FieldFile>,
+    #[serde(default, rename = "allow")]
+    allow: Vec<AllowFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowFile {
+    rules: Spanned<Vec<Spanned<String>>>,
+    value: Option<Spanned<String>>,
+    pattern: Option<Spanned<String>>,
+    reason: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +468,7 @@ pub fn resolve(team_files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
         }
     }
     let mut disables = Vec::new();
+    let mut allows: Vec<(AllowSpec, Vec<String>)> = Vec::new();
     let mut opt_out = None;
     let mut baseline_required = team_files.is_empty();
     let mut parsed = Vec::with_capacity(team_files.len());
@@ -457,6 +530,9 @@ pub fn resolve(team_files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
         for d in &file.disable {
             disables.push((src.location(d.span()), d.get_ref().clone()));
         }
+        for a in file.allow {
+            allows.push(allow_entry(a, &src)?);
+        }
         b.sources.push(src.label.clone());
     }
     for (location, name) in disables {
@@ -479,12 +555,74 @@ pub fn resolve(team_files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
         }
         b.rules.remove(i);
     }
+    let mut allow = Vec::with_capacity(allows.len());
+    for (spec, rule_locations) in allows {
+        for (name, location) in spec.rules.iter().zip(rule_locations) {
+            if !b.rules.iter().any(|r| &r.name == name) {
+                return Err(RulesError::Invalid {
+                    location,
+                    reason: format!(
+                        "allow entry names rule {name:?}, which is not in the effective rule set"
+                    ),
+                });
+            }
+        }
+        allow.push(spec);
+    }
     Ok(RuleSet {
         rules: b.rules,
         fields: b.fields,
         sources: b.sources,
         baseline_disabled_at: if baseline_required { None } else { opt_out },
+        allow,
     })
+}
+
+/// Checks one `[[allow]]` entry; returns it with the location of each rule name, for the
+/// check against the effective set once every file is read. Messages never quote the value
+/// or pattern.
+fn allow_entry(a: AllowFile, src: &Source<'_>) -> Result<(AllowSpec, Vec<String>), RulesError> {
+    let at = a.rules.span();
+    let names = a.rules.into_inner();
+    if names.is_empty() {
+        return Err(src.at(at, "allow entry: `rules` must name at least one rule"));
+    }
+    let reason = match a.reason {
+        Some(r) if !r.get_ref().trim().is_empty() => r.into_inner(),
+        Some(r) => return Err(src.at(r.span(), "allow entry: `reason` must not be empty")),
+        None => {
+            return Err(src.at(
+                at.clone(),
+                "allow entry needs a `reason`: say why these matches may stay readable",
+            ))
+        }
+    };
+    let matcher = match (a.value, a.pattern) {
+        (Some(v), None) if v.get_ref().is_empty() => {
+            return Err(src.at(v.span(), "allow entry: `value` must not be empty"))
+        }
+        (Some(v), None) => AllowMatch::Value(v.into_inner()),
+        (None, Some(p)) => {
+            let re = crate::redact::compile_allow_pattern(p.get_ref())
+                .map_err(|e| src.at(p.span(), format!("allow entry: {e}")))?;
+            if re.is_match("") {
+                return Err(src.at(
+                    p.span(),
+                    "allow entry: the pattern matches the empty string, so it would allow every match; name the values",
+                ));
+            }
+            AllowMatch::Pattern(p.into_inner())
+        }
+        _ => return Err(src.at(at, "allow entry needs exactly one of `value` or `pattern`")),
+    };
+    let locations = names.iter().map(|n| src.location(n.span())).collect();
+    let spec = AllowSpec {
+        location: src.location(at),
+        rules: names.into_iter().map(Spanned::into_inner).collect(),
+        matcher,
+        reason,
+    };
+    Ok((spec, locations))
 }
 
 #[derive(Default)]
@@ -601,6 +739,9 @@ impl Builder {
             text,
         };
         let file = parse(&src)?;
+        if !file.allow.is_empty() {
+            return Err(src.whole("a shipped pack cannot carry allow entries"));
+        }
         for rule in file.rules {
             self.add_rule(rule, &src, src.label.clone())?;
         }
@@ -801,6 +942,67 @@ pattern = 'customer=\d+'
             assert!(err.starts_with(loc), "{text:?}: {err}");
             assert!(err.contains(what), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn allow_entries_are_checked_and_change_the_version() {
+        let base = resolve(&[]).unwrap().version();
+        let one =
+            "[[allow]]\nrules = [\"no-fnr\"]\nvalue = \"15076500565\"\nreason = \"test person\"\n";
+        let set = resolve(&[("t.toml", one)]).unwrap();
+        assert_eq!(set.allow.len(), 1);
+        assert_eq!(set.allow[0].location, "t.toml:2:9");
+        assert_ne!(set.version(), base);
+        let other = one.replace("15076500565", "30108299939");
+        assert_ne!(
+            resolve(&[("t.toml", &other)]).unwrap().version(),
+            set.version()
+        );
+        // The value never shows in a Debug print.
+        assert!(!format!("{:?}", set.allow).contains("15076500565"));
+
+        let cases = [
+            (
+                "[[allow]]\nrules = [\"nope\"]\nvalue = \"1\"\nreason = \"r\"\n",
+                "t.toml:2:10",
+                "not in the effective rule set",
+            ),
+            (
+                "[[allow]]\nrules = []\nvalue = \"1\"\nreason = \"r\"\n",
+                "t.toml:2:9",
+                "at least one rule",
+            ),
+            (
+                "[[allow]]\nrules = [\"card\"]\nvalue = \"1\"\n",
+                "t.toml:2:9",
+                "needs a `reason`",
+            ),
+            (
+                "[[allow]]\nrules = [\"card\"]\nreason = \"r\"\n",
+                "t.toml:2:9",
+                "exactly one of",
+            ),
+            (
+                "[[allow]]\nrules = [\"card\"]\npattern = '.*'\nreason = \"r\"\n",
+                "t.toml:3:11",
+                "empty string",
+            ),
+            (
+                "[[allow]]\nrules = [\"card\"]\npattern = '(x'\nreason = \"r\"\n",
+                "t.toml:3:11",
+                "invalid regex",
+            ),
+        ];
+        for (text, loc, what) in cases {
+            let err = resolve(&[("t.toml", text)]).unwrap_err().to_string();
+            assert!(err.starts_with(loc), "{text:?}: {err}");
+            assert!(err.contains(what), "{text:?}: {err}");
+            assert!(!err.contains("15076500565"));
+        }
+        // Disabling the rule an entry names leaves the entry pointing at nothing.
+        let text = "disable = [\"ipv6\"]\n[[allow]]\nrules = [\"ipv6\"]\nvalue = \"::2\"\nreason = \"r\"\n";
+        let err = resolve(&[("t.toml", text)]).unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:3:10"), "{err}");
     }
 
     #[test]

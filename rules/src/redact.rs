@@ -26,7 +26,7 @@ use sha2::Sha256;
 use thiserror::Error;
 
 use crate::detect::{Detector, Features};
-use crate::pack::{Action, Matcher, RuleSet, MAX_REGEX_COMPILED_BYTES};
+use crate::pack::{Action, AllowMatch, Matcher, RuleSet, MAX_REGEX_COMPILED_BYTES};
 
 /// Shortest accepted hash key. A short key makes the pseudonyms of low-entropy values
 /// (phone numbers, national ids) brute-forceable by whoever sees the logs.
@@ -114,6 +114,21 @@ pub(crate) struct Compiled {
     pub(crate) finder: Finder,
     pub(crate) action: Action,
     pub(crate) locked: bool,
+    /// The `[[allow]]` entries naming this rule (indexes into [`Redactor::allow`]); empty
+    /// for almost every rule, and then the check costs one length test per match.
+    pub(crate) allow: Vec<usize>,
+}
+
+/// A compiled `[[allow]]` entry.
+pub(crate) struct CompiledAllow {
+    /// A value in the canonical form of each rule's detector is compared; the written form
+    /// for custom patterns.
+    value: Option<String>,
+    /// Anchored at both ends: the whole match must fit.
+    pattern: Option<Regex>,
+    /// For `rules explain`: where the entry is and what it says, as the rule file says it.
+    pub(crate) location: String,
+    pub(crate) text: String,
 }
 
 pub(crate) struct CompiledField {
@@ -179,6 +194,8 @@ pub struct Redactor {
     /// has only `*` segments (then every JSON line is walked).
     field_keys: Option<Vec<memchr::memmem::Finder<'static>>>,
     key: Option<Hmac<Sha256>>,
+    /// The rule set's `[[allow]]` entries; see [`Compiled::allow`].
+    pub(crate) allow: Vec<CompiledAllow>,
     version: String,
     /// For each feature bit, the rules (a bit per rule index) whose detector that bit
     /// allows, and the custom-pattern rules: a line's candidate rules are then a few ORs
@@ -283,6 +300,12 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// Compiles an `[[allow]]` pattern, anchored so it must match a whole match, under the same
+/// size limit as a rule's pattern.
+pub(crate) fn compile_allow_pattern(p: &str) -> Result<Regex, String> {
+    compile_pattern(&format!("^(?:{p})$"))
+}
+
 /// Compiles a custom pattern under the size limit. The error says what is wrong with the
 /// pattern (the pattern is configuration, not log content).
 pub fn compile_pattern(p: &str) -> Result<Regex, String> {
@@ -340,11 +363,38 @@ impl Redactor {
                     Finder::Pattern { regex, value_group }
                 }
             };
+            let allow = set
+                .allow
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.rules.contains(&r.name))
+                .map(|(i, _)| i)
+                .collect();
             rules.push(Compiled {
                 name: r.name.clone(),
                 finder,
                 action: r.action,
                 locked: r.locked,
+                allow,
+            });
+        }
+        let mut allow = Vec::with_capacity(set.allow.len());
+        for (i, a) in set.allow.iter().enumerate() {
+            let (value, pattern, text) = match &a.matcher {
+                AllowMatch::Value(v) => (Some(v.clone()), None, format!("value {v:?}")),
+                AllowMatch::Pattern(p) => {
+                    let re = compile_allow_pattern(p).map_err(|reason| RedactorError::Pattern {
+                        rule: format!("allow entry {}", i + 1),
+                        reason,
+                    })?;
+                    (None, Some(re), format!("pattern {p:?}"))
+                }
+            };
+            allow.push(CompiledAllow {
+                value,
+                pattern,
+                location: a.location.clone(),
+                text: format!("{} for {}: {}", text, a.rules.join(", "), a.reason),
             });
         }
         let fields = set
@@ -377,6 +427,7 @@ impl Redactor {
             has_detectors,
             field_keys,
             key,
+            allow,
             version: set.version(),
             by_feature: RuleMasks::new(&rules),
             rules,
@@ -661,11 +712,74 @@ impl Redactor {
                     .filter_map(|c| c.get(*g).map(|m| m.range())),
             ),
         }
-        out.extend(ranges.drain(..).filter(|r| !r.is_empty()).map(|r| Hit {
-            start: r.start,
-            end: r.end,
-            rule: i,
-        }));
+        out.extend(
+            ranges
+                .drain(..)
+                .filter(|r| !r.is_empty() && !self.allowed(i, &text[r.clone()]))
+                .map(|r| Hit {
+                    start: r.start,
+                    end: r.end,
+                    rule: i,
+                }),
+        );
+    }
+
+    /// Whether an `[[allow]]` entry of rule `i` keeps the matched text `m` readable.
+    pub(crate) fn allowed(&self, i: usize, m: &str) -> bool {
+        let rule = &self.rules[i];
+        if rule.allow.is_empty() {
+            return false;
+        }
+        let canonical = |v: &'_ str| match rule.finder {
+            Finder::Detector(d) => d.canonical(v).into_owned(),
+            Finder::Pattern { .. } => v.to_owned(),
+        };
+        let m_canonical = canonical(m);
+        rule.allow.iter().any(|&a| {
+            let a = &self.allow[a];
+            a.value
+                .as_deref()
+                .is_some_and(|v| canonical(v) == m_canonical)
+                || a.pattern.as_ref().is_some_and(|p| p.is_match(m))
+        })
+    }
+
+    /// The rule set's `[[allow]]` entries as `(file:line:col, what it allows and why)`, for
+    /// `rules explain`. This is the rule files' own text, never log content.
+    pub fn allow_entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.allow
+            .iter()
+            .map(|a| (a.location.as_str(), a.text.as_str()))
+    }
+
+    /// The matches in `line` that an `[[allow]]` entry kept readable, as (byte range, rule
+    /// name), for `rules explain`. Searches the whole line with every rule that has allow
+    /// entries; not for the hot path.
+    pub fn allowed_in(&self, line: &str) -> Vec<(Range<usize>, &str)> {
+        let mut found = Vec::new();
+        let mut ranges = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.allow.is_empty() {
+                continue;
+            }
+            match &rule.finder {
+                Finder::Detector(d) => d.find(line, &mut ranges),
+                Finder::Pattern { regex, value_group } => {
+                    for c in regex.captures_iter(line) {
+                        if let Some(m) = c.get(value_group.unwrap_or(0)) {
+                            ranges.push(m.range());
+                        }
+                    }
+                }
+            }
+            for r in ranges.drain(..) {
+                if !r.is_empty() && self.allowed(i, &line[r.clone()]) {
+                    found.push((r, rule.name.as_str()));
+                }
+            }
+        }
+        found.sort_by_key(|(r, _)| r.start);
+        found
     }
 
     /// Makes hits disjoint without leaking a byte of any match: overlapping hits merge
@@ -795,6 +909,52 @@ pub(crate) fn partial(value: &str, keep_last: usize, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fail closed, with deliberate exceptions: an allowed value stays (in any written form
+    /// the detector canonicalises to it), every other match of the rule is still masked,
+    /// other rules are not affected, and JSON values follow the same rule.
+    #[test]
+    fn allow_entries_keep_only_what_they_name() {
+        let team = r#"
+[[allow]]
+rules = ["no-fnr"]
+value = "150765 00565"
+reason = "the e2e tests' person"
+[[allow]]
+rules = ["card"]
+pattern = '4111[ -]?1111[ -]?1111[ -]?1111'
+reason = "the PSP's test card"
+[[allow]]
+rules = ["email"]
+value = "QA@example.com"
+reason = "the QA mailbox"
+"#;
+        let set = resolve(&[("team.toml", team)]).unwrap();
+        let r = Redactor::new(&set, None).unwrap();
+        let apply = |l: &str| {
+            r.apply(l, &mut Counts::default())
+                .map(|c| c.into_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(apply("fnr=15076500565 ok"), "fnr=15076500565 ok");
+        assert_eq!(apply("fnr=150765 00565 ok"), "fnr=150765 00565 ok");
+        assert_eq!(apply("fnr=30108299939"), "fnr=[REDACTED:no-fnr]");
+        assert_eq!(
+            apply("card 4111 1111 1111 1111"),
+            "card 4111 1111 1111 1111"
+        );
+        assert_eq!(apply("card 5555555555554444"), "card [REDACTED:card]");
+        assert_eq!(apply("mail qa@example.com"), "mail qa@example.com");
+        assert_eq!(apply("mail kari@example.com"), "mail [REDACTED:email]");
+        assert_eq!(
+            apply(r#"{"fnr":"15076500565","other":"30108299939"}"#),
+            r#"{"fnr":"15076500565","other":"[REDACTED:no-fnr]"}"#
+        );
+        // Without the entries the same lines are masked.
+        let plain = Redactor::new(&resolve(&[]).unwrap(), None).unwrap();
+        let out = plain.apply("fnr=15076500565", &mut Counts::default());
+        assert_eq!(out.as_deref(), Some("fnr=[REDACTED:no-fnr]"));
+    }
     use crate::pack::resolve;
 
     const KEY: &[u8] = b"0123456789abcdef-test-key";

@@ -187,6 +187,18 @@ pub fn explain_report(redactor: &Redactor, n: usize, line: &str) -> String {
             }
         }
     }
+    for (r, rule) in redactor.allowed_in(line) {
+        let col = line.get(..r.start).map_or(0, |p| p.chars().count());
+        let width = line.get(r.clone()).map_or(1, |m| m.chars().count().max(1));
+        let _ = writeln!(
+            s,
+            "{}{} {rule}: kept by an allow entry, bytes {}..{}",
+            " ".repeat(prefix + col),
+            "-".repeat(width),
+            r.start,
+            r.end
+        );
+    }
     match &e.output {
         Some(out) => {
             let _ = writeln!(s, "  => {out}");
@@ -198,10 +210,42 @@ pub fn explain_report(redactor: &Redactor, n: usize, line: &str) -> String {
     s
 }
 
+/// The rule set's `[[allow]]` entries, one per line (`allow <file:line:col>: value "…" for
+/// no-fnr: <reason>`), for the head of `rules explain` and `rules check`; empty when there
+/// are none. These are the rule files' own words.
+pub fn allow_report(redactor: &Redactor) -> String {
+    let mut s = String::new();
+    for (location, text) in redactor.allow_entries() {
+        let _ = writeln!(s, "allow {location}: {text}");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pack::resolve;
+
+    #[test]
+    fn explain_shows_allow_entries_and_what_they_kept() {
+        let team =
+            "[[allow]]\nrules = [\"no-fnr\"]\nvalue = \"15076500565\"\nreason = \"test person\"\n";
+        let set = resolve(&[("team.toml", team)]).unwrap();
+        let r = Redactor::new(&set, None).unwrap();
+        assert_eq!(
+            allow_report(&r),
+            "allow team.toml:2:9: value \"15076500565\" for no-fnr: test person\n"
+        );
+        let report = explain_report(&r, 1, "fnr 15076500565 and 30108299939");
+        assert!(
+            report.contains("----------- no-fnr: kept by an allow entry, bytes 4..15"),
+            "{report}"
+        );
+        assert!(
+            report.contains("=> fnr 15076500565 and [REDACTED:no-fnr]"),
+            "{report}"
+        );
+    }
 
     #[test]
     fn shipped_examples_hold() {

@@ -31,11 +31,11 @@ pub fn luhn(s: &str) -> bool {
     n > 0 && sum % 10 == 0
 }
 
-/// A payment card number: 13–19 digits (separators ignored), a known leading digit range and
-/// a valid Luhn check digit.
+/// A payment card number: 12–19 digits (separators ignored; ISO/IEC 7812 allows 8–19, and
+/// Maestro issues 12), a known leading digit range and a valid Luhn check digit.
 pub fn card_number(s: &str) -> bool {
     let n = digits(s).count();
-    if !(13..=19).contains(&n) {
+    if !(12..=19).contains(&n) {
         return false;
     }
     // Issuer identification: 2 (Mastercard 2-series), 3 (Amex/Diners/JCB), 4 (Visa),
@@ -56,7 +56,7 @@ pub fn card_number(s: &str) -> bool {
 
 /// IBAN length per country (ISO 13616 registry, SWIFT release 2024). Countries not listed
 /// are not accepted: a two-letter prefix with digits is far more often something else.
-const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+pub(crate) const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
     (b"AD", 24),
     (b"AE", 23),
     (b"AL", 28),
@@ -137,18 +137,22 @@ pub fn iban_length(country: &[u8]) -> Option<usize> {
         .map(|&(_, n)| n)
 }
 
-/// An IBAN in compact (`NO9386011117947`) or grouped (`NO93 8601 1117 947`) form: a known
-/// country, that country's length, and ISO 7064 mod-97 = 1. Spaces are ignored; anything
-/// else that is not an upper-case letter or digit makes it invalid.
+/// An IBAN in compact (`NO9386011117947`) or grouped (`NO93 8601 1117 947`) form, in
+/// upper or lower case (not mixed): a known country, that country's length, and ISO 7064
+/// mod-97 = 1. Spaces are ignored; any other byte that is not a letter or digit makes it
+/// invalid.
 pub fn iban(s: &str) -> bool {
-    let compact: Vec<u8> = s.bytes().filter(|&b| b != b' ').collect();
-    if compact.len() < 5
-        || !compact
-            .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-    {
+    let mut compact: Vec<u8> = s.bytes().filter(|&b| b != b' ').collect();
+    let upper = compact
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let lower = compact
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if compact.len() < 5 || !(upper || lower) {
         return false;
     }
+    compact.make_ascii_uppercase();
     let (country, check) = (&compact[..2], &compact[2..4]);
     if !country.iter().all(u8::is_ascii_uppercase) || !check.iter().all(u8::is_ascii_digit) {
         return false;
@@ -208,46 +212,66 @@ fn num(d: &[u32]) -> u32 {
     d.iter().fold(0, |acc, &x| acc * 10 + x)
 }
 
-/// Norwegian fødselsnummer or D-number (day + 40), 11 digits (separators ignored): both
-/// mod-11 check digits hold and DDMMYY is a real date in the century the individual number
-/// implies. H-numbers (month + 40) and synthetic test numbers (month + 80) are accepted as
-/// well: they identify people in test and health systems just the same.
+/// Weights of the first check digit (k1, over digits 1–10) and the second (k2, over digits
+/// 1–11) of a Norwegian fødselsnummer: the published weights with the check digit's own
+/// weight 1 appended, so that "the check digit is right" is "the weighted sum leaves the
+/// right remainder".
+const FNR_W1: [u32; 10] = [3, 7, 6, 1, 8, 9, 4, 5, 2, 1];
+const FNR_W2: [u32; 11] = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1];
+
+/// Whether the two mod-11 check digits of a Norwegian 11-digit number hold under the rule
+/// in force today (`new_rule = false`: both weighted sums ≡ 0 mod 11) or under the rule
+/// for numbers issued from 1 January 2032 (`true`: the k1 sum may leave 0, 1, 2 or 3; k2
+/// is computed as before). The 2032 rule accepts every number today's rule accepts.
+fn no_check_digits(d: &[u32; 11], new_rule: bool) -> bool {
+    let sum = |w: &[u32]| d.iter().zip(w).map(|(a, w)| a * w).sum::<u32>() % 11;
+    let r1 = sum(&FNR_W1);
+    let k1_ok = if new_rule { r1 <= 3 } else { r1 == 0 };
+    k1_ok && sum(&FNR_W2) == 0
+}
+
+/// The day and month of a Norwegian number's first four digits after its offsets (D-number:
+/// day + 40; H-number: month + 40; synthetic test number: month + 80), if they are a date in
+/// some century. The year digits cannot say which century (the individual number stopped
+/// saying it for numbers issued from 2032), so 29 February counts when YY is divisible by 4.
+fn no_birth_date(d: &[u32; 11]) -> bool {
+    let mut day = num(&d[0..2]);
+    let mut month = num(&d[2..4]);
+    let yy = num(&d[4..6]);
+    if day > 40 {
+        day -= 40;
+    }
+    if month > 80 {
+        month -= 80;
+    } else if month > 40 {
+        month -= 40;
+    }
+    // 2000 + YY is a leap year exactly when some century's YY is one (2000 was).
+    valid_date(2000 + yy, month, day)
+}
+
+/// Norwegian fødselsnummer, D-number, H-number or synthetic test number: 11 digits
+/// (separators ignored) whose check digits hold under today's rule or the 2032 rule and
+/// whose first four digits are a date after the offsets (see [`no_birth_date`]). The
+/// individual number (digits 7–9) is not checked against the old century table: numbers
+/// outside it are issued (750–999 for special cases), and from 2032 it carries no century.
+/// Also a felles hjelpenummer ([`no_fh_number`]).
 pub fn no_fnr(s: &str) -> bool {
     let Some(d) = digit_array::<11>(s) else {
         return false;
     };
-    const W1: [u32; 9] = [3, 7, 6, 1, 8, 9, 4, 5, 2];
-    const W2: [u32; 10] = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
-    let check = |sum: u32| match 11 - sum % 11 {
-        11 => Some(0),
-        10 => None,
-        k => Some(k),
-    };
-    let k1 = check(d.iter().zip(W1).map(|(a, w)| a * w).sum());
-    let k2 = check(d.iter().zip(W2).map(|(a, w)| a * w).sum());
-    if k1 != Some(d[9]) || k2 != Some(d[10]) {
-        return false;
-    }
-    let mut day = num(&d[0..2]);
-    let mut month = num(&d[2..4]);
-    let yy = num(&d[4..6]);
-    let ind = num(&d[6..9]);
-    if day > 40 {
-        day -= 40; // D-number
-    }
-    if month > 80 {
-        month -= 80; // synthetic (Skatteetaten test population)
-    } else if month > 40 {
-        month -= 40; // H-number
-    }
-    let year = match ind {
-        0..=499 => 1900 + yy,
-        500..=749 if yy >= 54 => 1800 + yy,
-        900..=999 if yy >= 40 => 1900 + yy,
-        500..=999 if yy <= 39 => 2000 + yy,
-        _ => return false,
-    };
-    valid_date(year, month, day)
+    (no_check_digits(&d, true) && no_birth_date(&d)) || fh_digits(&d)
+}
+
+/// Norwegian felles hjelpenummer (FH-number), the health service's shared id for patients
+/// without a known fødselsnummer (Norsk Helsenett): 11 digits, the first 8 or 9, the rest
+/// random (no date), with the two check digits of a fødselsnummer.
+pub fn no_fh_number(s: &str) -> bool {
+    digit_array::<11>(s).is_some_and(|d| fh_digits(&d))
+}
+
+fn fh_digits(d: &[u32; 11]) -> bool {
+    matches!(d[0], 8 | 9) && no_check_digits(d, false)
 }
 
 /// Swedish personnummer or samordningsnummer (day + 60): `YYMMDD-NNNN`, `YYMMDD+NNNN`
@@ -383,7 +407,8 @@ mod tests {
             ("4111111111111112", false),
             ("0000000000000000", false),
             ("4444444444444444", false),
-            ("411111111111", false),
+            ("501800000009", true), // Maestro, 12 digits
+            ("41111111111", false),
             ("9111111111111111", false),
             ("1764151200123", false),
         ] {
@@ -408,7 +433,9 @@ mod tests {
             ("NO938601111794", false),        // too short for NO
             ("DE8937040044053201300", false), // too short for DE
             ("XX89370400440532013000", false),
-            ("de89370400440532013000", false),
+            ("de89370400440532013000", true),
+            ("de89 3704 0044 0532 0130 00", true),
+            ("De89370400440532013000", false), // mixed case
             ("", false),
         ] {
             assert_eq!(iban(input), ok, "{input}");
@@ -423,13 +450,91 @@ mod tests {
             ("55076500565", false), // D-number of the same: check digits differ
             ("41018036736", true),  // D-number (day 01 + 40)
             ("17054026641", true),
-            ("29029900157", false), // 29.02.1999 does not exist
+            ("29029900157", false), // 29.02.99 exists in no century
             ("1507650056", false),
             ("150765 00565", true),
             ("15076500566", false),
+            // Skatteetaten's examples of numbers issued under the 2032 rule: k1 leaves
+            // remainder 0 (today's rule) and 1 (only the new rule).
+            ("02013299997", true),
+            ("30108299920", true),
+            ("30108299939", true),
+            ("30108299938", false), // k2 still has one right value
+            // Felles hjelpenummer (first digit 8 or 9, no date).
+            ("81212121223", true),
+            ("94545456561", true),
+            ("71212121229", false),
         ] {
             assert_eq!(no_fnr(input), ok, "{input}");
         }
+    }
+
+    /// The first nine digits completed with check digits: k1 chosen so that the k1 sum
+    /// leaves `r1` (0 = today's rule; 1–3 only the 2032 rule), k2 by the unchanged rule.
+    /// `None` when a check digit would be 10 (the number is never issued).
+    fn with_checks(nine: &str, r1: u32) -> Option<String> {
+        let mut d: Vec<u32> = nine.bytes().map(|b| u32::from(b - b'0')).collect();
+        let s1: u32 = d.iter().zip(FNR_W1).map(|(a, w)| a * w).sum();
+        let k1 = (11 + r1 - s1 % 11) % 11;
+        d.push(k1);
+        let s2: u32 = d.iter().zip(FNR_W2).map(|(a, w)| a * w).sum();
+        let k2 = (11 - s2 % 11) % 11;
+        d.push(k2);
+        (k1 < 10 && k2 < 10).then(|| d.iter().map(|x| char::from(b'0' + *x as u8)).collect())
+    }
+
+    /// Every individual number from 000 to 999 with every year of a century is accepted
+    /// when its check digits hold: the old century table (750–899 issued to nobody, 500–749
+    /// only before 1900 …) rejected real numbers.
+    #[test]
+    fn no_fnr_every_individual_number_range() {
+        let mut checked = 0;
+        for ind in 0..1000 {
+            for yy in [0, 17, 39, 40, 53, 54, 99] {
+                for (dd, mm) in [(15, 7), (71, 12), (1, 41), (28, 82)] {
+                    let nine = format!("{dd:02}{mm:02}{yy:02}{ind:03}");
+                    for r1 in 0..4 {
+                        if let Some(n) = with_checks(&nine, r1) {
+                            assert!(no_fnr(&n), "{n} (remainder {r1})");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 80_000, "{checked}");
+    }
+
+    #[test]
+    fn no_fnr_dates_after_offsets() {
+        for (nine, ok) in [
+            ("290200123", true),  // 29.02.2000
+            ("290204123", true),  // leap in 1904 and 2004
+            ("290201123", false), // 29.02.01 in no century
+            ("310400123", false), // 31 April
+            ("320100123", false), // day 32
+            ("400100123", false), // day 40: neither a day nor a D-number
+            ("710100123", true),  // D-number, 31 January
+            ("720100123", false),
+            ("015300123", false), // month 13 + 40
+            ("019200123", true),  // synthetic December
+            ("019300123", false),
+            ("010000123", false), // month 00
+        ] {
+            let n = (0..4).find_map(|r1| with_checks(nine, r1)).unwrap();
+            assert_eq!(no_fnr(&n), ok, "{n}");
+        }
+    }
+
+    #[test]
+    fn no_fh_number_table() {
+        assert!(no_fh_number("81212121223"));
+        assert!(no_fh_number("94545456561"));
+        assert!(!no_fh_number("15076500565")); // a fødselsnummer is not an FH-number
+        assert!(!no_fh_number("81212121224"));
+        // The 2032 rule is not the FH rule: only remainder 0.
+        let n = with_checks("812121212", 3).unwrap();
+        assert!(!no_fh_number(&n), "{n}");
     }
 
     #[test]
@@ -444,6 +549,10 @@ mod tests {
             ("811328-9874", false), // month 13
             ("701063-2391", true),  // samordningsnummer, day 03 + 60
             ("17811228-9874", false),
+            ("19701063-2391", true), // samordningsnummer with century
+            ("197010632391", true),
+            ("701063+2391", true),  // `+`: 100 years or older
+            ("701093-2391", false), // day 33 + 60
             ("8112289-874", false),
         ] {
             assert_eq!(se_personnummer(input), ok, "{input}");
@@ -476,6 +585,17 @@ mod tests {
             ("010594Y9021", true),
             ("010594Y9022", false),
             ("020502E902X", true),
+            // The century signs added in 2023: U–Y for the 1900s, B–F for the 2000s.
+            ("131052U308T", true),
+            ("131052V308T", true),
+            ("131052W308T", true),
+            ("131052X308T", true),
+            ("131052B308T", true),
+            ("131052C308T", true),
+            ("131052D308T", true),
+            ("131052F308T", true),
+            ("131052G308T", false),
+            ("131052Z308T", false),
             ("131052-308U", false),
             ("131052-000T", false),
             ("311152-308T", false),

@@ -60,7 +60,7 @@ pub(crate) const F_DOTTED4: u32 = 1 << 8;
 /// eight groups, or six and an IPv4 address, every colon between two hex digits; a JSON
 /// line's `":"` and a timestamp's two colons do not count).
 pub(crate) const F_IPV6: u32 = 1 << 9;
-/// Two upper-case letters and two digits at a word start.
+/// An IBAN country code (two letters of one case) and two digits at a word start.
 pub(crate) const F_IBAN: u32 = 1 << 10;
 // Keyword bits: set when a keyword starts a word part (see `keywords`).
 pub(crate) const K_SECRET: u32 = 1 << 16;
@@ -69,6 +69,7 @@ pub(crate) const K_JWT: u32 = 1 << 18;
 pub(crate) const K_BEARER: u32 = 1 << 19;
 pub(crate) const K_PHONE: u32 = 1 << 20;
 pub(crate) const K_NATID: u32 = 1 << 21;
+pub(crate) const K_CARD: u32 = 1 << 22;
 
 /// Keywords (lower case) and the bit each sets, by first letter. A keyword counts where a
 /// word part starts: after a byte that is not an ASCII letter or digit, or at a lower→upper
@@ -86,6 +87,7 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
             (b"puhelin", K_PHONE),
             (b"pnr", K_NATID),
             (b"person", K_NATID),
+            (b"pan", K_CARD),
         ],
         b's' => &[
             (b"secret", K_SECRET),
@@ -108,20 +110,70 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
         b'b' => &[(b"bearer", K_BEARER)],
         b't' => &[(b"tel", K_PHONE)],
         b'm' => &[(b"mobil", K_PHONE), (b"msisdn", K_PHONE)],
-        b'c' => &[(b"cpr", K_NATID)],
-        b'n' => &[(b"national", K_NATID)],
+        b'c' => &[
+            (b"cpr", K_NATID),
+            (b"card", K_CARD),
+            (b"cc_", K_CARD),
+            (b"ccn", K_CARD),
+            (b"credit", K_CARD),
+        ],
+        b'k' => &[(b"kort", K_CARD)],
+        b'n' => &[(b"national", K_NATID), (b"nin", K_NATID)],
         b'f' => &[
             (b"fnr", K_NATID),
             (b"fodsel", K_NATID),
             (b"f\xc3\xb8dsel", K_NATID),
+            (b"fh-n", K_NATID),
+            (b"fh_n", K_NATID),
+            (b"fhnr", K_NATID),
         ],
-        b'h' => &[(b"hetu", K_NATID), (b"henkilo", K_NATID)],
+        b'h' => &[
+            (b"hetu", K_NATID),
+            (b"henkilo", K_NATID),
+            (b"h-num", K_NATID),
+            (b"hnr", K_NATID),
+            (b"hjelpen", K_NATID),
+        ],
+        b'd' => &[
+            (b"d-num", K_NATID),
+            (b"d_num", K_NATID),
+            (b"dnum", K_NATID),
+            (b"dnr", K_NATID),
+        ],
+        b'i' => &[(b"identitet", K_NATID)],
         _ => &[],
     }
 }
 
+/// For each first letter of an IBAN country code, a bit per second letter: the countries of
+/// [`crate::validate::IBAN_LENGTHS`]. A lower-case hex id starting `ab12` is then not an
+/// IBAN candidate (only `ad`, `ae`, `ba`, `be` and `de` of the hex letter pairs are).
+static IBAN_COUNTRIES: [u32; 26] = iban_countries();
+
+const fn iban_countries() -> [u32; 26] {
+    let mut t = [0u32; 26];
+    let mut i = 0;
+    while i < crate::validate::IBAN_LENGTHS.len() {
+        let cc = crate::validate::IBAN_LENGTHS[i].0;
+        t[(cc[0] - b'A') as usize] |= 1 << (cc[1] - b'A');
+        i += 1;
+    }
+    t
+}
+
+/// Whether `c0 c1` is an IBAN country code, both letters upper case or both lower case.
+#[inline(always)]
+pub(crate) fn iban_country(c0: u8, c1: u8) -> bool {
+    let same_case = (c0.is_ascii_uppercase() && c1.is_ascii_uppercase())
+        || (c0.is_ascii_lowercase() && c1.is_ascii_lowercase());
+    same_case
+        && IBAN_COUNTRIES
+            .get(usize::from((c0 | 0x20).wrapping_sub(b'a')))
+            .is_some_and(|row| row & (1 << ((c1 | 0x20) - b'a')) != 0)
+}
+
 /// Every first letter that has keywords (for building [`TRIPLES`]).
-const KEYWORD_FIRSTS: &[u8] = b"psaxgrebtmcnfh";
+const KEYWORD_FIRSTS: &[u8] = b"psaxgrebtmcnfhdik";
 
 /// A byte with ASCII letters folded to lower case (other bytes may change too, the same
 /// way for the table and the lookup).
@@ -258,9 +310,9 @@ const fn pack(k: &'static [u8], bit: u32) -> Packed {
 }
 
 /// [`keywords`] as [`Packed`] compares, by first letter (`bit == 0` ends a group).
-static PACKED: [[Packed; 8]; 26] = packed();
+static PACKED: [[Packed; 10]; 26] = packed();
 
-const fn packed() -> [[Packed; 8]; 26] {
+const fn packed() -> [[Packed; 10]; 26] {
     let none = Packed {
         want: 0,
         fold: 0,
@@ -268,7 +320,7 @@ const fn packed() -> [[Packed; 8]; 26] {
         bit: 0,
         tail: b"",
     };
-    let mut t = [[none; 8]; 26];
+    let mut t = [[none; 10]; 26];
     let mut c = 0;
     while c < 26 {
         let group = keywords(b'a' + c as u8);
@@ -820,15 +872,17 @@ impl<'a> Scan<'a> {
             parts &= parts - 1;
             self.f |= keyword_at(b, i);
         }
-        let mut caps = starts & m.upper;
-        while caps != 0 {
-            let i = base + caps.trailing_zeros() as usize;
-            caps &= caps - 1;
-            if b.get(i + 1).is_some_and(u8::is_ascii_uppercase)
-                && b.get(i + 2).is_some_and(u8::is_ascii_digit)
-                && b.get(i + 3).is_some_and(u8::is_ascii_digit)
-            {
-                self.f |= F_IBAN;
+        // IBANs: only the word starts with a digit two bytes on are looked at; for the
+        // last two bytes of the block that digit is in the next block, so those are taken
+        // as they are and checked byte by byte.
+        let mut country = starts & ((m.digit >> 2) | (0b11 << 62));
+        while country != 0 {
+            let i = base + country.trailing_zeros() as usize;
+            country &= country - 1;
+            if let Some(&[c0, c1, c2, c3]) = b.get(i..).and_then(<[u8]>::first_chunk::<4>) {
+                if c2.is_ascii_digit() && c3.is_ascii_digit() && iban_country(c0, c1) {
+                    self.f |= F_IBAN;
+                }
             }
         }
 
@@ -1054,6 +1108,10 @@ mod tests {
         assert_eq!(f("10:00:00.123") & F_IPV6, 0);
         assert_ne!(f("131052-308T") & F_SIGN6, 0);
         assert_ne!(f("NO9386011117947") & F_IBAN, 0);
+        assert_ne!(f("iban no9386011117947") & F_IBAN, 0);
+        assert_eq!(f("iban No9386011117947") & F_IBAN, 0);
+        assert_eq!(f("trace=ab12cd34ef56ab78cd90ef12ab34cd56") & F_IBAN, 0);
+        assert_ne!(f("trace=de12cd34ef56ab78cd90ef12ab34cd56") & F_IBAN, 0);
         assert_ne!(f("Authorization: Bearer x") & K_BEARER, 0);
         assert_ne!(f("cpr=0101901234") & K_NATID, 0);
         assert_ne!(f("x newPassword=1") & K_SECRET, 0);
@@ -1198,9 +1256,18 @@ mod tests {
                     let starts = i == 0 || !b[i - 1].is_ascii_alphanumeric();
                     if starts {
                         f |= kw(b, i);
-                        if c.is_ascii_uppercase()
-                            && i + 3 < n
-                            && b[i + 1].is_ascii_uppercase()
+                        // An IBAN country code in one case.
+                        let country = |d: u8| {
+                            d.is_ascii_alphabetic()
+                                && c.is_ascii_uppercase() == d.is_ascii_uppercase()
+                                && crate::validate::iban_length(&[
+                                    c.to_ascii_uppercase(),
+                                    d.to_ascii_uppercase(),
+                                ])
+                                .is_some()
+                        };
+                        if i + 3 < n
+                            && country(b[i + 1])
                             && b[i + 2].is_ascii_digit()
                             && b[i + 3].is_ascii_digit()
                         {
@@ -1250,6 +1317,8 @@ mod tests {
             "0[0-9]{1,4}",
             "[0-9]{6}[-+A-FU-Y][0-9]{4}",
             "[A-Z]{2}[0-9]{2}[A-Z0-9]{0,6}",
+            "[a-z]{2}[0-9]{2}[a-z0-9]{0,6}",
+            "(DE|NO|BE|de|no|be|De)[0-9]{2}[a-z0-9]{11,14}",
             "[a-z]{1,8}",
             "[A-Za-z]{1,8}",
             "[0-9a-f]{4,16}",
@@ -1355,10 +1424,23 @@ mod tests {
             // must allow them.
             const SE_SIGNED: &str = r"(?-u:\b)(?:[0-9]{8}|[0-9]{6})[-+][0-9]{4}(?-u:\b)";
             const DK_SIGNED: &str = r"(?-u:\b)[0-9]{6}-[0-9]{4}(?-u:\b)";
+            // The IBAN pattern with its country codes spelled out, as `F_IBAN` reads them
+            // (`find` refuses other codes anyway).
+            static IBAN_KNOWN: LazyLock<String> = LazyLock::new(|| {
+                let codes: Vec<String> = crate::validate::IBAN_LENGTHS
+                    .iter()
+                    .map(|(cc, _)| String::from_utf8_lossy(&cc[..]).into_owned())
+                    .collect();
+                let upper = codes.join("|");
+                let lower = upper.to_ascii_lowercase();
+                format!(
+                    r"(?-u:\b)(?:(?:{upper})[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}|(?:{lower})[0-9]{{2}}(?: ?[a-z0-9]){{11,30}})"
+                )
+            });
+            // Twelve-digit cards need a card key (`K_CARD`); the other forms need nothing.
+            const CARD_13: &str = r"(?-u:\b)(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,7}(?:[ -][0-9]{3})?|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?-u:\b)";
             static CHECKED: LazyLock<Vec<(Detector, regex::Regex)>> = LazyLock::new(|| {
                 [
-                    Detector::Card,
-                    Detector::Iban,
                     Detector::NoFnr,
                     Detector::FiHetu,
                     Detector::Email,
@@ -1366,7 +1448,12 @@ mod tests {
                 ]
                 .iter()
                 .map(|d| (*d, d.pattern()))
-                .chain([(Detector::SePnr, SE_SIGNED), (Detector::DkCpr, DK_SIGNED)])
+                .chain([
+                    (Detector::SePnr, SE_SIGNED),
+                    (Detector::DkCpr, DK_SIGNED),
+                    (Detector::Card, CARD_13),
+                    (Detector::Iban, IBAN_KNOWN.as_str()),
+                ])
                 .map(|(d, p)| (d, regex::Regex::new(p).expect("a detector pattern")))
                 .collect()
             });

@@ -19,7 +19,7 @@ use regex::Regex;
 pub(crate) use features::Features;
 use features::{
     F_AT, F_CARD, F_DOTTED4, F_FNR11, F_IBAN, F_IPV6, F_PLUS_DIGIT, F_RUN10, F_RUN12, F_SIGN6,
-    F_TRUNK0, K_API, K_BEARER, K_JWT, K_PHONE, K_SECRET,
+    F_TRUNK0, K_API, K_BEARER, K_CARD, K_JWT, K_PHONE, K_SECRET,
 };
 
 pub mod cards;
@@ -33,7 +33,8 @@ pub mod secrets;
 /// A built-in detector, named in rule packs by its `detector = "<name>"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Detector {
-    /// Payment card numbers: 13–19 digits, compact or grouped with spaces/dashes, Luhn-valid.
+    /// Payment card numbers: 12–19 digits (12 only after a card key), compact or grouped with
+    /// spaces/dashes, Luhn-valid.
     Card,
     /// IBANs with the country's length and a valid mod-97 check, compact or grouped by 4.
     Iban,
@@ -110,7 +111,7 @@ impl Detector {
     /// A string that changes whenever the detector's matching logic changes; part of the
     /// rule-set version hash. Bump the revision when a validator or context rule changes.
     pub fn revision(self) -> String {
-        const REVISION: u32 = 1;
+        const REVISION: u32 = 2;
         format!("{}@{REVISION}:{}", self.name(), self.pattern())
     }
 
@@ -155,7 +156,8 @@ impl Detector {
     /// The feature bits of which [`Detector::possible`] needs one.
     const fn needs(self) -> u32 {
         match self {
-            Detector::Card => F_CARD,
+            // Twelve-digit cards count only after a card key.
+            Detector::Card => F_CARD | K_CARD,
             Detector::Iban => F_IBAN,
             Detector::NoFnr => F_FNR11,
             // The bare-run bits are only set next to a national-id keyword.
@@ -284,6 +286,12 @@ pub(crate) fn digit_run_end(b: &[u8], from: usize) -> usize {
     digit_edge(b, from, false)
 }
 
+/// The first index at or after `from` whose byte is an ASCII digit; `b.len()` if there is
+/// none.
+pub(crate) fn next_digit(b: &[u8], from: usize) -> usize {
+    digit_edge(b, from, true)
+}
+
 /// The first index at or after `from` whose byte is an ASCII digit (`digit`) or is not one
 /// (`!digit`); `b.len()` if there is none. Eight bytes per step (SWAR): the detectors that
 /// walk digit runs spend most of their time skipping text between runs.
@@ -373,9 +381,15 @@ pub(crate) fn key_before(line: &str, start: usize) -> Option<String> {
     Some(line[from..end].to_ascii_lowercase())
 }
 
-/// Keys whose values are hex ids that can happen to be all digits (an OpenTelemetry span
-/// id is 16 hex digits; one in ~2000 has no letter): a Luhn-valid one is still not a card.
+/// Keys whose values are ids that can be all digits: hex ids (an OpenTelemetry span id is
+/// 16 hex digits; one in ~2000 has no letter) and payment service providers' transaction
+/// references (Adyen's `pspReference` is 16 digits, one in ~20 Luhn-valid with an issuer
+/// digit). A Luhn-valid one is still not a card.
 pub(crate) const HEX_ID_KEYS: &[&str] = &[
+    "psp_ref",
+    "pspref",
+    "psp_reference",
+    "pspreference",
     "span",
     "span_id",
     "spanid",
@@ -390,6 +404,25 @@ pub(crate) const HEX_ID_KEYS: &[&str] = &[
     "correlation_id",
     "sha",
     "commit",
+];
+
+/// Keys whose value is a card number (`pan=`, `"cardNumber": "`), compared whole and
+/// lower-cased: the context a twelve-digit card needs. Each starts with a card keyword of
+/// the feature pass (`K_CARD`).
+pub(crate) const CARD_KEYS: &[&str] = &[
+    "card",
+    "cardno",
+    "card_no",
+    "cardnumber",
+    "card_number",
+    "card-number",
+    "cc_number",
+    "ccnumber",
+    "creditcard",
+    "credit_card",
+    "pan",
+    "kort",
+    "kortnummer",
 ];
 
 /// Keywords that put a bare number into national-id context (`cpr=0101901234`).
@@ -410,11 +443,24 @@ const NATID_WORDS: &[&str] = &[
     "fødselsnummer",
     "hetu",
     "henkilotunnus",
+    "d-nummer",
+    "dnummer",
+    "d_nummer",
+    "dnr",
+    "h-nummer",
+    "hnr",
+    "hjelpenummer",
+    "fh-nummer",
+    "fh_nummer",
+    "fhnr",
+    "identitetsnummer",
+    "nin",
 ];
 
-/// Whether one of [`NATID_WORDS`] ends within the 24 bytes before `start`, followed only by
-/// separators (`=`, `:`, quotes, spaces) — the context that makes a bare 10-digit number a
-/// Danish or Swedish national id rather than an order id.
+/// Whether one of [`NATID_WORDS`] ends right before `start`, with only separators (`=`,
+/// `:`, quotes, spaces, tabs) between it and `start` — the context that makes a bare
+/// 10-digit number a Danish or Swedish national id rather than an order id, and any
+/// 11-digit number a Norwegian one. The word may end a longer key (`patient_fnr=`).
 pub(crate) fn natid_context(line: &str, start: usize) -> bool {
     let b = line.as_bytes();
     let mut end = start;
@@ -447,6 +493,22 @@ mod tests {
             assert_eq!(Detector::from_name(d.name()), Some(*d));
         }
         assert_eq!(Detector::from_name("nope"), None);
+    }
+
+    /// Every national-id word sets the keyword bit the compact Danish and Swedish forms
+    /// need from the feature pass, so the pass never skips a number the context accepts.
+    #[test]
+    fn every_natid_word_is_a_feature_keyword() {
+        for w in NATID_WORDS {
+            for line in [
+                format!("{w}=0101901234"),
+                format!("x \"{w}\": \"0101901234\""),
+            ] {
+                let f = Features::of(&line).0;
+                assert_ne!(f & features::K_NATID, 0, "{line}");
+                assert_ne!(f & features::F_RUN10, 0, "{line}");
+            }
+        }
     }
 
     #[test]

@@ -78,13 +78,20 @@ fn candidates(b: &[u8], shape: Shape) -> Vec<Range<usize>> {
     })
 }
 
-/// Appends validated Norwegian fødselsnummer / D-numbers.
+/// Appends Norwegian fødselsnummer, D-, H-, synthetic and FH-numbers: candidates that pass
+/// [`validate::no_fnr`], and, right after a national-id word (`fnr=`, `"d-nummer": "`,
+/// `ssn `), every candidate — the word says what the number is, and a mistyped check digit
+/// or a rule not yet published does not make it less of an id.
 pub fn find_no_fnr(line: &str, out: &mut Vec<Range<usize>>) {
     keep(
         line,
         candidates(line.as_bytes(), Shape::NoFnr),
         out,
-        |l, r| (!in_longer_number(l, &r) && validate::no_fnr(&l[r.clone()])).then_some(r),
+        |l, r| {
+            let ok = !in_longer_number(l, &r)
+                && (natid_context(l, r.start) || validate::no_fnr(&l[r.clone()]));
+            ok.then_some(r)
+        },
     );
 }
 
@@ -142,6 +149,43 @@ mod tests {
         assert_eq!(found(find_no_fnr, "id 150765 00565"), ["150765 00565"]);
         assert!(found(find_no_fnr, "order=15076500566").is_empty());
         assert!(found(find_no_fnr, "ts=2026-15076500565").is_empty());
+        // Individual number 812: outside the old century table, issued all the same.
+        assert_eq!(found(find_no_fnr, "x 01017581240 y"), ["01017581240"]);
+        // Issued under the 2032 rule (k1 remainder 1).
+        assert_eq!(found(find_no_fnr, "pasient 30108299939"), ["30108299939"]);
+        assert_eq!(found(find_no_fnr, "fh 81212121223"), ["81212121223"]);
+    }
+
+    /// After a national-id word every 11-digit candidate counts, check digits or not; the
+    /// word has to end right before the value (separators only).
+    #[test]
+    fn norwegian_context_lowers_the_bar() {
+        for line in [
+            "fnr=15076500566",
+            "fødselsnummer: 15076500566",
+            "\"d-nummer\": \"55076500565\"",
+            "patient_fnr=12345678901",
+            "ssn 150765 00566",
+            "nin=99999999999",
+            "personnummer=15076500566",
+            "national_id: 15076500566",
+        ] {
+            let want = line
+                .rsplit([' ', '=', '"'])
+                .find(|s| !s.is_empty())
+                .unwrap();
+            let got = found(find_no_fnr, line);
+            assert_eq!(got.len(), 1, "{line}");
+            assert!(got[0].ends_with(want), "{line}");
+        }
+        for line in [
+            "order=15076500566",
+            "fnr lookup for order 15076500566",
+            "fnr=150765005661",
+            "fnr=2026-15076500566",
+        ] {
+            assert!(found(find_no_fnr, line).is_empty(), "{line}");
+        }
     }
 
     #[test]

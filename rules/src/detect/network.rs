@@ -225,6 +225,13 @@ mod tests {
                 &["10.0.3.7", "9.9.9.9"],
             ),
             ("x1.2.3.4 1.2.3.4_ 1234.5.6.7.8 é1.2.3.4", &["1.2.3.4"]),
+            // Loopback stays; documentation ranges (RFC 5737) are scrubbed like any other
+            // address: a log line cannot prove an address is only an example.
+            ("127.8.9.10 192.0.2.7", &["192.0.2.7"]),
+            (
+                "198.51.100.1 203.0.113.250",
+                &["198.51.100.1", "203.0.113.250"],
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(found(find_ipv4, line), *want, "{line}");
@@ -235,6 +242,7 @@ mod tests {
     fn v6() {
         let cases: &[(&str, &[&str])] = &[
             ("from 2001:db8::1 ok", &["2001:db8::1"]),
+            ("mapped ::ffff:192.0.2.1 ok", &["::ffff:192.0.2.1"]),
             (
                 "[fe80::1ff:fe23:4567:890a]:443",
                 &["fe80::1ff:fe23:4567:890a"],
