@@ -121,7 +121,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Page size of a new database, over SQLite's 4 KiB: a stored chunk is a ~250 KB blob, i.e.
 /// ~16 overflow pages instead of ~62, each a WAL frame written, checksummed and later copied
-/// by the checkpoint (docs/benchmarks.md, 2026-11-27, third session). An existing database
+/// by the checkpoint (docs/benchmarks.md, "Stored bytes per raw byte"). An existing database
 /// keeps the page size it was created with.
 pub const NEW_DB_PAGE_SIZE_BYTES: u32 = 16 * 1024;
 
