@@ -126,6 +126,7 @@ const fn keywords(first: u8) -> &'static [(&'static [u8], u32)] {
             (b"fh-n", K_NATID),
             (b"fh_n", K_NATID),
             (b"fhnr", K_NATID),
+            (b"fjd_", K_API),
         ],
         b'h' => &[
             (b"hetu", K_NATID),
@@ -1331,6 +1332,7 @@ mod tests {
                 "x-api-key",
                 "apiKey",
                 "AKIA",
+                "fjd_",
                 "ghp_",
                 "github_pat_",
                 "sk_live_",

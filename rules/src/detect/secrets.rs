@@ -15,9 +15,11 @@ pub const JWT: &str = r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
 pub const BEARER: &str =
     r#"(?i:bearer)(?:[ \t]+|["']?[ \t]*[=:][ \t]*["']?)[A-Za-z0-9._~+/=-]{8,}"#;
 
-/// Well-known key shapes (AWS, GitHub, Stripe, Slack, Google) and generic `api_key=` values.
+/// Well-known key shapes (AWS, GitHub, Stripe, Slack, Google, fjord's own `fjd_` tokens) and
+/// generic `api_key=` values.
 pub const API_KEY: &str = concat!(
     r"AKIA[0-9A-Z]{16}",
+    r"|fjd_[0-9a-f]{32,128}",
     r"|gh[opusr]_[A-Za-z0-9]{36}",
     r"|github_pat_[A-Za-z0-9_]{22,255}",
     r"|(?:sk|rk|pk)_live_[A-Za-z0-9]{10,247}",
@@ -141,6 +143,10 @@ mod tests {
     fn api_keys() {
         let cases: &[(&str, &[&str])] = &[
             ("key AKIAIOSFODNN7EXAMPLE used", &["AKIAIOSFODNN7EXAMPLE"]),
+            (
+                "token fjd_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef read",
+                &["fjd_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"],
+            ),
             (
                 "ghp_0123456789abcdefghijABCDEFGHIJ012345",
                 &["ghp_0123456789abcdefghijABCDEFGHIJ012345"],
