@@ -192,6 +192,71 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+/// Connections served at once; a scraper and two probes need a handful. Past this, new
+/// connections wait in the kernel's backlog instead of costing file descriptors.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A client must send its request headers within this long, or the connection is closed
+/// (slow-header clients cannot hold connections open).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest a connection may live, idle keep-alive included: every answer here takes
+/// milliseconds, so a connection held longer is holding a slot for nothing.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Serves `app` on `listener` until `stop`, with the limits above. Each connection takes a
+/// permit before it is accepted and holds it until it closes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    // Why a semaphore: it caps open connections, and waiting for a permit before
+    // `accept` leaves the excess in the kernel's backlog.
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%err, "admin endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Finished connections are reaped as new ones come, so the set stays small.
+        while conns.try_join_next().is_some() {}
+        let svc = TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = http.serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+    conns.shutdown().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,69 +336,4 @@ mod tests {
         h.set_commit(Ok(()));
         assert_eq!(h.readiness(NOW, EVERY), Ok(()), "a later commit clears it");
     }
-}
-
-/// Connections served at once; a scraper and two probes need a handful. Past this, new
-/// connections wait in the kernel's backlog instead of costing file descriptors.
-pub const MAX_CONNECTIONS: usize = 64;
-
-/// A client must send its request headers within this long, or the connection is closed
-/// (slow-header clients cannot hold connections open).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The longest a connection may live, idle keep-alive included: every answer here takes
-/// milliseconds, so a connection held longer is holding a slot for nothing.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
-
-/// Serves `app` on `listener` until `stop`, with the limits above. Each connection takes a
-/// permit before it is accepted and holds it until it closes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    // Why a semaphore: it caps open connections, and waiting for a permit before
-    // `accept` leaves the excess in the kernel's backlog.
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            () = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%err, "admin endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // Finished connections are reaped as new ones come, so the set stays small.
-        while conns.try_join_next().is_some() {}
-        let svc = TowerToHyperService::new(app.clone());
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = http.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
-    conns.shutdown().await;
 }

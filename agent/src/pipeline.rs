@@ -186,15 +186,18 @@ pub async fn run(
     let reader_done = tokio::select! {
         biased;
         r = &mut reader => Some(r),
-        r = &mut shipper_task => match { shipper_done = true; r } {
-            // The shipper ends on its own only once the channel is closed, which the
-            // tailer does as it returns: it is finishing, not gone wrong.
-            Ok(()) if shutdown.is_cancelled() => Some((&mut reader).await),
-            r => {
-                tracing::error!(?r, "the shipper stopped unexpectedly");
-                None
+        r = &mut shipper_task => {
+            shipper_done = true;
+            match r {
+                // The shipper ends on its own only once the channel is closed, which the
+                // tailer does as it returns: it is finishing, not gone wrong.
+                Ok(()) if shutdown.is_cancelled() => Some((&mut reader).await),
+                r => {
+                    tracing::error!(?r, "the shipper stopped unexpectedly");
+                    None
+                }
             }
-        },
+        }
     };
     if reader_done.is_some() && !shipper_done {
         let drained = tokio::time::timeout(grace, &mut shipper_task).await;

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use fjord_agent::state::{Checkpoint, LedgerRow, State};
+use fjord_agent::state::{Checkpoint, LedgerRow, PendingBatch, State};
 
 fn audit(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fjord-agent"))
@@ -14,8 +14,17 @@ fn audit(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A batch of `ident` ending at `end`, recorded before its first send.
+fn pending(end: u64) -> PendingBatch {
+    PendingBatch {
+        start: end - 100,
+        end,
+        first_ts: Some(1_764_151_200_000_000_000),
+    }
+}
+
 fn commit(s: &mut State, id: &str, end: u64, jurisdiction: &str, outcome: &'static str) {
-    s.add_pending(id, "ident", end - 100, end).unwrap();
+    s.add_pending(id, "ident", pending(end)).unwrap();
     let row = LedgerRow {
         batch_id: id.into(),
         destination: format!("https://agg.{jurisdiction}.example"),
@@ -68,7 +77,7 @@ fn report_export_and_foreign_destination() {
     commit(&mut s, "b1", 100, "EEA", "acked");
     commit(&mut s, "b2", 200, "EEA", "duplicate");
     commit(&mut s, "b3", 300, "EEA", "dead_letter");
-    s.add_pending("b4", "ident", 300, 400).unwrap();
+    s.add_pending("b4", "ident", pending(400)).unwrap();
     drop(s);
     let state = dir.path().to_str().unwrap();
 
