@@ -17,6 +17,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::state::{LedgerEntry, PendingEntry, State};
+use fjord_wire::clock::now_ns;
 
 /// Exit code when data went outside the allowed jurisdictions.
 pub const EXIT_OUTSIDE: u8 = 2;
@@ -108,12 +109,6 @@ pub struct LostRange {
     pub reason: String,
     /// Unix nanoseconds when the loss was noticed.
     pub noticed_ns: i64,
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {

@@ -39,15 +39,10 @@ use crate::selfcheck::{SelfCheck, SELF_CHECK_EVERY};
 use crate::ship::{self, Answer, Shipper};
 use crate::state::{LedgerRow, PendingBatch, State, StateHandle, StateOwner};
 use crate::tail::{OsEnv, Settings, Shared, StateCheckpoints, Tailer};
+use fjord_wire::clock::now_ns;
 
 /// How long the residency guard waits before asking a refusing destination again.
 const RESIDENCY_RECHECK: Duration = Duration::from_secs(5);
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {

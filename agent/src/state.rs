@@ -15,6 +15,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use fjord_wire::clock::now_ns;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// File name of the state DB inside the state directory.
@@ -161,12 +162,6 @@ pub struct PendingEntry {
 pub struct State {
     conn: Connection,
     fresh: bool,
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn age_cutoff(age: Duration) -> i64 {

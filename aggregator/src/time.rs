@@ -1,14 +1,9 @@
 //! Time values as the Loki API and the CLI accept them: Unix epoch nanoseconds, Unix seconds
 //! (with a fraction), or RFC 3339; durations like `1h` or `15m30s`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-/// Now, in Unix epoch nanoseconds.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+pub use fjord_wire::clock::now_ns;
 
 /// Parses a point in time. Integers of 16 or more digits are nanoseconds, shorter ones
 /// seconds; decimals are seconds; anything else must be RFC 3339.

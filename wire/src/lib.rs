@@ -7,6 +7,7 @@
 
 pub mod body;
 mod canonical;
+pub mod clock;
 pub mod codec;
 pub mod headers;
 pub mod info;

@@ -83,12 +83,7 @@ pub fn end_of_last_line<E: Env>(env: &E, file: &E::File, len: u64) -> io::Result
     Ok(memchr::memrchr(b'\n', &buf[..n]).map_or(len, |i| from + i as u64 + 1))
 }
 
-/// Wall time, Unix nanoseconds.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+pub use fjord_wire::clock::now_ns;
 
 /// Refused paths remembered so that each is logged once.
 const MAX_REFUSED_REMEMBERED: usize = 10_000;

@@ -42,6 +42,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::logql::LogQuery;
+use fjord_wire::clock::now_ns;
 
 /// A stream's label set.
 pub type Labels = BTreeMap<String, String>;
@@ -252,12 +253,6 @@ pub fn format_day(day: i64) -> String {
     let secs = u64::try_from(day.saturating_mul(86_400)).unwrap_or(0);
     let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
     humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 impl Store {
