@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::state::{LedgerEntry, PendingEntry, State};
+use crate::state::{LedgerRecord, Outcome as Ledger, PendingEntry, State};
 use fjord_wire::clock::now_ns;
 
 /// Exit code when data went outside the allowed jurisdictions.
@@ -125,7 +125,7 @@ pub fn report(
     state_dir: String,
     (from_ns, to_ns): (i64, i64),
     allowed: &[String],
-    rows: &[LedgerEntry],
+    rows: &[LedgerRecord],
     pending: Vec<PendingEntry>,
 ) -> Report {
     let mut dest: BTreeMap<(String, String, String), DestinationTotals> = BTreeMap::new();
@@ -135,8 +135,8 @@ pub fn report(
     let mut dead = Vec::new();
     let mut lost = Vec::new();
     for r in rows {
-        *outcomes.entry(r.outcome.clone()).or_insert(0) += 1;
-        if r.outcome == "lost" {
+        *outcomes.entry(r.outcome.as_str().to_owned()).or_insert(0) += 1;
+        if r.outcome == Ledger::Lost {
             // Nothing left the pod: no destination, no rules.
             lost.push(LostRange {
                 path: r.path.clone(),
@@ -180,7 +180,7 @@ pub fn report(
             v.last_ns = v.last_ns.max(r.sent_ns);
             v.batches += 1;
         }
-        if r.outcome == "dead_letter" {
+        if r.outcome == Ledger::DeadLetter {
             dead.push(r.batch_id.clone());
         }
     }
@@ -408,8 +408,8 @@ fn run_inner(a: AuditArgs) -> Result<ExitCode, String> {
 mod tests {
     use super::*;
 
-    fn row(dest: &str, jur: &str, outcome: &str, red: &[(&str, u64)]) -> LedgerEntry {
-        LedgerEntry {
+    fn row(dest: &str, jur: &str, outcome: Ledger, red: &[(&str, u64)]) -> LedgerRecord {
+        LedgerRecord {
             batch_id: format!("b-{dest}-{outcome}"),
             sent_ns: 1_764_151_200_000_000_000,
             destination: dest.into(),
@@ -424,7 +424,7 @@ mod tests {
             payload_sha256: "00".into(),
             rules_version: "v1".into(),
             redactions: red.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            outcome: outcome.into(),
+            outcome,
             reason: String::new(),
         }
     }
@@ -432,9 +432,14 @@ mod tests {
     #[test]
     fn totals_redactions_and_foreign_destinations() {
         let rows = vec![
-            row("https://eu", "EEA", "acked", &[("card", 2), ("email", 1)]),
-            row("https://eu", "EEA", "dead_letter", &[("card", 1)]),
-            row("https://us", "US", "acked", &[]),
+            row(
+                "https://eu",
+                "EEA",
+                Ledger::Acked,
+                &[("card", 2), ("email", 1)],
+            ),
+            row("https://eu", "EEA", Ledger::DeadLetter, &[("card", 1)]),
+            row("https://us", "US", Ledger::Acked, &[]),
         ];
         let r = report("s".into(), (0, 1), &["EEA".into()], &rows, Vec::new());
         assert_eq!(r.destinations.len(), 2);
@@ -448,10 +453,10 @@ mod tests {
 
     #[test]
     fn losses_are_listed_and_go_to_no_destination() {
-        let mut lost = row("", "", "lost", &[]);
+        let mut lost = row("", "", Ledger::Lost, &[]);
         lost.raw_bytes = 350;
         lost.reason = "truncated".into();
-        let rows = vec![row("https://eu", "EEA", "acked", &[]), lost];
+        let rows = vec![row("https://eu", "EEA", Ledger::Acked, &[]), lost];
         let r = report("s".into(), (0, 1), &["EEA".into()], &rows, Vec::new());
         assert_eq!(r.destinations.len(), 1, "a loss is not a destination");
         assert!(r.outside_allowed.is_empty());

@@ -37,7 +37,7 @@ use crate::metrics::{Metrics, ReasonLabel};
 use crate::reload::RulesHandle;
 use crate::selfcheck::{SelfCheck, SELF_CHECK_EVERY};
 use crate::ship::{self, Answer, Shipper};
-use crate::state::{LedgerRow, PendingBatch, State, StateHandle, StateOwner};
+use crate::state::{LedgerRecord, Outcome as Ledger, PendingBatch, State, StateHandle, StateOwner};
 use crate::tail::{OsEnv, Settings, Shared, StateCheckpoints, Tailer};
 use fjord_wire::clock::now_ns;
 
@@ -375,8 +375,8 @@ impl ShipCtx {
             Outcome::Sent(answer, info) => {
                 let out = f.out.as_ref();
                 let outcome = match answer {
-                    Answer::Stored => "acked",
-                    Answer::Duplicate => "duplicate",
+                    Answer::Stored => Ledger::Acked,
+                    Answer::Duplicate => Ledger::Duplicate,
                     Answer::Rejected(status, reason) => {
                         if *status == 409 {
                             // Another payload was stored under this id: the agent's ids are
@@ -397,11 +397,11 @@ impl ShipCtx {
                         if let Err(err) = written {
                             tracing::error!(%err, "cannot write the dead-letter file");
                         }
-                        "dead_letter"
+                        Ledger::DeadLetter
                     }
                 };
-                if outcome != "dead_letter" {
-                    if outcome == "duplicate" {
+                if outcome.delivered() {
+                    if outcome == Ledger::Duplicate {
                         m.batches_duplicate.inc();
                     }
                     m.batches_acked.inc();
@@ -411,8 +411,10 @@ impl ShipCtx {
                         .inc_by(out.map_or(0, |o| o.body.len() as u64));
                     m.last_ack_unix_seconds.set(now_ns() as f64 / 1e9);
                 }
-                Some(LedgerRow {
+                Some(LedgerRecord {
                     batch_id: f.batch_id.clone(),
+                    // The state DB stamps the commit time.
+                    sent_ns: 0,
                     destination: self.shipper.url().to_owned(),
                     region: info.region.clone(),
                     jurisdiction: info.jurisdiction.clone(),
@@ -424,8 +426,9 @@ impl ShipCtx {
                     compressed_bytes: out.map_or(0, |o| o.body.len() as u64),
                     payload_sha256: f.payload_sha256.clone(),
                     rules_version: out.map(|o| o.rules_version.clone()).unwrap_or_default(),
-                    redactions: out.map(|o| o.redactions.clone()).unwrap_or_default(),
+                    redactions: f.redactions.clone(),
                     outcome,
+                    reason: String::new(),
                 })
             }
         };

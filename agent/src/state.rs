@@ -92,51 +92,7 @@ pub struct Checkpoint {
     pub offset: u64,
 }
 
-/// One ledger row.
-#[derive(Debug, Clone)]
-pub struct LedgerRow {
-    pub batch_id: String,
-    pub destination: String,
-    pub region: String,
-    pub jurisdiction: String,
-    pub path: String,
-    pub start_off: u64,
-    pub end_off: u64,
-    pub records: u64,
-    pub raw_bytes: u64,
-    pub compressed_bytes: u64,
-    pub payload_sha256: String,
-    pub rules_version: String,
-    pub redactions: String,
-    pub outcome: &'static str,
-}
-
-/// A ledger row as stored, for audits and exports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LedgerEntry {
-    pub batch_id: String,
-    /// Unix nanoseconds when the batch's final answer was committed.
-    pub sent_ns: i64,
-    pub destination: String,
-    pub region: String,
-    pub jurisdiction: String,
-    pub path: String,
-    pub start_off: u64,
-    pub end_off: u64,
-    pub records: u64,
-    pub raw_bytes: u64,
-    pub compressed_bytes: u64,
-    pub payload_sha256: String,
-    pub rules_version: String,
-    /// Redaction counts per rule, as sent in `Fjord-Redactions`.
-    pub redactions: std::collections::BTreeMap<String, u64>,
-    /// For outcome `lost`: `rotated_away` or `truncated`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-    /// `acked`, `duplicate`, `dead_letter`, or `lost` (bytes a rotation deleted before they
-    /// were read: `start_off..end_off` of the file, `raw_bytes` of them).
-    pub outcome: String,
-}
+pub use fjord_wire::ledger::{LedgerRecord, Outcome};
 
 /// A batch of one identity formed and sent (or about to be), not yet answered: re-formed
 /// after a restart with the same boundaries and timestamps, so it is the same payload under
@@ -227,7 +183,7 @@ impl State {
     }
 
     /// Ledger rows committed in `[from_ns, to_ns)`, oldest first.
-    pub fn ledger(&self, from_ns: i64, to_ns: i64) -> Result<Vec<LedgerEntry>, rusqlite::Error> {
+    pub fn ledger(&self, from_ns: i64, to_ns: i64) -> Result<Vec<LedgerRecord>, rusqlite::Error> {
         let mut st = self.conn.prepare(
             "SELECT batch_id, sent_ns, destination, region, jurisdiction, path, start_off, end_off,
                     records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome,
@@ -236,7 +192,15 @@ impl State {
         )?;
         let rows = st.query_map(params![from_ns, to_ns], |r| {
             let redactions: String = r.get(13)?;
-            Ok(LedgerEntry {
+            let outcome: String = r.get(14)?;
+            let outcome = Outcome::parse(&outcome).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    14,
+                    rusqlite::types::Type::Text,
+                    format!("unknown ledger outcome {outcome:?}").into(),
+                )
+            })?;
+            Ok(LedgerRecord {
                 batch_id: r.get(0)?,
                 sent_ns: r.get(1)?,
                 destination: r.get(2)?,
@@ -251,7 +215,7 @@ impl State {
                 payload_sha256: r.get(11)?,
                 rules_version: r.get(12)?,
                 redactions: fjord_wire::headers::parse_redactions(&redactions).unwrap_or_default(),
-                outcome: r.get(14)?,
+                outcome,
                 reason: r.get(15)?,
             })
         })?;
@@ -408,7 +372,7 @@ impl State {
         identity: &str,
         batch_id: &str,
         end_off: u64,
-        row: Option<&LedgerRow>,
+        row: Option<&LedgerRecord>,
     ) -> Result<(), rusqlite::Error> {
         let tx = self
             .conn
@@ -433,8 +397,8 @@ impl State {
                     row.compressed_bytes as i64,
                     row.payload_sha256,
                     row.rules_version,
-                    row.redactions,
-                    row.outcome
+                    fjord_wire::headers::format_redactions(&row.redactions),
+                    row.outcome.as_str()
                 ],
             )?;
         }
@@ -498,7 +462,7 @@ impl State {
             "INSERT INTO ledger (batch_id, sent_ns, destination, region, jurisdiction, path, start_off,
                end_off, records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome,
                reason)
-             VALUES (?1, ?2, '', '', '', ?3, ?4, ?5, 0, ?6, 0, '', '', '{}', 'lost', ?7)",
+             VALUES (?1, ?2, '', '', '', ?3, ?4, ?5, 0, ?6, 0, '', '', '{}', ?7, ?8)",
             params![
                 format!("lost:{identity}:{}", loss.start_off),
                 now_ns(),
@@ -506,6 +470,7 @@ impl State {
                 loss.start_off as i64,
                 loss.end_off as i64,
                 loss.end_off.saturating_sub(loss.start_off) as i64,
+                Outcome::Lost.as_str(),
                 loss.reason,
             ],
         )?;
@@ -611,8 +576,9 @@ impl StateHandle {
 mod tests {
     use super::*;
 
-    fn row(batch_id: &str, end: u64) -> LedgerRow {
-        LedgerRow {
+    fn row(batch_id: &str, end: u64) -> LedgerRecord {
+        LedgerRecord {
+            sent_ns: 0,
             batch_id: batch_id.into(),
             destination: "http://x".into(),
             region: "r".into(),
@@ -625,8 +591,9 @@ mod tests {
             compressed_bytes: 50,
             payload_sha256: "00".into(),
             rules_version: "v".into(),
-            redactions: "{}".into(),
-            outcome: "acked",
+            redactions: Default::default(),
+            outcome: Outcome::Acked,
+            reason: String::new(),
         }
     }
 
@@ -730,7 +697,7 @@ mod tests {
         );
         let rows = s.ledger(0, i64::MAX).unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].outcome, "lost");
+        assert_eq!(rows[0].outcome, Outcome::Lost);
         assert_eq!(rows[0].raw_bytes, 60);
         assert_eq!(rows[0].reason, "rotated_away");
     }

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use fjord_agent::state::{Checkpoint, LedgerRow, PendingBatch, State};
+use fjord_agent::state::{Checkpoint, LedgerRecord, Outcome, PendingBatch, State};
 
 fn audit(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fjord-agent"))
@@ -23,10 +23,11 @@ fn pending(end: u64) -> PendingBatch {
     }
 }
 
-fn commit(s: &mut State, id: &str, end: u64, jurisdiction: &str, outcome: &'static str) {
+fn commit(s: &mut State, id: &str, end: u64, jurisdiction: &str, outcome: Outcome) {
     s.add_pending(id, "ident", pending(end)).unwrap();
-    let row = LedgerRow {
+    let row = LedgerRecord {
         batch_id: id.into(),
+        sent_ns: 0,
         destination: format!("https://agg.{jurisdiction}.example"),
         region: "eu-north-1".into(),
         jurisdiction: jurisdiction.into(),
@@ -38,8 +39,9 @@ fn commit(s: &mut State, id: &str, end: u64, jurisdiction: &str, outcome: &'stat
         compressed_bytes: 60,
         payload_sha256: format!("{:064}", end),
         rules_version: "7da2a49f0b50c329".into(),
-        redactions: r#"{"card":2,"email":1}"#.into(),
+        redactions: [("card".to_owned(), 2), ("email".to_owned(), 1)].into(),
         outcome,
+        reason: String::new(),
     };
     s.commit_batch("ident", id, end, Some(&row)).unwrap();
 }
@@ -74,9 +76,9 @@ fn state_with_checkpoint(dir: &std::path::Path) -> State {
 fn report_export_and_foreign_destination() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = state_with_checkpoint(dir.path());
-    commit(&mut s, "b1", 100, "EEA", "acked");
-    commit(&mut s, "b2", 200, "EEA", "duplicate");
-    commit(&mut s, "b3", 300, "EEA", "dead_letter");
+    commit(&mut s, "b1", 100, "EEA", Outcome::Acked);
+    commit(&mut s, "b2", 200, "EEA", Outcome::Duplicate);
+    commit(&mut s, "b3", 300, "EEA", Outcome::DeadLetter);
     s.add_pending("b4", "ident", pending(400)).unwrap();
     drop(s);
     let state = dir.path().to_str().unwrap();
@@ -133,7 +135,7 @@ fn report_export_and_foreign_destination() {
 
     // Data that went to a non-EEA destination makes the audit fail.
     let mut s = State::open(dir.path()).unwrap();
-    commit(&mut s, "b5", 500, "US", "acked");
+    commit(&mut s, "b5", 500, "US", Outcome::Acked);
     drop(s);
     let out = audit(&["--state", state]);
     assert_eq!(out.status.code(), Some(2));
@@ -179,10 +181,10 @@ fn rows_outside_the_time_range_are_not_counted() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_str().unwrap();
     let mut s = state_with_checkpoint(dir.path());
-    commit(&mut s, "b1", 100, "EEA", "acked");
-    commit(&mut s, "b2", 200, "EEA", "duplicate");
+    commit(&mut s, "b1", 100, "EEA", Outcome::Acked);
+    commit(&mut s, "b2", 200, "EEA", Outcome::Duplicate);
     // The third row went to a non-EEA destination: only a range that holds it fails.
-    commit(&mut s, "b3", 300, "US", "acked");
+    commit(&mut s, "b3", 300, "US", Outcome::Acked);
     drop(s);
     let times: Vec<i64> = exported(state, &[])
         .iter()

@@ -198,20 +198,9 @@ pub fn receipts(conn: &Connection, range: Range) -> Result<ReceiptsReport, Audit
 // ---------------------------------------------------------------------------------------
 // Verify
 
-/// One row of `fjord-agent audit --export` (JSON lines). Unknown fields are ignored, so a newer
-/// agent's export still reads.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LedgerEntry {
-    pub batch_id: String,
-    pub sent_ns: i64,
-    #[serde(default)]
-    pub destination: String,
-    pub records: u64,
-    pub payload_sha256: String,
-    /// `acked`, `duplicate`, `dead_letter`, or `lost` (bytes the agent could not read: a
-    /// rotation deleted them first; nothing was sent).
-    pub outcome: String,
-}
+/// One row of `fjord-agent audit --export` (JSON lines): the ledger record both binaries
+/// share. Unknown fields are ignored, so a newer agent's export still reads.
+pub use fjord_wire::ledger::{LedgerRecord as LedgerEntry, Outcome};
 
 /// Reads an exported ledger; errors name the line.
 pub fn read_ledger(path: &Path) -> Result<Vec<LedgerEntry>, AuditError> {
@@ -233,19 +222,6 @@ pub fn read_ledger(path: &Path) -> Result<Vec<LedgerEntry>, AuditError> {
             line: i + 1,
             reason: e.to_string(),
         })?;
-        if !matches!(
-            e.outcome.as_str(),
-            "acked" | "duplicate" | "dead_letter" | "lost"
-        ) {
-            return Err(AuditError::Ledger {
-                path: path.to_owned(),
-                line: i + 1,
-                reason: format!(
-                    "outcome {:?} is not acked, duplicate, dead_letter or lost",
-                    e.outcome
-                ),
-            });
-        }
         out.push(e);
     }
     Ok(out)
@@ -539,11 +515,11 @@ fn verify_in_snapshot(
         let mut min_received = i64::MAX;
         for e in rows.iter().filter(|e| range.contains(e.sent_ns)) {
             report.ledger_rows += 1;
-            if e.outcome == "dead_letter" {
+            if e.outcome == Outcome::DeadLetter {
                 report.ledger_dead_letter += 1;
                 continue;
             }
-            if e.outcome == "lost" {
+            if e.outcome == Outcome::Lost {
                 report.ledger_lost += 1;
                 continue;
             }

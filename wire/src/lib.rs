@@ -11,6 +11,7 @@ pub mod clock;
 pub mod codec;
 pub mod headers;
 pub mod info;
+pub mod ledger;
 pub mod limits;
 pub mod push;
 mod scan;

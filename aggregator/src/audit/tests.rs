@@ -44,7 +44,17 @@ fn ledger(batch: &str, records: u64) -> LedgerEntry {
         destination: "http://agg".into(),
         records,
         payload_sha256: format!("sha-{batch}"),
-        outcome: "acked".into(),
+        outcome: Outcome::Acked,
+        region: String::new(),
+        jurisdiction: String::new(),
+        path: String::new(),
+        start_off: 0,
+        end_off: 0,
+        raw_bytes: 0,
+        compressed_bytes: 0,
+        rules_version: String::new(),
+        redactions: Default::default(),
+        reason: String::new(),
     }
 }
 
@@ -361,12 +371,12 @@ fn ledger_errors_name_the_line() {
     )
     .unwrap();
     let e = read_ledger(&p).unwrap_err().to_string();
-    assert!(e.contains("\"sent\""), "{e}");
+    assert!(e.contains("l.jsonl line 1") && e.contains("sent"), "{e}");
     // Bytes the agent lost before reading them: a row the verify counts, expecting no receipt.
     std::fs::write(
         &p,
         "{\"batch_id\":\"lost:1:2:3:0\",\"sent_ns\":1,\"records\":0,\"payload_sha256\":\"\",\"outcome\":\"lost\",\"reason\":\"truncated\"}\n",
     )
     .unwrap();
-    assert_eq!(read_ledger(&p).unwrap()[0].outcome, "lost");
+    assert_eq!(read_ledger(&p).unwrap()[0].outcome, Outcome::Lost);
 }
