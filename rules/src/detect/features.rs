@@ -705,7 +705,9 @@ mod sse2 {
         // SAFETY: `classify` only needs SSE2, which every x86_64 CPU has (it is in the
         // target's baseline features); it reads nothing but its argument.
         match block.try_into() {
+            // SAFETY: as above (SSE2 is in the x86_64 baseline).
             Ok(whole) => unsafe { classify::<__m128i>(whole) },
+            // SAFETY: as above (SSE2 is in the x86_64 baseline).
             Err(_) => unsafe { classify::<__m128i>(&padded(block)) },
         }
     }
@@ -775,7 +777,9 @@ mod avx2 {
             // SAFETY: `Avx2` is private to this module and only used by `scan`, which
             // runs only on CPUs with AVX2 and into which this is always inlined.
             match block.try_into() {
+                // SAFETY: as above (only reached on CPUs with AVX2).
                 Ok(whole) => unsafe { classify::<__m256i>(whole) },
+                // SAFETY: as above (only reached on CPUs with AVX2).
                 Err(_) => unsafe { classify::<__m256i>(&padded(block)) },
             }
         }
