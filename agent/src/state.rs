@@ -114,6 +114,17 @@ pub struct PendingEntry {
     pub end_off: u64,
 }
 
+/// Why the state DB could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("state DB schema {found} is newer than this agent ({known}); upgrade fjord-agent")]
+    Newer { found: i64, known: i64 },
+    #[error("state DB schema {found} does not match this agent ({known}); use the agent version that wrote it")]
+    Other { found: i64, known: i64 },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
 /// The state DB.
 pub struct State {
     conn: Connection,
@@ -139,7 +150,7 @@ const CHECKPOINT_COLUMNS: &str = "identity, dev_ino, path, fp_len, fp_hash, offs
 
 impl State {
     /// Opens (creating) the state DB in `dir` and migrates it.
-    pub fn open(dir: &Path) -> Result<State, rusqlite::Error> {
+    pub fn open(dir: &Path) -> Result<State, OpenError> {
         let conn = Connection::open(dir.join(STATE_DB))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -151,9 +162,7 @@ impl State {
         let v: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
         if v > known {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
-                "state DB schema {v} is newer than this agent ({known}); upgrade fjord-agent"
-            )));
+            return Err(OpenError::Newer { found: v, known });
         }
         for m in &MIGRATIONS[v as usize..] {
             tx.execute_batch(m)?;
@@ -166,7 +175,7 @@ impl State {
 
     /// Opens an existing state DB for reading only (audits while the agent runs): no
     /// migration, no writes.
-    pub fn open_read_only(dir: &Path) -> Result<State, rusqlite::Error> {
+    pub fn open_read_only(dir: &Path) -> Result<State, OpenError> {
         let conn = Connection::open_with_flags(
             dir.join(STATE_DB),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -174,10 +183,10 @@ impl State {
         conn.busy_timeout(Duration::from_secs(10))?;
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if v != MIGRATIONS.len() as i64 {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
-                "state DB schema {v} does not match this agent ({}); use the agent version that wrote it",
-                MIGRATIONS.len()
-            )));
+            return Err(OpenError::Other {
+                found: v,
+                known: MIGRATIONS.len() as i64,
+            });
         }
         Ok(State { conn, fresh: false })
     }
@@ -726,5 +735,19 @@ mod tests {
         tokio::task::spawn_blocking(move || owner.join())
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join(STATE_DB)).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let e = State::open(dir.path()).err().unwrap();
+        assert!(matches!(e, OpenError::Newer { found: 99, .. }), "{e}");
+        assert!(e.to_string().contains("upgrade fjord-agent"), "{e}");
+        let e = State::open_read_only(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("does not match"), "{e}");
     }
 }
