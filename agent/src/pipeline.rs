@@ -66,8 +66,7 @@ pub async fn run(
         cfg.token.clone(),
         &cfg.agent_id,
         cfg.ca_file.as_deref(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     // The agent's own files are never shipped: its secrets and its state DB.
     let mut never = cfg.secret_files.clone();
     for f in ["", "-wal", "-shm"] {

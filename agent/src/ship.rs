@@ -81,6 +81,40 @@ pub struct Shipper {
     agent_id: String,
 }
 
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("ca_file {path}: {source}")]
+    CaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ca_file {path}: not PEM certificates: {source}")]
+    CaPem {
+        path: std::path::PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("ca_file {path}: no certificate in it")]
+    NoCertificate { path: std::path::PathBuf },
+    #[error("building the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+/// Why `/v1/info` gave no residency declaration.
+#[derive(Debug, thiserror::Error)]
+pub enum InfoError {
+    #[error("cannot reach the aggregator: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("/v1/info answered {0}")]
+    Status(StatusCode),
+    #[error("reading /v1/info failed: {0}")]
+    Read(#[source] reqwest::Error),
+    #[error("/v1/info is not a residency declaration: {0}")]
+    NotADeclaration(#[source] serde_json::Error),
+}
+
 impl Shipper {
     /// One pooled keep-alive client for every request; `ca_file` adds trusted roots (PEM).
     pub fn new(
@@ -88,7 +122,7 @@ impl Shipper {
         token: Option<String>,
         agent_id: &str,
         ca_file: Option<&std::path::Path>,
-    ) -> Result<Shipper, String> {
+    ) -> Result<Shipper, ClientError> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
@@ -97,19 +131,24 @@ impl Shipper {
             .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("fjord-agent/", env!("CARGO_PKG_VERSION")));
         if let Some(p) = ca_file {
-            let pem = std::fs::read(p).map_err(|e| format!("ca_file {}: {e}", p.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: not PEM certificates: {e}", p.display()))?;
+            let pem = std::fs::read(p).map_err(|source| ClientError::CaFile {
+                path: p.to_owned(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                ClientError::CaPem {
+                    path: p.to_owned(),
+                    source,
+                }
+            })?;
             if certs.is_empty() {
-                return Err(format!("ca_file {}: no certificate in it", p.display()));
+                return Err(ClientError::NoCertificate { path: p.to_owned() });
             }
             for c in certs {
                 b = b.add_root_certificate(c);
             }
         }
-        let client = b
-            .build()
-            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        let client = b.build().map_err(ClientError::Build)?;
         Ok(Shipper {
             client,
             url: url.to_owned(),
@@ -124,22 +163,18 @@ impl Shipper {
     }
 
     /// `GET /v1/info`.
-    pub async fn info(&self) -> Result<Info, String> {
+    pub async fn info(&self) -> Result<Info, InfoError> {
         let resp = self
             .client
             .get(format!("{}/v1/info", self.url))
             .send()
             .await
-            .map_err(|e| format!("cannot reach the aggregator: {e}"))?;
+            .map_err(InfoError::Unreachable)?;
         if !resp.status().is_success() {
-            return Err(format!("/v1/info answered {}", resp.status()));
+            return Err(InfoError::Status(resp.status()));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading /v1/info failed: {e}"))?;
-        serde_json::from_slice::<Info>(&body)
-            .map_err(|e| format!("/v1/info is not a residency declaration: {e}"))
+        let body = resp.bytes().await.map_err(InfoError::Read)?;
+        serde_json::from_slice::<Info>(&body).map_err(InfoError::NotADeclaration)
     }
 
     /// One attempt. `Err` is transient: retry (after `retry_after` if given).
