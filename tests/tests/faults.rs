@@ -253,8 +253,12 @@ fn a_batch_held_back_does_not_let_later_batches_pile_up() {
         "came back after {waited:?}"
     );
     // 20 batches of 200 lines: all of them would go out in those 5 s without the bound.
+    // With it, 2 × max_in_flight = 4 batches are held: the refused one and 3 others. One
+    // more is possible when the refused push was not the file's oldest: the two first sends
+    // run at once, and if the second reaches the aggregator first and is refused, the first
+    // arrives after it, is acknowledged, commits, and frees its slot.
     assert!(
-        meanwhile.len() <= 3,
+        meanwhile.len() <= 4,
         "{} later batches were sent while the first waited",
         meanwhile.len()
     );
