@@ -11,6 +11,7 @@ pub mod config;
 pub mod discover;
 pub mod metrics;
 pub mod pipeline;
+pub mod process;
 pub mod reload;
 pub mod rules_cmd;
 pub mod ship;
