@@ -17,12 +17,26 @@ pub const EXIT_USAGE: u8 = 64;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Format of the agent's own logs on stderr (filter them with FJORD_LOG, e.g. debug).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FJORD_LOG_FORMAT",
+        default_value_t = fjord_log::LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: fjord_log::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Follow log files and ship them to the aggregator.
     Run(RunArgs),
+    /// Load and validate the config and compile the rules, exactly as `run` does before it
+    /// opens anything; print "config ok" or the error with its file:line:col (exit 64).
+    /// Opens no port, file watch or state DB.
+    CheckConfig(RunArgs),
     /// Report what left this pod, from the agent's ledger (read-only, safe next to a
     /// running agent); or export the ledger as JSON lines with --export.
     Audit(crate::audit::AuditArgs),
@@ -60,13 +74,16 @@ pub struct RunArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run_agent(a).await,
+        Command::CheckConfig(a) => Ok(check_config(a)),
         Command::Audit(a) => Ok(crate::audit::run(a)),
         Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)),
     }
 }
 
-async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let cfg = match config::load(
+/// Loads the config and compiles the rules; a problem is printed (with its file, line and
+/// column) and becomes exit code 64.
+fn load_checked(a: RunArgs) -> Result<(config::Config, fjord_rules::Redactor), ExitCode> {
+    let cfg = config::load(
         a.config.as_deref(),
         Overrides {
             paths: a.paths,
@@ -76,21 +93,39 @@ async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
             token_file: a.token_file,
             admin_listen: a.admin_listen,
         },
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fjord-agent: {e}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-    };
+    )
+    .map_err(|e| usage_error(&e))?;
     // Rules are compiled before anything is opened: a bad rule file (or a `hash` rule
     // without a key) is a start-up error that names the file, line and column.
-    let redactor = match crate::reload::build(cfg.rules_dir.as_deref(), cfg.hash_key.as_deref()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("fjord-agent: {e}");
-            return Ok(ExitCode::from(EXIT_USAGE));
+    let redactor = crate::reload::build(cfg.rules_dir.as_deref(), cfg.hash_key.as_deref())
+        .map_err(|e| usage_error(&e))?;
+    Ok((cfg, redactor))
+}
+
+fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("fjord-agent: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `check-config`: what `run` checks before binding, and nothing more.
+fn check_config(a: RunArgs) -> ExitCode {
+    let source = a.config.as_ref().map_or_else(
+        || "command-line flags".to_owned(),
+        |p| p.display().to_string(),
+    );
+    match load_checked(a) {
+        Ok(_) => {
+            println!("config ok: {source}");
+            ExitCode::SUCCESS
         }
+        Err(code) => code,
+    }
+}
+
+async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, redactor) = match load_checked(a) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
     };
     tracing::info!(rules = ?redactor.rule_names(), version = redactor.version(), url = %cfg.url, agent_id = %cfg.agent_id, "starting");
     let shutdown = CancellationToken::new();

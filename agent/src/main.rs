@@ -1,21 +1,24 @@
 //! `fjord-agent`: parse the command line, start tracing, run. Everything else is in the
 //! library. Our own logs never contain log line content.
+//!
+//! Usage errors exit with 64 (EX_USAGE), like bad configuration, not clap's default 2;
+//! `--help` and `--version` exit 0.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use fjord_agent::cli::{self, Cli};
+use fjord_agent::cli::{self, Cli, EXIT_USAGE};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FJORD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    fjord_log::init(cli.log_format);
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

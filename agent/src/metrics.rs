@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// A label set naming one followed file.
@@ -39,6 +40,24 @@ pub struct ReasonLabel {
 pub struct DirLabel {
     pub dir: String,
 }
+
+/// A label set naming an HTTP status code, or `error` when no answer came.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+/// A label set naming the agent's version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// Upper bounds of the send latency buckets, in seconds: from a fast local answer (5 ms) to
+/// the slowest a healthy aggregator should take under load (30 s).
+pub const SEND_DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Every metric the agent exports.
 pub struct Metrics {
@@ -87,6 +106,10 @@ pub struct Metrics {
     pub aggregator_up: Gauge,
     pub state_dir_writable: Gauge,
     pub filesystem_used_ratio: Family<DirLabel, Gauge<f64, AtomicU64>>,
+    /// Time from sending a push to its HTTP answer, per attempt that got one.
+    pub send_duration: Histogram,
+    /// Push answers by HTTP status; `error` for attempts that got no answer.
+    pub responses: Family<StatusLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,6 +160,8 @@ impl Metrics {
             aggregator_up: Gauge::default(),
             state_dir_writable: Gauge::default(),
             filesystem_used_ratio: Family::default(),
+            send_duration: Histogram::new(SEND_DURATION_BUCKETS),
+            responses: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -320,6 +345,29 @@ impl Metrics {
             "Used share (0-1) of the filesystem of each log root and of the state directory",
             m.filesystem_used_ratio.clone(),
         );
+        r.register(
+            "send_duration_seconds",
+            "Time from sending a batch to the aggregator's HTTP answer, per attempt",
+            m.send_duration.clone(),
+        );
+        r.register(
+            "responses",
+            "Push attempts by the aggregator's HTTP status (error: no answer)",
+            m.responses.clone(),
+        );
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "Always 1; the version label is the agent's version",
+            build_info,
+        );
+        #[cfg(target_os = "linux")]
+        r.register_collector(Box::new(crate::process::ProcessCollector));
         Metrics { registry, ..m }
     }
 
@@ -384,6 +432,12 @@ impl Metrics {
         out
     }
 
+    /// Counts one push answer: its HTTP status, or `None` when no answer came.
+    pub fn record_response(&self, status: Option<u16>) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.responses.get_or_create(&StatusLabel { status }).inc();
+    }
+
     /// Counts per-rule redactions of one batch.
     pub fn add_redactions(&self, by_rule: &std::collections::BTreeMap<String, u64>) {
         for (rule, n) in by_rule {
@@ -415,5 +469,40 @@ mod tests {
         );
         assert!(text.contains("fjord_agent_residency_blocked 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn exposition_has_latency_responses_build_and_process_families() {
+        let m = Metrics::new();
+        m.send_duration.observe(0.02);
+        m.record_response(Some(204));
+        m.record_response(None);
+        let text = m.encode();
+        for want in [
+            "# TYPE fjord_agent_send_duration_seconds histogram",
+            "fjord_agent_send_duration_seconds_bucket{le=\"0.005\"} 0",
+            "fjord_agent_send_duration_seconds_bucket{le=\"0.025\"} 1",
+            "fjord_agent_send_duration_seconds_bucket{le=\"30.0\"} 1",
+            "fjord_agent_send_duration_seconds_count 1",
+            "fjord_agent_responses_total{status=\"204\"} 1",
+            "fjord_agent_responses_total{status=\"error\"} 1",
+            concat!(
+                "fjord_agent_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\"} 1"
+            ),
+        ] {
+            assert!(text.contains(want), "no {want} in {text}");
+        }
+        if cfg!(target_os = "linux") {
+            for want in [
+                "# TYPE fjord_agent_process_cpu_seconds counter",
+                "fjord_agent_process_cpu_seconds_total ",
+                "fjord_agent_process_resident_memory_bytes ",
+                "fjord_agent_process_open_fds ",
+            ] {
+                assert!(text.contains(want), "no {want} in {text}");
+            }
+        }
     }
 }

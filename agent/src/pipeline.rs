@@ -336,7 +336,7 @@ impl ShipCtx {
             }
             self.metrics.batches_sent.inc();
             self.metrics.in_flight.inc();
-            let res = self.shipper.send_once(out).await;
+            let res = self.shipper.send_once(out, &self.metrics).await;
             self.metrics.in_flight.dec();
             match res {
                 Ok(a) => {

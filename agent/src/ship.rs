@@ -3,10 +3,12 @@
 //! retried forever with capped exponential backoff and full jitter, honouring `Retry-After`;
 //! data is never dropped for a transient fault.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fjord_wire::{headers as fh, Info};
 use reqwest::StatusCode;
+
+use crate::metrics::Metrics;
 
 /// Cap of the retry backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -178,7 +180,8 @@ impl Shipper {
     }
 
     /// One attempt. `Err` is transient: retry (after `retry_after` if given).
-    pub async fn send_once(&self, b: &OutBatch) -> Result<Answer, Transient> {
+    /// Each attempt's answer (status or `error`) and latency go to `metrics`.
+    pub async fn send_once(&self, b: &OutBatch, metrics: &Metrics) -> Result<Answer, Transient> {
         let mut req = self
             .client
             .post(format!("{}/loki/api/v1/push", self.url))
@@ -193,12 +196,20 @@ impl Shipper {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| Transient {
-            reason: format!("send failed: {e}"),
-            retry_after: None,
-            connection: true,
+        let started = Instant::now();
+        let resp = req.send().await.map_err(|e| {
+            metrics.record_response(None);
+            Transient {
+                reason: format!("send failed: {e}"),
+                retry_after: None,
+                connection: true,
+            }
         })?;
+        metrics
+            .send_duration
+            .observe(started.elapsed().as_secs_f64());
         let status = resp.status();
+        metrics.record_response(Some(status.as_u16()));
         let retry_after = resp
             .headers()
             .get("retry-after")

@@ -532,3 +532,60 @@ fn stdout_lossy(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+#[test]
+fn check_config_validates_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("agg.toml");
+    let body = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njurisdiction = \"EEA\"\nregion = \"eu-north-1\"\n",
+        data.display()
+    );
+    std::fs::write(&cfg, &body).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let check = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["check-config", "--config", cfg_s])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // `output()` returns only once the process has exited: check-config never serves.
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("config ok: {cfg_s}")
+    );
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(!data.exists(), "check-config opened the store");
+
+    // The serve flags are validated too.
+    let out = check(&["--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(64));
+
+    std::fs::write(&cfg, format!("{body}max_query_lines = \"lots\"\n")).unwrap();
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("agg.toml:5:19"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!data.exists());
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let code = |args: &[&str]| Command::new(BIN).args(args).output().unwrap().status.code();
+    assert_eq!(code(&["serve", "--no-such-flag"]), Some(64));
+    assert_eq!(code(&["no-such-command"]), Some(64));
+    assert_eq!(code(&["--log-format", "yaml", "serve"]), Some(64));
+    assert_eq!(code(&["--help"]), Some(0));
+    assert_eq!(code(&["--version"]), Some(0));
+}

@@ -36,6 +36,16 @@ pub const EXIT_USAGE: u8 = 64;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Format of the aggregator's own logs on stderr (filter them with FJORD_LOG, e.g. debug).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FJORD_LOG_FORMAT",
+        default_value_t = fjord_log::LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: fjord_log::LogFormat,
 }
 
 /// The subcommands.
@@ -43,6 +53,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the aggregator server.
     Serve(ServeArgs),
+    /// Load and validate the config (with the serve flags), exactly as `serve` does before it
+    /// opens the store; print "config ok" or the error with its file:line:col (exit 64).
+    /// Opens no port and no store.
+    CheckConfig(ServeArgs),
     /// Query stored lines with LogQL and print them in time order.
     Query(QueryArgs),
     /// Follow new lines live (over the /tail WebSocket), reconnecting when the server goes away.
@@ -277,6 +291,7 @@ pub struct TokenNewArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
+        Command::CheckConfig(a) => Ok(check_config(a)),
         Command::Query(a) => query::run(a).await,
         Command::Tail(a) => tail::run(a).await,
         Command::Labels(a) => query::labels(a).await,
@@ -289,8 +304,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let cfg = match config::load(
+/// Loads and validates the serve config; a problem is printed (with its file, line and
+/// column where it has one) and becomes exit code 64.
+fn load_checked(a: ServeArgs) -> Result<config::ServeConfig, ExitCode> {
+    config::load(
         a.config.as_deref(),
         Overrides {
             listen: a.listen,
@@ -298,12 +315,32 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             region: a.region,
             jurisdiction: a.jurisdiction,
         },
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fjord-aggregator: {e}");
-            return Ok(ExitCode::from(EXIT_USAGE));
+    )
+    .map_err(|e| {
+        eprintln!("fjord-aggregator: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// `check-config`: what `serve` checks before opening the store, and nothing more.
+fn check_config(a: ServeArgs) -> ExitCode {
+    let source = a.config.as_ref().map_or_else(
+        || "command-line flags".to_owned(),
+        |p| p.display().to_string(),
+    );
+    match load_checked(a) {
+        Ok(_) => {
+            println!("config ok: {source}");
+            ExitCode::SUCCESS
         }
+        Err(code) => code,
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match load_checked(a) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
     if cfg.info.jurisdiction == fjord_wire::info::UNSET {
         tracing::warn!("no jurisdiction declared; agents with the default residency guard will not ship here. Start with --jurisdiction EEA --region <region> (or set them in the config file)");
