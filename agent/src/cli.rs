@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Overrides};
 
 /// Exit code for bad configuration or usage (EX_USAGE).
-pub const EXIT_USAGE: u8 = 64;
+pub const EXIT_USAGE: u8 = fjord_log::EXIT_USAGE;
 
 /// fjord's log-forwarding sidecar: follow, scrub, batch, ship.
 #[derive(Debug, Parser)]
@@ -109,17 +109,8 @@ fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
 
 /// `check-config`: what `run` checks before binding, and nothing more.
 fn check_config(a: RunArgs) -> ExitCode {
-    let source = a.config.as_ref().map_or_else(
-        || "command-line flags".to_owned(),
-        |p| p.display().to_string(),
-    );
-    match load_checked(a) {
-        Ok(_) => {
-            println!("config ok: {source}");
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
+    let config = a.config.clone();
+    fjord_log::check_config(config.as_deref(), load_checked(a))
 }
 
 async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {

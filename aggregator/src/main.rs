@@ -6,17 +6,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use fjord_aggregator::cli::{self, Cli, EXIT_USAGE};
+use fjord_aggregator::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match fjord_log::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
-        }
+        Err(code) => return code,
     };
     fjord_log::init(cli.log_format);
     match cli::run(cli).await {

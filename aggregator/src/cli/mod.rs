@@ -27,7 +27,7 @@ use crate::server::{self, AppState};
 use crate::store::Store;
 
 /// Exit code for bad configuration or usage (EX_USAGE).
-pub const EXIT_USAGE: u8 = 64;
+pub const EXIT_USAGE: u8 = fjord_log::EXIT_USAGE;
 
 /// fjord's in-region log aggregator: stores log data locally in SQLite and answers
 /// Loki-compatible queries.
@@ -324,17 +324,8 @@ fn load_checked(a: ServeArgs) -> Result<config::ServeConfig, ExitCode> {
 
 /// `check-config`: what `serve` checks before opening the store, and nothing more.
 fn check_config(a: ServeArgs) -> ExitCode {
-    let source = a.config.as_ref().map_or_else(
-        || "command-line flags".to_owned(),
-        |p| p.display().to_string(),
-    );
-    match load_checked(a) {
-        Ok(_) => {
-            println!("config ok: {source}");
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
+    let config = a.config.clone();
+    fjord_log::check_config(config.as_deref(), load_checked(a))
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
