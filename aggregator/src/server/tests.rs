@@ -755,12 +755,12 @@ async fn stopped(server: tokio::task::JoinHandle<std::io::Result<()>>) {
 
 /// The access log's records of one endpoint, as `audit access` reads them from the data dir.
 fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::audit::AccessEntry> {
-    let conn = crate::audit::open_read_only(dir).unwrap();
+    let store = crate::audit::open(dir).unwrap();
     let all = crate::audit::Range {
         from_ns: 0,
         to_ns: i64::MAX,
     };
-    let mut log = crate::audit::access(&conn, all, None).unwrap().requests;
+    let mut log = crate::audit::access(&store, all, None).unwrap().requests;
     log.retain(|r| r.endpoint == endpoint);
     log
 }
