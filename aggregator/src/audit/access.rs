@@ -4,7 +4,25 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AuditError, Range};
-use crate::store::evidence::{AccessEntry, ErasureEntry, Evidence};
+use crate::store::evidence::Evidence;
+use crate::store::{AccessRecord, ErasureRecord};
+use crate::time::format_ns;
+
+/// One request recorded in the access log, with its time in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    pub at: String,
+    #[serde(flatten)]
+    pub record: AccessRecord,
+}
+
+/// One erasure, from the erasure log, with its time in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureEntry {
+    pub at: String,
+    #[serde(flatten)]
+    pub record: ErasureRecord,
+}
 
 /// `audit access`: reads and erasures in a range, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,8 +41,22 @@ pub fn access(
     store.snapshot(|store| {
         Ok(AccessReport {
             range,
-            requests: store.access_log(range.from_ns, range.to_ns, token)?,
-            erasures: store.erasures(range.from_ns, range.to_ns)?,
+            requests: store
+                .access_log(range.from_ns, range.to_ns, token)?
+                .into_iter()
+                .map(|record| AccessEntry {
+                    at: format_ns(record.at_ns),
+                    record,
+                })
+                .collect(),
+            erasures: store
+                .erasures(range.from_ns, range.to_ns)?
+                .into_iter()
+                .map(|record| ErasureEntry {
+                    at: format_ns(record.at_ns),
+                    record,
+                })
+                .collect(),
         })
     })
 }

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use crate::store::evidence::{AccessEntry, ErasureEntry, Evidence, EvidenceError, Receipt};
-pub use access::{access, AccessReport};
+pub use crate::store::evidence::{Evidence, EvidenceError, Receipt};
+pub use access::{access, AccessEntry, AccessReport, ErasureEntry};
 pub use receipts::{receipts, ReceiptsReport};
 pub use report::{render_access, render_receipts, render_scan, render_verify};
 pub use scan::{mask, scan, RuleMatches, ScanExample, ScanReport};

@@ -222,7 +222,8 @@ pub fn render_access(r: &AccessReport) -> String {
         "\n{:<30} {:<20} {:<12} {:<6} {:<12} {:>7} {:>6}  QUERY [RANGE]",
         "TIME", "TOKEN", "TEAM", "ROLE", "ENDPOINT", "LINES", "STATUS"
     );
-    for a in &r.requests {
+    for entry in &r.requests {
+        let a = &entry.record;
         let span = match (a.start_ns, a.end_ns) {
             (Some(f), Some(t)) => format!(" [{} .. {}]", format_ns(f), format_ns(t)),
             _ => String::new(),
@@ -230,7 +231,7 @@ pub fn render_access(r: &AccessReport) -> String {
         let _ = writeln!(
             s,
             "{:<30} {:<20} {:<12} {:<6} {:<12} {:>7} {:>6}  {}{}",
-            a.at,
+            entry.at,
             a.token,
             a.team.as_deref().unwrap_or("-"),
             a.role,
@@ -242,12 +243,13 @@ pub fn render_access(r: &AccessReport) -> String {
         );
     }
     let _ = writeln!(s, "\nerasures: {}", r.erasures.len());
-    for e in &r.erasures {
+    for entry in &r.erasures {
+        let e = &entry.record;
         let _ = writeln!(
             s,
             "  #{} {} by {}: {} lines in {} chunks matching {} [{} .. {}]",
             e.id,
-            e.at,
+            entry.at,
             e.operator,
             e.lines,
             e.chunks,

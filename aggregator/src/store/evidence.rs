@@ -13,7 +13,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{BUSY_TIMEOUT, DB_FILE, SCHEMA_VERSION};
+use super::erase::{erasure_from_row, ERASURE_COLUMNS};
+use super::{AccessRecord, ErasureRecord, BUSY_TIMEOUT, DB_FILE, SCHEMA_VERSION};
 use crate::time::format_ns;
 
 /// Why the store could not be read as evidence.
@@ -88,36 +89,6 @@ pub struct ChunkRow<'a> {
     /// Newest batch sequence among its lines.
     pub seq: i64,
     pub data: &'a [u8],
-}
-
-/// One request recorded in the access log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessEntry {
-    pub at_ns: i64,
-    pub at: String,
-    pub token: String,
-    pub team: Option<String>,
-    pub role: String,
-    pub endpoint: String,
-    pub query: Option<String>,
-    pub start_ns: Option<i64>,
-    pub end_ns: Option<i64>,
-    pub lines: u64,
-    pub status: u16,
-}
-
-/// One erasure, from the erasure log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErasureEntry {
-    pub id: i64,
-    pub at_ns: i64,
-    pub at: String,
-    pub operator: String,
-    pub query: String,
-    pub start_ns: i64,
-    pub end_ns: i64,
-    pub lines: u64,
-    pub chunks: u64,
 }
 
 /// A read-only connection to the store in a data directory.
@@ -315,17 +286,15 @@ impl Evidence {
         from_ns: i64,
         to_ns: i64,
         token: Option<&str>,
-    ) -> Result<Vec<AccessEntry>, EvidenceError> {
+    ) -> Result<Vec<AccessRecord>, EvidenceError> {
         let mut stmt = self.conn.prepare(
             "SELECT at_ns, token, team, role, endpoint, query, start_ns, end_ns, lines, status
              FROM access_log WHERE at_ns BETWEEN ?1 AND ?2 AND (?3 IS NULL OR token = ?3)
              ORDER BY id",
         )?;
         let rows = stmt.query_map(rusqlite::params![from_ns, to_ns, token], |r| {
-            let at_ns: i64 = r.get(0)?;
-            Ok(AccessEntry {
-                at_ns,
-                at: format_ns(at_ns),
+            Ok(AccessRecord {
+                at_ns: r.get(0)?,
                 token: r.get(1)?,
                 team: r.get(2)?,
                 role: r.get(3)?,
@@ -341,25 +310,11 @@ impl Evidence {
     }
 
     /// The erasures made in `[from_ns, to_ns]`, oldest first.
-    pub fn erasures(&self, from_ns: i64, to_ns: i64) -> Result<Vec<ErasureEntry>, EvidenceError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, at_ns, operator, query, start_ns, end_ns, lines, chunks FROM erasures
-             WHERE at_ns BETWEEN ?1 AND ?2 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([from_ns, to_ns], |r| {
-            let at_ns: i64 = r.get(1)?;
-            Ok(ErasureEntry {
-                id: r.get(0)?,
-                at_ns,
-                at: format_ns(at_ns),
-                operator: r.get(2)?,
-                query: r.get(3)?,
-                start_ns: r.get(4)?,
-                end_ns: r.get(5)?,
-                lines: count(r.get(6)?),
-                chunks: count(r.get(7)?),
-            })
-        })?;
+    pub fn erasures(&self, from_ns: i64, to_ns: i64) -> Result<Vec<ErasureRecord>, EvidenceError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {ERASURE_COLUMNS} FROM erasures WHERE at_ns BETWEEN ?1 AND ?2 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([from_ns, to_ns], erasure_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
