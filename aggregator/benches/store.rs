@@ -140,7 +140,7 @@ fn per_cpu_second(what: &str, raw_per_run: u64, n: u32, mut f: impl FnMut(u32)) 
 }
 
 fn now_ns() -> i64 {
-    fjord_aggregator::time::now_ns()
+    fjord_wire::clock::now_ns()
 }
 
 fn ingest(c: &mut Criterion) {

@@ -13,4 +13,3 @@ pub mod config;
 pub mod logql;
 pub mod server;
 pub mod store;
-pub mod time;

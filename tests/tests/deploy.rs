@@ -424,13 +424,16 @@ fn agent_config_paths_and_env_match_the_deployment() {
     assert_eq!(s(&ann["prometheus.io/port"]), admin.port().to_string());
 
     // Termination: the pod's grace covers the agent's flush grace plus a margin.
-    let grace_ms = cfg.shutdown_grace_ms.unwrap_or(10_000);
+    let grace_ms =
+        fjord_wire::clock::parse_duration(cfg.shutdown_grace.as_deref().unwrap_or("10s"))
+            .expect("shutdown_grace")
+            .as_millis();
     let tgps = deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         .as_i64()
         .expect("terminationGracePeriodSeconds");
     assert!(
-        tgps * 1000 >= grace_ms as i64 + 5_000,
-        "terminationGracePeriodSeconds {tgps} < shutdown_grace_ms {grace_ms} + 5 s"
+        tgps as u128 * 1000 >= grace_ms + 5_000,
+        "terminationGracePeriodSeconds {tgps} < shutdown_grace {grace_ms} ms + 5 s"
     );
 
     // The agent runs as a native sidecar, so it outlives the app's shutdown.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{AuditError, Range};
 use crate::store::evidence::Evidence;
 use crate::store::{AccessRecord, ErasureRecord};
-use crate::time::format_ns;
+use fjord_wire::clock::format_ns;
 
 /// One request recorded in the access log, with its time in words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

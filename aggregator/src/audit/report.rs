@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{AccessReport, Range, ReceiptsReport, ScanReport, VerifyReport};
-use crate::time::format_ns;
+use fjord_wire::clock::format_ns;
 
 fn range_text(r: Range) -> String {
     let f = |ns: i64| {

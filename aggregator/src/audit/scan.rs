@@ -12,7 +12,7 @@ use super::{AuditError, Range};
 use crate::logql::LogQuery;
 use crate::store::evidence::Evidence;
 use crate::store::{chunk, Labels};
-use crate::time::format_ns;
+use fjord_wire::clock::format_ns;
 
 /// Lines per rule that still match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

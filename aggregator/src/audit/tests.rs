@@ -10,8 +10,8 @@ use fjord_wire::{Entry, PushRequest, PushStream};
 use super::*;
 use crate::config::RetentionPolicy;
 use crate::store::{chunk, Erasure, IngestMeta, Store, DB_FILE, NS_PER_DAY};
-use crate::time::format_ns;
 use fjord_rules::{Explanation, Redactor};
+use fjord_wire::clock::format_ns;
 
 const ALL: Range = Range {
     from_ns: i64::MIN,

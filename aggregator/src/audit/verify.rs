@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{AuditError, Range};
 use crate::store::evidence::{Evidence, Receipt};
 use crate::store::{chunk, EntryDigest, Labels, StreamHasher};
-use crate::time::format_ns;
+use fjord_wire::clock::format_ns;
 
 /// One row of `fjord-agent audit --export` (JSON lines): the ledger record both binaries
 /// share. Unknown fields are ignored, so a newer agent's export still reads.

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::EXIT_USAGE;
 use crate::audit::{self, AuditError, EvidenceError, Range};
 use crate::logql;
-use crate::time::{now_ns, parse_duration, parse_time};
+use fjord_wire::clock::now_ns;
 
 /// Exit code when the audit found something.
 pub const EXIT_FINDINGS: u8 = 1;
@@ -59,15 +59,9 @@ pub struct CommonArgs {
     /// The aggregator's data directory (its data_dir); opened read-only.
     #[arg(long, value_name = "DIR", default_value = "./data")]
     pub data: PathBuf,
-    /// Look back this far from --to (or now), e.g. 24h, 30d.
-    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
-    pub since: Option<String>,
-    /// Start of the range: RFC 3339, Unix seconds or nanoseconds [default: the beginning].
-    #[arg(long, value_name = "TIME")]
-    pub from: Option<String>,
-    /// End of the range [default: now].
-    #[arg(long, value_name = "TIME")]
-    pub to: Option<String>,
+    /// The range of the report [default: everything].
+    #[command(flatten)]
+    pub range: fjord_cli::TimeRangeArgs,
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub output: ReportFormat,
@@ -122,21 +116,10 @@ pub struct AccessArgs {
 struct Usage(String);
 
 fn range(c: &CommonArgs) -> Result<Range, Usage> {
-    let to_ns = match &c.to {
-        Some(t) => parse_time(t).map_err(|e| Usage(format!("--to: {e}")))?,
-        None => now_ns(),
-    };
-    let from_ns = match (&c.since, &c.from) {
-        (Some(s), _) => {
-            let d = parse_duration(s).map_err(|e| Usage(format!("--since: {e}")))?;
-            to_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        }
-        (None, Some(f)) => parse_time(f).map_err(|e| Usage(format!("--from: {e}")))?,
-        (None, None) => 0,
-    };
-    if from_ns > to_ns {
-        return Err(Usage("--from must not be after --to".to_owned()));
-    }
+    let (from_ns, to_ns) = c
+        .range
+        .resolve(now_ns(), None)
+        .map_err(|e| Usage(e.to_string()))?;
     Ok(Range { from_ns, to_ns })
 }
 

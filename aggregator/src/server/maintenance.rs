@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::AppState;
 use crate::config::ServeConfig;
 use crate::store::Store;
-use crate::time::now_ns;
+use fjord_wire::clock::now_ns;
 
 /// Only chunks of batches at least this old are compacted (see `store::compact`).
 pub const COMPACT_MIN_AGE: Duration = Duration::from_secs(60);

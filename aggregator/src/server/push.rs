@@ -396,14 +396,14 @@ pub fn check_limits(req: &PushRequest, l: &IngestLimits, now_ns: i64) -> Result<
                 return Err(AppError::bad_request(format!(
                     "stream {si} entry {ei} is older than {} (reject_older_than); its timestamp is {}",
                     humantime::format_duration(l.reject_older_than),
-                    crate::time::format_ns(e.ts_ns)
+                    fjord_wire::clock::format_ns(e.ts_ns)
                 )));
             }
             if e.ts_ns > newest {
                 return Err(AppError::bad_request(format!(
                     "stream {si} entry {ei} is more than {} in the future (reject_newer_than); its timestamp is {}",
                     humantime::format_duration(l.reject_newer_than),
-                    crate::time::format_ns(e.ts_ns)
+                    fjord_wire::clock::format_ns(e.ts_ns)
                 )));
             }
         }

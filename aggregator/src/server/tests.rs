@@ -160,7 +160,7 @@ fn all_lines(body: &serde_json::Value) -> Vec<String> {
 async fn push_duplicate_and_query_in_loki_shape() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let enc_body = codec::encode_zstd(&sample(now), 3).unwrap();
 
     let (s, _, _) = send(&app, push_req(enc_body.body.clone(), "zstd", Some("b-1"))).await;
@@ -189,11 +189,11 @@ async fn push_duplicate_and_query_in_loki_shape() {
 async fn time_parameters_accept_loki_formats() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let (s, _, _) = send(&app, push_req(json_push(&sample(now)), "identity", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let secs = now / 1_000_000_000;
-    let rfc = |ns: i64| crate::time::format_ns(ns);
+    let rfc = |ns: i64| fjord_wire::clock::format_ns(ns);
     for (start, end) in [
         ((now - 1000).to_string(), (now + 1000).to_string()),
         (format!("{}.5", secs - 1), format!("{}.0", secs + 1)),
@@ -232,7 +232,7 @@ async fn time_parameters_accept_loki_formats() {
 async fn labels_values_and_series_in_loki_shape() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let mut req = sample(now);
     req.streams.push(PushStream {
         stream: [
@@ -408,7 +408,7 @@ async fn each_ingest_limit_refuses_the_whole_push() {
     cfg.limits.max_label_value_bytes = 20;
     let st = state_from(&cfg);
     let app = app(st.clone());
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let with = |labels: &[(&str, &str)], line: &str, ts: i64| PushRequest {
         streams: vec![PushStream {
             stream: labels
@@ -519,7 +519,7 @@ async fn gzip_and_identity_pushes_are_stored() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path());
     let app = app(st.clone());
-    let json = serde_json::to_vec(&sample(crate::time::now_ns())).unwrap();
+    let json = serde_json::to_vec(&sample(fjord_wire::clock::now_ns())).unwrap();
     let (s, _, _) = send(&app, push_req(codec::gzip(&json).unwrap(), "gzip", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, _) = send(&app, push_req(json, "identity", None)).await;
@@ -560,7 +560,7 @@ async fn tokens_decide_team_and_access() {
     let dir = tempfile::tempdir().unwrap();
     let st = state_from(&with_tokens(config(dir.path())));
     let app = app(st.clone());
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let body = json_push(&sample(now)); // labelled team=payments
 
     // 401 without or with a wrong token; the body never echoes the token.
@@ -636,7 +636,7 @@ async fn erase_is_admin_only_logged_and_final() {
     let dir = tempfile::tempdir().unwrap();
     let st = state_from(&with_tokens(config(dir.path())));
     let app = app(st.clone());
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let mut req = sample(now);
     req.streams[0]
         .values
@@ -713,7 +713,7 @@ async fn erase_is_admin_only_logged_and_final() {
 async fn stats_break_down_by_stream_and_day() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let (s, _, _) = send(&app, push_req(json_push(&sample(now)), "identity", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, b) = send(&app, get("/fjord/v1/stats", None)).await;
@@ -793,7 +793,7 @@ async fn tail_streams_backfill_then_new_lines() {
             assert_eq!(r.status(), 204);
         }
     };
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     push(json_push(&sample(now)), INGEST_PAY).await;
 
     let selector = r#"{file="/a.log"} |= "id=""#;
@@ -882,7 +882,7 @@ async fn tail_streams_backfill_then_new_lines() {
 async fn shutdown_writes_the_whole_access_log() {
     let dir = tempfile::tempdir().unwrap();
     let (st, addr, server) = serve(dir.path()).await;
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let r = reqwest::Client::new()
         .get(format!(
             "http://{addr}{}",

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::erase::{erasure_from_row, ERASURE_COLUMNS};
 use super::{AccessRecord, ErasureRecord, BUSY_TIMEOUT, DB_FILE, SCHEMA_VERSION};
-use crate::time::format_ns;
+use fjord_wire::clock::format_ns;
 
 /// Why the store could not be read as evidence.
 #[derive(Debug, Error)]
