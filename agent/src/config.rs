@@ -222,15 +222,18 @@ fn hostname() -> String {
 /// puts in the environment (downward API: pod, namespace, node). A `$` not followed by `{`
 /// is kept as it is. A variable that is unset or empty is an error naming it: a label that
 /// silently came out empty would merge the streams of every pod.
-pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_env(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, EnvError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(at) = rest.find("${") {
         out.push_str(&rest[..at]);
         let after = &rest[at + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{value:?}: `${{` without a closing `}}`"))?;
+        let end = after.find('}').ok_or_else(|| EnvError::Unclosed {
+            value: value.to_owned(),
+        })?;
         let name = &after[..end];
         let valid = name
             .bytes()
@@ -238,18 +241,35 @@ pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(format!(
-                "{value:?}: {name:?} is not an environment variable name"
-            ));
+            return Err(EnvError::BadName {
+                value: value.to_owned(),
+                name: name.to_owned(),
+            });
         }
         match lookup(name).filter(|v| !v.is_empty()) {
             Some(v) => out.push_str(&v),
-            None => return Err(format!("environment variable {name} is not set (or empty)")),
+            None => {
+                return Err(EnvError::Unset {
+                    name: name.to_owned(),
+                })
+            }
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Why `${NAME}` in a config value could not be expanded. The value is configuration, so
+/// messages quote it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("{value:?}: `${{` without a closing `}}`")]
+    Unclosed { value: String },
+    #[error("{value:?}: {name:?} is not an environment variable name")]
+    BadName { value: String, name: String },
+    #[error("environment variable {name} is not set (or empty)")]
+    Unset { name: String },
 }
 
 /// Reads the file (if any), applies flags and validates. A value the file set that is out of
@@ -360,7 +380,7 @@ fn check(f: FileConfig, o: Overrides, dep: &mut Vec<Deprecation>) -> Result<Conf
         *v = expand_env(v, env).map_err(|e| invalid("labels", format!("{k:?}: {e}")))?;
     }
     let agent_id = match f.agent_id {
-        Some(id) => expand_env(&id, env).map_err(|e| invalid("agent_id", e))?,
+        Some(id) => expand_env(&id, env).map_err(|e| invalid("agent_id", e.to_string()))?,
         None => hostname(),
     };
     for (k, v) in &labels {
@@ -623,7 +643,7 @@ mod tests {
             ("${A-B}", "is not an environment variable name"),
         ];
         for (input, want) in cases {
-            let err = expand_env(input, env).unwrap_err();
+            let err = expand_env(input, env).unwrap_err().to_string();
             assert!(err.contains(want), "{input}: {err}");
         }
     }
