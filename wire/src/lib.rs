@@ -21,6 +21,7 @@ pub mod headers;
 pub mod info;
 pub mod ledger;
 pub mod limits;
+pub mod logproto;
 pub mod push;
 // The 16-byte special-byte scan (SSE2/AVX2 movemask).
 #[allow(unsafe_code)]
