@@ -7,7 +7,18 @@
 //! to the callers.
 //!
 //! It also holds the two start-up conventions both binaries share: usage errors exit with 64
-//! ([`parse_args`]), and `check-config` reports the same way ([`check_config`]).
+//! ([`parse_args`]), and `check-config` reports the same way ([`check_config`]); and the
+//! process metrics both export ([`process`]).
+
+// Unsafe code is fenced: only `process` (sysconf through libc) may use it, and every unsafe
+// block says why it is sound (`// SAFETY:`).
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+// sysconf(3) through libc, for the clock tick and page size.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod process;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
