@@ -954,3 +954,37 @@ fn alert_rules_use_metrics_the_agent_exports() {
     }
     assert!(seen >= 4);
 }
+
+#[test]
+fn docs_use_metrics_the_aggregator_exports() {
+    let metrics = fjord_aggregator::server::metrics::Metrics::new(
+        ["payments"],
+        std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        1,
+    );
+    let exposed = exposed_series(&metrics.encode());
+    assert!(
+        exposed.contains("fjord_aggregator_pushes_total"),
+        "{exposed:?}"
+    );
+    let ops = read(&repo().join("docs/operations.md"));
+    let names: Vec<String> = ops
+        .match_indices("fjord_aggregator_")
+        .map(|(i, p)| {
+            let rest: String = ops[i + p.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            format!("fjord_aggregator_{rest}")
+        })
+        .filter(|n| n != "fjord_aggregator_")
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        // The table names a histogram by its `_bucket` and lists `_sum`, `_count` apart.
+        assert!(
+            exposed.contains(&name),
+            "docs/operations.md uses {name}, which the aggregator's /metrics does not expose; it exposes {exposed:?}"
+        );
+    }
+}
