@@ -20,10 +20,15 @@ OUT="${1:-target/debian}"
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
-# systemd-analyze comes with the systemd package, which minimal images lack.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
+# systemd-analyze comes with the systemd package, which minimal images lack; cargo-deb's
+# `depends = "$auto"` (the libc6 version the binaries need) runs dpkg-shlibdeps of dpkg-dev.
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
+if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 fi
 
 # cargo-deb, pinned, built once per machine into a cache directory (about 80 s on two cores).
