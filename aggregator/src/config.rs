@@ -15,8 +15,6 @@ use fjord_wire::{limits as wire, Info};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::server::auth::{Role, Token};
-
 /// Default listen address: loopback, Loki's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3100";
 /// Default data directory, relative to the working directory.
@@ -801,6 +799,38 @@ pub fn parse_file(label: &str, text: &str) -> Result<FileConfig, ConfigError> {
             reason: e.message().trim_end().to_owned(),
         }
     })
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Push to its team.
+    Ingest,
+    /// Query its team.
+    Read,
+    /// Query every team, push, erase.
+    Admin,
+}
+
+impl Role {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A configured token: its hash, never the token.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub name: String,
+    pub hash: [u8; 32],
+    /// `None` only for admin tokens.
+    pub team: Option<String>,
+    pub role: Role,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod body;
 mod canonical;
 pub mod clock;
 pub mod codec;
+mod error;
 pub mod headers;
 pub mod info;
 pub mod ledger;

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::EXIT_USAGE;
-use crate::audit::{self, AuditError, Range};
+use crate::audit::{self, AuditError, EvidenceError, Range};
 use crate::logql;
 use crate::time::{now_ns, parse_duration, parse_time};
 
@@ -164,8 +164,7 @@ fn print<T: Serialize>(
 /// Which errors are the operator's input rather than the store.
 fn exit_for(e: &AuditError) -> u8 {
     match e {
-        AuditError::NoStore(_)
-        | AuditError::Schema { .. }
+        AuditError::Store(EvidenceError::NoStore(_) | EvidenceError::Schema { .. })
         | AuditError::LedgerIo { .. }
         | AuditError::Ledger { .. } => EXIT_USAGE,
         _ => EXIT_INCOMPLETE,
@@ -213,8 +212,8 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
     match cmd {
         AuditCommand::Receipts(a) => {
             let r = range(&a.common)?;
-            let conn = audit::open_read_only(&a.common.data)?;
-            let report = audit::receipts(&conn, r)?;
+            let store = audit::open(&a.common.data)?;
+            let report = audit::receipts(&store, r)?;
             print(a.common.output, &report, audit::render_receipts)?;
             Ok(0)
         }
@@ -224,9 +223,9 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 Some(p) => Some((p.clone(), audit::read_ledger(p)?)),
                 None => None,
             };
-            let conn = audit::open_read_only(&a.common.data)?;
+            let store = audit::open(&a.common.data)?;
             let report = audit::verify(
-                &conn,
+                &store,
                 r,
                 ledger
                     .as_ref()
@@ -248,9 +247,9 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 .map_err(|e| Usage(format!("rules: {e}")))?;
             let redactor = fjord_rules::Redactor::new(&set, Some(SCAN_HASH_KEY))
                 .map_err(|e| Usage(format!("rules: {e}")))?;
-            let conn = audit::open_read_only(&a.common.data)?;
+            let store = audit::open(&a.common.data)?;
             let report = audit::scan(
-                &conn,
+                &store,
                 &redactor,
                 query.as_ref().map(|(t, q)| (t.as_str(), q)),
                 r,
@@ -269,8 +268,8 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
         }
         AuditCommand::Access(a) => {
             let r = range(&a.common)?;
-            let conn = audit::open_read_only(&a.common.data)?;
-            let report = audit::access(&conn, r, a.token.as_deref())?;
+            let store = audit::open(&a.common.data)?;
+            let report = audit::access(&store, r, a.token.as_deref())?;
             print(a.common.output, &report, audit::render_access)?;
             Ok(0)
         }

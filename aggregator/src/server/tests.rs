@@ -873,15 +873,17 @@ async fn stopped(server: tokio::task::JoinHandle<std::io::Result<()>>) {
 }
 
 /// The access log's records of one endpoint, as `audit access` reads them from the data dir.
-fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::audit::AccessEntry> {
-    let conn = crate::audit::open_read_only(dir).unwrap();
+fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::store::AccessRecord> {
+    let store = crate::audit::open(dir).unwrap();
     let all = crate::audit::Range {
         from_ns: 0,
         to_ns: i64::MAX,
     };
-    let mut log = crate::audit::access(&conn, all, None).unwrap().requests;
-    log.retain(|r| r.endpoint == endpoint);
-    log
+    let log = crate::audit::access(&store, all, None).unwrap().requests;
+    log.into_iter()
+        .map(|e| e.record)
+        .filter(|r| r.endpoint == endpoint)
+        .collect()
 }
 
 /// The live tail over a real socket: backfill, then pushes as they commit, in Loki's shape;

@@ -19,6 +19,7 @@ pub mod chunk;
 mod compact;
 pub mod digest;
 mod erase;
+pub mod evidence;
 mod retention;
 mod schema;
 // Two SHA-256 streams interleaved with the SHA-NI instructions (tested against sha2).
