@@ -1,7 +1,8 @@
 //! The aggregator's `/metrics` through the real binary: on its own `metrics_listen` port and
 //! not on the API port; after a stored push, a duplicate, a push shed for the team's stream
 //! limit (429), a refused push and a query, a scrape shows each of those series moved from
-//! the scrape before, and the store's chunk count and size grew.
+//! the scrape before, the store's chunk count and size grew, and the background tasks'
+//! runs are counted.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,10 +44,15 @@ fn push(agg: &Aggregator, batch_id: &str, file: &str, now: u128, line: &str) -> 
 fn metrics_move_with_pushes_queries_and_refusals() {
     let dir = test_dir();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    // One stream per team, so a second file's push is shed with 429.
+    // One stream per team, so a second file's push is shed with 429; background tasks every
+    // second, so their runs show up.
     let agg = Aggregator::start_with_config(
         dir.path(),
-        &format!("metrics_listen = \"{metrics}\"\nmax_streams_per_team = 1\n"),
+        &format!(
+            "metrics_listen = \"{metrics}\"\nmax_streams_per_team = 1\n\
+             [storage]\ncompact_interval = \"1s\"\ncheckpoint_interval = \"1s\"\n\
+             [retention]\ninterval = \"1s\"\n"
+        ),
     );
     wait_for("the metrics listener", Duration::from_secs(10), || {
         matches!(http_get(metrics, "/metrics"), Ok((200, _)))
@@ -126,5 +132,23 @@ fn metrics_move_with_pushes_queries_and_refusals() {
         series(&m, "fjord_aggregator_store_chunks") >= 1.0
             && series(&m, "fjord_aggregator_store_size_bytes") > 0.0
     });
+    wait_for(
+        "a run of each background task",
+        Duration::from_secs(20),
+        || {
+            let m = scrape(metrics);
+            ["compact", "checkpoint", "retention"].iter().all(|t| {
+                series(
+                    &m,
+                    &format!("fjord_aggregator_maintenance_runs_total{{task=\"{t}\"}}"),
+                ) >= 1.0
+            })
+        },
+    );
+    let m = scrape(metrics);
+    for t in ["compact", "checkpoint", "retention"] {
+        let errors = format!("fjord_aggregator_maintenance_errors_total{{task=\"{t}\"}}");
+        assert_eq!(series(&m, &errors), 0.0, "{t} failed: {m}");
+    }
     assert!(!after.contains(line), "a log line in /metrics");
 }
