@@ -460,6 +460,8 @@ fn agent_ships_to_the_aggregator_service_in_an_allowed_jurisdiction() {
         fjord_aggregator::config::Overrides::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    // The shipped config uses no deprecated key.
+    assert!(agg.deprecations.is_empty(), "{:?}", agg.deprecations);
     let allowed = cfg
         .allowed_jurisdictions
         .clone()

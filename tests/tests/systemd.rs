@@ -100,6 +100,7 @@ fn default_config_is_valid_loopback_only_and_in_the_state_directory() {
     let state = format!("/var/lib/{}", service_keys()["StateDirectory"][0]);
     assert_eq!(cfg.data_dir, PathBuf::from(&state));
     assert!(cfg.listen.ip().is_loopback(), "{}", cfg.listen);
+    assert!(cfg.deprecations.is_empty(), "{:?}", cfg.deprecations);
     let metrics = cfg.metrics_listen.expect("metrics_listen is set");
     assert!(metrics.ip().is_loopback(), "{metrics}");
     assert!(cfg.tokens.is_empty());
