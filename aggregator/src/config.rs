@@ -75,6 +75,9 @@ pub use fjord_cli::config::{ConfigError, Deprecation};
 pub struct FileConfig {
     /// Address and port to listen on, e.g. `0.0.0.0:3100`.
     pub listen: Option<String>,
+    /// Address and port of the plain-HTTP metrics listener (`/metrics`, `/ready`), e.g.
+    /// `0.0.0.0:9811`; unset: no metrics listener.
+    pub metrics_listen: Option<String>,
     /// Directory of the SQLite store.
     pub data_dir: Option<PathBuf>,
     /// Declared region, e.g. `eu-north-1`. Served at `/v1/info`.
@@ -343,6 +346,8 @@ impl Default for Maintenance {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub info: Info,
     pub max_query_lines: usize,
@@ -508,6 +513,24 @@ fn check(
             DEFAULT_RETENTION_INTERVAL,
         )?,
     };
+    let metrics_listen = file
+        .metrics_listen
+        .as_deref()
+        .map(|m| {
+            m.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{m:?} is not an IP:port address, e.g. 0.0.0.0:9811"),
+                )
+            })
+        })
+        .transpose()?;
+    if metrics_listen.is_some_and(|m| m == listen && m.port() != 0) {
+        return Err(invalid(
+            "metrics_listen",
+            format!("{listen} is also `listen`; the metrics listener needs its own port"),
+        ));
+    }
     let tokens = check_tokens(&file.tokens)?;
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(invalid(
@@ -519,6 +542,7 @@ fn check(
     }
     Ok(ServeConfig {
         listen,
+        metrics_listen,
         data_dir: o
             .data_dir
             .or(file.data_dir)
@@ -949,6 +973,8 @@ role = "admin"
             ("ingest_concurrency = 0\n", "ingest_concurrency"),
             ("[listener]\nheader_read_timeout_ms = 5\n", "listener.header_read_timeout_ms"),
             ("max_streams_per_team = 0\n", "max_streams_per_team"),
+            ("metrics_listen = \"9811\"\n", "metrics_listen"),
+            ("metrics_listen = \"127.0.0.1:3100\"\n", "metrics_listen"),
         ];
         for (text, field) in cases {
             let (_d, p) = write(text);

@@ -1,6 +1,6 @@
 //! What both fjord binaries do at their edges, written once: the command line's shared flags
-//! and exit codes, config files ([`config`]), fjord's own logs ([`log`]) and the stop signals
-//! ([`signal`]). Each binary's `main` is [`main`] with its own CLI type and `run`.
+//! and exit codes, config files ([`config`]), fjord's own logs ([`log`]), the process
+//! metrics both export ([`process`]) and the stop signals ([`signal`]). Each binary's `main` is [`main`] with its own CLI type and `run`.
 //!
 //! Conventions: usage and config errors exit with [`EXIT_USAGE`] (64), `--help` and
 //! `--version` with 0; `check-config` reports the same way in both ([`check_config`]).
@@ -10,6 +10,11 @@
 
 pub mod config;
 pub mod log;
+// sysconf(3) through libc, for the clock tick and page size; every unsafe block says why it
+// is sound (`// SAFETY:`).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod process;
 pub mod signal;
 
 use std::fmt::Display;

@@ -20,6 +20,7 @@ use fjord_wire::{headers as fh, PushRequest, StatusBody};
 use futures_util::StreamExt;
 
 use super::auth::Caller;
+use super::metrics::Reason;
 use super::{AppError, AppState};
 use crate::config::IngestLimits;
 use crate::store::{self, IngestMeta, IngestOutcome, Store};
@@ -116,6 +117,7 @@ pub async fn push(
                 "push bodies in progress use this team's share of the ingest memory; retry later",
                 RETRY_AFTER_SECS,
             )
+            .with_reason(Reason::TeamMemory)
         })?;
     // The body is read (at a minimum rate) before the push takes a queue slot: the slots
     // hold only complete bodies, so a slow sender cannot keep other teams out of the queue.
@@ -127,6 +129,7 @@ pub async fn push(
             "ingest queue is full; retry later",
             RETRY_AFTER_SECS,
         )
+        .with_reason(Reason::QueueFull)
     })?;
     let permit = st
         .ingest_workers
@@ -144,10 +147,24 @@ pub async fn push(
     };
     let outcome = tokio::task::spawn_blocking(move || {
         let _held = (slot, permit, reservation);
-        ingest_body(&store, body, encoding, &limits, batch)
+        ingest_counted(&store, body, encoding, &limits, batch)
     })
     .await
     .map_err(|e| AppError::internal("ingest task", &e))??;
+    let (outcome, ingested) = outcome;
+    match outcome {
+        IngestOutcome::Stored { records } => {
+            st.metrics
+                .ingested(&ingested.team, records as u64, ingested.line_bytes);
+        }
+        IngestOutcome::Duplicate => {
+            st.metrics
+                .duplicates
+                .get_or_create(&st.metrics.team(&ingested.team))
+                .inc();
+        }
+        IngestOutcome::Conflict => {}
+    }
     let outcome = (outcome, batch_id);
 
     match outcome {
@@ -210,6 +227,26 @@ pub fn ingest_body(
     limits: &IngestLimits,
     batch: PushBatch,
 ) -> Result<IngestOutcome, AppError> {
+    ingest_counted(store, body, encoding, limits, batch).map(|(outcome, _)| outcome)
+}
+
+/// What a push held, for `/metrics`: known once the body is parsed and the team decided.
+#[derive(Debug, Clone, Default)]
+pub struct Ingested {
+    /// The team the push was stored (or found duplicate) under.
+    pub team: String,
+    /// Bytes of its log lines.
+    pub line_bytes: u64,
+}
+
+/// [`ingest_body`], also saying which team the push was for and how many line bytes it held.
+fn ingest_counted(
+    store: &Store,
+    body: Bytes,
+    encoding: ContentEncoding,
+    limits: &IngestLimits,
+    batch: PushBatch,
+) -> Result<(IngestOutcome, Ingested), AppError> {
     let codec_error = |e: codec::CodecError| match e {
         codec::CodecError::TooLarge { .. } | codec::CodecError::LineTooLong { .. } => {
             AppError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
@@ -232,6 +269,15 @@ pub fn ingest_body(
     // The payload hash and the entry digest in one paired pass, before the writer lock.
     let (payload_sha256, entries_digest) = store::hash_batch(&json, &req, &team)
         .map_err(|e| AppError::internal("hashing the batch", &e))?;
+    let ingested = Ingested {
+        line_bytes: req
+            .streams
+            .iter()
+            .flat_map(|s| &s.values)
+            .map(|e| e.line.len() as u64)
+            .sum(),
+        team: team.clone(),
+    };
     let meta = IngestMeta {
         batch_id: batch.batch_id,
         agent: batch.agent,
@@ -245,12 +291,14 @@ pub fn ingest_body(
     // is stored.
     store
         .ingest_digested(&meta, &req, &entries_digest)
+        .map(|outcome| (outcome, ingested))
         .map_err(|e| match e {
             store::StoreError::TooManyStreams { .. } => AppError::overloaded(
                 StatusCode::TOO_MANY_REQUESTS,
                 e.to_string(),
                 STREAM_LIMIT_RETRY_AFTER_SECS,
-            ),
+            )
+            .with_reason(Reason::StreamLimit),
             other => AppError::internal("storing the batch", &other),
         })
 }

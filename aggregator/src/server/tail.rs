@@ -120,6 +120,7 @@ async fn begin(
                 ),
                 5,
             )
+            .with_reason(super::metrics::Reason::TailsPerToken)
         })?;
     let permit = st.tail_permits.clone().try_acquire_owned().map_err(|_| {
         AppError::overloaded(
@@ -127,6 +128,7 @@ async fn begin(
             "too many live tails; retry later",
             5,
         )
+        .with_reason(super::metrics::Reason::MaxTails)
     })?;
     let ws = ws
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)

@@ -543,6 +543,125 @@ async fn full_ingest_queue_sheds_with_retry_after() {
     assert!(body["error"].as_str().unwrap().contains("queue is full"));
 }
 
+/// The value of one series line (`name{labels} value`) in a metrics text, 0 when absent.
+fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+async fn scrape(st: &Arc<AppState>) -> String {
+    let (s, _, body) = send(&metrics_app(st.clone()), get("/metrics", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    body.as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn metrics_count_pushes_queries_and_shed_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state_from(&with_tokens(config(dir.path())));
+    let app = app(st.clone());
+    let now = fjord_wire::clock::now_ns();
+    let body = codec::encode_zstd(&sample(now), 3).unwrap().body;
+    let line_bytes = ("payment declined id=1".len() + "payment ok id=2".len()) as f64;
+
+    let push = |id, tok| push_as(body.clone(), "zstd", Some(id), tok);
+    assert_eq!(
+        send(&app, push("m-1", Some(INGEST_PAY))).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(&app, push("m-1", Some(INGEST_PAY))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, push("m-2", None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    {
+        // Every queue slot taken: the next push is shed.
+        let _held = st.ingest_slots.clone().acquire_many_owned(2).await.unwrap();
+        let (s, _, _) = send(&app, push("m-3", Some(INGEST_SEARCH))).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let uri = range_uri(r#"{team="payments"}"#, now - 1000, now + 1000);
+    assert_eq!(
+        send(&app, get(&uri, Some(READ_PAY))).await.0,
+        StatusCode::OK
+    );
+    let labels = "/loki/api/v1/label/file/values";
+    assert_eq!(
+        send(&app, get(labels, Some(READ_PAY))).await.0,
+        StatusCode::OK
+    );
+
+    let m = scrape(&st).await;
+    let v = |s: &str| series(&m, s);
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"204\",reason=\"stored\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"200\",reason=\"duplicate\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"401\",reason=\"unauthorized\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"429\",reason=\"queue_full\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_throttled_requests_total{endpoint=\"push\",reason=\"queue_full\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_ingested_entries_total{team=\"payments\"}"),
+        2.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_ingested_bytes_total{team=\"payments\"}"),
+        line_bytes
+    );
+    assert_eq!(
+        v("fjord_aggregator_duplicate_batches_total{team=\"payments\"}"),
+        1.0
+    );
+    // The stored push and the duplicate; refusals are not ingest latency.
+    assert_eq!(v("fjord_aggregator_push_duration_seconds_count"), 2.0);
+    assert_eq!(
+        v("fjord_aggregator_query_duration_seconds_count{endpoint=\"query_range\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_query_duration_seconds_count{endpoint=\"label_values\"}"),
+        1.0
+    );
+    assert!(v("fjord_aggregator_store_chunks") >= 1.0, "{m}");
+    assert!(v("fjord_aggregator_store_size_bytes") > 0.0, "{m}");
+    assert_eq!(v("fjord_aggregator_active_tails"), 0.0);
+    assert_eq!(
+        v(&format!(
+            "fjord_aggregator_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    // No label carries a line, a query or a token.
+    for secret in [
+        "declined",
+        "payment ok",
+        INGEST_PAY,
+        READ_PAY,
+        "query_range?",
+    ] {
+        assert!(!m.contains(secret), "{secret:?} in /metrics");
+    }
+}
+
 #[tokio::test]
 async fn info_declares_residency() {
     let dir = tempfile::tempdir().unwrap();
