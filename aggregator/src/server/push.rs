@@ -1,5 +1,7 @@
 //! `POST /loki/api/v1/push`: auth, admission, limits, decompression, idempotency, durable
-//! commit, then ack.
+//! commit, then ack. Bodies are Loki's JSON (zstd, gzip or identity) or Loki's protobuf
+//! (`application/x-protobuf`, snappy; `fjord_wire::logproto`); both become the same
+//! `PushRequest` and are stored alike.
 //!
 //! Invariants: a push is admitted to the bounded ingest queue before its body is read (else
 //! 429 + `Retry-After`); the body is read with a hard limit and decompressed with another
@@ -16,6 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fjord_wire::codec::{self, ContentEncoding};
+use fjord_wire::logproto;
 use fjord_wire::{headers as fh, PushRequest, StatusBody};
 use futures_util::StreamExt;
 
@@ -61,20 +64,10 @@ pub async fn push(
     body: Body,
 ) -> Result<Response, AppError> {
     caller.require_ingest()?;
-    let encoding =
-        ContentEncoding::from_header(header_str(&headers, header::CONTENT_ENCODING.as_str())?)
-            .map_err(|e| AppError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()))?;
-    if let Some(ct) = header_str(&headers, header::CONTENT_TYPE.as_str())? {
-        // The media type exactly (parameters such as `; charset=utf-8` allowed), not a prefix:
-        // `application/jsonx` is not JSON.
-        let media_type = ct.split(';').next().unwrap_or_default().trim();
-        if !media_type.eq_ignore_ascii_case("application/json") {
-            return Err(AppError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content-type {ct:?} is not supported; send application/json (protobuf push is not implemented)"),
-            ));
-        }
-    }
+    let format = body_format(
+        header_str(&headers, header::CONTENT_TYPE.as_str())?,
+        header_str(&headers, header::CONTENT_ENCODING.as_str())?,
+    )?;
     let batch_id = header_str(&headers, fh::BATCH_ID)?.map(str::to_owned);
     if let Some(id) = &batch_id {
         if !fh::valid_batch_id(id) {
@@ -147,7 +140,7 @@ pub async fn push(
     };
     let outcome = tokio::task::spawn_blocking(move || {
         let _held = (slot, permit, reservation);
-        ingest_counted(&store, body, encoding, &limits, batch)
+        ingest_counted(&store, body, format, &limits, batch)
     })
     .await
     .map_err(|e| AppError::internal("ingest task", &e))??;
@@ -223,11 +216,55 @@ pub struct PushBatch {
 pub fn ingest_body(
     store: &Store,
     body: Bytes,
-    encoding: ContentEncoding,
+    format: BodyFormat,
     limits: &IngestLimits,
     batch: PushBatch,
 ) -> Result<IngestOutcome, AppError> {
-    ingest_counted(store, body, encoding, limits, batch).map(|(outcome, _)| outcome)
+    ingest_counted(store, body, format, limits, batch).map(|(outcome, _)| outcome)
+}
+
+/// How a push body is encoded, from its `Content-Type` and `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Loki's JSON (`application/json`, or no content type), compressed as the
+    /// `Content-Encoding` says.
+    Json(ContentEncoding),
+    /// Loki's protobuf (`application/x-protobuf`), always in snappy's block format.
+    ProtobufSnappy,
+}
+
+/// The body format of a push, or a 415 naming what is not supported. The media type is
+/// compared exactly (parameters such as `; charset=utf-8` allowed), not as a prefix:
+/// `application/jsonx` is not JSON.
+pub fn body_format(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<BodyFormat, AppError> {
+    let unsupported = |reason: String| AppError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+    let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or_default().trim());
+    match media_type {
+        None => {}
+        Some(m) if m.eq_ignore_ascii_case("application/json") => {}
+        Some(m) if m.eq_ignore_ascii_case("application/x-protobuf") => {
+            // Loki's protobuf push is snappy-compressed by definition; a client may say so.
+            return match content_encoding.map(str::trim) {
+                None | Some("") => Ok(BodyFormat::ProtobufSnappy),
+                Some(e) if e.eq_ignore_ascii_case("snappy") => Ok(BodyFormat::ProtobufSnappy),
+                Some(e) => Err(unsupported(format!(
+                    "content-encoding {e:?} is not supported with application/x-protobuf, which is snappy-compressed"
+                ))),
+            };
+        }
+        Some(_) => {
+            return Err(unsupported(format!(
+                "content-type {:?} is not supported; send application/json or application/x-protobuf (snappy)",
+                content_type.unwrap_or_default()
+            )))
+        }
+    }
+    ContentEncoding::from_header(content_encoding)
+        .map(BodyFormat::Json)
+        .map_err(|e| unsupported(e.to_string()))
 }
 
 /// What a push held, for `/metrics`: known once the body is parsed and the team decided.
@@ -243,7 +280,7 @@ pub struct Ingested {
 fn ingest_counted(
     store: &Store,
     body: Bytes,
-    encoding: ContentEncoding,
+    format: BodyFormat,
     limits: &IngestLimits,
     batch: PushBatch,
 ) -> Result<(IngestOutcome, Ingested), AppError> {
@@ -253,12 +290,27 @@ fn ingest_counted(
         }
         other => AppError::bad_request(other.to_string()),
     };
-    let json = decompress(&body, encoding, limits.max_decompressed_bytes).map_err(codec_error)?;
-    drop(body);
-    // Lines without escapes borrow from `json`; those with escapes are unescaped into one
-    // buffer for the batch instead of a `String` each.
+    // `payload` is the decompressed body, which the receipt's payload hash covers. Lines
+    // borrow from it (JSON without escapes) or from what it decodes to (protobuf); JSON lines
+    // with escapes are unescaped into one buffer for the batch instead of a `String` each.
+    let payload: Vec<u8>;
+    let message: logproto::proto::PushRequest;
     let mut unescaped = String::new();
-    let req = codec::parse_push_in(&json, &mut unescaped).map_err(codec_error)?;
+    let req = match format {
+        BodyFormat::Json(encoding) => {
+            payload =
+                decompress(&body, encoding, limits.max_decompressed_bytes).map_err(codec_error)?;
+            drop(body);
+            codec::parse_push_in(&payload, &mut unescaped).map_err(codec_error)?
+        }
+        BodyFormat::ProtobufSnappy => {
+            payload = logproto::decompress_snappy(&body, limits.max_decompressed_bytes)
+                .map_err(codec_error)?;
+            drop(body);
+            message = logproto::decode_message(&payload).map_err(codec_error)?;
+            logproto::to_push(&message).map_err(codec_error)?
+        }
+    };
     let received_ns = Store::now_ns();
     check_limits(&req, limits, received_ns)?;
     // The token's team wins; only team-less callers (admin, open mode) use the label.
@@ -267,7 +319,7 @@ fn ingest_counted(
         None => team_from_labels(&req)?,
     };
     // The payload hash and the entry digest in one paired pass, before the writer lock.
-    let (payload_sha256, entries_digest) = store::hash_batch(&json, &req, &team)
+    let (payload_sha256, entries_digest) = store::hash_batch(&payload, &req, &team)
         .map_err(|e| AppError::internal("hashing the batch", &e))?;
     let ingested = Ingested {
         line_bytes: req
@@ -287,7 +339,7 @@ fn ingest_counted(
         payload_sha256,
         received_ns,
     };
-    // `req` borrows its lines from the decompressed body and `unescaped`, which live until it
+    // `req` borrows its lines from `payload`, `message` and `unescaped`, which live until it
     // is stored.
     store
         .ingest_digested(&meta, &req, &entries_digest)

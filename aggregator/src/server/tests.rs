@@ -1050,3 +1050,157 @@ async fn shutdown_writes_the_whole_access_log() {
         ENDED_BY_SHUTDOWN
     );
 }
+
+fn protobuf_push(
+    body: Vec<u8>,
+    content_encoding: Option<&str>,
+    batch: Option<&str>,
+) -> Request<Body> {
+    let mut b = Request::post("/loki/api/v1/push").header("content-type", "application/x-protobuf");
+    if let Some(e) = content_encoding {
+        b = b.header("content-encoding", e);
+    }
+    if let Some(id) = batch {
+        b = b.header("fjord-batch-id", id);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+/// Loki's protobuf push, snappy-compressed as Promtail sends it: stored like the same push in
+/// JSON, batch ids still idempotent; a bad body is a 4xx whose reason names the problem.
+#[tokio::test]
+async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
+    use fjord_wire::logproto::{self, proto};
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(dir.path());
+    let app = app(st.clone());
+    let now = fjord_wire::clock::now_ns();
+    let req = sample(now);
+    let body = logproto::encode(&req);
+    let (s, _, j) = send(&app, protobuf_push(body.clone(), None, Some("pb-1"))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{j}");
+    let (s, _, j) = send(
+        &app,
+        protobuf_push(body.clone(), Some("snappy"), Some("pb-1")),
+    )
+    .await;
+    assert_eq!(
+        (s, j["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    let (s, _, j) = send(
+        &app,
+        get(&range_uri("{team=\"payments\"}", now - 10, now + 10), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut lines = all_lines(&j);
+    lines.sort();
+    assert_eq!(lines, ["payment declined id=1", "payment ok id=2"]);
+
+    // An empty push is what the same push in JSON is.
+    let empty = logproto::encode(&PushRequest::default());
+    let (pb, _, _) = send(&app, protobuf_push(empty, None, None)).await;
+    let (js, _, _) = send(
+        &app,
+        push_req(b"{\"streams\":[]}".to_vec(), "identity", None),
+    )
+    .await;
+    assert_eq!(pb, js);
+
+    let msg = |line: &[u8], labels: &str| {
+        proto::PushRequest {
+            streams: vec![proto::StreamAdapter {
+                labels: labels.into(),
+                entries: vec![proto::EntryAdapter {
+                    timestamp: Some(proto::Timestamp {
+                        seconds: now / 1_000_000_000,
+                        nanos: 0,
+                    }),
+                    line: line.to_vec(),
+                    structured_metadata: vec![],
+                }],
+                hash: 0,
+            }],
+        }
+        .encode_to_vec()
+    };
+    let team = r#"{team="payments"}"#;
+    let bomb = [0xff, 0xff, 0xff, 0x7f];
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            protobuf_push(Vec::new(), None, None),
+            StatusCode::BAD_REQUEST,
+            "not valid snappy",
+        ),
+        (
+            protobuf_push(b"\x05nope!".to_vec(), None, None),
+            StatusCode::BAD_REQUEST,
+            "not valid snappy",
+        ),
+        (
+            protobuf_push(logproto::compress_snappy(b"\x0a\x05\x0a"), None, None),
+            StatusCode::BAD_REQUEST,
+            "malformed protobuf push body",
+        ),
+        (
+            protobuf_push(logproto::compress_snappy(&msg(b"a\xffb", team)), None, None),
+            StatusCode::BAD_REQUEST,
+            "stream 0 entry 0: line is not valid UTF-8",
+        ),
+        (
+            protobuf_push(
+                logproto::compress_snappy(&msg(b"ok", "team=payments")),
+                None,
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "stream 0 labels: expected `{`",
+        ),
+        (
+            protobuf_push(
+                logproto::compress_snappy(&msg(
+                    &vec![b'x'; fjord_wire::limits::MAX_LINE_BYTES + 1],
+                    team,
+                )),
+                None,
+                None,
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the line limit is",
+        ),
+        (
+            protobuf_push(bomb.to_vec(), None, None),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "decompressed body exceeds",
+        ),
+        (
+            protobuf_push(body.clone(), Some("gzip"), None),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "snappy-compressed",
+        ),
+        (
+            Request::post("/loki/api/v1/push")
+                .header("content-type", "text/plain")
+                .body(Body::from(body))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/x-protobuf",
+        ),
+    ];
+    for (req, want, reason) in cases {
+        let (s, _, j) = send(&app, req).await;
+        let got = j["message"]
+            .as_str()
+            .or(j["error"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(s, want, "{reason}: {j}");
+        assert!(j.to_string().contains(reason), "{reason}: {j} ({got})");
+    }
+    // Nothing of the refused pushes was stored.
+    let stats = st.store.stats(Some("payments")).unwrap();
+    assert_eq!(stats.iter().map(|t| t.records).sum::<u64>(), 2);
+}
