@@ -2,6 +2,7 @@
 //! `fjord-agent` binaries in per-test temp dirs on 127.0.0.1, wait for conditions (never fixed
 //! sleeps), and read results back through the real CLI.
 
+pub mod clients;
 pub mod gen;
 pub mod proxy;
 pub mod tls;
