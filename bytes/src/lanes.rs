@@ -2,9 +2,12 @@
 //! byte lanes, the smallest set the scans need; everything a scan asks ("is this byte a
 //! digit, a quote, a control byte?") is built from them.
 //!
-//! Invariants: a vector holds [`Lanes::WIDTH`] bytes, byte 0 first in memory; a comparison
-//! gives `0xff` in each byte where it holds and `0x00` where not, so its results combine
-//! with `and`/`or`/`andnot` and are read with [`Lanes::bits`].
+//! Invariants: a vector holds [`Lanes::WIDTH`] bytes, byte 0 first in memory. A comparison
+//! (`eq`, `le`, `in_range`) gives a *mask*: the high bit of each byte says whether it holds
+//! there. SSE2 and AVX2 fill the byte (`0xff`/`0x00`); SWAR sets the high bit alone, which
+//! saves it three instructions per comparison. So masks are combined with
+//! `and`/`or`/`andnot` and read with [`Lanes::bits`], and never used as data (compared,
+//! subtracted or stored as bytes).
 
 /// Byte lanes of one width, as a token: holding a value proves the CPU can run them.
 pub trait Lanes: Copy {
@@ -26,7 +29,7 @@ pub trait Lanes: Copy {
     /// Every byte `c`.
     fn splat(self, c: u8) -> Self::V;
 
-    /// `0xff` where the bytes of `a` and `b` are equal.
+    /// A mask of where the bytes of `a` and `b` are equal.
     fn eq(self, a: Self::V, b: Self::V) -> Self::V;
 
     /// `a - b` in each byte, wrapping.
@@ -44,17 +47,17 @@ pub trait Lanes: Copy {
     /// `!a & b` (SSE2's operand order).
     fn andnot(self, a: Self::V, b: Self::V) -> Self::V;
 
-    /// The high bit of each byte, byte 0 in bit 0 (a movemask): of a comparison, where it
-    /// holds; of loaded text, its bytes of 0x80 and above.
+    /// The high bit of each byte, byte 0 in bit 0 (a movemask): of a mask, where its
+    /// comparison holds; of loaded text, its bytes of 0x80 and above.
     fn bits(self, v: Self::V) -> u64;
 
-    /// `0xff` where the byte of `x` is at most `hi`, as unsigned numbers.
+    /// A mask of where the byte of `x` is at most `hi`, as unsigned numbers.
     #[inline(always)]
     fn le(self, x: Self::V, hi: u8) -> Self::V {
         self.eq(self.min(x, self.splat(hi)), x)
     }
 
-    /// `0xff` where `lo <= byte <= hi`, as unsigned numbers (`lo <= hi`).
+    /// A mask of where `lo <= byte <= hi`, as unsigned numbers (`lo <= hi`).
     #[inline(always)]
     fn in_range(self, x: Self::V, lo: u8, hi: u8) -> Self::V {
         in_range(self, x, lo, hi)

@@ -1,9 +1,11 @@
 //! [`Lanes`] in a `u64`, eight bytes at a time (SIMD within a register): the fallback of
 //! targets without SSE2, and compiled everywhere, so x86_64's tests check it too.
 //!
-//! Invariant: no carry or borrow crosses a byte. Each operation keeps the high bit of every
-//! byte out of the arithmetic (`& LOW7`) and puts it back with logic, so each byte computes
-//! exactly what one SSE2 lane computes.
+//! Invariants: no carry or borrow crosses a byte. Each operation keeps the high bit of every
+//! byte out of the arithmetic (`& LOW7`) and puts it back with logic, so each byte of data
+//! computes exactly what one SSE2 lane computes. A comparison's mask is its high bits alone
+//! (the other bits clear), as the [`Lanes`] contract allows: filling the bytes would cost
+//! three more instructions per comparison.
 
 use crate::Lanes;
 
@@ -16,8 +18,8 @@ const fn splat(c: u8) -> u64 {
     c as u64 * 0x0101_0101_0101_0101
 }
 
-/// High bits (`h & !HIGH == 0`) widened to whole bytes: `0x80` becomes `0xff`. Subtracting
-/// `0x01` from `0x80` borrows nothing out of the byte.
+/// High bits (`h & !HIGH == 0`) widened to whole bytes, `0x80` to `0xff`, for `min`'s
+/// select. Subtracting `0x01` from `0x80` borrows nothing out of the byte.
 #[inline(always)]
 const fn widen(h: u64) -> u64 {
     h | (h - (h >> 7))
@@ -29,25 +31,8 @@ const fn widen(h: u64) -> u64 {
 pub struct Swar;
 
 impl Swar {
-    /// The flag bit of every byte (its high bit), as [`Swar::ascii_range_flags`] sets them.
+    /// The high bit of every byte: the bits a SWAR mask can have.
     pub const FLAGS: u64 = HIGH;
-
-    /// [`Lanes::in_range`] for ASCII bounds (`lo <= hi < 0x80`) as flags: the high bit of
-    /// each byte of `w` where `lo <= byte <= hi`, every other bit clear. Three instructions
-    /// fewer than the whole-byte mask, for loops that only want the first hit
-    /// (`trailing_zeros() / 8`).
-    ///
-    /// With additions: the low seven bits plus `0x80 - lo` reach the high bit when at least
-    /// `lo`, plus `0x7f - hi` when above `hi`; no carry leaves the byte, and a byte of 0x80
-    /// or above is in no ASCII range.
-    #[inline(always)]
-    pub const fn ascii_range_flags(w: u64, lo: u8, hi: u8) -> u64 {
-        debug_assert!(lo <= hi && hi < 0x80);
-        let y = w & LOW7;
-        let at_least_lo = y + splat(0x80 - lo);
-        let above_hi = y + splat(0x7f - hi);
-        at_least_lo & !above_hi & !w & HIGH
-    }
 }
 
 impl Lanes for Swar {
@@ -80,7 +65,7 @@ impl Lanes for Swar {
     #[inline(always)]
     fn eq(self, a: u64, b: u64) -> u64 {
         let t = a ^ b;
-        widen(!(((t & LOW7) + LOW7) | t) & HIGH)
+        !(((t & LOW7) + LOW7) | t) & HIGH
     }
 
     /// The low seven bits subtract with the minuend's high bit set (so nothing borrows out
@@ -121,12 +106,16 @@ impl Lanes for Swar {
         (((v & HIGH) >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
     }
 
-    /// For ASCII bounds, [`Swar::ascii_range_flags`] widened; other bounds take the general
-    /// way.
+    /// For ASCII bounds, with additions: the low seven bits plus `0x80 - lo` reach the high
+    /// bit when at least `lo`, plus `0x7f - hi` when above `hi`; no carry leaves the byte,
+    /// and a byte of 0x80 or above is in no ASCII range. Other bounds take the general way.
     #[inline(always)]
     fn in_range(self, x: u64, lo: u8, hi: u8) -> u64 {
         if hi < 0x80 && lo <= hi {
-            widen(Swar::ascii_range_flags(x, lo, hi))
+            let y = x & LOW7;
+            let at_least_lo = y + splat(0x80 - lo);
+            let above_hi = y + splat(0x7f - hi);
+            at_least_lo & !above_hi & !x & HIGH
         } else {
             crate::lanes::in_range(self, x, lo, hi)
         }

@@ -21,13 +21,19 @@ fn bytes<L: Lanes>(l: L, v: L::V) -> Vec<u8> {
     out
 }
 
-/// A whole-byte comparison result.
+/// What a mask's byte must hold: its high bit.
 fn mask(b: bool) -> u8 {
-    if b {
-        0xff
-    } else {
-        0
+    u8::from(b) << 7
+}
+
+/// The high bits of the bytes of the mask `m`, the part the [`Lanes`] contract defines; on
+/// SSE2 and AVX2 the bytes are whole (`0xff`/`0x00`).
+fn masks<L: Lanes>(l: L, m: L::V) -> Vec<u8> {
+    let b = bytes(l, m);
+    if L::WIDTH > 8 {
+        assert!(b.iter().all(|&x| x == 0 || x == 0xff), "{b:?}");
     }
+    b.iter().map(|&x| x & 0x80).collect()
 }
 
 /// Checks every operation of `l` on the vectors at offset `at` of `a` and `b`.
@@ -48,7 +54,7 @@ fn check_ops<L: Lanes>(
     };
     prop_assert_eq!(bytes(l, va), xa.to_vec(), "load at {}", at);
     prop_assert_eq!(bytes(l, l.splat(c)), vec![c; w]);
-    prop_assert_eq!(bytes(l, l.eq(va, vb)), each(&|x, y| mask(x == y)));
+    prop_assert_eq!(masks(l, l.eq(va, vb)), each(&|x, y| mask(x == y)));
     prop_assert_eq!(bytes(l, l.sub(va, vb)), each(&|x, y| x.wrapping_sub(y)));
     prop_assert_eq!(bytes(l, l.min(va, vb)), each(&|x, y| x.min(y)));
     prop_assert_eq!(bytes(l, l.or(va, vb)), each(&|x, y| x | y));
@@ -59,16 +65,27 @@ fn check_ops<L: Lanes>(
         .enumerate()
         .fold(0u64, |m, (j, &x)| m | u64::from(x >> 7) << j);
     prop_assert_eq!(l.bits(va), high);
-    prop_assert_eq!(bytes(l, l.le(va, c)), each(&|x, _| mask(x <= c)));
-    prop_assert_eq!(bytes(l, l.eq(va, l.splat(c))), each(&|x, _| mask(x == c)));
+    prop_assert_eq!(masks(l, l.le(va, c)), each(&|x, _| mask(x <= c)));
+    prop_assert_eq!(masks(l, l.eq(va, l.splat(c))), each(&|x, _| mask(x == c)));
     let (lo, hi) = (lo.min(hi), lo.max(hi));
+    let in_range = each(&|x, _| mask((lo..=hi).contains(&x)));
     prop_assert_eq!(
-        bytes(l, l.in_range(va, lo, hi)),
-        each(&|x, _| mask((lo..=hi).contains(&x))),
+        masks(l, l.in_range(va, lo, hi)),
+        in_range,
         "{}..={}",
         lo,
         hi
     );
+    // Masks combine bit by bit, and `bits` reads them.
+    let (m1, m2) = (l.le(va, c), l.in_range(va, lo, hi));
+    let want = |f: &dyn Fn(bool, bool) -> bool| {
+        xa.iter().enumerate().fold(0u64, |m, (j, &x)| {
+            m | u64::from(f(x <= c, (lo..=hi).contains(&x))) << j
+        })
+    };
+    prop_assert_eq!(l.bits(l.or(m1, m2)), want(&|p, q| p || q));
+    prop_assert_eq!(l.bits(l.and(m1, m2)), want(&|p, q| p && q));
+    prop_assert_eq!(l.bits(l.andnot(m1, m2)), want(&|p, q| !p && q));
     Ok(())
 }
 

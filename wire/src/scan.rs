@@ -28,7 +28,7 @@ pub(crate) fn special<L: Lanes>(lanes: L, block: &[u8]) -> u64 {
     lanes.bits(lanes.or(lanes.or(quote, backslash), control))
 }
 
-/// The index of the first [`special_byte`] of `block` at or after `from` (0 or 1), or
+/// The index of the first [`special_byte`] of `block` at or after `from` (`< BLOCK`), or
 /// [`BLOCK`] if there is none.
 #[inline(always)]
 pub(crate) fn first_special(block: &[u8; BLOCK], from: usize) -> usize {
