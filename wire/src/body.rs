@@ -9,11 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::scan::special_byte;
-#[cfg(target_arch = "x86_64")]
-use crate::scan::sse2;
-#[cfg(not(target_arch = "x86_64"))]
-use crate::scan::swar;
+use fjord_bytes::baseline;
+
+use crate::scan::{special, special_byte, BLOCK};
 
 /// A one-stream push body, being filled: the JSON up to the open `values` array is written
 /// when it starts, each record is appended as it arrives, and [`StreamBody::finish`] closes
@@ -119,16 +117,13 @@ fn increment(text: &mut [u8]) -> bool {
 /// Appends `s` JSON-escaped (without quotes), as serde_json escapes it: `\"`, `\\`, the
 /// short escapes `\b \f \n \r \t`, other control bytes as `\u00XX`, everything else as is.
 ///
-/// One pass: each 16-byte block (8 off x86_64) is tested for quotes, backslashes and control
+/// One pass: each 16-byte block (8 off x86_64; [`crate::scan`]) is tested for quotes, backslashes and control
 /// bytes at once and copied whole; in a block with some, the flagged bytes are then visited in
 /// order from the mask and each escape is written straight into `out`, so a JSON line with a
 /// quote every few bytes is still tested once per block. (It used to restart the block test after every escape,
 /// and before that took three passes.)
 pub fn escape_into(s: &str, out: &mut Vec<u8>) {
-    #[cfg(target_arch = "x86_64")]
-    let rest = escape_blocks(s.as_bytes(), out, sse2::special, 1);
-    #[cfg(not(target_arch = "x86_64"))]
-    let rest = escape_blocks(s.as_bytes(), out, swar::special, 8);
+    let rest = escape_blocks::<BLOCK>(s.as_bytes(), out, |b| special(baseline(), b));
     escape_scalar(rest, out);
 }
 
@@ -136,9 +131,8 @@ pub fn escape_into(s: &str, out: &mut Vec<u8>) {
 const MAX_W: usize = 16;
 
 /// The block loop of [`escape_into`] for blocks of `W` bytes, where `special` flags the
-/// bytes to escape with `bits` mask bits per byte. With one bit per byte (SSE2) every flag is
-/// exact; with wider flags (SWAR) only the lowest is, so each flagged byte is checked before
-/// it is escaped. Returns the tail shorter than a block, not yet written.
+/// bytes to escape, one mask bit per byte. Returns the tail shorter than a block, not yet
+/// written.
 ///
 /// A block with flags is escaped straight into `out`'s reserved room with fixed-size moves
 /// only (the plain bytes before each escape as a whole `MAX_W`-byte move cut to length, the
@@ -150,7 +144,6 @@ fn escape_blocks<'a, const W: usize>(
     b: &'a [u8],
     out: &mut Vec<u8>,
     special: impl Fn(&[u8; W]) -> u64,
-    bits: usize,
 ) -> &'a [u8] {
     const { assert!(W <= MAX_W) };
     out.reserve(b.len() + 2);
@@ -172,12 +165,12 @@ fn escape_blocks<'a, const W: usize>(
         // dst[..pos] is written; chunk[plain..] is not; pos <= 6 * plain <= 6 * W.
         let (mut pos, mut plain) = (0, 0);
         while m != 0 {
-            let j = m.trailing_zeros() as usize / bits;
+            let j = m.trailing_zeros() as usize;
             m &= m - 1;
             let c = chunk[j];
-            // `plain <= j` holds for any mask with at most one bit per lane (flags visited
-            // in order); it is tested anyway, because the bounds below rest on it.
-            if (bits == 1 || special_byte(c)) && plain <= j {
+            // `plain <= j` holds as the flags are visited in order; it is tested anyway,
+            // because the bounds below rest on it.
+            if plain <= j {
                 let (escape, len) = &ESCAPES[usize::from(c & 0x7f)];
                 debug_assert!(pos + MAX_W + 8 <= 8 * MAX_W);
                 // SAFETY: `src` has `MAX_W` bytes from `plain <= W <= MAX_W`, and `dst` has
@@ -262,7 +255,6 @@ fn push_escape(c: u8, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::push::{Entry, PushRequest, PushStream};
-    use crate::scan::swar;
     use proptest::prelude::*;
 
     fn serde_body(labels: &BTreeMap<String, String>, lines: &[(i64, String)]) -> Vec<u8> {
@@ -355,7 +347,7 @@ mod tests {
 
     fn swar_path(s: &str) -> Vec<u8> {
         let mut out = b"x".to_vec();
-        let rest = escape_blocks(s.as_bytes(), &mut out, swar::special, 8);
+        let rest = escape_blocks::<8>(s.as_bytes(), &mut out, |b| special(fjord_bytes::Swar, b));
         escape_scalar(rest, &mut out);
         out
     }

@@ -7,10 +7,11 @@
 //!
 //! Speed: a line that lies wholly in the bytes of one read (nearly every line) is emitted
 //! borrowed from the read buffer, so it is neither copied nor allocated; only a line split
-//! across reads, cut, or not valid UTF-8 is built in an owned `String`. One SSE2 pass finds
-//! a line's newline and whether it is all ASCII; only a line with other bytes is validated
-//! as UTF-8. Lines are taken one at a time ([`Splitter::next_line`]), so a read's lines are
-//! redacted and encoded while they are in cache and never collected in a list.
+//! across reads, cut, or not valid UTF-8 is built in an owned `String`. One vector pass
+//! (`fjord_bytes::line_end`) finds a line's newline and whether it is all ASCII; only a line
+//! with other bytes is validated as UTF-8. Lines are taken one at a time
+//! ([`Splitter::next_line`]), so a read's lines are redacted and encoded while they are in
+//! cache and never collected in a list.
 
 use std::borrow::Cow;
 
@@ -80,25 +81,23 @@ impl Splitter {
         if bytes.is_empty() {
             return None;
         }
-        let (newline, ascii) = scan::line_end(bytes);
+        // The newline, and the line's text when it is all ASCII (no UTF-8 check then).
+        let (newline, ascii) = fjord_bytes::line_end(bytes);
         match newline {
             Some(i) if self.carry.is_empty() && !self.overflow && i <= self.max_line_bytes => {
                 // The whole line is in `buf`: the same line `emit` would build, borrowed.
-                let raw = &bytes[..i];
-                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                let (text, invalid_utf8) = if ascii {
-                    debug_assert!(raw.is_ascii());
-                    // SAFETY: `line_end` reports `ascii` only when every byte before the
-                    // newline is below 0x80 (property-tested against `is_ascii`), and ASCII
-                    // is valid UTF-8.
-                    (
-                        Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(raw) }),
+                let (text, invalid_utf8) = match ascii {
+                    Some(text) => (
+                        Cow::Borrowed(text.strip_suffix('\r').unwrap_or(text)),
                         false,
-                    )
-                } else {
-                    match std::str::from_utf8(raw) {
-                        Ok(s) => (Cow::Borrowed(s), false),
-                        Err(_) => (String::from_utf8_lossy(raw), true),
+                    ),
+                    None => {
+                        let raw = &bytes[..i];
+                        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                        match std::str::from_utf8(raw) {
+                            Ok(s) => (Cow::Borrowed(s), false),
+                            Err(_) => (String::from_utf8_lossy(raw), true),
+                        }
                     }
                 };
                 self.fed_to += (i + 1) as u64;
@@ -171,53 +170,6 @@ impl Splitter {
     }
 }
 
-/// Finding the end of a line and whether the line is ASCII, in one pass.
-mod scan {
-    /// The index of the first `\n` in `b`, and whether every byte before it (or every byte,
-    /// when there is none) is ASCII, so that UTF-8 validation can be skipped.
-    #[cfg(target_arch = "x86_64")]
-    pub fn line_end(b: &[u8]) -> (Option<usize>, bool) {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-        };
-        let mut high = 0; // high bits seen in the blocks before
-        let mut i = 0;
-        while let Some(block) = b[i..].first_chunk::<16>() {
-            // SAFETY: SSE2 is enabled on every x86_64 target (the intrinsics need it), and
-            // the load reads the 16 bytes of `block`, with no alignment requirement.
-            let (newlines, h) = unsafe {
-                let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-                (
-                    _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8))),
-                    _mm_movemask_epi8(v),
-                )
-            };
-            if newlines != 0 {
-                let k = newlines.trailing_zeros();
-                let before = h & ((1 << k) - 1);
-                return (Some(i + k as usize), (high | before) == 0);
-            }
-            high |= h;
-            i += 16;
-        }
-        // The tail, shorter than a block (a line is rarely cut there: only at the end of
-        // a read).
-        let (end, ascii) = portable(&b[i..]);
-        (end.map(|e| i + e), high == 0 && ascii)
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    pub fn line_end(b: &[u8]) -> (Option<usize>, bool) {
-        portable(b)
-    }
-
-    /// The fallback, and the reference of the tests: `memchr`, then `is_ascii`.
-    pub fn portable(b: &[u8]) -> (Option<usize>, bool) {
-        let end = memchr::memchr(b'\n', b);
-        (end, b[..end.unwrap_or(b.len())].is_ascii())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,29 +229,6 @@ mod tests {
         assert!(!lines[0].invalid_utf8);
         assert!(lines[1].invalid_utf8);
         assert_eq!(lines[1].text, "\u{fffd}\u{fffd} bad");
-    }
-
-    proptest! {
-        /// The one-pass scan finds the newline and the ASCII-ness the two-pass reference
-        /// finds, for every length and position around the 16-byte blocks.
-        #[test]
-        fn line_end_equals_memchr_and_is_ascii(
-            mut input in proptest::collection::vec(
-                prop_oneof![40 => Just(b'a'), 2 => Just(0x7fu8), 1 => Just(b'\n')],
-                0..120,
-            ),
-            high in proptest::option::of((0usize..120, 0x80u8..=0xff)),
-            from in 0usize..40,
-        ) {
-            if let Some((at, byte)) = high {
-                if !input.is_empty() {
-                    let at = at % input.len();
-                    input[at] = byte;
-                }
-            }
-            let b = &input[from.min(input.len())..];
-            prop_assert_eq!(scan::line_end(b), scan::portable(b));
-        }
     }
 
     proptest! {

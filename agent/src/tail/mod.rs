@@ -30,8 +30,6 @@
 //! `max_building_bytes`.
 
 pub mod fs;
-// The newline scan's SIMD path (property-tested against memchr).
-#[allow(unsafe_code)]
 pub mod lines;
 #[cfg(test)]
 mod model;

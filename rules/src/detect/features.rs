@@ -2,11 +2,13 @@
 //! are absent never runs, and a line without any costs this pass alone.
 //!
 //! How: the line is classified 64 bytes at a time into bit masks (digit, letter, upper case,
-//! hex digit, `:`, `@`, `+`, space or `-`, `.`, `0`, sign bytes) — on x86_64 with AVX2
-//! (detected at run time with BMI1/2, POPCNT and LZCNT; the whole pass is then compiled for
-//! them), 32 bytes per instruction, else with SSE2, sixteen, and elsewhere with word-sized (SWAR) arithmetic,
-//! eight bytes per `u64`; property tests hold the three equal. Everything else works on the
-//! masks, with the previous block's masks shifted in at the front:
+//! hex digit, `:`, `@`, `+`, space or `-`, `.`, `0`, sign bytes), written once against
+//! `fjord_bytes::Lanes`: on x86_64 with AVX2 (detected at run time with BMI1/2, POPCNT and
+//! LZCNT; the whole pass is then compiled for them, in `Avx2::run`), 32 bytes per
+//! instruction, else with SSE2, sixteen, and elsewhere with word-sized (SWAR) arithmetic,
+//! eight bytes per `u64`; property tests hold the three equal to a byte-by-byte reference.
+//! Everything else works on the masks, with the previous block's masks shifted in at the
+//! front:
 //!
 //! - word-part starts are `letter & !(alnum << 1)` (plus lower→upper changes); each costs
 //!   one lookup in a table of hashed keyword first-byte triples (one 4-byte load and a
@@ -335,6 +337,8 @@ const fn packed() -> [[Packed; 10]; 26] {
     t
 }
 
+use fjord_bytes::Lanes;
+
 /// The cheap shapes present in a line (a set of the `F_*` / `K_*` bits), and where its
 /// dotted quads are.
 #[derive(Debug, Clone, Copy, Default)]
@@ -367,37 +371,24 @@ impl Features {
     /// Scans `line` once for the shapes the detectors need.
     pub(crate) fn of(line: &str) -> Features {
         #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
-            // SAFETY: this CPU has AVX2, BMI1, BMI2, POPCNT and LZCNT, checked on the line
-            // above.
-            return unsafe { avx2::scan(line.as_bytes()) };
+        if let Some(avx2) = fjord_bytes::Avx2::detect() {
+            // The whole pass compiled for AVX2 and the bit-manipulation sets: the masks 32
+            // bytes per instruction, and the bit arithmetic with BMI1/BMI2 (`andn`,
+            // three-operand shifts), POPCNT (`count_ones` of the flanked colons was a dozen
+            // instructions) and LZCNT.
+            return avx2.run(|lanes| scan(lanes, line.as_bytes()));
         }
-        scan::<Baseline>(line.as_bytes())
+        scan(fjord_bytes::baseline(), line.as_bytes())
     }
 }
 
-/// How a block of up to [`BLOCK`] bytes becomes [`Masks`].
-trait Classify {
-    fn masks(block: &[u8]) -> Masks;
-}
-
-/// SSE2 on x86_64, SWAR elsewhere: what every CPU of the target has.
-struct Baseline;
-
-impl Classify for Baseline {
-    #[inline(always)]
-    fn masks(block: &[u8]) -> Masks {
-        Masks::of(block)
-    }
-}
-
-/// The whole pass over `b`, block by block.
+/// The whole pass over `b`, block by block, classified on `lanes`.
 #[inline(always)]
-fn scan<C: Classify>(b: &[u8]) -> Features {
+fn scan<L: Lanes>(lanes: L, b: &[u8]) -> Features {
     let mut scan = Scan::new(b);
     let mut base = 0;
     while let Some(block) = b.get(base..base + BLOCK) {
-        scan.block(base, &C::masks(block));
+        scan.block(base, &Masks::of(lanes, block));
         base += BLOCK;
     }
     let rest = b.len() - base;
@@ -406,8 +397,8 @@ fn scan<C: Classify>(b: &[u8]) -> Features {
             // The line's last `BLOCK` bytes, classified in place and shifted down so that
             // bit 0 is byte `base`: the bytes before it (classified already) fall off the
             // bottom, and the missing bytes past the end belong to no class. No copy.
-            Some(from) => C::masks(&b[from..]).shifted_down((BLOCK - rest) as u32),
-            None => C::masks(b),
+            Some(from) => Masks::of(lanes, &b[from..]).shifted_down((BLOCK - rest) as u32),
+            None => Masks::of(lanes, b),
         };
         scan.block(base, &m);
     }
@@ -416,38 +407,6 @@ fn scan<C: Classify>(b: &[u8]) -> Features {
 
 /// Bytes classified per step: one bit of each mask per byte.
 const BLOCK: usize = 64;
-const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-pub(super) const HIGH: u64 = 0x8080_8080_8080_8080;
-
-const fn splat(b: u8) -> u64 {
-    b as u64 * 0x0101_0101_0101_0101
-}
-
-/// The high bit of each byte of `w` set where `lo <= byte <= hi` (ASCII bounds; bytes of
-/// 0x80 and above never match). No carry crosses a byte: the low seven bits plus at most
-/// 0x80 stay below 0x100.
-#[inline(always)]
-pub(super) fn in_range(w: u64, lo: u8, hi: u8) -> u64 {
-    let x = w & LOW7;
-    let at_least_lo = x + splat(0x80 - lo);
-    let above_hi = x + splat(0x7f - hi);
-    at_least_lo & !above_hi & !w & HIGH
-}
-
-/// The high bit of each byte of `w` set where the byte equals `c`.
-#[inline(always)]
-fn equals(w: u64, c: u8) -> u64 {
-    let t = w ^ splat(c);
-    !(((t & LOW7) + LOW7) | t) & HIGH
-}
-
-/// The high bits of the eight bytes of `v` as an 8-bit mask, byte 0 in bit 0: the multiply
-/// moves bit `8k + 7` to bit `56 + k` and no two partial products share a bit.
-#[inline(always)]
-fn gather(v: u64) -> u64 {
-    ((v >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
-}
-
 /// One block's classes, bit `j` for byte `j`.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Masks {
@@ -468,16 +427,12 @@ struct Masks {
 }
 
 impl Masks {
-    /// Classifies up to [`BLOCK`] bytes; missing bytes belong to no class.
+    /// Classifies up to [`BLOCK`] bytes on `lanes`; missing bytes belong to no class.
     #[inline(always)]
-    fn of(block: &[u8]) -> Masks {
-        #[cfg(target_arch = "x86_64")]
-        {
-            sse2::masks(block)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            Masks::swar(block)
+    fn of<L: Lanes>(lanes: L, block: &[u8]) -> Masks {
+        match block.try_into() {
+            Ok(whole) => classify(lanes, whole),
+            Err(_) => classify(lanes, &padded(block)),
         }
     }
 
@@ -498,219 +453,41 @@ impl Masks {
             sign: self.sign >> k,
         }
     }
-
-    /// The portable classification: eight bytes per `u64`.
-    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-    #[inline(always)]
-    fn swar(block: &[u8]) -> Masks {
-        let mut m = Masks::default();
-        let mut words = block.chunks_exact(8);
-        let mut shift = 0;
-        let mut add = |w: u64| {
-            let d = in_range(w, b'0', b'9');
-            let l = in_range(w | splat(0x20), b'a', b'z');
-            // Upper-case letters have bit 5 clear; `<< 2` moves it to the byte's high bit.
-            let u = l & !(w << 2);
-            let h = d | in_range(w | splat(0x20), b'a', b'f');
-            m.digit |= gather(d) << shift;
-            m.letter |= gather(l) << shift;
-            m.upper |= gather(u) << shift;
-            m.hex |= gather(h) << shift;
-            m.colon |= gather(equals(w, b':')) << shift;
-            m.at |= gather(equals(w, b'@')) << shift;
-            m.plus |= gather(equals(w, b'+')) << shift;
-            m.join |= gather(equals(w, b' ') | equals(w, b'-')) << shift;
-            m.dot |= gather(equals(w, b'.')) << shift;
-            m.zero |= gather(equals(w, b'0')) << shift;
-            let sign = equals(w, b'-')
-                | equals(w, b'+')
-                | in_range(w, b'A', b'F')
-                | in_range(w, b'U', b'Y');
-            m.sign |= gather(sign) << shift;
-            shift += 8;
-        };
-        for word in words.by_ref() {
-            add(u64::from_le_bytes(
-                <[u8; 8]>::try_from(word).unwrap_or([0; 8]),
-            ));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut w = 0u64;
-            for (j, &c) in rest.iter().enumerate() {
-                w |= u64::from(c) << (8 * j);
-            }
-            add(w);
-        }
-        m
-    }
 }
 
-/// The block classification once, for any x86_64 vector width: [`Lanes`] is implemented for
-/// SSE2's 16-byte and AVX2's 32-byte registers, and [`classify`] is written against it.
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use std::arch::x86_64::*;
-
-    use super::{Masks, BLOCK};
-
-    /// The vector operations the classification needs. Every method is always inlined, so
-    /// the AVX2 ones compile with AVX2 only inside a function that enables it.
-    pub(super) trait Lanes: Copy {
-        /// Bytes per vector.
-        const WIDTH: usize;
-        /// Loads `WIDTH` bytes.
-        unsafe fn load(bytes: &[u8]) -> Self;
-        unsafe fn splat(c: u8) -> Self;
-        unsafe fn eq(a: Self, b: Self) -> Self;
-        unsafe fn sub(a: Self, b: Self) -> Self;
-        unsafe fn min(a: Self, b: Self) -> Self;
-        unsafe fn or(a: Self, b: Self) -> Self;
-        unsafe fn and(a: Self, b: Self) -> Self;
-        /// `!a & b`.
-        unsafe fn andnot(a: Self, b: Self) -> Self;
-        /// The high bit of each byte, byte 0 in bit 0.
-        unsafe fn bits(a: Self) -> u64;
+/// Classifies a block, `L::WIDTH` bytes per instruction.
+#[inline(always)]
+fn classify<L: Lanes>(lanes: L, bytes: &[u8; BLOCK]) -> Masks {
+    let mut m = Masks::default();
+    let splat = |c: u8| lanes.splat(c);
+    for (k, chunk) in bytes.chunks_exact(L::WIDTH).enumerate() {
+        let x = lanes.load(chunk);
+        let folded = lanes.or(x, splat(0x20));
+        let digit = lanes.in_range(x, b'0', b'9');
+        let letter = lanes.in_range(folded, b'a', b'z');
+        // Upper-case letters have bit 5 clear.
+        let upper = lanes.andnot(lanes.eq(lanes.and(x, splat(0x20)), splat(0x20)), letter);
+        let hex = lanes.or(digit, lanes.in_range(folded, b'a', b'f'));
+        let plus = lanes.eq(x, splat(b'+'));
+        let dash = lanes.eq(x, splat(b'-'));
+        let sign = lanes.or(
+            lanes.or(plus, dash),
+            lanes.or(lanes.in_range(x, b'A', b'F'), lanes.in_range(x, b'U', b'Y')),
+        );
+        let shift = L::WIDTH * k;
+        m.digit |= lanes.bits(digit) << shift;
+        m.letter |= lanes.bits(letter) << shift;
+        m.upper |= lanes.bits(upper) << shift;
+        m.hex |= lanes.bits(hex) << shift;
+        m.colon |= lanes.bits(lanes.eq(x, splat(b':'))) << shift;
+        m.at |= lanes.bits(lanes.eq(x, splat(b'@'))) << shift;
+        m.plus |= lanes.bits(plus) << shift;
+        m.join |= lanes.bits(lanes.or(lanes.eq(x, splat(b' ')), dash)) << shift;
+        m.dot |= lanes.bits(lanes.eq(x, splat(b'.'))) << shift;
+        m.zero |= lanes.bits(lanes.eq(x, splat(b'0'))) << shift;
+        m.sign |= lanes.bits(sign) << shift;
     }
-
-    macro_rules! lanes {
-        ($t:ty, $width:expr, $load:ident, $set1:ident, $eq:ident, $sub:ident, $min:ident,
-         $or:ident, $and:ident, $andnot:ident, $movemask:ident, $mask_ty:ty) => {
-            impl Lanes for $t {
-                const WIDTH: usize = $width;
-                #[inline(always)]
-                unsafe fn load(bytes: &[u8]) -> Self {
-                    debug_assert_eq!(bytes.len(), $width);
-                    // SAFETY: `bytes` has `WIDTH` bytes; the load needs no alignment.
-                    $load(bytes.as_ptr().cast())
-                }
-                #[inline(always)]
-                unsafe fn splat(c: u8) -> Self {
-                    $set1(c as i8)
-                }
-                #[inline(always)]
-                unsafe fn eq(a: Self, b: Self) -> Self {
-                    $eq(a, b)
-                }
-                #[inline(always)]
-                unsafe fn sub(a: Self, b: Self) -> Self {
-                    $sub(a, b)
-                }
-                #[inline(always)]
-                unsafe fn min(a: Self, b: Self) -> Self {
-                    $min(a, b)
-                }
-                #[inline(always)]
-                unsafe fn or(a: Self, b: Self) -> Self {
-                    $or(a, b)
-                }
-                #[inline(always)]
-                unsafe fn and(a: Self, b: Self) -> Self {
-                    $and(a, b)
-                }
-                #[inline(always)]
-                unsafe fn andnot(a: Self, b: Self) -> Self {
-                    $andnot(a, b)
-                }
-                #[inline(always)]
-                unsafe fn bits(a: Self) -> u64 {
-                    u64::from($movemask(a) as $mask_ty)
-                }
-            }
-        };
-    }
-
-    lanes!(
-        __m128i,
-        16,
-        _mm_loadu_si128,
-        _mm_set1_epi8,
-        _mm_cmpeq_epi8,
-        _mm_sub_epi8,
-        _mm_min_epu8,
-        _mm_or_si128,
-        _mm_and_si128,
-        _mm_andnot_si128,
-        _mm_movemask_epi8,
-        u16
-    );
-    lanes!(
-        __m256i,
-        32,
-        _mm256_loadu_si256,
-        _mm256_set1_epi8,
-        _mm256_cmpeq_epi8,
-        _mm256_sub_epi8,
-        _mm256_min_epu8,
-        _mm256_or_si256,
-        _mm256_and_si256,
-        _mm256_andnot_si256,
-        _mm256_movemask_epi8,
-        u32
-    );
-
-    /// Classifies a block, `V::WIDTH` bytes per instruction. The caller guarantees the CPU
-    /// has `V`'s instructions (SSE2 always on x86_64; AVX2 only inside `avx2::scan`).
-    #[inline(always)]
-    pub(super) unsafe fn classify<V: Lanes>(bytes: &[u8; BLOCK]) -> Masks {
-        let mut m = Masks::default();
-        let splat = |c: u8| V::splat(c);
-        // `lo <= x <= hi` for bytes as unsigned numbers: `x - lo` (wrapping) is at most
-        // `hi - lo` exactly then; bytes of 0x80 and above land far outside every range.
-        let within = |x: V, lo: u8, hi: u8| {
-            let t = V::sub(x, splat(lo));
-            V::eq(V::min(t, splat(hi - lo)), t)
-        };
-        for (k, chunk) in bytes.chunks_exact(V::WIDTH).enumerate() {
-            let x = V::load(chunk);
-            let folded = V::or(x, splat(0x20));
-            let digit = within(x, b'0', b'9');
-            let letter = within(folded, b'a', b'z');
-            let upper = V::andnot(V::eq(V::and(x, splat(0x20)), splat(0x20)), letter);
-            let hex = V::or(digit, within(folded, b'a', b'f'));
-            let plus = V::eq(x, splat(b'+'));
-            let dash = V::eq(x, splat(b'-'));
-            let sign = V::or(
-                V::or(plus, dash),
-                V::or(within(x, b'A', b'F'), within(x, b'U', b'Y')),
-            );
-            let shift = V::WIDTH * k;
-            m.digit |= V::bits(digit) << shift;
-            m.letter |= V::bits(letter) << shift;
-            m.upper |= V::bits(upper) << shift;
-            m.hex |= V::bits(hex) << shift;
-            m.colon |= V::bits(V::eq(x, splat(b':'))) << shift;
-            m.at |= V::bits(V::eq(x, splat(b'@'))) << shift;
-            m.plus |= V::bits(plus) << shift;
-            m.join |= V::bits(V::or(V::eq(x, splat(b' ')), dash)) << shift;
-            m.dot |= V::bits(V::eq(x, splat(b'.'))) << shift;
-            m.zero |= V::bits(V::eq(x, splat(b'0'))) << shift;
-            m.sign |= V::bits(sign) << shift;
-        }
-        m
-    }
-}
-
-/// The same classification with SSE2, sixteen bytes per instruction. SSE2 is part of the
-/// x86_64 baseline, so there is no run-time detection and no fallback to choose.
-#[cfg(target_arch = "x86_64")]
-mod sse2 {
-    use std::arch::x86_64::__m128i;
-
-    use super::simd::classify;
-    use super::{padded, Masks};
-
-    #[inline(always)]
-    pub(super) fn masks(block: &[u8]) -> Masks {
-        // SAFETY: `classify` only needs SSE2, which every x86_64 CPU has (it is in the
-        // target's baseline features); it reads nothing but its argument.
-        match block.try_into() {
-            // SAFETY: as above (SSE2 is in the x86_64 baseline).
-            Ok(whole) => unsafe { classify::<__m128i>(whole) },
-            // SAFETY: as above (SSE2 is in the x86_64 baseline).
-            Err(_) => unsafe { classify::<__m128i>(&padded(block)) },
-        }
-    }
+    m
 }
 
 /// Bit `i` of the result is bit `i - k` of the line's mask, for `1 <= k <= 63`: `m` is this
@@ -757,68 +534,6 @@ fn padded(block: &[u8]) -> [u8; BLOCK] {
     let mut padded = [0u8; BLOCK];
     padded[..block.len()].copy_from_slice(block);
     padded
-}
-
-/// The pass compiled for AVX2 (checked at run time): the same code, with the masks
-/// classified 32 bytes per instruction, and the bit arithmetic free to use the newer
-/// instructions.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::__m256i;
-
-    use super::simd::classify;
-    use super::{padded, Classify, Masks};
-
-    struct Avx2;
-
-    impl Classify for Avx2 {
-        #[inline(always)]
-        fn masks(block: &[u8]) -> Masks {
-            // SAFETY: `Avx2` is private to this module and only used by `scan`, which
-            // runs only on CPUs with AVX2 and into which this is always inlined.
-            match block.try_into() {
-                // SAFETY: as above (only reached on CPUs with AVX2).
-                Ok(whole) => unsafe { classify::<__m256i>(whole) },
-                // SAFETY: as above (only reached on CPUs with AVX2).
-                Err(_) => unsafe { classify::<__m256i>(&padded(block)) },
-            }
-        }
-    }
-
-    /// Whether this CPU has what [`scan`] is compiled for: asked once, then one load per
-    /// line instead of five feature checks.
-    #[inline(always)]
-    pub(super) fn available() -> bool {
-        static AVAILABLE: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("bmi1")
-                && std::arch::is_x86_feature_detected!("bmi2")
-                && std::arch::is_x86_feature_detected!("popcnt")
-                && std::arch::is_x86_feature_detected!("lzcnt")
-        });
-        *AVAILABLE
-    }
-
-    /// [`super::scan`] with AVX2 classification, and the bit arithmetic compiled with
-    /// BMI1/BMI2 (`andn`, three-operand shifts), POPCNT (`count_ones` of the flanked colons
-    /// was a dozen instructions) and LZCNT.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2, BMI1, BMI2, POPCNT and LZCNT ([`available`]).
-    #[target_feature(enable = "avx2,bmi1,bmi2,popcnt,lzcnt")]
-    pub(super) unsafe fn scan(b: &[u8]) -> super::Features {
-        super::scan::<Avx2>(b)
-    }
-
-    #[cfg(test)]
-    pub(super) fn test_masks(block: &[u8]) -> Option<Masks> {
-        #[target_feature(enable = "avx2")]
-        unsafe fn masks(block: &[u8]) -> Masks {
-            Avx2::masks(block)
-        }
-        // SAFETY: called only when the CPU has AVX2.
-        std::arch::is_x86_feature_detected!("avx2").then(|| unsafe { masks(block) })
-    }
 }
 
 /// State carried from block to block (bit 0 of a `carry_*` is the previous block's last
@@ -1376,31 +1091,52 @@ mod tests {
             .prop_map(|parts| parts.into_iter().map(|(t, s)| format!("{t}{s}")).collect())
     }
 
-    proptest! {
-        /// The SSE2 classification is the portable one, on any bytes and block length.
-        #[cfg(target_arch = "x86_64")]
-        #[test]
-        fn sse2_masks_equal_swar_masks(block in prop::collection::vec(any::<u8>(), 0..=BLOCK)) {
-            prop_assert_eq!(sse2::masks(&block), Masks::swar(&block));
+    /// The classification byte by byte: the reference of every lanes type's masks.
+    fn scalar_masks(block: &[u8]) -> Masks {
+        let mut m = Masks::default();
+        for (j, &c) in block.iter().enumerate() {
+            let bit = |class: bool| u64::from(class) << j;
+            m.digit |= bit(c.is_ascii_digit());
+            m.letter |= bit(c.is_ascii_alphabetic());
+            m.upper |= bit(c.is_ascii_uppercase());
+            m.hex |= bit(c.is_ascii_hexdigit());
+            m.colon |= bit(c == b':');
+            m.at |= bit(c == b'@');
+            m.plus |= bit(c == b'+');
+            m.join |= bit(c == b' ' || c == b'-');
+            m.dot |= bit(c == b'.');
+            m.zero |= bit(c == b'0');
+            m.sign |= bit(matches!(c, b'-' | b'+' | b'A'..=b'F' | b'U'..=b'Y'));
         }
+        m
+    }
 
-        /// So are the AVX2 ones (where the CPU has AVX2).
-        #[cfg(target_arch = "x86_64")]
+    proptest! {
+        /// Every lanes type classifies as the byte-by-byte reference does, on any bytes and
+        /// block length: the baseline (SSE2 on x86_64), SWAR, and AVX2 where the CPU has it.
         #[test]
-        fn avx2_masks_equal_swar_masks(block in prop::collection::vec(any::<u8>(), 0..=BLOCK)) {
-            if let Some(m) = avx2::test_masks(&block) {
-                prop_assert_eq!(m, Masks::swar(&block));
+        fn masks_equal_the_scalar_masks(block in prop::collection::vec(any::<u8>(), 0..=BLOCK)) {
+            let want = scalar_masks(&block);
+            prop_assert_eq!(Masks::of(fjord_bytes::baseline(), &block), scalar_masks(&block));
+            prop_assert_eq!(Masks::of(fjord_bytes::Swar, &block), scalar_masks(&block));
+            #[cfg(target_arch = "x86_64")]
+            if let Some(avx2) = fjord_bytes::Avx2::detect() {
+                prop_assert_eq!(avx2.run(|lanes| Masks::of(lanes, &block)), want);
             }
         }
 
-        /// And the whole pass gives the same bits either way.
-        #[cfg(target_arch = "x86_64")]
+        /// And the whole pass gives the same bits on every lanes type.
         #[test]
-        fn avx2_pass_equals_baseline_pass(l in line()) {
-            let (fast, base) = (Features::of(&l), scan::<Baseline>(l.as_bytes()));
-            prop_assert_eq!(fast.0, base.0);
-            if fast.0 & F_DOTTED4 != 0 {
-                prop_assert_eq!(fast.1, base.1);
+        fn the_pass_is_the_same_on_every_lanes_type(l in line()) {
+            let base = scan(fjord_bytes::baseline(), l.as_bytes());
+            let mut all = vec![Features::of(&l), scan(fjord_bytes::Swar, l.as_bytes())];
+            #[cfg(target_arch = "x86_64")]
+            all.extend(fjord_bytes::Avx2::detect().map(|avx2| avx2.run(|lanes| scan(lanes, l.as_bytes()))));
+            for other in all {
+                prop_assert_eq!(other.0, base.0);
+                if base.0 & F_DOTTED4 != 0 {
+                    prop_assert_eq!(other.1, base.1);
+                }
             }
         }
     }

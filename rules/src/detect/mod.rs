@@ -24,8 +24,8 @@ use features::{
 
 pub mod cards;
 pub mod contact;
-// The SIMD feature pass (property-tested against its portable reference).
-#[allow(unsafe_code)]
+// The feature pass, on `fjord_bytes`' lanes (property-tested against a byte-by-byte
+// reference).
 mod features;
 pub mod iban;
 pub mod national_id;
@@ -295,12 +295,14 @@ pub(crate) fn next_digit(b: &[u8], from: usize) -> usize {
 }
 
 /// The first index at or after `from` whose byte is an ASCII digit (`digit`) or is not one
-/// (`!digit`); `b.len()` if there is none. Eight bytes per step (SWAR): the detectors that
-/// walk digit runs spend most of their time skipping text between runs.
+/// (`!digit`); `b.len()` if there is none. Eight bytes per step on `fjord_bytes`' SWAR
+/// lanes, whose masks are a byte's high bit: the detectors that walk digit runs spend most
+/// of their time skipping text between runs, which are mostly short.
 fn digit_edge(b: &[u8], mut i: usize, digit: bool) -> usize {
-    let flip = if digit { 0 } else { features::HIGH };
+    use fjord_bytes::{Lanes, Swar};
+    let flip = if digit { 0 } else { Swar::FLAGS };
     while let Some(w) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let hits = features::in_range(u64::from_le_bytes(*w), b'0', b'9') ^ flip;
+        let hits = Swar.in_range(Swar.load(w), b'0', b'9') ^ flip;
         if hits != 0 {
             return i + hits.trailing_zeros() as usize / 8;
         }
