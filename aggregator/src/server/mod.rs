@@ -16,6 +16,7 @@ mod maintenance;
 pub mod push;
 mod query;
 mod tail;
+pub mod tls;
 
 /// Response types of the query endpoints, shared with the CLI.
 pub mod query_types {
@@ -70,7 +71,8 @@ pub struct AppState {
     /// Who read what: every query, tail, label lookup and erasure (server/access.rs).
     pub access: access::AccessLog,
     /// Events counted since start, for `/fjord/v1/stats` (admin) and a later `/metrics`.
-    pub counters: Counters,
+    /// Shared with the accept loop, which counts TLS refusals before any request exists.
+    pub counters: Arc<Counters>,
     /// Cancelled on shutdown: live tails and maintenance tasks stop.
     pub shutdown: CancellationToken,
     /// Live tails and maintenance tasks, awaited on shutdown.
@@ -84,6 +86,15 @@ pub struct AppState {
 pub struct Counters {
     /// Pushes refused 409 because their team had stored the batch id with other lines.
     pub batch_id_conflicts: AtomicU64,
+    /// TLS handshakes that failed or timed out (an untrusted or missing client certificate,
+    /// a client that does not trust the server, a protocol version below 1.2, …).
+    pub tls_handshake_errors: AtomicU64,
+    /// Connections to the TLS port that spoke plain HTTP and were answered 400.
+    pub plain_http_refused: AtomicU64,
+    /// Certificates reloaded from changed files.
+    pub tls_reloads: AtomicU64,
+    /// Changed certificate files that did not load; the previous certificate stayed in use.
+    pub tls_reload_errors: AtomicU64,
 }
 
 impl Counters {
@@ -91,6 +102,10 @@ impl Counters {
     pub fn snapshot(&self) -> CountersSnapshot {
         CountersSnapshot {
             batch_id_conflicts: self.batch_id_conflicts.load(Ordering::Relaxed),
+            tls_handshake_errors: self.tls_handshake_errors.load(Ordering::Relaxed),
+            plain_http_refused: self.plain_http_refused.load(Ordering::Relaxed),
+            tls_reloads: self.tls_reloads.load(Ordering::Relaxed),
+            tls_reload_errors: self.tls_reload_errors.load(Ordering::Relaxed),
         }
     }
 }
@@ -99,6 +114,14 @@ impl Counters {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CountersSnapshot {
     pub batch_id_conflicts: u64,
+    #[serde(default)]
+    pub tls_handshake_errors: u64,
+    #[serde(default)]
+    pub plain_http_refused: u64,
+    #[serde(default)]
+    pub tls_reloads: u64,
+    #[serde(default)]
+    pub tls_reload_errors: u64,
 }
 
 impl AppState {
@@ -126,7 +149,7 @@ impl AppState {
             max_query_lines: cfg.max_query_lines,
             read_limits: cfg.read_limits.clone(),
             access: access::AccessLog::new(cfg.access_log_queue),
-            counters: Counters::default(),
+            counters: Arc::new(Counters::default()),
             shutdown,
             tasks: TaskTracker::new(),
         }
@@ -172,13 +195,33 @@ pub async fn run(
     if state.auth.is_open() {
         tracing::warn!(%addr, "no [[token]] configured: serving WITHOUT authentication (loopback only)");
     }
-    tracing::info!(%addr, region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
+    let tls = match cfg.tls.clone().map(tls::Tls::new).transpose() {
+        Ok(t) => t.map(Arc::new),
+        Err(err) => {
+            return Err(std::io::Error::other(format!(
+                "building the TLS configuration: {err}"
+            )))
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, client_certificates = cfg.tls.as_ref().is_some_and(|t| t.client_verifier.is_some()), region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
     maintenance::spawn(&state, &cfg);
+    if let Some(t) = &tls {
+        state.tasks.spawn(tls::reload_loop(
+            t.clone(),
+            state.counters.clone(),
+            state.shutdown.clone(),
+        ));
+    }
     let writer = access::spawn_writer(&state);
     let res = listener::serve(
         listener,
         app(state.clone()),
         cfg.listener.clone(),
+        tls.map(|t| listener::TlsAccept {
+            acceptor: t.acceptor.clone(),
+            counters: state.counters.clone(),
+        }),
         state.shutdown.clone(),
     )
     .await;
