@@ -235,18 +235,44 @@ fn tls12_and_tls13_are_spoken_and_nothing_older() {
 
 /// Plain HTTP on the TLS port is answered at once with a 400 that says the port speaks TLS
 /// (instead of a hang or TLS bytes), and counted; a client that opens a connection and says
-/// nothing is dropped after the handshake timeout (header_read_timeout).
+/// nothing is dropped after the handshake timeout (header_read_timeout), and until then it
+/// holds one of the `max_connections` permits like any connection.
 #[test]
 fn plain_http_and_silent_clients_are_refused() {
     let t = setup();
     let config = t.path().join("aggregator.toml");
-    std::fs::write(&config, "[listener]\nheader_read_timeout_ms = 500\n").unwrap();
-    let agg = t.start(&["--config", s(&config)], ClientTls::ca(t.ca_file.clone()));
+    std::fs::write(
+        &config,
+        "[listener]\nheader_read_timeout_ms = 500\nmax_connections = 4\n",
+    )
+    .unwrap();
+    let client = ClientTls::ca(t.ca_file.clone());
+    let agg = t.start(&["--config", s(&config)], client.clone());
+
+    // Four silent connections hold every permit: a real client gets through only once the
+    // handshake timeout has closed one of them.
+    let opened = Instant::now();
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(agg.addr).unwrap())
+        .collect();
+    let a = https_get(agg.addr, client.config(&[]), "/v1/info").expect("served after the timeout");
+    assert_eq!(a.status, 200);
+    assert!(
+        opened.elapsed() >= Duration::from_millis(400),
+        "served after {:?}, before a silent connection timed out",
+        opened.elapsed()
+    );
+    wait_for("4 timeouts counted", Duration::from_secs(10), || {
+        counter(&agg, "tls_handshake_errors") >= 4
+    });
+    drop(silent);
+
     let (status, body) = fjord_e2e::http_get(agg.addr, "/v1/info").expect("an answer");
     assert_eq!(status, 400);
     assert!(body.contains("this port speaks TLS"), "{body}");
     assert_eq!(counter(&agg, "plain_http_refused"), 1);
 
+    let errors = counter(&agg, "tls_handshake_errors");
     let mut silent = TcpStream::connect(agg.addr).unwrap();
     silent
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -257,7 +283,7 @@ fn plain_http_and_silent_clients_are_refused() {
     assert_eq!(n, 0, "closed without an answer");
     assert!(started.elapsed() < Duration::from_secs(5));
     wait_for("the timeout counted", Duration::from_secs(10), || {
-        counter(&agg, "tls_handshake_errors") >= 1
+        counter(&agg, "tls_handshake_errors") > errors
     });
 }
 
