@@ -28,7 +28,7 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
@@ -42,6 +42,11 @@ use crate::config::ListenerLimits;
 /// The answer to plain HTTP on the TLS port. `Connection: close`, because nothing else will
 /// be read from that connection.
 const PLAIN_HTTP_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 63\r\n\r\nthis port speaks TLS: use https:// (or wss://) to reach fjord.\n";
+
+/// Most bytes of a plain-HTTP request read (and dropped) after the refusal, and the most time
+/// spent on it, before the connection is closed.
+const PLAIN_HTTP_DRAIN_BYTES: usize = 64 * 1024;
+const PLAIN_HTTP_DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// What the loop needs to serve TLS.
 pub struct TlsAccept {
@@ -164,6 +169,19 @@ async fn handshake(
             let mut io = io;
             let _ = io.write_all(PLAIN_HTTP_REFUSAL).await;
             let _ = io.shutdown().await;
+            // Closing with the request still unread would send a reset, which can discard
+            // the answer before the client reads it: read what it sent (bounded) first.
+            let mut sink = [0u8; 4096];
+            let drain = async {
+                let mut left = PLAIN_HTTP_DRAIN_BYTES;
+                while left > 0 {
+                    match io.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => left = left.saturating_sub(n),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(PLAIN_HTTP_DRAIN_TIME, drain).await;
             return None;
         }
         Ok(_) => {}
