@@ -100,7 +100,7 @@ pub enum ClientError {
     },
     #[error("ca_file {path}: no certificate in it")]
     NoCertificate { path: std::path::PathBuf },
-    #[error("{path}: {source}")]
+    #[error("client_cert_file/client_key_file {path}: {source}")]
     ClientFile {
         path: std::path::PathBuf,
         #[source]

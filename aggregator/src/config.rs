@@ -1000,6 +1000,46 @@ role = "admin"
     }
 
     #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let cases = [
+            ("[tls]\nkey_file = \"k.pem\"\n", "invalid tls.cert_file"),
+            ("[tls]\ncert_file = \"c.pem\"\n", "invalid tls.key_file"),
+            (
+                "[tls]\nclient_ca_file = \"ca.pem\"\n",
+                "invalid tls.client_ca_file: client certificates need TLS",
+            ),
+            (
+                "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nreload_interval = \"0s\"\n",
+                "invalid tls.reload_interval",
+            ),
+        ];
+        for (text, want) in cases {
+            let (_d, p) = write(text);
+            let err = load(Some(&p), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        // A missing file is named, with the field.
+        let (d, p) = write("[tls]\ncert_file = \"nope.pem\"\nkey_file = \"nope.key\"\n");
+        let err = load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid tls certificate: nope.pem: cannot read"),
+            "{err}"
+        );
+        drop(d);
+        let err = parse_file("agg.toml", "[tls]\ncert = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("agg.toml:2:1") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let cases = [
             (

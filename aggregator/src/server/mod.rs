@@ -205,6 +205,9 @@ pub async fn run(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, client_certificates = cfg.tls.as_ref().is_some_and(|t| t.client_verifier.is_some()), region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
+    if let (Some(t), Some(c)) = (&tls, &cfg.tls) {
+        tracing::info!(cert = %c.cert_file.display(), valid_until = %humantime::format_rfc3339_seconds(t.not_after()), "TLS certificate loaded");
+    }
     maintenance::spawn(&state, &cfg);
     if let Some(t) = &tls {
         state.tasks.spawn(tls::reload_loop(

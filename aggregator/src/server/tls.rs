@@ -77,14 +77,20 @@ pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     /// SHA-256 of the two files' bytes: a reload with the same digest changes nothing.
     pub digest: [u8; 32],
+    /// End of the server certificate's validity period.
+    pub not_after: SystemTime,
 }
 
 /// Checked TLS settings of the listener.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
+    /// PEM certificate chain, server certificate first; reloaded when it changes.
     pub cert_file: PathBuf,
+    /// PEM private key of the certificate; reloaded with it.
     pub key_file: PathBuf,
+    /// PEM CA certificates that sign client certificates; read at start.
     pub client_ca_file: Option<PathBuf>,
+    /// Time between two looks at `cert_file` and `key_file`.
     pub reload_interval: Duration,
     /// The certificate as it was when the config was checked.
     pub initial: LoadedCert,
@@ -128,7 +134,7 @@ pub fn load_cert(cert_file: &Path, key_file: &Path) -> Result<LoadedCert, TlsErr
             reason: e.to_string(),
         },
     })?;
-    check_validity(cert_file, &certs[0], SystemTime::now())?;
+    let not_after = check_validity(cert_file, &certs[0], SystemTime::now())?;
     let signing = provider()
         .key_provider
         .load_private_key(key)
@@ -160,6 +166,7 @@ pub fn load_cert(cert_file: &Path, key_file: &Path) -> Result<LoadedCert, TlsErr
     Ok(LoadedCert {
         key: Arc::new(certified),
         digest: h.finalize().into(),
+        not_after,
     })
 }
 
@@ -183,8 +190,12 @@ pub fn load_client_ca(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsErr
 }
 
 /// Refuses a certificate outside its validity period: a server that starts (or reloads) with
-/// one would fail every handshake with an error only the clients see.
-fn check_validity(path: &Path, cert: &CertificateDer<'_>, now: SystemTime) -> Result<(), TlsError> {
+/// one would fail every handshake with an error only the clients see. Returns its end.
+fn check_validity(
+    path: &Path,
+    cert: &CertificateDer<'_>,
+    now: SystemTime,
+) -> Result<SystemTime, TlsError> {
     let Some((not_before, not_after)) = validity(cert) else {
         return Err(TlsError::BadCertificate {
             path: path.to_owned(),
@@ -204,7 +215,7 @@ fn check_validity(path: &Path, cert: &CertificateDer<'_>, now: SystemTime) -> Re
             not_before: show(not_before),
         });
     }
-    Ok(())
+    Ok(not_after)
 }
 
 /// One DER element: (tag, content, rest). Lengths beyond 4 bytes are refused.
@@ -292,6 +303,13 @@ impl CertResolver {
             .digest
     }
 
+    fn not_after(&self) -> SystemTime {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .not_after
+    }
+
     fn set(&self, c: LoadedCert) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = c;
     }
@@ -363,10 +381,11 @@ impl Tls {
         match res {
             Ok(c) if c.digest == self.resolver.digest() => {}
             Ok(c) => {
+                let until = humantime::format_rfc3339_seconds(c.not_after);
                 self.resolver.set(c);
                 *failed = None;
                 counters.tls_reloads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(cert = %self.settings.cert_file.display(), "TLS certificate reloaded");
+                tracing::info!(cert = %self.settings.cert_file.display(), valid_until = %until, "TLS certificate reloaded");
             }
             Err(err) => {
                 *failed = Some(digest);
@@ -388,16 +407,33 @@ fn file_digest(cert: &Path, key: &Path) -> Option<[u8; 32]> {
     Some(h.finalize().into())
 }
 
+impl Tls {
+    /// End of the validity period of the certificate in use.
+    pub fn not_after(&self) -> SystemTime {
+        self.resolver.not_after()
+    }
+}
+
 /// Reloads the certificate when its files change, every `reload_interval`, until `shutdown`.
+/// A certificate in use that expires (no renewal arrived) is logged as an error once: every
+/// client refuses it from then on, and only the clients would say so otherwise.
 pub async fn reload_loop(tls: Arc<Tls>, counters: Arc<Counters>, shutdown: CancellationToken) {
     let mut failed = None;
+    let mut expired_reported: Option<SystemTime> = None;
     let mut tick = tokio::time::interval(tls.settings.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; the files were just loaded
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => tls.reload_once(&counters, &mut failed).await,
+            _ = tick.tick() => {
+                tls.reload_once(&counters, &mut failed).await;
+                let not_after = tls.not_after();
+                if SystemTime::now() > not_after && expired_reported != Some(not_after) {
+                    expired_reported = Some(not_after);
+                    tracing::error!(cert = %tls.settings.cert_file.display(), expired = %humantime::format_rfc3339_seconds(not_after), "the TLS certificate in use has expired and no valid renewal arrived; clients refuse it");
+                }
+            }
         }
     }
 }
