@@ -372,7 +372,7 @@ fn certificate_reloads_when_its_files_change() {
 /// With `--tls-client-ca`, a client certificate that CA signed is required: the agent (with
 /// `client_cert_file`/`client_key_file`) and the CLI (`--client-cert`/`--client-key`) get
 /// through; no certificate, or one another CA signed, is refused in the handshake and
-/// counted, and the server keeps serving.
+/// counted, and the server keeps serving; an agent without one logs what it lacks.
 #[test]
 fn client_certificates_are_required_with_tls_client_ca() {
     let t = setup();
@@ -407,7 +407,24 @@ fn client_certificates_are_required_with_tls_client_ca() {
         counter(&agg, "tls_handshake_errors") >= 4
     });
 
+    // An agent without a client certificate ships nothing and says what it lacks.
     write_lines(t.path(), 10);
+    let before = counter(&agg, "tls_handshake_errors");
+    let cfg = agent_config(
+        t.path(),
+        &agg.url(),
+        &format!("ca_file = \"{}\"", t.ca_file.display()),
+    );
+    let agent = start_agent(t.path(), &cfg);
+    wait_for("the agent refused", Duration::from_secs(30), || {
+        counter(&agg, "tls_handshake_errors") > before
+    });
+    wait_for("the agent's reason", Duration::from_secs(30), || {
+        agent_logs(t.path()).contains("the aggregator requires a client certificate")
+    });
+    assert_eq!(agg.stored_records(), 0);
+    assert_eq!(agent.terminate(), Some(0));
+
     let cfg = agent_config(
         t.path(),
         &agg.url(),
@@ -423,6 +440,17 @@ fn client_certificates_are_required_with_tls_client_ca() {
         agg.stored_records() == 10
     });
     assert_eq!(agg.query_jsonl(r#"{team="payments"}"#, 100).len(), 10);
+}
+
+/// Everything the agents started in `dir` logged.
+fn agent_logs(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
 }
 
 /// Bad certificate input at start: each is refused before the port is bound, by `serve` and
