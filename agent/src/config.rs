@@ -406,9 +406,9 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
         if parsed.scheme() != "https" {
             return Err(invalid("ca_file", "only applies to an https url"));
         }
-        if let Err(e) = std::fs::metadata(ca) {
-            return Err(invalid("ca_file", format!("{}: {e}", ca.display())));
-        }
+        // Parsed here, not only when the client is built, so that a bad file is a config
+        // error (exit 64, and reported by check-config).
+        crate::ship::load_ca(ca).map_err(|e| invalid("ca_file", e.to_string()))?;
     }
     let client_identity = match (f.client_cert_file, f.client_key_file) {
         (None, None) => None,
@@ -416,11 +416,8 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
             if parsed.scheme() != "https" {
                 return Err(invalid("client_cert_file", "only applies to an https url"));
             }
-            for (field, p) in [("client_cert_file", &c), ("client_key_file", &k)] {
-                if let Err(e) = std::fs::metadata(p) {
-                    return Err(invalid(field, format!("{}: {e}", p.display())));
-                }
-            }
+            crate::ship::load_identity(&c, &k)
+                .map_err(|e| invalid("client_cert_file", e.to_string()))?;
             Some((c, k))
         }
         (Some(_), None) => {

@@ -152,6 +152,44 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The certificates of a `ca_file` (PEM); a file without one is an error.
+pub fn load_ca(p: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let pem = std::fs::read(p).map_err(|source| ClientError::CaFile {
+        path: p.to_owned(),
+        source,
+    })?;
+    let certs =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaPem {
+            path: p.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError::NoCertificate { path: p.to_owned() });
+    }
+    Ok(certs)
+}
+
+/// A client certificate and its key (PEM files), as the client presents them.
+pub fn load_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<reqwest::Identity, ClientError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| ClientError::ClientFile {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    let mut pem = read(cert)?;
+    pem.push(b'\n');
+    pem.extend_from_slice(&read(key)?);
+    reqwest::Identity::from_pem(&pem).map_err(|source| ClientError::ClientIdentity {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        source,
+    })
+}
+
 impl Shipper {
     /// One pooled keep-alive client for every request; `ca_file` adds trusted roots (PEM),
     /// `identity` (certificate file, key file) is presented to an aggregator that asks.
@@ -170,41 +208,12 @@ impl Shipper {
             .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("fjord-agent/", env!("CARGO_PKG_VERSION")));
         if let Some(p) = ca_file {
-            let pem = std::fs::read(p).map_err(|source| ClientError::CaFile {
-                path: p.to_owned(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                ClientError::CaPem {
-                    path: p.to_owned(),
-                    source,
-                }
-            })?;
-            if certs.is_empty() {
-                return Err(ClientError::NoCertificate { path: p.to_owned() });
-            }
-            for c in certs {
+            for c in load_ca(p)? {
                 b = b.add_root_certificate(c);
             }
         }
         if let Some((cert, key)) = identity {
-            let read = |p: &std::path::Path| {
-                std::fs::read(p).map_err(|source| ClientError::ClientFile {
-                    path: p.to_owned(),
-                    source,
-                })
-            };
-            let mut pem = read(cert)?;
-            pem.push(b'\n');
-            pem.extend_from_slice(&read(key)?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|source| {
-                ClientError::ClientIdentity {
-                    cert: cert.to_owned(),
-                    key: key.to_owned(),
-                    source,
-                }
-            })?;
-            b = b.identity(id);
+            b = b.identity(load_identity(cert, key)?);
         }
         let client = b.build().map_err(ClientError::Build)?;
         Ok(Shipper {

@@ -569,3 +569,54 @@ fn bad_certificate_input_is_refused_at_start() {
     }
     assert!(!data.exists(), "no store opened for a bad config");
 }
+
+/// The agent's TLS files are read when its config is checked: a `ca_file` without a
+/// certificate, or a client certificate that is not PEM, is a config error naming the file
+/// (exit 64), by `check-config` and `run` alike, before anything is shipped.
+#[test]
+fn agent_tls_files_are_checked_with_its_config() {
+    let t = setup();
+    let (cert, key) = t.ca.client("payment-agent").write(t.path(), "client");
+    let url = "https://127.0.0.1:9";
+    let cases = [
+        (
+            format!("ca_file = \"{}\"", t.key.display()),
+            format!(
+                "invalid ca_file: ca_file {}: no certificate in it",
+                t.key.display()
+            ),
+        ),
+        (
+            format!(
+                "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
+                t.ca_file.display(),
+                key.display(),
+                key.display()
+            ),
+            "invalid client_cert_file".to_owned(),
+        ),
+        (
+            format!(
+                "ca_file = \"{}\"\nclient_cert_file = \"{}\"",
+                t.ca_file.display(),
+                cert.display()
+            ),
+            "client_cert_file needs its key in client_key_file".to_owned(),
+        ),
+    ];
+    for (extra, want) in &cases {
+        let cfg = agent_config(t.path(), url, extra);
+        for cmd in ["check-config", "run"] {
+            let out = Command::new(bin("fjord-agent"))
+                .args([cmd, "--config", s(&cfg)])
+                .output()
+                .expect("run fjord-agent");
+            let text = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(64), "{cmd} {extra}: {text}");
+            assert!(
+                text.contains(want.as_str()),
+                "{cmd}: want {want:?} in {text}"
+            );
+        }
+    }
+}
