@@ -21,7 +21,7 @@ use fjord_wire::clock::now_ns;
 
 /// Exit code when data went outside the allowed jurisdictions.
 pub const EXIT_OUTSIDE: u8 = 2;
-const EXIT_USAGE: u8 = 64;
+use fjord_cli::EXIT_USAGE;
 
 /// Output format of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,15 +36,9 @@ pub struct AuditArgs {
     /// The agent's state directory (where fjord-agent.db is).
     #[arg(long = "state", value_name = "DIR", default_value = "fjord-state")]
     pub state_dir: PathBuf,
-    /// Only batches of the last DURATION (e.g. 24h, 7d).
-    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
-    pub since: Option<String>,
-    /// Only batches at or after this time (RFC 3339, e.g. 2026-11-26T00:00:00Z).
-    #[arg(long, value_name = "TIME")]
-    pub from: Option<String>,
-    /// Only batches before this time (RFC 3339).
-    #[arg(long, value_name = "TIME")]
-    pub to: Option<String>,
+    /// Only batches sent in this range [default: all].
+    #[command(flatten)]
+    pub range: fjord_cli::TimeRangeArgs,
     /// Jurisdictions that count as allowed [default: EEA].
     #[arg(long = "allowed-jurisdiction", value_name = "J")]
     pub allowed: Vec<String>,
@@ -109,15 +103,6 @@ pub struct LostRange {
     pub reason: String,
     /// Unix nanoseconds when the loss was noticed.
     pub noticed_ns: i64,
-}
-
-fn parse_time(s: &str) -> Result<i64, String> {
-    let t = humantime::parse_rfc3339_weak(s)
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time (e.g. 2026-11-26T08:00:00Z): {e}"))?;
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| format!("{s:?} is before 1970"))?;
-    i64::try_from(d.as_nanos()).map_err(|_| format!("{s:?} is too far in the future"))
 }
 
 /// Builds the report from ledger rows and pending batches.
@@ -333,19 +318,11 @@ pub fn run(a: AuditArgs) -> ExitCode {
 }
 
 fn run_inner(a: AuditArgs) -> Result<ExitCode, String> {
-    let to_ns = match &a.to {
-        Some(t) => parse_time(t)?,
-        None => now_ns().saturating_add(1),
-    };
-    let from_ns = match (&a.since, &a.from) {
-        (Some(s), _) => {
-            let d = humantime::parse_duration(s)
-                .map_err(|e| format!("--since {s:?}: {e} (e.g. 24h, 7d)"))?;
-            to_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        }
-        (None, Some(f)) => parse_time(f)?,
-        (None, None) => 0,
-    };
+    // One past now, so that a row written this nanosecond is in the default range.
+    let (from_ns, to_ns) = a
+        .range
+        .resolve(now_ns().saturating_add(1), None)
+        .map_err(|e| e.to_string())?;
     let db = a.state_dir.join(crate::state::STATE_DB);
     if !db.exists() {
         return Err(format!(

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Overrides};
 
 /// Exit code for bad configuration or usage (EX_USAGE).
-pub const EXIT_USAGE: u8 = fjord_log::EXIT_USAGE;
+pub use fjord_cli::EXIT_USAGE;
 
 /// fjord's log-forwarding sidecar: follow, scrub, batch, ship.
 #[derive(Debug, Parser)]
@@ -17,16 +17,8 @@ pub const EXIT_USAGE: u8 = fjord_log::EXIT_USAGE;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Format of the agent's own logs on stderr (filter them with FJORD_LOG, e.g. debug).
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "FJORD_LOG_FORMAT",
-        default_value_t = fjord_log::LogFormat::Text,
-        value_name = "FORMAT"
-    )]
-    pub log_format: fjord_log::LogFormat,
+    #[command(flatten)]
+    pub log: fjord_cli::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,7 +102,10 @@ fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
 /// `check-config`: what `run` checks before binding, and nothing more.
 fn check_config(a: RunArgs) -> ExitCode {
     let config = a.config.clone();
-    fjord_log::check_config(config.as_deref(), load_checked(a))
+    fjord_cli::check_config(
+        config.as_deref(),
+        load_checked(a).map(|(cfg, _)| cfg.deprecations),
+    )
 }
 
 async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -118,33 +113,18 @@ async fn run_agent(a: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
+    for d in &cfg.deprecations {
+        tracing::warn!("{d}");
+    }
     tracing::info!(rules = ?redactor.rule_names(), version = redactor.version(), url = %cfg.url, agent_id = %cfg.agent_id, "starting");
     let shutdown = CancellationToken::new();
     let sig = shutdown.clone();
     let signals = tokio::spawn(async move {
-        wait_for_signal().await;
+        fjord_cli::signal::terminated().await;
         tracing::info!("shutting down: flushing acknowledged work");
         sig.cancel();
     });
     let res = crate::pipeline::run(cfg, redactor, shutdown).await;
     signals.abort();
     res.map(|()| ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -6,21 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use thiserror::Error;
 
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("{path}: cannot read config: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{location}: {reason}")]
-    Parse { location: String, reason: String },
-    #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
-}
+use fjord_cli::config::{invalid, ranged, DurationKey, Unit};
+pub use fjord_cli::config::{ConfigError, Deprecation};
 
 /// The config file; every field optional.
 #[derive(Debug, Default, Deserialize)]
@@ -42,17 +30,25 @@ pub struct FileConfig {
     pub labels: Option<BTreeMap<String, String>>,
     /// Jurisdictions the agent may ship to.
     pub allowed_jurisdictions: Option<Vec<String>>,
-    /// Ship a partly filled batch after this long.
+    /// Ship a partly filled batch after this long, e.g. `"250ms"`.
+    pub linger: Option<String>,
+    /// Deprecated: the same as `linger`, as an integer.
     pub linger_ms: Option<u64>,
     /// Raw line bytes per batch.
     pub max_batch_bytes: Option<usize>,
     /// Lines per batch.
     pub max_batch_lines: Option<usize>,
-    /// How often files are rescanned and re-read.
+    /// How often files are rescanned and re-read, e.g. `"250ms"`.
+    pub poll_interval: Option<String>,
+    /// Deprecated: the same as `poll_interval`, as an integer.
     pub poll_interval_ms: Option<u64>,
-    /// The least time between two read rounds started by file events.
+    /// The least time between two read rounds started by file events, e.g. `"100ms"`.
+    pub min_read_interval: Option<String>,
+    /// Deprecated: the same as `min_read_interval`, as an integer.
     pub min_read_interval_ms: Option<u64>,
-    /// Time given to flush batches on SIGTERM.
+    /// Time given to flush batches on SIGTERM, e.g. `"10s"`.
+    pub shutdown_grace: Option<String>,
+    /// Deprecated: the same as `shutdown_grace`, as an integer.
     pub shutdown_grace_ms: Option<u64>,
     /// zstd level for batches: 1–19, or a fast level −1 to −7 (less CPU, more bytes sent).
     pub zstd_level: Option<i32>,
@@ -63,15 +59,23 @@ pub struct FileConfig {
     pub read_from: Option<ReadFrom>,
     /// Longest line kept; longer lines are cut with a marker and the rest skipped.
     pub max_line_bytes: Option<usize>,
-    /// A last line without a newline is shipped after waiting this long for the newline.
+    /// A last line without a newline is shipped after waiting this long for the newline,
+    /// e.g. `"5s"`.
+    pub partial_line_flush: Option<String>,
+    /// Deprecated: the same as `partial_line_flush`, as an integer.
     pub partial_line_flush_ms: Option<u64>,
     /// Multiline records: the first entry whose `path` glob matches a file applies to it.
     pub multiline: Option<Vec<MultilineFile>>,
     /// Most files kept open at once; idle files read to their end are closed first.
     pub max_open_files: Option<usize>,
-    /// How often the directories are walked for new files (the watcher is faster).
+    /// How often the directories are walked for new files (the watcher is faster), e.g.
+    /// `"1s"`.
+    pub rescan_interval: Option<String>,
+    /// Deprecated: the same as `rescan_interval`, as an integer.
     pub rescan_interval_ms: Option<u64>,
-    /// Checkpoints of files gone for longer than this are forgotten.
+    /// Checkpoints of files gone for longer than this are forgotten, e.g. `"7d"`.
+    pub checkpoint_ttl: Option<String>,
+    /// Deprecated: the same as `checkpoint_ttl`, as an integer.
     pub checkpoint_ttl_hours: Option<u64>,
     /// Batches formed and waiting for a send slot.
     pub queue_batches: Option<usize>,
@@ -94,7 +98,9 @@ pub struct FileConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// File holding the team's key for `hash` rules (a Kubernetes Secret).
     pub hash_key_file: Option<PathBuf>,
-    /// Ledger rows older than this are removed.
+    /// Ledger rows older than this are removed, e.g. `"90d"`.
+    pub ledger_retention: Option<String>,
+    /// Deprecated: the same as `ledger_retention`, as an integer.
     pub ledger_retention_days: Option<u64>,
     /// Fail `/readyz` while the aggregator is unreachable or refused by the residency guard
     /// (default false: readiness reflects only the agent's own health).
@@ -126,7 +132,9 @@ pub struct MultilineFile {
     /// A regex that matches the first line of a record (e.g. a timestamp at line start);
     /// lines that do not match are joined to the record before them with `\n`.
     pub start_pattern: String,
-    /// A record is complete when no continuation line arrived for this long.
+    /// A record is complete when no continuation line arrived for this long, e.g. `"1s"`.
+    pub timeout: Option<String>,
+    /// Deprecated: the same as `timeout`, as an integer.
     pub timeout_ms: Option<u64>,
     /// Most lines in one record; a longer record is split.
     pub max_lines: Option<usize>,
@@ -194,32 +202,13 @@ pub struct Config {
     pub follow_symlinks_outside: bool,
     /// The agent's own secret files (token, hash key): never followed, whatever `paths` says.
     pub secret_files: Vec<PathBuf>,
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
+    /// Deprecated keys the file used; logged at start, printed by `check-config`.
+    pub deprecations: Vec<Deprecation>,
 }
 
 /// Parses config text; errors carry `label:line:col`.
 pub fn parse_file(label: &str, text: &str) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let location = match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!("{label}:{line}:{col}")
-            }
-            None => label.to_owned(),
-        };
-        ConfigError::Parse {
-            location,
-            reason: e.message().trim_end().to_owned(),
-        }
-    })
+    fjord_cli::config::parse(label, text)
 }
 
 fn hostname() -> String {
@@ -240,15 +229,18 @@ fn hostname() -> String {
 /// puts in the environment (downward API: pod, namespace, node). A `$` not followed by `{`
 /// is kept as it is. A variable that is unset or empty is an error naming it: a label that
 /// silently came out empty would merge the streams of every pod.
-pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_env(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, EnvError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(at) = rest.find("${") {
         out.push_str(&rest[..at]);
         let after = &rest[at + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{value:?}: `${{` without a closing `}}`"))?;
+        let end = after.find('}').ok_or_else(|| EnvError::Unclosed {
+            value: value.to_owned(),
+        })?;
         let name = &after[..end];
         let valid = name
             .bytes()
@@ -256,13 +248,18 @@ pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(format!(
-                "{value:?}: {name:?} is not an environment variable name"
-            ));
+            return Err(EnvError::BadName {
+                value: value.to_owned(),
+                name: name.to_owned(),
+            });
         }
         match lookup(name).filter(|v| !v.is_empty()) {
             Some(v) => out.push_str(&v),
-            None => return Err(format!("environment variable {name} is not set (or empty)")),
+            None => {
+                return Err(EnvError::Unset {
+                    name: name.to_owned(),
+                })
+            }
         }
         rest = &after[end + 1..];
     }
@@ -270,82 +267,39 @@ pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
     Ok(out)
 }
 
-/// The `line:col` of the key `field` (its last dotted part) set in `text`: the start of the
-/// line that assigns it, or of its table header; `None` when the file does not set it.
-fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
-    let key = field.rsplit('.').next().unwrap_or(field);
-    text.lines().enumerate().find_map(|(i, line)| {
-        let t = line.trim_start();
-        let col = line.len() - t.len() + 1;
-        let assigns = t
-            .strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='));
-        let header = t.starts_with('[') && t.trim_matches(['[', ']', ' ']) == key;
-        (assigns || header).then_some((i + 1, col))
-    })
+/// Why `${NAME}` in a config value could not be expanded. The value is configuration, so
+/// messages quote it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("{value:?}: `${{` without a closing `}}`")]
+    Unclosed { value: String },
+    #[error("{value:?}: {name:?} is not an environment variable name")]
+    BadName { value: String, name: String },
+    #[error("environment variable {name} is not set (or empty)")]
+    Unset { name: String },
 }
 
 /// Reads the file (if any), applies flags and validates. A value the file set that is out of
 /// range is reported at its `file:line:col`.
 pub fn load(path: Option<&Path>, o: Overrides) -> Result<Config, ConfigError> {
-    let (f, text) = match path {
-        None => (FileConfig::default(), String::new()),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-                path: p.to_owned(),
-                source,
-            })?;
-            (parse_file(&p.display().to_string(), &text)?, text)
-        }
-    };
-    check(f, o).map_err(|e| match (e, path) {
-        (ConfigError::Invalid { field, reason }, Some(p)) => match locate(&text, field) {
-            Some((line, col)) => ConfigError::Parse {
-                location: format!("{}:{line}:{col}", p.display()),
-                reason: format!("invalid {field}: {reason}"),
-            },
-            None => ConfigError::Invalid { field, reason },
-        },
-        (e, _) => e,
-    })
+    let (mut c, deprecations) = fjord_cli::config::load(path, |f, dep| check(f, o, dep))?;
+    c.deprecations = deprecations;
+    Ok(c)
 }
 
-/// A whole number in `range`, or `default`; out of range is an error naming the range.
-fn ranged<T>(
-    field: &'static str,
-    v: Option<T>,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: PartialOrd + std::fmt::Display + Copy,
-{
-    let v = v.unwrap_or(default);
-    if range.contains(&v) {
-        Ok(v)
-    } else {
-        Err(invalid(
-            field,
-            format!(
-                "{v} is out of range: must be between {} and {}",
-                range.start(),
-                range.end()
-            ),
-        ))
+/// A duration key of the agent's config, in milliseconds when given as a deprecated integer.
+fn ms_key(name: &str, default_ms: u64, range_ms: std::ops::RangeInclusive<u64>) -> DurationKey<'_> {
+    DurationKey {
+        name,
+        legacy: None,
+        unit: Unit::Millis,
+        default: Duration::from_millis(default_ms),
+        range: Duration::from_millis(*range_ms.start())..=Duration::from_millis(*range_ms.end()),
     }
 }
 
-fn millis(
-    field: &'static str,
-    v: Option<u64>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Duration, ConfigError> {
-    ranged(field, v, default, range).map(Duration::from_millis)
-}
-
 /// Checks the file's values and the flags into a [`Config`].
-fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
+fn check(f: FileConfig, o: Overrides, dep: &mut Vec<Deprecation>) -> Result<Config, ConfigError> {
     let paths = if o.paths.is_empty() {
         f.paths.unwrap_or_default()
     } else {
@@ -457,7 +411,7 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
         *v = expand_env(v, env).map_err(|e| invalid("labels", format!("{k:?}: {e}")))?;
     }
     let agent_id = match f.agent_id {
-        Some(id) => expand_env(&id, env).map_err(|e| invalid("agent_id", e))?,
+        Some(id) => expand_env(&id, env).map_err(|e| invalid("agent_id", e.to_string()))?,
         None => hostname(),
     };
     for (k, v) in &labels {
@@ -546,27 +500,31 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
         multiline.push(Multiline {
             glob,
             start,
-            timeout: millis("multiline.timeout_ms", m.timeout_ms, 1000, 10..=60_000)?,
+            timeout: ms_key("multiline.timeout", 1000, 10..=60_000).resolve(
+                m.timeout.as_deref(),
+                m.timeout_ms,
+                dep,
+            )?,
             max_lines: ranged("multiline.max_lines", m.max_lines, 500, 1..=100_000)?,
         });
     }
-    let checkpoint_ttl = Duration::from_secs(
-        3600 * ranged(
-            "checkpoint_ttl_hours",
-            f.checkpoint_ttl_hours,
-            24 * 7,
-            1..=24 * 3660,
-        )?,
-    );
-    let ledger_retention = Duration::from_secs(
-        86_400
-            * ranged(
-                "ledger_retention_days",
-                f.ledger_retention_days,
-                90,
-                1..=3660,
-            )?,
-    );
+    const DAY: Duration = Duration::from_secs(86_400);
+    let checkpoint_ttl = DurationKey {
+        name: "checkpoint_ttl",
+        legacy: None,
+        unit: Unit::Hours,
+        default: 7 * DAY,
+        range: Duration::from_secs(3600)..=3660 * DAY,
+    }
+    .resolve(f.checkpoint_ttl.as_deref(), f.checkpoint_ttl_hours, dep)?;
+    let ledger_retention = DurationKey {
+        name: "ledger_retention",
+        legacy: None,
+        unit: Unit::Days,
+        default: 90 * DAY,
+        range: DAY..=3660 * DAY,
+    }
+    .resolve(f.ledger_retention.as_deref(), f.ledger_retention_days, dep)?;
     let max_open_files = ranged("max_open_files", f.max_open_files, 256, 1..=65_536)?;
     let queue_batches = ranged("queue_batches", f.queue_batches, 4, 1..=1024)?;
     let max_in_flight = ranged("max_in_flight", f.max_in_flight, 2, 1..=64)?;
@@ -619,39 +577,39 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
         allowed_jurisdictions: f
             .allowed_jurisdictions
             .unwrap_or_else(|| vec!["EEA".to_owned()]),
-        linger: millis("linger_ms", f.linger_ms, 250, 0..=60_000)?,
+        linger: ms_key("linger", 250, 0..=60_000).resolve(f.linger.as_deref(), f.linger_ms, dep)?,
         max_batch_bytes,
         max_batch_lines,
-        poll_interval: millis("poll_interval_ms", f.poll_interval_ms, 250, 10..=60_000)?,
-        min_read_interval: millis(
-            "min_read_interval_ms",
-            f.min_read_interval_ms,
-            100,
-            0..=1000,
+        poll_interval: ms_key("poll_interval", 250, 10..=60_000).resolve(
+            f.poll_interval.as_deref(),
+            f.poll_interval_ms,
+            dep,
         )?,
-        shutdown_grace: millis(
-            "shutdown_grace_ms",
+        min_read_interval: ms_key("min_read_interval", 100, 0..=1000).resolve(
+            f.min_read_interval.as_deref(),
+            f.min_read_interval_ms,
+            dep,
+        )?,
+        shutdown_grace: ms_key("shutdown_grace", 10_000, 0..=600_000).resolve(
+            f.shutdown_grace.as_deref(),
             f.shutdown_grace_ms,
-            10_000,
-            0..=600_000,
+            dep,
         )?,
         zstd_level,
         exclude,
         read_from: f.read_from.unwrap_or_default(),
         max_line_bytes,
-        partial_line_flush: millis(
-            "partial_line_flush_ms",
+        partial_line_flush: ms_key("partial_line_flush", 5000, 100..=3_600_000).resolve(
+            f.partial_line_flush.as_deref(),
             f.partial_line_flush_ms,
-            5000,
-            100..=3_600_000,
+            dep,
         )?,
         multiline,
         max_open_files,
-        rescan_interval: millis(
-            "rescan_interval_ms",
+        rescan_interval: ms_key("rescan_interval", 1000, 100..=3_600_000).resolve(
+            f.rescan_interval.as_deref(),
             f.rescan_interval_ms,
-            1000,
-            100..=3_600_000,
+            dep,
         )?,
         checkpoint_ttl,
         queue_batches,
@@ -668,6 +626,7 @@ fn check(f: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
         disk_warn_percent,
         follow_symlinks_outside: f.follow_symlinks_outside.unwrap_or(false),
         secret_files,
+        deprecations: Vec::new(),
     })
 }
 
@@ -716,7 +675,7 @@ mod tests {
             ("${A-B}", "is not an environment variable name"),
         ];
         for (input, want) in cases {
-            let err = expand_env(input, env).unwrap_err();
+            let err = expand_env(input, env).unwrap_err().to_string();
             assert!(err.contains(want), "{input}: {err}");
         }
     }

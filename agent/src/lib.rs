@@ -17,9 +17,6 @@ pub mod config;
 pub mod discover;
 pub mod metrics;
 pub mod pipeline;
-// sysconf(3) through libc, for the clock tick and page size.
-#[allow(unsafe_code)]
-pub mod process;
 pub mod reload;
 pub mod rules_cmd;
 // statvfs(3) through libc.

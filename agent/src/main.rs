@@ -10,16 +10,5 @@ use fjord_agent::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli: Cli = match fjord_log::parse_args() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    fjord_log::init(cli.log_format);
-    match cli::run(cli).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("fjord-agent: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    fjord_cli::main("fjord-agent", |c: &Cli| c.log.log_format, cli::run).await
 }

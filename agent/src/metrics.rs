@@ -367,7 +367,7 @@ impl Metrics {
             build_info,
         );
         #[cfg(target_os = "linux")]
-        r.register_collector(Box::new(crate::process::ProcessCollector));
+        r.register_collector(Box::new(fjord_cli::process::ProcessCollector));
         Metrics { registry, ..m }
     }
 

@@ -13,7 +13,7 @@
 //! acknowledged first, so a checkpoint never passes a line that is not stored.
 //!
 //! Shutdown: the tailer stops and hands over what it built; the shipper drains within
-//! `shutdown_grace_ms`; whatever is still unacknowledged stays pending on disk and is
+//! `shutdown_grace`; whatever is still unacknowledged stays pending on disk and is
 //! re-formed with the same batch ids after restart.
 
 use std::collections::{HashMap, VecDeque};

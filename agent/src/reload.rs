@@ -20,13 +20,23 @@ use crate::metrics::Metrics;
 /// How often the rules directory is checked for a new version.
 pub const RELOAD_POLL: Duration = Duration::from_secs(1);
 
+/// Why a rule set could not be put in force; each names the file, line and column or the
+/// rule at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Rules(#[from] fjord_rules::RulesError),
+    #[error(transparent)]
+    Redactor(#[from] fjord_rules::RedactorError),
+}
+
 /// Builds the redactor from a rules directory (or the default packs without one).
-pub fn build(dir: Option<&Path>, hash_key: Option<&[u8]>) -> Result<Redactor, String> {
-    let rules = fjord_rules::load_rule_set(dir).map_err(|e| e.to_string())?;
+pub fn build(dir: Option<&Path>, hash_key: Option<&[u8]>) -> Result<Redactor, BuildError> {
+    let rules = fjord_rules::load_rule_set(dir)?;
     if let Some(at) = &rules.baseline_disabled_at {
         tracing::warn!(at = %at, "the locked compliance baseline is DISABLED by unsafe_disable_baseline = true: secrets and card numbers are not scrubbed");
     }
-    Redactor::new(&rules, hash_key).map_err(|e| e.to_string())
+    Ok(Redactor::new(&rules, hash_key)?)
 }
 
 /// A digest of the visible rule files, to notice a change without parsing.

@@ -17,7 +17,7 @@ use fjord_rules::{Redactor, RuleSet};
 pub const EXIT_RULES_FAILED: u8 = 1;
 
 /// Exit code for bad usage (EX_USAGE).
-const EXIT_USAGE: u8 = 64;
+use fjord_cli::EXIT_USAGE;
 
 /// Work on the team rule files.
 #[derive(Debug, Subcommand)]

@@ -16,7 +16,7 @@ fn bad_config_exits_64_with_file_line() {
     let cfg = dir.path().join("agent.toml");
     std::fs::write(
         &cfg,
-        "url = \"http://127.0.0.1:1\"\npaths = [\"/x/*.log\"]\nlinger = 5\n",
+        "url = \"http://127.0.0.1:1\"\npaths = [\"/x/*.log\"]\nlinger_seconds = 5\n",
     )
     .unwrap();
     let out = agent(&["run", "--config", cfg.to_str().unwrap()]);
@@ -201,4 +201,62 @@ fn text_logs_have_no_colour_without_a_terminal() {
     for line in &lines {
         assert!(!line.contains('\x1b'), "escape code in {line:?}");
     }
+}
+
+/// Durations are humantime strings; the integer keys they replace still load, each named in
+/// a deprecation warning with its line and what to write instead; both forms at once are
+/// refused at the line of the deprecated one.
+#[test]
+fn durations_are_humantime_and_integer_keys_are_deprecated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.toml");
+    let body = "url = \"http://127.0.0.1:1\"\npaths = [\"/x/*.log\"]\n";
+    let cfg_s = cfg.to_str().unwrap();
+
+    std::fs::write(
+        &cfg,
+        format!("{body}linger = \"1s 500ms\"\ncheckpoint_ttl = \"2d\"\n"),
+    )
+    .unwrap();
+    let out = agent(&["check-config", "--config", cfg_s]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("warning"), "{stdout}");
+
+    std::fs::write(
+        &cfg,
+        format!("{body}linger_ms = 50\nledger_retention_days = 30\n"),
+    )
+    .unwrap();
+    let out = agent(&["check-config", "--config", cfg_s]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "agent.toml:3:1: `linger_ms` (an integer) is deprecated; write `linger = \"50ms\"`"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("agent.toml:4:1: `ledger_retention_days` (an integer) is deprecated; write `ledger_retention = \"30d\"`"),
+        "{stdout}"
+    );
+
+    std::fs::write(&cfg, format!("{body}linger = \"1s\"\nlinger_ms = 50\n")).unwrap();
+    let out = agent(&["check-config", "--config", cfg_s]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("agent.toml:4:1") && err.contains("not both"),
+        "{err}"
+    );
+
+    std::fs::write(&cfg, format!("{body}poll_interval = \"2m\"\n")).unwrap();
+    let out = agent(&["check-config", "--config", cfg_s]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("agent.toml:3:1: invalid poll_interval: 2m is out of range: must be between 10ms and 1m"),
+        "{err}"
+    );
 }

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use fjord_aggregator::config::IngestLimits;
 use fjord_aggregator::logql;
-use fjord_aggregator::server::push::{ingest_body, PushBatch};
+use fjord_aggregator::server::push::{ingest_body, BodyFormat, PushBatch};
 use fjord_aggregator::store::{chunk, Direction, EntryDigest, RangeQuery, Store, StreamHasher};
 use fjord_wire::codec::{self, ContentEncoding};
 use fjord_wire::{Entry, PushRequest, PushStream};
@@ -140,7 +140,7 @@ fn per_cpu_second(what: &str, raw_per_run: u64, n: u32, mut f: impl FnMut(u32)) 
 }
 
 fn now_ns() -> i64 {
-    fjord_aggregator::time::now_ns()
+    fjord_wire::clock::now_ns()
 }
 
 fn ingest(c: &mut Criterion) {
@@ -168,7 +168,15 @@ fn ingest(c: &mut Criterion) {
                     ..PushBatch::default()
                 }
             },
-            |batch| ingest_body(&store, body.clone(), ContentEncoding::Zstd, &limits, batch),
+            |batch| {
+                ingest_body(
+                    &store,
+                    body.clone(),
+                    BodyFormat::Json(ContentEncoding::Zstd),
+                    &limits,
+                    batch,
+                )
+            },
             BatchSize::SmallInput,
         )
     });
@@ -178,7 +186,14 @@ fn ingest(c: &mut Criterion) {
             batch_id: Some(format!("cpu-{i}")),
             ..PushBatch::default()
         };
-        ingest_body(&store, body.clone(), ContentEncoding::Zstd, &limits, batch).expect("ingest");
+        ingest_body(
+            &store,
+            body.clone(),
+            BodyFormat::Json(ContentEncoding::Zstd),
+            &limits,
+            batch,
+        )
+        .expect("ingest");
     });
 
     let json = serde_json::to_vec(&req).expect("json");

@@ -15,10 +15,8 @@ use std::time::Duration;
 use fjord_wire::info::UNSET;
 use fjord_wire::{limits as wire, Info};
 use serde::Deserialize;
-use thiserror::Error;
 
-use crate::server::auth::{Role, Token};
-use crate::server::tls::{self, TlsError, TlsSettings};
+use crate::tls::{self, TlsSettings};
 
 /// Default listen address: loopback, Loki's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3100";
@@ -72,34 +70,8 @@ pub const DEFAULT_MAX_TAILS_PER_TOKEN: usize = 4;
 /// Default time a live tail's client may go without answering the server's pings.
 pub const DEFAULT_TAIL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A configuration problem. Messages name the field or the file position.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("{path}: cannot read config: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{location}: {reason}")]
-    Parse { location: String, reason: String },
-    #[error("invalid {field}: {reason}")]
-    Invalid { field: String, reason: String },
-    /// A TLS certificate, key or client CA that cannot be used; the message names the file.
-    #[error("invalid {field}: {source}")]
-    Tls {
-        field: &'static str,
-        #[source]
-        source: TlsError,
-    },
-}
-
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
+use fjord_cli::config::{invalid, ranged, DurationKey, DurationValue, Unit};
+pub use fjord_cli::config::{ConfigError, Deprecation};
 
 /// The config file. Every field is optional; flags override it.
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +79,9 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 pub struct FileConfig {
     /// Address and port to listen on, e.g. `0.0.0.0:3100`.
     pub listen: Option<String>,
+    /// Address and port of the plain-HTTP metrics listener (`/metrics`, `/ready`), e.g.
+    /// `0.0.0.0:9811`; unset: no metrics listener.
+    pub metrics_listen: Option<String>,
     /// Directory of the SQLite store.
     pub data_dir: Option<PathBuf>,
     /// Declared region, e.g. `eu-north-1`. Served at `/v1/info`.
@@ -130,7 +105,10 @@ pub struct FileConfig {
     pub max_query_response_bytes: Option<usize>,
     /// Most live tails one token may hold open at once; more are answered 429.
     pub max_tails_per_token: Option<usize>,
-    /// Milliseconds a live tail's client may go without answering pings before it is closed.
+    /// How long a live tail's client may go without answering pings before it is closed,
+    /// e.g. `"60s"`.
+    pub tail_idle_timeout: Option<String>,
+    /// Deprecated: the same as `tail_idle_timeout`, in milliseconds.
     pub tail_idle_timeout_ms: Option<u64>,
     /// Connection limits of the HTTP listener.
     #[serde(default)]
@@ -180,16 +158,23 @@ pub struct FileLimits {
 pub struct FileListener {
     /// Most connections open at once; more wait in the kernel's backlog.
     pub max_connections: Option<usize>,
-    /// Milliseconds a connection has to send a request's headers; also how long an idle
-    /// keep-alive connection stays open.
+    /// Time a connection has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open, e.g. `"10s"`.
+    pub header_read_timeout: Option<String>,
+    /// Deprecated: the same as `header_read_timeout`, in milliseconds.
     pub header_read_timeout_ms: Option<u64>,
-    /// Milliseconds a connection may take no bytes of what the server writes before it is
-    /// dropped.
+    /// Time a connection may take no bytes of what the server writes before it is dropped,
+    /// e.g. `"60s"`.
+    pub idle_timeout: Option<String>,
+    /// Deprecated: the same as `idle_timeout`, in milliseconds.
     pub idle_timeout_ms: Option<u64>,
-    /// Milliseconds every push body may take, on top of its size at `min_body_bytes_per_sec`.
+    /// Time every push body may take, on top of its size at `min_body_bytes_per_sec`, e.g.
+    /// `"10s"`.
+    pub body_read_timeout: Option<String>,
+    /// Deprecated: the same as `body_read_timeout`, in milliseconds.
     pub body_read_timeout_ms: Option<u64>,
     /// Slowest average rate, bytes per second, a push body may arrive at beyond
-    /// `body_read_timeout_ms`.
+    /// `body_read_timeout`.
     pub min_body_bytes_per_sec: Option<usize>,
 }
 
@@ -249,13 +234,16 @@ impl Default for ReadLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRetention {
-    /// Days to keep lines of teams without an override; 0 keeps them forever.
-    pub default_days: Option<u32>,
+    /// How long lines of teams without an override are kept, in whole days, e.g. `"30d"`;
+    /// `"0d"` keeps them forever.
+    pub default_period: Option<String>,
+    /// Deprecated: the same as `default_period`, in days.
+    pub default_days: Option<u64>,
     /// How often a running server applies retention, e.g. `1h`.
     pub interval: Option<String>,
-    /// Per-team days, e.g. `payments = 90`.
+    /// Per-team periods, e.g. `payments = "90d"` (an integer, deprecated, counts days).
     #[serde(default)]
-    pub teams: BTreeMap<String, u32>,
+    pub teams: BTreeMap<String, DurationValue>,
 }
 
 /// `[storage]`.
@@ -384,6 +372,8 @@ impl Default for Maintenance {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub info: Info,
     pub max_query_lines: usize,
@@ -400,6 +390,8 @@ pub struct ServeConfig {
     pub maintenance: Maintenance,
     /// Empty: no auth (loopback only).
     pub tokens: Vec<Token>,
+    /// Deprecated keys the file used; logged at start, printed by `check-config`.
+    pub deprecations: Vec<Deprecation>,
 }
 
 impl ServeConfig {
@@ -411,18 +403,32 @@ impl ServeConfig {
     }
 }
 
-/// Reads the file (if any), applies overrides and validates.
+/// Reads the file (if any), applies overrides and validates. A bad value the file set is
+/// reported at its `file:line:col`.
 pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigError> {
-    let file = match path {
-        None => FileConfig::default(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-                path: p.to_owned(),
-                source,
-            })?;
-            parse_file(&p.display().to_string(), &text)?
-        }
-    };
+    let (mut c, deprecations) = fjord_cli::config::load(path, |f, dep| check(f, o, dep))?;
+    c.deprecations = deprecations;
+    Ok(c)
+}
+
+/// A timeout of the server, in milliseconds when given as a deprecated integer: between
+/// 100 ms and one day.
+fn timeout_key(name: &str, default: Duration) -> DurationKey<'_> {
+    DurationKey {
+        name,
+        legacy: None,
+        unit: Unit::Millis,
+        default,
+        range: Duration::from_millis(100)..=Duration::from_secs(86_400),
+    }
+}
+
+/// Checks the file's values and the flags into a [`ServeConfig`].
+fn check(
+    file: FileConfig,
+    o: Overrides,
+    dep: &mut Vec<Deprecation>,
+) -> Result<ServeConfig, ConfigError> {
     let listen_s = o
         .listen
         .or(file.listen)
@@ -439,30 +445,26 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         "max_query_lines",
         file.max_query_lines,
         DEFAULT_MAX_QUERY_LINES,
-        1,
-        10_000_000,
+        1..=10_000_000,
     )?;
     let ingest_concurrency = ranged(
         "ingest_concurrency",
         file.ingest_concurrency,
         DEFAULT_INGEST_CONCURRENCY,
-        1,
-        1024,
+        1..=1024,
     )?;
     let ingest_queue = ranged(
         "ingest_queue",
         file.ingest_queue,
         DEFAULT_INGEST_QUEUE,
-        0,
-        4096,
+        0..=4096,
     )?;
-    let max_tails = ranged("max_tails", file.max_tails, DEFAULT_MAX_TAILS, 0, 4096)?;
+    let max_tails = ranged("max_tails", file.max_tails, DEFAULT_MAX_TAILS, 0..=4096)?;
     let access_log_queue = ranged(
         "access_log_queue",
         file.access_log_queue,
         DEFAULT_ACCESS_LOG_QUEUE,
-        1,
-        1_000_000,
+        1..=1_000_000,
     )?;
     let mut limits = check_limits(&file.limits)?;
     let l = &file.listener;
@@ -471,61 +473,57 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
             "listener.max_connections",
             l.max_connections,
             DEFAULT_MAX_CONNECTIONS,
-            4,
-            1_000_000,
+            4..=1_000_000,
         )?,
-        header_read_timeout: millis(
-            "listener.header_read_timeout_ms",
-            l.header_read_timeout_ms,
+        header_read_timeout: timeout_key(
+            "listener.header_read_timeout",
             DEFAULT_HEADER_READ_TIMEOUT,
+        )
+        .resolve(
+            l.header_read_timeout.as_deref(),
+            l.header_read_timeout_ms,
+            dep,
         )?,
-        idle_timeout: millis(
-            "listener.idle_timeout_ms",
+        idle_timeout: timeout_key("listener.idle_timeout", DEFAULT_IDLE_TIMEOUT).resolve(
+            l.idle_timeout.as_deref(),
             l.idle_timeout_ms,
-            DEFAULT_IDLE_TIMEOUT,
+            dep,
         )?,
     };
-    limits.body_read_timeout = millis(
-        "listener.body_read_timeout_ms",
-        l.body_read_timeout_ms,
-        DEFAULT_BODY_READ_TIMEOUT,
-    )?;
+    limits.body_read_timeout = timeout_key("listener.body_read_timeout", DEFAULT_BODY_READ_TIMEOUT)
+        .resolve(l.body_read_timeout.as_deref(), l.body_read_timeout_ms, dep)?;
     limits.min_body_bytes_per_sec = ranged(
         "listener.min_body_bytes_per_sec",
         l.min_body_bytes_per_sec,
         DEFAULT_MIN_BODY_BYTES_PER_SEC,
-        1,
-        usize::MAX,
+        1..=usize::MAX,
     )?;
     limits.max_streams_per_team = ranged(
         "max_streams_per_team",
         file.max_streams_per_team,
         DEFAULT_MAX_STREAMS_PER_TEAM,
-        1,
-        100_000_000,
+        1..=100_000_000,
     )?;
     let read_limits = ReadLimits {
         max_query_response_bytes: ranged(
             "max_query_response_bytes",
             file.max_query_response_bytes,
             DEFAULT_MAX_QUERY_RESPONSE_BYTES,
-            wire::MAX_LINE_BYTES,
-            4 * 1024 * 1024 * 1024,
+            wire::MAX_LINE_BYTES..=4 * 1024 * 1024 * 1024,
         )?,
         max_tails_per_token: ranged(
             "max_tails_per_token",
             file.max_tails_per_token,
             DEFAULT_MAX_TAILS_PER_TOKEN,
-            1,
-            4096,
+            1..=4096,
         )?,
-        tail_idle_timeout: millis(
-            "tail_idle_timeout_ms",
+        tail_idle_timeout: timeout_key("tail_idle_timeout", DEFAULT_TAIL_IDLE_TIMEOUT).resolve(
+            file.tail_idle_timeout.as_deref(),
             file.tail_idle_timeout_ms,
-            DEFAULT_TAIL_IDLE_TIMEOUT,
+            dep,
         )?,
     };
-    let retention = check_retention(&file.retention)?;
+    let retention = check_retention(&file.retention, dep)?;
     let maintenance = Maintenance {
         compact_interval: interval(
             "storage.compact_interval",
@@ -543,6 +541,24 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
             DEFAULT_RETENTION_INTERVAL,
         )?,
     };
+    let metrics_listen = file
+        .metrics_listen
+        .as_deref()
+        .map(|m| {
+            m.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{m:?} is not an IP:port address, e.g. 0.0.0.0:9811"),
+                )
+            })
+        })
+        .transpose()?;
+    if metrics_listen.is_some_and(|m| m == listen && m.port() != 0) {
+        return Err(invalid(
+            "metrics_listen",
+            format!("{listen} is also `listen`; the metrics listener needs its own port"),
+        ));
+    }
     let tokens = check_tokens(&file.tokens)?;
     let tls = check_tls(FileTls {
         cert_file: o.tls_cert.or(file.tls.cert_file),
@@ -560,6 +576,7 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
     }
     Ok(ServeConfig {
         listen,
+        metrics_listen,
         data_dir: o
             .data_dir
             .or(file.data_dir)
@@ -582,46 +599,14 @@ pub fn load(path: Option<&Path>, o: Overrides) -> Result<ServeConfig, ConfigErro
         retention,
         maintenance,
         tokens,
+        deprecations: Vec::new(),
     })
-}
-
-fn ranged(
-    field: &str,
-    v: Option<usize>,
-    default: usize,
-    min: usize,
-    max: usize,
-) -> Result<usize, ConfigError> {
-    let v = v.unwrap_or(default);
-    if (min..=max).contains(&v) {
-        Ok(v)
-    } else {
-        Err(invalid(
-            field,
-            format!("{v} is not between {min} and {max}"),
-        ))
-    }
 }
 
 fn duration(field: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => crate::time::parse_duration(s).map_err(|e| invalid(field, e)),
-    }
-}
-
-/// A timeout given in milliseconds: between 100 ms and one day.
-fn millis(field: &str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
-    let Some(ms) = v else {
-        return Ok(default);
-    };
-    if (100..=86_400_000).contains(&ms) {
-        Ok(Duration::from_millis(ms))
-    } else {
-        Err(invalid(
-            field,
-            format!("{ms} is not between 100 and 86400000 (milliseconds)"),
-        ))
+        Some(s) => fjord_wire::clock::parse_duration(s).map_err(|e| invalid(field, e.to_string())),
     }
 }
 
@@ -635,7 +620,7 @@ fn interval(field: &str, v: Option<&str>, default: Duration) -> Result<Duration,
 
 fn check_limits(f: &FileLimits) -> Result<IngestLimits, ConfigError> {
     let tighten = |field: &str, v: Option<usize>, wire_max: usize| {
-        ranged(&format!("limits.{field}"), v, wire_max, 1, wire_max)
+        ranged(&format!("limits.{field}"), v, wire_max, 1..=wire_max)
     };
     Ok(IngestLimits {
         max_body_bytes: tighten("max_body_bytes", f.max_body_bytes, wire::MAX_BODY_BYTES)?,
@@ -704,16 +689,13 @@ fn check_tls(f: FileTls) -> Result<Option<TlsSettings>, ConfigError> {
         f.reload_interval.as_deref(),
         tls::DEFAULT_RELOAD_INTERVAL,
     )?;
-    let initial = tls::load_cert(&cert_file, &key_file).map_err(|source| ConfigError::Tls {
-        field: "tls certificate",
-        source,
-    })?;
+    let initial = tls::load_cert(&cert_file, &key_file)
+        .map_err(|e| invalid("tls certificate", e.to_string()))?;
     let client_verifier = match &f.client_ca_file {
         None => None,
-        Some(p) => Some(tls::load_client_ca(p).map_err(|source| ConfigError::Tls {
-            field: "tls.client_ca_file",
-            source,
-        })?),
+        Some(p) => {
+            Some(tls::load_client_ca(p).map_err(|e| invalid("tls.client_ca_file", e.to_string()))?)
+        }
     };
     Ok(Some(TlsSettings {
         cert_file,
@@ -725,23 +707,54 @@ fn check_tls(f: FileTls) -> Result<Option<TlsSettings>, ConfigError> {
     }))
 }
 
-fn check_retention(f: &FileRetention) -> Result<RetentionPolicy, ConfigError> {
+fn check_retention(
+    f: &FileRetention,
+    dep: &mut Vec<Deprecation>,
+) -> Result<RetentionPolicy, ConfigError> {
     const MAX_DAYS: u32 = 36_500;
-    let check = |field: String, d: u32| {
-        if d > MAX_DAYS {
-            Err(invalid(field, format!("{d} is more than {MAX_DAYS} days")))
-        } else {
-            Ok(d)
+    const DAY: Duration = Duration::from_secs(86_400);
+    fn key<'a>(name: &'a str, legacy: Option<&'a str>) -> DurationKey<'a> {
+        DurationKey {
+            name,
+            legacy,
+            unit: Unit::Days,
+            default: DAY * DEFAULT_RETENTION_DAYS,
+            range: Duration::ZERO..=DAY * MAX_DAYS,
         }
+    }
+    // Retention drops whole days of chunks, so a period is a whole number of days.
+    let days = |field: &str, d: Duration| {
+        if d.as_secs() % 86_400 != 0 || d.subsec_nanos() != 0 {
+            return Err(invalid(field, "must be whole days, e.g. 30d"));
+        }
+        u32::try_from(d.as_secs() / 86_400).map_err(|_| invalid(field, "is too long"))
     };
-    let default_days = check(
-        "retention.default_days".into(),
-        f.default_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+    let default_days = days(
+        "retention.default_period",
+        key("retention.default_period", Some("retention.default_days")).resolve(
+            f.default_period.as_deref(),
+            f.default_days,
+            dep,
+        )?,
     )?;
     let mut teams = BTreeMap::new();
-    for (t, d) in &f.teams {
-        valid_team(&format!("retention.teams.{t}"), t)?;
-        teams.insert(t.clone(), check(format!("retention.teams.{t}"), *d)?);
+    for (t, v) in &f.teams {
+        let field = format!("retention.teams.{t}");
+        valid_team(&field, t)?;
+        let d = match v {
+            DurationValue::Text(s) => key(&field, None).resolve(Some(s), None, dep)?,
+            DurationValue::Integer(n) => {
+                // An integer counts days, as it did before periods took a unit.
+                let text = format!("{n}d");
+                dep.push(Deprecation {
+                    key: field.clone(),
+                    instead: format!("{t} = \"{text}\""),
+                    location: None,
+                });
+                key(&field, None).resolve(Some(&text), None, dep)?
+            }
+        };
+        teams.insert(t.clone(), days(&field, d)?);
     }
     Ok(RetentionPolicy {
         default_days,
@@ -854,21 +867,39 @@ fn declaration(field: &'static str, v: Option<String>) -> Result<String, ConfigE
 
 /// Parses config text; errors carry `label:line:col`.
 pub fn parse_file(label: &str, text: &str) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let location = match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!("{label}:{line}:{col}")
-            }
-            None => label.to_owned(),
-        };
-        ConfigError::Parse {
-            location,
-            reason: e.message().trim_end().to_owned(),
+    fjord_cli::config::parse(label, text)
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Push to its team.
+    Ingest,
+    /// Query its team.
+    Read,
+    /// Query every team, push, erase.
+    Admin,
+}
+
+impl Role {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Admin => "admin",
         }
-    })
+    }
+}
+
+/// A configured token: its hash, never the token.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub name: String,
+    pub hash: [u8; 32],
+    /// `None` only for admin tokens.
+    pub team: Option<String>,
+    pub role: Role,
 }
 
 #[cfg(test)]
@@ -1065,6 +1096,8 @@ role = "admin"
             ("ingest_concurrency = 0\n", "ingest_concurrency"),
             ("[listener]\nheader_read_timeout_ms = 5\n", "listener.header_read_timeout_ms"),
             ("max_streams_per_team = 0\n", "max_streams_per_team"),
+            ("metrics_listen = \"9811\"\n", "metrics_listen"),
+            ("metrics_listen = \"127.0.0.1:3100\"\n", "metrics_listen"),
         ];
         for (text, field) in cases {
             let (_d, p) = write(text);

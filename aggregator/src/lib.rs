@@ -13,4 +13,4 @@ pub mod config;
 pub mod logql;
 pub mod server;
 pub mod store;
-pub mod time;
+pub mod tls;

@@ -2,7 +2,7 @@
 //! subcommand against a real `serve` in a temp dir (this test also makes `cargo test` build
 //! the binary that the end-to-end tests run).
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -51,21 +51,16 @@ fn query_against_nothing_says_what_to_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is it running"));
 }
 
+/// Runs the binary with `stdin` as its standard input, from a temp file.
 fn run_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    let mut input = tempfile::tempfile().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    input.rewind().unwrap();
+    Command::new(BIN)
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
+        .stdin(Stdio::from(input))
+        .output()
         .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn hash(token: &str) -> String {
@@ -578,6 +573,52 @@ fn check_config_validates_and_starts_nothing() {
     assert!(err.contains("agg.toml:5:19"), "{err}");
     assert!(out.stdout.is_empty());
     assert!(!data.exists());
+
+    // A bad value after parsing is reported at its line too.
+    std::fs::write(
+        &cfg,
+        format!("{body}\n[listener]\n  idle_timeout = \"50ms\"\n"),
+    )
+    .unwrap();
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("agg.toml:7:3: invalid listener.idle_timeout: 50ms is out of range"),
+        "{err}"
+    );
+
+    // Integer durations still load, each with a deprecation warning naming its line.
+    std::fs::write(
+        &cfg,
+        format!("{body}[listener]\nidle_timeout_ms = 30000\n[retention]\ndefault_days = 7\nteams = {{ payments = 90, audit = \"1d\" }}\n"),
+    )
+    .unwrap();
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "agg.toml:6:1: `listener.idle_timeout_ms` (an integer) is deprecated; write `idle_timeout = \"30s\"`",
+        "agg.toml:8:1: `retention.default_days` (an integer) is deprecated; write `default_period = \"7d\"`",
+        "`retention.teams.payments` (an integer) is deprecated; write `payments = \"90d\"`",
+    ] {
+        assert!(stdout.contains(want), "{want}\n{stdout}");
+    }
+    assert!(!stdout.contains("audit"), "{stdout}");
+
+    // Retention drops whole days.
+    std::fs::write(
+        &cfg,
+        format!("{body}[retention]\ndefault_period = \"36h\"\n"),
+    )
+    .unwrap();
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("agg.toml:6:1") && err.contains("whole days"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -9,11 +9,6 @@
 # is missing, or none at all under CI=true, is an error; only a developer's run without
 # kubectl skips the rendered check, with a warning (the generators and overlays are then
 # checked by tests/tests/deploy.rs alone, which reads them but does not run kustomize).
-# cert-manager's kinds (Certificate, Issuer, ClusterIssuer) are custom resources, for which
-# kubernetes-validate has no schema (it would only warn and pass them unchecked). They are
-# split out of every file and of the rendered output and validated against
-# schemas/cert-manager.json (jsonschema, from kubernetes-validate's own venv) instead; any
-# other kind without a schema is an error.
 # The invariants between manifests and code are tests/tests/deploy.rs.
 # Usage: deploy/k8s/validate.sh [path/to/kubernetes-validate [path/to/kubectl]]
 set -euo pipefail
@@ -52,56 +47,21 @@ else
     } >&2
 fi
 
-# Split: cert-manager objects are checked here against schemas/cert-manager.json; every
-# other object goes to kubernetes-validate, one file per input so its messages still name it.
-KV_PATH="$(command -v "$KV")"
-PY="$(dirname "$KV_PATH")/python"
+# Custom resources (Prometheus Operator monitors, cert-manager objects) have no schema in
+# kubernetes-validate: crd_check.py checks them structurally against its own table and hands
+# back the files (or copies without them) for kubernetes-validate. It needs PyYAML, which
+# kubernetes-validate's venv has.
+PY="$(dirname "$(command -v "$KV")")/python3"
 [ -x "$PY" ] || PY=python3
-split="$(mktemp -d)"
-trap 'rm -rf "$split" ${rendered:+"$rendered"}' EXIT
-"$PY" - "$split" schemas/cert-manager.json "${objects[@]}" ${rendered:+"$rendered"} <<'PY'
-import json, os, sys
-import jsonschema, yaml
-out, schema_file, inputs = sys.argv[1], sys.argv[2], sys.argv[3:]
-validator = jsonschema.Draft202012Validator(json.load(open(schema_file)))
-errors = 0
-crs = 0
-for n, path in enumerate(inputs):
-    rest = []
-    for doc in yaml.safe_load_all(open(path)):
-        if doc is None:
-            continue
-        if str(doc.get("apiVersion", "")).startswith("cert-manager.io/"):
-            crs += 1
-            for e in validator.iter_errors(doc):
-                where = "/".join(str(p) for p in e.absolute_path) or "(top)"
-                name = doc.get("metadata", {}).get("name", "?")
-                print(f"ERROR {path}: {doc.get('kind')} {name}: {where}: {e.message}")
-                errors += 1
-        else:
-            rest.append(doc)
-    if rest:
-        # Named after the input (deploy/k8s/a/b.yaml -> 000-a__b.yaml) for the messages.
-        base = os.path.normpath(path).lstrip("/").removesuffix(".yaml").replace("/", "__")
-        with open(os.path.join(out, f"{n:03}-{base}.yaml"), "w") as f:
-            yaml.safe_dump_all(rest, f, sort_keys=False)
-if errors:
-    sys.exit(1)
-print(f"deploy/k8s: {crs} cert-manager objects valid against {schema_file}")
-PY
+filtered_dir="$(mktemp -d)"
+trap 'rm -rf "$filtered_dir" ${rendered:+"$rendered"}' EXIT
+"$PY" crd_check.py "$filtered_dir" "${objects[@]}" ${rendered:+"$rendered"} >"$filtered_dir/list"
+to_validate=()
+while IFS= read -r f; do
+    to_validate+=("$f")
+done <"$filtered_dir/list"
 
 for v in "${VERSIONS[@]}"; do
-    # No schema must mean an error, not a warning: only cert-manager's kinds are expected
-    # to have none, and they were split out above.
-    if ! out="$("$KV" --strict --quiet -k "$v" "$split"/*.yaml 2>&1)"; then
-        echo "$out" >&2
-        exit 1
-    fi
-    if grep -q "Couldn't find schema" <<<"$out"; then
-        echo "$out" >&2
-        echo "validate.sh: an object without a schema (only cert-manager.io kinds are checked separately)" >&2
-        exit 1
-    fi
-    [ -z "$out" ] || echo "$out"
+    "$KV" --strict --quiet -k "$v" "${to_validate[@]}"
     echo "deploy/k8s: ${#objects[@]} files${rendered:+ and the rendered kustomization} valid for Kubernetes $v"
 done

@@ -2,7 +2,7 @@
 //!
 //! Rule packs are TOML (`pack.rs`); a rule is a built-in detector with a check-digit
 //! validator (`detect/`, `validate.rs`) or a custom regex, plus an action (`mask`, `hash`,
-//! `partial`, `drop_line`; `drop_field` for JSON field rules, `json.rs`). The effective rule
+//! `partial`, `drop_line`; `drop_field` for JSON field rules, `redact/json.rs`). The effective rule
 //! set compiles into a [`Redactor`] whose first step is one cheap byte pass, so a line
 //! without any candidate costs a single scan. The compiled set has a version hash that
 //! travels with every batch. `selftest.rs` runs the rules' examples and explains matches.
@@ -20,8 +20,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod detect;
-pub mod json;
 pub mod pack;
+pub mod pattern;
 pub mod redact;
 pub mod selftest;
 pub mod validate;

@@ -56,9 +56,7 @@ pub const BASELINE_PACK: &str = "baseline";
 /// scrubbing is on by default.
 pub const DEFAULT_PACKS: &[&str] = &["baseline", "eu-pii"];
 
-/// Largest compiled size of one custom regex. Bigger patterns are refused, so a hostile or
-/// careless rule cannot make every line expensive.
-pub const MAX_REGEX_COMPILED_BYTES: usize = 1024 * 1024;
+pub use crate::pattern::MAX_REGEX_COMPILED_BYTES;
 
 /// Largest `keep_last` of a `partial` action.
 pub const MAX_KEEP_LAST: usize = 32;
@@ -603,7 +601,7 @@ fn allow_entry(a: AllowFile, src: &Source<'_>) -> Result<(AllowSpec, Vec<String>
         }
         (Some(v), None) => AllowMatch::Value(v.into_inner()),
         (None, Some(p)) => {
-            let re = crate::redact::compile_allow_pattern(p.get_ref())
+            let re = crate::pattern::compile_allow(p.get_ref())
                 .map_err(|e| src.at(p.span(), format!("allow entry: {e}")))?;
             if re.is_match("") {
                 return Err(src.at(
@@ -806,7 +804,7 @@ impl Builder {
                 }
             },
             (None, Some(p)) => {
-                if let Err(e) = crate::redact::compile_pattern(p.get_ref()) {
+                if let Err(e) = crate::pattern::compile(p.get_ref()) {
                     return Err(src.at(p.span(), format!("rule {name:?}: {e}")));
                 }
                 Matcher::Pattern(p.get_ref().clone())

@@ -3,6 +3,7 @@
 //! sleeps), and read results back through the real CLI.
 
 pub mod certs;
+pub mod clients;
 pub mod gen;
 pub mod proxy;
 pub mod tls;
@@ -365,7 +366,7 @@ pub fn start_agent(dir: &Path, config: &Path) -> Proc {
 
 /// Writes an agent config following `logs/*.log` under `dir`, shipping to `url`, with its
 /// admin endpoint on a free port (see [`admin_addr`]). Keys in `extra` override the
-/// defaults written here (`paths`, `linger_ms`, `poll_interval_ms`, `admin_listen`); the
+/// defaults written here (`paths`, `linger`, `poll_interval`, `admin_listen`); the
 /// word `LOGS` in `extra` stands for the `dir/logs` directory.
 pub fn agent_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
     let logs = dir.join("logs").display().to_string();
@@ -377,8 +378,8 @@ pub fn agent_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
             "paths",
             format!("[\"{}/*.log\"]", dir.join("logs").display()),
         ),
-        ("linger_ms", "200".to_owned()),
-        ("poll_interval_ms", "50".to_owned()),
+        ("linger", "\"200ms\"".to_owned()),
+        ("poll_interval", "\"50ms\"".to_owned()),
         ("admin_listen", format!("\"127.0.0.1:{}\"", free_port())),
     ];
     for (k, v) in defaults {

@@ -425,13 +425,16 @@ fn agent_config_paths_and_env_match_the_deployment() {
     assert_eq!(s(&ann["prometheus.io/port"]), admin.port().to_string());
 
     // Termination: the pod's grace covers the agent's flush grace plus a margin.
-    let grace_ms = cfg.shutdown_grace_ms.unwrap_or(10_000);
+    let grace_ms =
+        fjord_wire::clock::parse_duration(cfg.shutdown_grace.as_deref().unwrap_or("10s"))
+            .expect("shutdown_grace")
+            .as_millis();
     let tgps = deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         .as_i64()
         .expect("terminationGracePeriodSeconds");
     assert!(
-        tgps * 1000 >= grace_ms as i64 + 5_000,
-        "terminationGracePeriodSeconds {tgps} < shutdown_grace_ms {grace_ms} + 5 s"
+        tgps as u128 * 1000 >= grace_ms + 5_000,
+        "terminationGracePeriodSeconds {tgps} < shutdown_grace {grace_ms} ms + 5 s"
     );
 
     // The agent runs as a native sidecar, so it outlives the app's shutdown.
@@ -458,6 +461,8 @@ fn agent_ships_to_the_aggregator_service_in_an_allowed_jurisdiction() {
         fjord_aggregator::config::Overrides::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    // The shipped config uses no deprecated key.
+    assert!(agg.deprecations.is_empty(), "{:?}", agg.deprecations);
     let allowed = cfg
         .allowed_jurisdictions
         .clone()
@@ -677,7 +682,15 @@ fn aggregator_config_matches_the_statefulset_service_and_network_policy() {
         &objs.get("Deployment", "payment-service")["spec"]["template"]["metadata"]["labels"],
     );
     let ingress = list(&np["spec"]["ingress"]);
-    assert_eq!(ingress.len(), 1);
+    let rule_ports = |rule: &Yaml| -> Vec<i64> {
+        list(&rule["ports"])
+            .iter()
+            .filter_map(|p| p["port"].as_i64())
+            .collect()
+    };
+    // Two rules: agents on the listen port, Prometheus on the metrics port; each source is
+    // selected by pod labels, and no rule opens another port.
+    assert_eq!(ingress.len(), 2);
     for from in list(&ingress[0]["from"]) {
         let sel = labels(&from["podSelector"]["matchLabels"]);
         assert!(!sel.is_empty(), "every source is selected by pod labels");
@@ -685,11 +698,62 @@ fn aggregator_config_matches_the_statefulset_service_and_network_policy() {
             assert_eq!(app_labels.get(k), Some(v), "the app's pods carry {k}={v}");
         }
     }
-    let ports: Vec<i64> = list(&ingress[0]["ports"])
-        .iter()
-        .filter_map(|p| p["port"].as_i64())
-        .collect();
-    assert_eq!(ports, vec![listen]);
+    assert_eq!(rule_ports(&ingress[0]), vec![listen]);
+    let metrics = i64::from(agg.metrics_listen.expect("metrics_listen is set").port());
+    assert!(agg.metrics_listen.is_some_and(|m| m.ip().is_unspecified()));
+    assert_ne!(metrics, listen);
+    for from in list(&ingress[1]["from"]) {
+        assert!(!labels(&from["podSelector"]["matchLabels"]).is_empty());
+    }
+    assert_eq!(rule_ports(&ingress[1]), vec![metrics]);
+}
+
+#[test]
+fn pod_monitors_scrape_each_binarys_metrics_port() {
+    let objs = Objects::load();
+    let agg = fjord_aggregator::config::load(
+        Some(&aggregator_toml()),
+        fjord_aggregator::config::Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let agent = agent_file_config();
+    let admin: std::net::SocketAddr = agent
+        .admin_listen
+        .as_deref()
+        .expect("admin_listen in agent.toml")
+        .parse()
+        .expect("admin_listen is an address");
+    let sts = objs.get("StatefulSet", "fjord-aggregator");
+    let dep = objs.get("Deployment", "payment-service");
+    for (monitor, workload, container_name, want_port) in [
+        (
+            "fjord-aggregator",
+            sts,
+            "fjord-aggregator",
+            agg.metrics_listen.expect("metrics_listen").port(),
+        ),
+        ("fjord-agent", dep, "fjord-agent", admin.port()),
+    ] {
+        let pm = objs.get("PodMonitor", monitor);
+        let pod_labels = labels(&workload["spec"]["template"]["metadata"]["labels"]);
+        for (k, v) in labels(&pm["spec"]["selector"]["matchLabels"]) {
+            assert_eq!(pod_labels.get(&k), Some(&v), "{monitor} selects the pods");
+        }
+        let endpoints = list(&pm["spec"]["podMetricsEndpoints"]);
+        assert_eq!(endpoints.len(), 1, "{monitor}");
+        assert_eq!(s(&endpoints[0]["path"]), "/metrics", "{monitor}");
+        let c = container(workload, container_name);
+        assert_eq!(
+            port(c, &endpoints[0]["port"]),
+            i64::from(want_port),
+            "{monitor} scrapes the port /metrics is served on"
+        );
+    }
+    // The agent's pods live in another namespace than the monitor.
+    assert_eq!(
+        objs.get("PodMonitor", "fjord-agent")["spec"]["namespaceSelector"]["any"].as_bool(),
+        Some(true)
+    );
 }
 
 #[test]
@@ -1002,4 +1066,39 @@ fn alert_rules_use_metrics_the_agent_exports() {
         assert!(ops.contains(needed), "an alert on {needed}");
     }
     assert!(seen >= 4);
+}
+
+#[test]
+fn docs_use_metrics_the_aggregator_exports() {
+    let metrics = fjord_aggregator::server::metrics::Metrics::new(
+        ["payments"],
+        std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        1,
+        std::sync::Arc::default(),
+    );
+    let exposed = exposed_series(&metrics.encode());
+    assert!(
+        exposed.contains("fjord_aggregator_pushes_total"),
+        "{exposed:?}"
+    );
+    let ops = read(&repo().join("docs/operations.md"));
+    let names: Vec<String> = ops
+        .match_indices("fjord_aggregator_")
+        .map(|(i, p)| {
+            let rest: String = ops[i + p.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            format!("fjord_aggregator_{rest}")
+        })
+        .filter(|n| n != "fjord_aggregator_")
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        // The table names a histogram by its `_bucket` and lists `_sum`, `_count` apart.
+        assert!(
+            exposed.contains(&name),
+            "docs/operations.md uses {name}, which the aggregator's /metrics does not expose; it exposes {exposed:?}"
+        );
+    }
 }

@@ -118,7 +118,7 @@ fn sigterm_while_the_aggregator_is_unreachable_exits_promptly() {
     let cfg = agent_config(
         dir.path(),
         &format!("http://127.0.0.1:{port}"),
-        "shutdown_grace_ms = 2000",
+        "shutdown_grace = \"2s\"",
     );
     let log = dir.path().join("logs/app.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();

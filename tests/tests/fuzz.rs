@@ -6,6 +6,9 @@
 //!
 //! - the push decoders: the one-pass fast path with its serde_json fallback gives the same
 //!   request, or an error, as serde_json alone, for any body;
+//! - the protobuf push decoder: for any body, or any protobuf message compressed as it
+//!   should be, it refuses or gives a request within the limits that encodes and decodes
+//!   back to itself;
 //! - the LogQL parser: answers `Ok` or an error with a position inside the query, for any
 //!   text;
 //! - the rule-file loader: loads or refuses any TOML text with an error naming
@@ -50,13 +53,13 @@ where
 
 /// `seed` with random byte edits: overwrite, insert, remove, truncate. Inserted bytes lean
 /// to the characters that carry structure.
-fn mutated(seeds: Vec<String>, structural: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+fn mutated(seeds: Vec<Vec<u8>>, structural: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
     (
         proptest::sample::select(seeds),
         proptest::collection::vec((any::<usize>(), 0u8..4, any::<u8>()), 0..8),
     )
         .prop_map(move |(seed, edits)| {
-            let mut b = seed.into_bytes();
+            let mut b = seed;
             for (at, kind, byte) in edits {
                 let at = at % (b.len() + 1);
                 let byte = if byte % 2 == 0 {
@@ -79,7 +82,7 @@ fn mutated(seeds: Vec<String>, structural: &'static [u8]) -> impl Strategy<Value
 
 /// Random bytes, or a mutated seed.
 fn inputs(seeds: &[&str], structural: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
-    let seeds: Vec<String> = seeds.iter().map(|s| (*s).to_owned()).collect();
+    let seeds: Vec<Vec<u8>> = seeds.iter().map(|s| s.as_bytes().to_vec()).collect();
     prop_oneof![
         1 => proptest::collection::vec(any::<u8>(), 0..256),
         4 => mutated(seeds, structural),
@@ -108,6 +111,46 @@ fn fuzz_push_decoders_agree_on_any_body() {
             Ok(())
         },
     );
+}
+
+#[test]
+fn fuzz_protobuf_push_decodes_or_refuses_any_body() {
+    use fjord_wire::logproto;
+    use fjord_wire::{Entry, PushRequest, PushStream};
+    let request = PushRequest {
+        streams: vec![PushStream {
+            stream: [("team".to_owned(), "payments".to_owned())].into(),
+            values: vec![
+                Entry::new(1_764_151_200_123_000_000, "payment ok"),
+                Entry::new(1_764_151_200_123_000_001, "line with \"quotes\" and ü"),
+            ],
+        }],
+    };
+    let compressed = logproto::encode(&request);
+    let message = logproto::decompress_snappy(&compressed, 1 << 20).expect("seed");
+    // Mutated snappy bodies, and mutated messages compressed as a client would.
+    let body = prop_oneof![
+        mutated(vec![compressed], b"\x00\x01\x0a\x12\x1a\xff"),
+        mutated(vec![message], b"\x00\x08\x0a\x10\x12\x1a\x22\xff")
+            .prop_map(|m| logproto::compress_snappy(&m)),
+        proptest::collection::vec(any::<u8>(), 0..256),
+    ];
+    fuzz("protobuf push", body, |body| {
+        let Ok(bytes) = logproto::decompress_snappy(&body, 1 << 20) else {
+            return Ok(());
+        };
+        let Ok(msg) = logproto::decode_message(&bytes) else {
+            return Ok(());
+        };
+        let Ok(req) = logproto::to_push(&msg) else {
+            return Ok(());
+        };
+        prop_assert!(req.validate().is_ok());
+        let again = logproto::decompress_snappy(&logproto::encode(&req), usize::MAX).unwrap();
+        let msg2 = logproto::decode_message(&again).unwrap();
+        prop_assert_eq!(logproto::to_push(&msg2).unwrap(), req);
+        Ok(())
+    });
 }
 
 #[test]

@@ -241,7 +241,7 @@ fn slow_push_bodies_neither_hold_ingest_slots_nor_stay_open() {
     // 4 + 16 slots, as by default; the body must arrive within 2 s (plus size at 64 KiB/s).
     let agg = start(
         dir.path(),
-        "ingest_concurrency = 4\ningest_queue = 16\n[listener]\nbody_read_timeout_ms = 2000\n",
+        "ingest_concurrency = 4\ningest_queue = 16\n[listener]\nbody_read_timeout = \"2s\"\n",
     );
     let mut slow: Vec<_> = (0..20)
         .map(|_| open_slow_push(agg.addr, PAY_INGEST, 1_000_000))
@@ -268,7 +268,7 @@ fn slow_headers_are_closed_and_connections_are_capped() {
     let dir = test_dir();
     let agg = start(
         dir.path(),
-        "[listener]\nmax_connections = 16\nheader_read_timeout_ms = 1000\n",
+        "[listener]\nmax_connections = 16\nheader_read_timeout = \"1s\"\n",
     );
     // 40 connections that never finish their headers: 16 are served, the rest wait in the
     // backlog; each is closed a second after it was accepted.
@@ -439,7 +439,7 @@ fn tails_are_limited_per_token_and_closed_when_the_client_goes_quiet() {
     let dir = test_dir();
     let agg = start(
         dir.path(),
-        "max_tails_per_token = 2\ntail_idle_timeout_ms = 1000\n",
+        "max_tails_per_token = 2\ntail_idle_timeout = \"1s\"\n",
     );
     let (mut a, code_a) = open_tail(agg.addr, PAY_READ);
     let (mut b, code_b) = open_tail(agg.addr, PAY_READ);

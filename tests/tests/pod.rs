@@ -400,10 +400,15 @@ fn start_agent_in_pod(dir: &Path, pod: &Pod, config: &Path) -> Proc {
     }
 }
 
-/// The manifest's aggregator.toml plus an admin token to read back with.
+/// The manifest's aggregator.toml plus an admin token to read back with; its metrics
+/// listener moves to a free loopback port, as the test runs beside others on one host.
 fn write_aggregator_config(dir: &Path) -> PathBuf {
-    let mut text = std::fs::read_to_string(repo().join("deploy/k8s/aggregator/aggregator.toml"))
+    let text = std::fs::read_to_string(repo().join("deploy/k8s/aggregator/aggregator.toml"))
         .expect("aggregator.toml");
+    let mut text = text.replace(
+        "metrics_listen = \"0.0.0.0:9811\"",
+        &format!("metrics_listen = \"127.0.0.1:{}\"", fjord_e2e::free_port()),
+    );
     text.push_str(&format!(
         "\n[[token]]\nname = \"pod-test-admin\"\nsha256 = \"{}\"\nrole = \"admin\"\n",
         fjord_aggregator::server::auth::hash_token(ADMIN_TOKEN)

@@ -222,7 +222,7 @@ fn multiline_stack_trace_travels_as_one_record() {
     let cfg = agent_config(
         dir.path(),
         &agg.url(),
-        "[[multiline]]\npath = \"LOGS/*.log\"\nstart_pattern = '^\\d{4}-\\d{2}-\\d{2}'\ntimeout_ms = 300\n",
+        "[[multiline]]\npath = \"LOGS/*.log\"\nstart_pattern = '^\\d{4}-\\d{2}-\\d{2}'\ntimeout = \"300ms\"\n",
     );
     let log = dir.path().join("logs/app.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
@@ -300,7 +300,7 @@ fn a_new_file_is_shipped_within_a_second() {
     let cfg = agent_config(
         dir.path(),
         &agg.url(),
-        "linger_ms = 250\npoll_interval_ms = 250",
+        "linger = \"250ms\"\npoll_interval = \"250ms\"",
     );
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let _agent = start_agent(dir.path(), &cfg);

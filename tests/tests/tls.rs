@@ -236,14 +236,16 @@ fn tls12_and_tls13_are_spoken_and_nothing_older() {
 /// Plain HTTP on the TLS port is answered at once with a 400 that says the port speaks TLS
 /// (instead of a hang or TLS bytes), and counted; a client that opens a connection and says
 /// nothing is dropped after the handshake timeout (header_read_timeout), and until then it
-/// holds one of the `max_connections` permits like any connection.
+/// holds one of the `max_connections` permits like any connection. Both are counted, in
+/// `/fjord/v1/stats` and on `/metrics`.
 #[test]
 fn plain_http_and_silent_clients_are_refused() {
     let t = setup();
     let config = t.path().join("aggregator.toml");
+    let metrics_port = fjord_e2e::free_port();
     std::fs::write(
         &config,
-        "[listener]\nheader_read_timeout_ms = 500\nmax_connections = 4\n",
+        format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\n[listener]\nheader_read_timeout = \"500ms\"\nmax_connections = 4\n"),
     )
     .unwrap();
     let client = ClientTls::ca(t.ca_file.clone());
@@ -271,6 +273,14 @@ fn plain_http_and_silent_clients_are_refused() {
     assert_eq!(status, 400);
     assert!(body.contains("this port speaks TLS"), "{body}");
     assert_eq!(counter(&agg, "plain_http_refused"), 1);
+    // Also on /metrics (plain HTTP on its own port).
+    let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let (_, text) = fjord_e2e::http_get(metrics_addr, "/metrics").expect("/metrics");
+    assert!(
+        text.lines()
+            .any(|l| l == "fjord_aggregator_tls_plain_http_refused_total 1"),
+        "{text}"
+    );
 
     let errors = counter(&agg, "tls_handshake_errors");
     let mut silent = TcpStream::connect(agg.addr).unwrap();

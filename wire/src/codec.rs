@@ -5,48 +5,9 @@
 use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
-use thiserror::Error;
 
+pub use crate::error::CodecError;
 use crate::push::{InBuffer, PushRequest};
-
-/// Everything that can be wrong with a push body. Messages are lowercase, name the problem
-/// and never contain log content, so they can be returned to the client and logged.
-#[derive(Debug, Error)]
-pub enum CodecError {
-    /// `Content-Encoding` is not one we decode.
-    #[error("unsupported content-encoding {0:?}; use zstd, gzip or identity")]
-    UnsupportedEncoding(String),
-    /// The body did not decompress.
-    #[error("body is not valid {encoding} data: {reason}")]
-    Corrupt {
-        encoding: &'static str,
-        reason: String,
-    },
-    /// The decompressed body is larger than allowed.
-    #[error("decompressed body exceeds the limit of {limit} bytes")]
-    TooLarge { limit: usize },
-    /// The JSON did not parse into a push request.
-    #[error("malformed push body at line {line} column {column}: {reason}")]
-    Json {
-        line: usize,
-        column: usize,
-        reason: String,
-    },
-    /// A line is longer than the limit.
-    #[error("stream {stream} entry {entry} is {len} bytes; the line limit is {limit}")]
-    LineTooLong {
-        stream: usize,
-        entry: usize,
-        len: usize,
-        limit: usize,
-    },
-    /// Any other limit or shape violation.
-    #[error("{0}")]
-    Invalid(String),
-    /// Encoding failed (only for I/O errors of the compressor, which work in memory).
-    #[error("encoding failed: {0}")]
-    Encode(String),
-}
 
 /// The `Content-Encoding` values we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,10 +16,12 @@ pub mod body;
 mod canonical;
 pub mod clock;
 pub mod codec;
+mod error;
 pub mod headers;
 pub mod info;
 pub mod ledger;
 pub mod limits;
+pub mod logproto;
 pub mod push;
 // The 16-byte special-byte scan (SSE2/AVX2 movemask).
 #[allow(unsafe_code)]

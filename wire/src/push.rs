@@ -16,7 +16,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::CodecError;
+use crate::error::CodecError;
 use crate::limits;
 
 /// A whole push request. Lines borrow from the JSON they were parsed from where they can

@@ -266,7 +266,7 @@ impl Checkpoints for StateCheckpoints {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     forgotten = n,
-                    "forgot checkpoints of files gone for longer than checkpoint_ttl_hours"
+                    "forgot checkpoints of files gone for longer than checkpoint_ttl"
                 ),
                 Err(err) => tracing::warn!(%err, "checkpoint housekeeping failed"),
             }

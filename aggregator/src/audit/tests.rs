@@ -9,7 +9,9 @@ use fjord_wire::{Entry, PushRequest, PushStream};
 
 use super::*;
 use crate::config::RetentionPolicy;
-use crate::store::{Erasure, IngestMeta, Store, NS_PER_DAY};
+use crate::store::{chunk, Erasure, IngestMeta, Store, DB_FILE, NS_PER_DAY};
+use fjord_rules::{Explanation, Redactor};
+use fjord_wire::clock::format_ns;
 
 const ALL: Range = Range {
     from_ns: i64::MIN,
@@ -77,8 +79,8 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn ro(dir: &tempfile::TempDir) -> Connection {
-    open_read_only(dir.path()).unwrap()
+fn ro(dir: &tempfile::TempDir) -> Evidence {
+    open(dir.path()).unwrap()
 }
 
 #[test]
@@ -349,8 +351,8 @@ fn mask_never_returns_matched_text() {
 fn open_refuses_a_missing_store() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
-        open_read_only(dir.path()),
-        Err(AuditError::NoStore(_))
+        open(dir.path()),
+        Err(AuditError::Store(EvidenceError::NoStore(_)))
     ));
 }
 

@@ -14,9 +14,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::EXIT_USAGE;
-use crate::audit::{self, AuditError, Range};
+use crate::audit::{self, AuditError, EvidenceError, Range};
 use crate::logql;
-use crate::time::{now_ns, parse_duration, parse_time};
+use fjord_wire::clock::now_ns;
 
 /// Exit code when the audit found something.
 pub const EXIT_FINDINGS: u8 = 1;
@@ -59,15 +59,9 @@ pub struct CommonArgs {
     /// The aggregator's data directory (its data_dir); opened read-only.
     #[arg(long, value_name = "DIR", default_value = "./data")]
     pub data: PathBuf,
-    /// Look back this far from --to (or now), e.g. 24h, 30d.
-    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
-    pub since: Option<String>,
-    /// Start of the range: RFC 3339, Unix seconds or nanoseconds [default: the beginning].
-    #[arg(long, value_name = "TIME")]
-    pub from: Option<String>,
-    /// End of the range [default: now].
-    #[arg(long, value_name = "TIME")]
-    pub to: Option<String>,
+    /// The range of the report [default: everything].
+    #[command(flatten)]
+    pub range: fjord_cli::TimeRangeArgs,
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub output: ReportFormat,
@@ -122,21 +116,10 @@ pub struct AccessArgs {
 struct Usage(String);
 
 fn range(c: &CommonArgs) -> Result<Range, Usage> {
-    let to_ns = match &c.to {
-        Some(t) => parse_time(t).map_err(|e| Usage(format!("--to: {e}")))?,
-        None => now_ns(),
-    };
-    let from_ns = match (&c.since, &c.from) {
-        (Some(s), _) => {
-            let d = parse_duration(s).map_err(|e| Usage(format!("--since: {e}")))?;
-            to_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        }
-        (None, Some(f)) => parse_time(f).map_err(|e| Usage(format!("--from: {e}")))?,
-        (None, None) => 0,
-    };
-    if from_ns > to_ns {
-        return Err(Usage("--from must not be after --to".to_owned()));
-    }
+    let (from_ns, to_ns) = c
+        .range
+        .resolve(now_ns(), None)
+        .map_err(|e| Usage(e.to_string()))?;
     Ok(Range { from_ns, to_ns })
 }
 
@@ -164,8 +147,7 @@ fn print<T: Serialize>(
 /// Which errors are the operator's input rather than the store.
 fn exit_for(e: &AuditError) -> u8 {
     match e {
-        AuditError::NoStore(_)
-        | AuditError::Schema { .. }
+        AuditError::Store(EvidenceError::NoStore(_) | EvidenceError::Schema { .. })
         | AuditError::LedgerIo { .. }
         | AuditError::Ledger { .. } => EXIT_USAGE,
         _ => EXIT_INCOMPLETE,
@@ -213,8 +195,8 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
     match cmd {
         AuditCommand::Receipts(a) => {
             let r = range(&a.common)?;
-            let conn = audit::open_read_only(&a.common.data)?;
-            let report = audit::receipts(&conn, r)?;
+            let store = audit::open(&a.common.data)?;
+            let report = audit::receipts(&store, r)?;
             print(a.common.output, &report, audit::render_receipts)?;
             Ok(0)
         }
@@ -224,9 +206,9 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 Some(p) => Some((p.clone(), audit::read_ledger(p)?)),
                 None => None,
             };
-            let conn = audit::open_read_only(&a.common.data)?;
+            let store = audit::open(&a.common.data)?;
             let report = audit::verify(
-                &conn,
+                &store,
                 r,
                 ledger
                     .as_ref()
@@ -248,9 +230,9 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 .map_err(|e| Usage(format!("rules: {e}")))?;
             let redactor = fjord_rules::Redactor::new(&set, Some(SCAN_HASH_KEY))
                 .map_err(|e| Usage(format!("rules: {e}")))?;
-            let conn = audit::open_read_only(&a.common.data)?;
+            let store = audit::open(&a.common.data)?;
             let report = audit::scan(
-                &conn,
+                &store,
                 &redactor,
                 query.as_ref().map(|(t, q)| (t.as_str(), q)),
                 r,
@@ -269,8 +251,8 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
         }
         AuditCommand::Access(a) => {
             let r = range(&a.common)?;
-            let conn = audit::open_read_only(&a.common.data)?;
-            let report = audit::access(&conn, r, a.token.as_deref())?;
+            let store = audit::open(&a.common.data)?;
+            let report = audit::access(&store, r, a.token.as_deref())?;
             print(a.common.output, &report, audit::render_access)?;
             Ok(0)
         }

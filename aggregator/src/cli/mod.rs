@@ -28,7 +28,7 @@ use crate::server::{self, AppState};
 use crate::store::Store;
 
 /// Exit code for bad configuration or usage (EX_USAGE).
-pub const EXIT_USAGE: u8 = fjord_log::EXIT_USAGE;
+pub use fjord_cli::EXIT_USAGE;
 
 /// fjord's in-region log aggregator: stores log data locally in SQLite and answers
 /// Loki-compatible queries.
@@ -37,16 +37,8 @@ pub const EXIT_USAGE: u8 = fjord_log::EXIT_USAGE;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Format of the aggregator's own logs on stderr (filter them with FJORD_LOG, e.g. debug).
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "FJORD_LOG_FORMAT",
-        default_value_t = fjord_log::LogFormat::Text,
-        value_name = "FORMAT"
-    )]
-    pub log_format: fjord_log::LogFormat,
+    #[command(flatten)]
+    pub log: fjord_cli::LogArgs,
 }
 
 /// The subcommands.
@@ -173,15 +165,9 @@ pub struct QueryArgs {
     pub query: String,
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Look back this far from --to (or now), e.g. 15m, 1h, 7d.
-    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
-    pub since: Option<String>,
-    /// Start of the range: RFC 3339, Unix seconds or nanoseconds.
-    #[arg(long, value_name = "TIME")]
-    pub from: Option<String>,
-    /// End of the range [default: now].
-    #[arg(long, value_name = "TIME")]
-    pub to: Option<String>,
+    /// The range to search [default: the last hour].
+    #[command(flatten)]
+    pub range: fjord_cli::TimeRangeArgs,
     /// Most lines to print. Without --backward these are the oldest in the range.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub limit: usize,
@@ -369,7 +355,7 @@ fn load_checked(a: ServeArgs) -> Result<config::ServeConfig, ExitCode> {
 /// `check-config`: what `serve` checks before opening the store, and nothing more.
 fn check_config(a: ServeArgs) -> ExitCode {
     let config = a.config.clone();
-    fjord_log::check_config(config.as_deref(), load_checked(a))
+    fjord_cli::check_config(config.as_deref(), load_checked(a).map(|c| c.deprecations))
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -377,6 +363,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    for d in &cfg.deprecations {
+        tracing::warn!("{d}");
+    }
     if cfg.info.jurisdiction == fjord_wire::info::UNSET {
         tracing::warn!("no jurisdiction declared; agents with the default residency guard will not ship here. Start with --jurisdiction EEA --region <region> (or set them in the config file)");
     }
@@ -392,7 +381,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut server = tokio::spawn(server::run(listener, state, cfg));
     tokio::select! {
         res = &mut server => { res??; return Ok(ExitCode::SUCCESS); }
-        () = wait_for_signal() => {}
+        () = fjord_cli::signal::terminated() => {}
     }
     tracing::info!("shutting down");
     shutdown.cancel();
@@ -405,21 +394,3 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}

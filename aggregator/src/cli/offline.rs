@@ -13,7 +13,7 @@ use crate::config::{self, Overrides};
 use crate::logql;
 use crate::server::query_types::EraseRequest;
 use crate::store::{EraseReport, Erasure, Store};
-use crate::time::{now_ns, parse_time};
+use fjord_wire::clock::now_ns;
 
 /// `{sel} |= "a" |= "b"` from the selector and the filters.
 fn erase_query(a: &EraseArgs) -> anyhow::Result<String> {
@@ -45,16 +45,8 @@ fn operator(a: &EraseArgs) -> Option<String> {
 pub async fn erase(a: EraseArgs) -> anyhow::Result<ExitCode> {
     let query = erase_query(&a)?;
     let report = if let Some(dir) = &a.data {
-        let start_ns = match &a.from {
-            Some(t) => parse_time(t)
-                .map_err(anyhow::Error::msg)
-                .context("--from")?,
-            None => 0,
-        };
-        let end_ns = match &a.to {
-            Some(t) => parse_time(t).map_err(anyhow::Error::msg).context("--to")?,
-            None => now_ns(),
-        };
+        let (start_ns, end_ns) =
+            fjord_wire::clock::range(None, a.from.as_deref(), a.to.as_deref(), now_ns(), None)?;
         let Some(op) = operator(&a) else {
             bail!("offline erasure needs --operator NAME (or $USER) for the erasure log");
         };

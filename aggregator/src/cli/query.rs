@@ -10,29 +10,20 @@ use anyhow::Context;
 use super::client::Client;
 use super::{LabelsArgs, Output, QueryArgs, StatsArgs, StatsBy};
 use crate::server::query_types::{LabelsResponse, QueryResponse, StatsResponse};
-use crate::time::{format_ns, now_ns, parse_duration, parse_time};
+use fjord_wire::clock::{format_ns, now_ns, parse_duration};
+
+/// How far back `query` looks without --since or --from.
+const DEFAULT_QUERY_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Parses a `--since` style duration into nanoseconds.
 pub fn since_ns(s: &str, flag: &str) -> anyhow::Result<i64> {
-    let d = parse_duration(s)
-        .map_err(anyhow::Error::msg)
-        .context(flag.to_owned())?;
-    Ok(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    let d = parse_duration(s).with_context(|| flag.to_owned())?;
+    Ok(fjord_wire::clock::nanos(d))
 }
 
 /// Runs `query`.
 pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
-    let end = match &a.to {
-        Some(t) => parse_time(t).map_err(anyhow::Error::msg).context("--to")?,
-        None => now_ns(),
-    };
-    let start = match (&a.from, &a.since) {
-        (Some(f), _) => parse_time(f)
-            .map_err(anyhow::Error::msg)
-            .context("--from")?,
-        (None, Some(s)) => end.saturating_sub(since_ns(s, "--since")?),
-        (None, None) => end.saturating_sub(3600 * 1_000_000_000),
-    };
+    let (start, end) = a.range.resolve(now_ns(), Some(DEFAULT_QUERY_LOOKBACK))?;
     let client = Client::new(&a.client.url, a.client.token_file.as_deref(), &a.client.tls)?;
     let parsed: QueryResponse = client
         .get(

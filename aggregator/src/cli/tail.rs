@@ -24,7 +24,7 @@ use super::client::{explain, read_token, rustls_config};
 use super::query::{format_labels, print_line, since_ns};
 use super::TailArgs;
 use crate::server::query_types::TailMessage;
-use crate::time::now_ns;
+use fjord_wire::clock::now_ns;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(500);

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Caller;
 use super::AppState;
 use crate::store::AccessRecord;
-use crate::time::now_ns;
+use fjord_wire::clock::now_ns;
 
 /// Most records written in one transaction.
 const MAX_BATCH: usize = 512;

@@ -17,7 +17,7 @@ use super::auth::{Caller, Role};
 use super::query::parse_queries;
 use super::{AppError, AppState};
 use crate::store::{DetailStats, EraseReport, Erasure, ErasureRecord, StoreError, TeamStats};
-use crate::time::{now_ns, parse_time};
+use fjord_wire::clock::{now_ns, parse_time};
 
 /// `GET /fjord/v1/stats`. `data` holds team totals (arrived and stored); `streams` and
 /// `days` break the stored lines and bytes down per stream and per team-day.

@@ -16,42 +16,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AppError, AppState};
+pub use crate::config::{Role, Token};
 use crate::logql::{LogQuery, MatchOp, Matcher};
 
 /// The caller's name in open (loopback-only, token-less) mode, as the access log records it.
 pub const ANONYMOUS: &str = "anonymous-loopback";
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Push to its team.
-    Ingest,
-    /// Query its team.
-    Read,
-    /// Query every team, push, erase.
-    Admin,
-}
-
-impl Role {
-    /// The name used in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Ingest => "ingest",
-            Role::Read => "read",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// A configured token: its hash, never the token.
-#[derive(Debug, Clone)]
-pub struct Token {
-    pub name: String,
-    pub hash: [u8; 32],
-    /// `None` only for admin tokens.
-    pub team: Option<String>,
-    pub role: Role,
-}
 
 /// The configured tokens. Empty means open (loopback-only) mode.
 #[derive(Debug, Clone, Default)]

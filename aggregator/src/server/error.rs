@@ -1,11 +1,14 @@
 //! The one error type of the HTTP API. Every error answers a JSON `ErrorBody`; internal
 //! errors are logged with their cause and answered with a generic reason, so nothing internal
-//! (paths, SQL) leaks to clients.
+//! (paths, SQL) leaks to clients. An error may carry a [`Reason`] from the fixed set that
+//! `/metrics` counts by; it travels to the metrics layer as a response extension.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fjord_wire::ErrorBody;
+
+use super::metrics::Reason;
 
 #[derive(Debug)]
 pub struct AppError {
@@ -13,6 +16,8 @@ pub struct AppError {
     pub reason: String,
     /// Seconds for `Retry-After` on 429/503.
     pub retry_after: Option<u64>,
+    /// Why, for `/metrics`, where the status alone does not say (which limit shed a 429).
+    pub reason_label: Option<Reason>,
 }
 
 impl AppError {
@@ -21,7 +26,13 @@ impl AppError {
             status,
             reason: reason.into(),
             retry_after: None,
+            reason_label: None,
         }
+    }
+    /// Names the reason `/metrics` counts this error under.
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason_label = Some(reason);
+        self
     }
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, reason)
@@ -47,6 +58,9 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(ErrorBody::new(self.reason))).into_response();
+        if let Some(r) = self.reason_label {
+            resp.extensions_mut().insert(r);
+        }
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

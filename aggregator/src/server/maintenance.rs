@@ -3,16 +3,18 @@
 //! Each is one task tracked in `state.tasks` that ticks on its interval and runs its blocking
 //! store call on the blocking pool; it stops when `state.shutdown` is cancelled. A store call
 //! already running is awaited (each is bounded), never abandoned mid-transaction. Failures
-//! are logged and retried on the next tick.
+//! are logged and retried on the next tick. Every run, and every failed one, is counted in
+//! `/metrics` (`fjord_aggregator_maintenance_runs_total{task}`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metrics::Task;
 use super::AppState;
 use crate::config::ServeConfig;
 use crate::store::Store;
-use crate::time::now_ns;
+use fjord_wire::clock::now_ns;
 
 /// Only chunks of batches at least this old are compacted (see `store::compact`).
 pub const COMPACT_MIN_AGE: Duration = Duration::from_secs(60);
@@ -20,7 +22,7 @@ pub const COMPACT_MIN_AGE: Duration = Duration::from_secs(60);
 /// Starts the maintenance tasks.
 pub(super) fn spawn(state: &Arc<AppState>, cfg: &ServeConfig) {
     let m = &cfg.maintenance;
-    every(state, "compact", m.compact_interval, |store| {
+    every(state, Task::Compact, m.compact_interval, |store| {
         let r = store.compact(COMPACT_MIN_AGE, now_ns())?;
         if r.chunks_in > 0 {
             tracing::debug!(
@@ -32,36 +34,43 @@ pub(super) fn spawn(state: &Arc<AppState>, cfg: &ServeConfig) {
         }
         Ok(())
     });
-    every(state, "checkpoint", m.checkpoint_interval, |store| {
+    every(state, Task::Checkpoint, m.checkpoint_interval, |store| {
         if store.checkpoint()? {
             tracing::debug!("wal checkpoint incomplete: readers active");
         }
         Ok(())
     });
     let policy = cfg.retention.clone();
-    every(state, "retention", m.retention_interval, move |store| {
+    every(state, Task::Retention, m.retention_interval, move |store| {
         store.apply_retention(&policy, now_ns()).map(drop)
     });
 }
 
-fn every<F>(state: &Arc<AppState>, name: &'static str, period: Duration, job: F)
+fn every<F>(state: &Arc<AppState>, task: Task, period: Duration, job: F)
 where
     F: Fn(&Store) -> Result<(), crate::store::StoreError> + Send + Sync + 'static,
 {
-    let store = state.store.clone();
+    let name = task.as_str();
+    let st = state.clone();
     let shutdown = state.shutdown.clone();
     let job = Arc::new(job);
     state.tasks.spawn(ticker(period, shutdown, move || {
-        let store = store.clone();
+        let st = st.clone();
         let job = job.clone();
         async move {
-            match tokio::task::spawn_blocking(move || job(&store)).await {
-                Ok(Ok(())) => {}
+            let store = st.store.clone();
+            let ok = match tokio::task::spawn_blocking(move || job(&store)).await {
+                Ok(Ok(())) => true,
                 Ok(Err(err)) => {
-                    tracing::warn!(task = name, %err, "maintenance failed; retrying next interval")
+                    tracing::warn!(task = name, %err, "maintenance failed; retrying next interval");
+                    false
                 }
-                Err(err) => tracing::error!(task = name, %err, "maintenance task panicked"),
-            }
+                Err(err) => {
+                    tracing::error!(task = name, %err, "maintenance task panicked");
+                    false
+                }
+            };
+            st.metrics.maintenance(task, ok);
         }
     }));
 }

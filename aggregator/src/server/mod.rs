@@ -5,6 +5,10 @@
 //! it until `state.shutdown` is cancelled, then drains in-flight requests, live tails and the
 //! maintenance tasks, all of which are tracked in `state.tasks`, and last the access log
 //! writer, so that what those recorded as they ended is written.
+//!
+//! `/metrics` is not on this router: [`metrics_app`] serves it on its own listener
+//! (`metrics_listen`), so that the API port can require tokens and client certificates while
+//! Prometheus scrapes a port only it can reach.
 
 pub mod access;
 pub mod admin;
@@ -13,6 +17,7 @@ mod budget;
 mod error;
 mod listener;
 mod maintenance;
+pub mod metrics;
 pub mod push;
 mod query;
 mod tail;
@@ -30,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fjord_wire::Info;
@@ -70,9 +76,11 @@ pub struct AppState {
     pub read_limits: crate::config::ReadLimits,
     /// Who read what: every query, tail, label lookup and erasure (server/access.rs).
     pub access: access::AccessLog,
-    /// Events counted since start, for `/fjord/v1/stats` (admin) and a later `/metrics`.
+    /// Events counted since start, for `/fjord/v1/stats` (admin).
     /// Shared with the accept loop, which counts TLS refusals before any request exists.
     pub counters: Arc<Counters>,
+    /// The Prometheus metrics served by [`metrics_app`].
+    pub metrics: metrics::Metrics,
     /// Cancelled on shutdown: live tails and maintenance tasks stop.
     pub shutdown: CancellationToken,
     /// Live tails and maintenance tasks, awaited on shutdown.
@@ -128,6 +136,8 @@ impl AppState {
     /// Builds the state from a checked config and an open store.
     pub fn new(store: Arc<Store>, cfg: &ServeConfig, shutdown: CancellationToken) -> AppState {
         store.set_max_streams_per_team(cfg.limits.max_streams_per_team);
+        let tail_permits = Arc::new(Semaphore::new(cfg.max_tails));
+        let counters = Arc::new(Counters::default());
         AppState {
             store,
             info: cfg.info.clone(),
@@ -141,7 +151,13 @@ impl AppState {
                 budget::KeyedBudget::new(total, (total / 2).max(cfg.limits.max_body_bytes))
             },
             ingest_workers: Arc::new(Semaphore::new(cfg.ingest_concurrency)),
-            tail_permits: Arc::new(Semaphore::new(cfg.max_tails)),
+            metrics: metrics::Metrics::new(
+                cfg.tokens.iter().filter_map(|t| t.team.as_deref()),
+                tail_permits.clone(),
+                cfg.max_tails,
+                counters.clone(),
+            ),
+            tail_permits,
             tails_per_token: budget::KeyedBudget::new(
                 usize::MAX,
                 cfg.read_limits.max_tails_per_token,
@@ -149,7 +165,7 @@ impl AppState {
             max_query_lines: cfg.max_query_lines,
             read_limits: cfg.read_limits.clone(),
             access: access::AccessLog::new(cfg.access_log_queue),
-            counters: Arc::new(Counters::default()),
+            counters,
             shutdown,
             tasks: TaskTracker::new(),
         }
@@ -176,6 +192,20 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/fjord/v1/stats", get(admin::stats))
         .route("/fjord/v1/erase", post(admin::erase))
         .route("/fjord/v1/erasures", get(admin::erasures))
+        // Times and counts every request to a known endpoint, including those the auth
+        // extractor refuses before a handler runs.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// The router of the metrics listener: `/metrics` (Prometheus text) and `/ready`.
+pub fn metrics_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics_text))
+        .route("/ready", get(|| async { "ready\n" }))
         .with_state(state)
 }
 
@@ -204,9 +234,31 @@ pub async fn run(
         }
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Bound before anything starts, so a taken metrics port fails the start, not a scrape.
+    let metrics_listener = match cfg.metrics_listen {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
     tracing::info!(%addr, scheme, client_certificates = cfg.tls.as_ref().is_some_and(|t| t.client_verifier.is_some()), region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
     if let (Some(t), Some(c)) = (&tls, &cfg.tls) {
         tracing::info!(cert = %c.cert_file.display(), valid_until = %humantime::format_rfc3339_seconds(t.not_after()), "TLS certificate loaded");
+    }
+    if let Some(ml) = metrics_listener {
+        let maddr = ml.local_addr()?;
+        tracing::info!(addr = %maddr, "serving /metrics");
+        let serving = listener::serve(
+            ml,
+            metrics_app(state.clone()),
+            cfg.listener.clone(),
+            // Plain HTTP: the metrics port is for the scraper on the pod network.
+            None,
+            state.shutdown.clone(),
+        );
+        state.tasks.spawn(async move {
+            if let Err(err) = serving.await {
+                tracing::error!(addr = %maddr, %err, "metrics listener failed");
+            }
+        });
     }
     maintenance::spawn(&state, &cfg);
     if let Some(t) = &tls {

@@ -1,5 +1,7 @@
 //! `POST /loki/api/v1/push`: auth, admission, limits, decompression, idempotency, durable
-//! commit, then ack.
+//! commit, then ack. Bodies are Loki's JSON (zstd, gzip or identity) or Loki's protobuf
+//! (`application/x-protobuf`, snappy; `fjord_wire::logproto`); both become the same
+//! `PushRequest` and are stored alike.
 //!
 //! Invariants: a push is admitted to the bounded ingest queue before its body is read (else
 //! 429 + `Retry-After`); the body is read with a hard limit and decompressed with another
@@ -16,10 +18,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fjord_wire::codec::{self, ContentEncoding};
+use fjord_wire::logproto;
 use fjord_wire::{headers as fh, PushRequest, StatusBody};
 use futures_util::StreamExt;
 
 use super::auth::Caller;
+use super::metrics::Reason;
 use super::{AppError, AppState};
 use crate::config::IngestLimits;
 use crate::store::{self, IngestMeta, IngestOutcome, Store};
@@ -60,20 +64,10 @@ pub async fn push(
     body: Body,
 ) -> Result<Response, AppError> {
     caller.require_ingest()?;
-    let encoding =
-        ContentEncoding::from_header(header_str(&headers, header::CONTENT_ENCODING.as_str())?)
-            .map_err(|e| AppError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()))?;
-    if let Some(ct) = header_str(&headers, header::CONTENT_TYPE.as_str())? {
-        // The media type exactly (parameters such as `; charset=utf-8` allowed), not a prefix:
-        // `application/jsonx` is not JSON.
-        let media_type = ct.split(';').next().unwrap_or_default().trim();
-        if !media_type.eq_ignore_ascii_case("application/json") {
-            return Err(AppError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content-type {ct:?} is not supported; send application/json (protobuf push is not implemented)"),
-            ));
-        }
-    }
+    let format = body_format(
+        header_str(&headers, header::CONTENT_TYPE.as_str())?,
+        header_str(&headers, header::CONTENT_ENCODING.as_str())?,
+    )?;
     let batch_id = header_str(&headers, fh::BATCH_ID)?.map(str::to_owned);
     if let Some(id) = &batch_id {
         if !fh::valid_batch_id(id) {
@@ -116,6 +110,7 @@ pub async fn push(
                 "push bodies in progress use this team's share of the ingest memory; retry later",
                 RETRY_AFTER_SECS,
             )
+            .with_reason(Reason::TeamMemory)
         })?;
     // The body is read (at a minimum rate) before the push takes a queue slot: the slots
     // hold only complete bodies, so a slow sender cannot keep other teams out of the queue.
@@ -127,6 +122,7 @@ pub async fn push(
             "ingest queue is full; retry later",
             RETRY_AFTER_SECS,
         )
+        .with_reason(Reason::QueueFull)
     })?;
     let permit = st
         .ingest_workers
@@ -144,10 +140,24 @@ pub async fn push(
     };
     let outcome = tokio::task::spawn_blocking(move || {
         let _held = (slot, permit, reservation);
-        ingest_body(&store, body, encoding, &limits, batch)
+        ingest_counted(&store, body, format, &limits, batch)
     })
     .await
     .map_err(|e| AppError::internal("ingest task", &e))??;
+    let (outcome, ingested) = outcome;
+    match outcome {
+        IngestOutcome::Stored { records } => {
+            st.metrics
+                .ingested(&ingested.team, records as u64, ingested.line_bytes);
+        }
+        IngestOutcome::Duplicate => {
+            st.metrics
+                .duplicates
+                .get_or_create(&st.metrics.team(&ingested.team))
+                .inc();
+        }
+        IngestOutcome::Conflict => {}
+    }
     let outcome = (outcome, batch_id);
 
     match outcome {
@@ -206,22 +216,101 @@ pub struct PushBatch {
 pub fn ingest_body(
     store: &Store,
     body: Bytes,
-    encoding: ContentEncoding,
+    format: BodyFormat,
     limits: &IngestLimits,
     batch: PushBatch,
 ) -> Result<IngestOutcome, AppError> {
+    ingest_counted(store, body, format, limits, batch).map(|(outcome, _)| outcome)
+}
+
+/// How a push body is encoded, from its `Content-Type` and `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Loki's JSON (`application/json`, or no content type), compressed as the
+    /// `Content-Encoding` says.
+    Json(ContentEncoding),
+    /// Loki's protobuf (`application/x-protobuf`), always in snappy's block format.
+    ProtobufSnappy,
+}
+
+/// The body format of a push, or a 415 naming what is not supported. The media type is
+/// compared exactly (parameters such as `; charset=utf-8` allowed), not as a prefix:
+/// `application/jsonx` is not JSON.
+pub fn body_format(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<BodyFormat, AppError> {
+    let unsupported = |reason: String| AppError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+    let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or_default().trim());
+    match media_type {
+        None => {}
+        Some(m) if m.eq_ignore_ascii_case("application/json") => {}
+        Some(m) if m.eq_ignore_ascii_case("application/x-protobuf") => {
+            // Loki's protobuf push is snappy-compressed by definition; a client may say so.
+            return match content_encoding.map(str::trim) {
+                None | Some("") => Ok(BodyFormat::ProtobufSnappy),
+                Some(e) if e.eq_ignore_ascii_case("snappy") => Ok(BodyFormat::ProtobufSnappy),
+                Some(e) => Err(unsupported(format!(
+                    "content-encoding {e:?} is not supported with application/x-protobuf, which is snappy-compressed"
+                ))),
+            };
+        }
+        Some(_) => {
+            return Err(unsupported(format!(
+                "content-type {:?} is not supported; send application/json or application/x-protobuf (snappy)",
+                content_type.unwrap_or_default()
+            )))
+        }
+    }
+    ContentEncoding::from_header(content_encoding)
+        .map(BodyFormat::Json)
+        .map_err(|e| unsupported(e.to_string()))
+}
+
+/// What a push held, for `/metrics`: known once the body is parsed and the team decided.
+#[derive(Debug, Clone, Default)]
+pub struct Ingested {
+    /// The team the push was stored (or found duplicate) under.
+    pub team: String,
+    /// Bytes of its log lines.
+    pub line_bytes: u64,
+}
+
+/// [`ingest_body`], also saying which team the push was for and how many line bytes it held.
+fn ingest_counted(
+    store: &Store,
+    body: Bytes,
+    format: BodyFormat,
+    limits: &IngestLimits,
+    batch: PushBatch,
+) -> Result<(IngestOutcome, Ingested), AppError> {
     let codec_error = |e: codec::CodecError| match e {
         codec::CodecError::TooLarge { .. } | codec::CodecError::LineTooLong { .. } => {
             AppError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
         other => AppError::bad_request(other.to_string()),
     };
-    let json = decompress(&body, encoding, limits.max_decompressed_bytes).map_err(codec_error)?;
-    drop(body);
-    // Lines without escapes borrow from `json`; those with escapes are unescaped into one
-    // buffer for the batch instead of a `String` each.
+    // `payload` is the decompressed body, which the receipt's payload hash covers. Lines
+    // borrow from it (JSON without escapes) or from what it decodes to (protobuf); JSON lines
+    // with escapes are unescaped into one buffer for the batch instead of a `String` each.
+    let payload: Vec<u8>;
+    let message: logproto::proto::PushRequest;
     let mut unescaped = String::new();
-    let req = codec::parse_push_in(&json, &mut unescaped).map_err(codec_error)?;
+    let req = match format {
+        BodyFormat::Json(encoding) => {
+            payload =
+                decompress(&body, encoding, limits.max_decompressed_bytes).map_err(codec_error)?;
+            drop(body);
+            codec::parse_push_in(&payload, &mut unescaped).map_err(codec_error)?
+        }
+        BodyFormat::ProtobufSnappy => {
+            payload = logproto::decompress_snappy(&body, limits.max_decompressed_bytes)
+                .map_err(codec_error)?;
+            drop(body);
+            message = logproto::decode_message(&payload).map_err(codec_error)?;
+            logproto::to_push(&message).map_err(codec_error)?
+        }
+    };
     let received_ns = Store::now_ns();
     check_limits(&req, limits, received_ns)?;
     // The token's team wins; only team-less callers (admin, open mode) use the label.
@@ -230,8 +319,17 @@ pub fn ingest_body(
         None => team_from_labels(&req)?,
     };
     // The payload hash and the entry digest in one paired pass, before the writer lock.
-    let (payload_sha256, entries_digest) = store::hash_batch(&json, &req, &team)
+    let (payload_sha256, entries_digest) = store::hash_batch(&payload, &req, &team)
         .map_err(|e| AppError::internal("hashing the batch", &e))?;
+    let ingested = Ingested {
+        line_bytes: req
+            .streams
+            .iter()
+            .flat_map(|s| &s.values)
+            .map(|e| e.line.len() as u64)
+            .sum(),
+        team: team.clone(),
+    };
     let meta = IngestMeta {
         batch_id: batch.batch_id,
         agent: batch.agent,
@@ -241,16 +339,18 @@ pub fn ingest_body(
         payload_sha256,
         received_ns,
     };
-    // `req` borrows its lines from the decompressed body and `unescaped`, which live until it
+    // `req` borrows its lines from `payload`, `message` and `unescaped`, which live until it
     // is stored.
     store
         .ingest_digested(&meta, &req, &entries_digest)
+        .map(|outcome| (outcome, ingested))
         .map_err(|e| match e {
             store::StoreError::TooManyStreams { .. } => AppError::overloaded(
                 StatusCode::TOO_MANY_REQUESTS,
                 e.to_string(),
                 STREAM_LIMIT_RETRY_AFTER_SECS,
-            ),
+            )
+            .with_reason(Reason::StreamLimit),
             other => AppError::internal("storing the batch", &other),
         })
 }
@@ -396,14 +496,14 @@ pub fn check_limits(req: &PushRequest, l: &IngestLimits, now_ns: i64) -> Result<
                 return Err(AppError::bad_request(format!(
                     "stream {si} entry {ei} is older than {} (reject_older_than); its timestamp is {}",
                     humantime::format_duration(l.reject_older_than),
-                    crate::time::format_ns(e.ts_ns)
+                    fjord_wire::clock::format_ns(e.ts_ns)
                 )));
             }
             if e.ts_ns > newest {
                 return Err(AppError::bad_request(format!(
                     "stream {si} entry {ei} is more than {} in the future (reject_newer_than); its timestamp is {}",
                     humantime::format_duration(l.reject_newer_than),
-                    crate::time::format_ns(e.ts_ns)
+                    fjord_wire::clock::format_ns(e.ts_ns)
                 )));
             }
         }

@@ -22,7 +22,7 @@ use super::auth::Caller;
 use super::{AppError, AppState};
 use crate::logql::{self, LogQuery};
 use crate::store::{Direction, Labels, RangeQuery, StoreError, StreamResult};
-use crate::time::{now_ns, parse_duration, parse_time};
+use fjord_wire::clock::{now_ns, parse_duration, parse_time};
 
 /// Loki's default `limit`.
 pub const DEFAULT_LIMIT: usize = 100;

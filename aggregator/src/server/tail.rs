@@ -30,7 +30,7 @@ use super::query::{query_error, Params, StreamValues};
 use super::{AppError, AppState};
 use crate::logql::LogQuery;
 use crate::store::{Direction, Labels, RangeQuery, TailCursor, TailStreams};
-use crate::time::now_ns;
+use fjord_wire::clock::now_ns;
 
 /// How often a tail looks for new entries.
 pub const TAIL_POLL: Duration = Duration::from_millis(250);
@@ -101,9 +101,8 @@ async fn begin(
     let limit = p.limit(st.max_query_lines)?;
     let now = now_ns();
     let start = match p.get("start") {
-        Some(s) => {
-            crate::time::parse_time(s).map_err(|e| AppError::bad_request(format!("start: {e}")))?
-        }
+        Some(s) => fjord_wire::clock::parse_time(s)
+            .map_err(|e| AppError::bad_request(format!("start: {e}")))?,
         None => now.saturating_sub(3600 * 1_000_000_000),
     };
     let ws = ws.map_err(|e| {
@@ -121,6 +120,7 @@ async fn begin(
                 ),
                 5,
             )
+            .with_reason(super::metrics::Reason::TailsPerToken)
         })?;
     let permit = st.tail_permits.clone().try_acquire_owned().map_err(|_| {
         AppError::overloaded(
@@ -128,6 +128,7 @@ async fn begin(
             "too many live tails; retry later",
             5,
         )
+        .with_reason(super::metrics::Reason::MaxTails)
     })?;
     let ws = ws
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)

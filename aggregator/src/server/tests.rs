@@ -160,7 +160,7 @@ fn all_lines(body: &serde_json::Value) -> Vec<String> {
 async fn push_duplicate_and_query_in_loki_shape() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let enc_body = codec::encode_zstd(&sample(now), 3).unwrap();
 
     let (s, _, _) = send(&app, push_req(enc_body.body.clone(), "zstd", Some("b-1"))).await;
@@ -189,11 +189,11 @@ async fn push_duplicate_and_query_in_loki_shape() {
 async fn time_parameters_accept_loki_formats() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let (s, _, _) = send(&app, push_req(json_push(&sample(now)), "identity", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let secs = now / 1_000_000_000;
-    let rfc = |ns: i64| crate::time::format_ns(ns);
+    let rfc = |ns: i64| fjord_wire::clock::format_ns(ns);
     for (start, end) in [
         ((now - 1000).to_string(), (now + 1000).to_string()),
         (format!("{}.5", secs - 1), format!("{}.0", secs + 1)),
@@ -232,7 +232,7 @@ async fn time_parameters_accept_loki_formats() {
 async fn labels_values_and_series_in_loki_shape() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let mut req = sample(now);
     req.streams.push(PushStream {
         stream: [
@@ -408,7 +408,7 @@ async fn each_ingest_limit_refuses_the_whole_push() {
     cfg.limits.max_label_value_bytes = 20;
     let st = state_from(&cfg);
     let app = app(st.clone());
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let with = |labels: &[(&str, &str)], line: &str, ts: i64| PushRequest {
         streams: vec![PushStream {
             stream: labels
@@ -519,7 +519,7 @@ async fn gzip_and_identity_pushes_are_stored() {
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path());
     let app = app(st.clone());
-    let json = serde_json::to_vec(&sample(crate::time::now_ns())).unwrap();
+    let json = serde_json::to_vec(&sample(fjord_wire::clock::now_ns())).unwrap();
     let (s, _, _) = send(&app, push_req(codec::gzip(&json).unwrap(), "gzip", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, _) = send(&app, push_req(json, "identity", None)).await;
@@ -543,6 +543,125 @@ async fn full_ingest_queue_sheds_with_retry_after() {
     assert!(body["error"].as_str().unwrap().contains("queue is full"));
 }
 
+/// The value of one series line (`name{labels} value`) in a metrics text, 0 when absent.
+fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+async fn scrape(st: &Arc<AppState>) -> String {
+    let (s, _, body) = send(&metrics_app(st.clone()), get("/metrics", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    body.as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn metrics_count_pushes_queries_and_shed_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state_from(&with_tokens(config(dir.path())));
+    let app = app(st.clone());
+    let now = fjord_wire::clock::now_ns();
+    let body = codec::encode_zstd(&sample(now), 3).unwrap().body;
+    let line_bytes = ("payment declined id=1".len() + "payment ok id=2".len()) as f64;
+
+    let push = |id, tok| push_as(body.clone(), "zstd", Some(id), tok);
+    assert_eq!(
+        send(&app, push("m-1", Some(INGEST_PAY))).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(&app, push("m-1", Some(INGEST_PAY))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, push("m-2", None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    {
+        // Every queue slot taken: the next push is shed.
+        let _held = st.ingest_slots.clone().acquire_many_owned(2).await.unwrap();
+        let (s, _, _) = send(&app, push("m-3", Some(INGEST_SEARCH))).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let uri = range_uri(r#"{team="payments"}"#, now - 1000, now + 1000);
+    assert_eq!(
+        send(&app, get(&uri, Some(READ_PAY))).await.0,
+        StatusCode::OK
+    );
+    let labels = "/loki/api/v1/label/file/values";
+    assert_eq!(
+        send(&app, get(labels, Some(READ_PAY))).await.0,
+        StatusCode::OK
+    );
+
+    let m = scrape(&st).await;
+    let v = |s: &str| series(&m, s);
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"204\",reason=\"stored\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"200\",reason=\"duplicate\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"401\",reason=\"unauthorized\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_pushes_total{status=\"429\",reason=\"queue_full\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_throttled_requests_total{endpoint=\"push\",reason=\"queue_full\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_ingested_entries_total{team=\"payments\"}"),
+        2.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_ingested_bytes_total{team=\"payments\"}"),
+        line_bytes
+    );
+    assert_eq!(
+        v("fjord_aggregator_duplicate_batches_total{team=\"payments\"}"),
+        1.0
+    );
+    // The stored push and the duplicate; refusals are not ingest latency.
+    assert_eq!(v("fjord_aggregator_push_duration_seconds_count"), 2.0);
+    assert_eq!(
+        v("fjord_aggregator_query_duration_seconds_count{endpoint=\"query_range\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("fjord_aggregator_query_duration_seconds_count{endpoint=\"label_values\"}"),
+        1.0
+    );
+    assert!(v("fjord_aggregator_store_chunks") >= 1.0, "{m}");
+    assert!(v("fjord_aggregator_store_size_bytes") > 0.0, "{m}");
+    assert_eq!(v("fjord_aggregator_active_tails"), 0.0);
+    assert_eq!(
+        v(&format!(
+            "fjord_aggregator_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    // No label carries a line, a query or a token.
+    for secret in [
+        "declined",
+        "payment ok",
+        INGEST_PAY,
+        READ_PAY,
+        "query_range?",
+    ] {
+        assert!(!m.contains(secret), "{secret:?} in /metrics");
+    }
+}
+
 #[tokio::test]
 async fn info_declares_residency() {
     let dir = tempfile::tempdir().unwrap();
@@ -560,7 +679,7 @@ async fn tokens_decide_team_and_access() {
     let dir = tempfile::tempdir().unwrap();
     let st = state_from(&with_tokens(config(dir.path())));
     let app = app(st.clone());
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let body = json_push(&sample(now)); // labelled team=payments
 
     // 401 without or with a wrong token; the body never echoes the token.
@@ -636,7 +755,7 @@ async fn erase_is_admin_only_logged_and_final() {
     let dir = tempfile::tempdir().unwrap();
     let st = state_from(&with_tokens(config(dir.path())));
     let app = app(st.clone());
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let mut req = sample(now);
     req.streams[0]
         .values
@@ -713,7 +832,7 @@ async fn erase_is_admin_only_logged_and_final() {
 async fn stats_break_down_by_stream_and_day() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(state(dir.path()));
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let (s, _, _) = send(&app, push_req(json_push(&sample(now)), "identity", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, b) = send(&app, get("/fjord/v1/stats", None)).await;
@@ -754,15 +873,17 @@ async fn stopped(server: tokio::task::JoinHandle<std::io::Result<()>>) {
 }
 
 /// The access log's records of one endpoint, as `audit access` reads them from the data dir.
-fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::audit::AccessEntry> {
-    let conn = crate::audit::open_read_only(dir).unwrap();
+fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::store::AccessRecord> {
+    let store = crate::audit::open(dir).unwrap();
     let all = crate::audit::Range {
         from_ns: 0,
         to_ns: i64::MAX,
     };
-    let mut log = crate::audit::access(&conn, all, None).unwrap().requests;
-    log.retain(|r| r.endpoint == endpoint);
-    log
+    let log = crate::audit::access(&store, all, None).unwrap().requests;
+    log.into_iter()
+        .map(|e| e.record)
+        .filter(|r| r.endpoint == endpoint)
+        .collect()
 }
 
 /// The live tail over a real socket: backfill, then pushes as they commit, in Loki's shape;
@@ -791,7 +912,7 @@ async fn tail_streams_backfill_then_new_lines() {
             assert_eq!(r.status(), 204);
         }
     };
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     push(json_push(&sample(now)), INGEST_PAY).await;
 
     let selector = r#"{file="/a.log"} |= "id=""#;
@@ -880,7 +1001,7 @@ async fn tail_streams_backfill_then_new_lines() {
 async fn shutdown_writes_the_whole_access_log() {
     let dir = tempfile::tempdir().unwrap();
     let (st, addr, server) = serve(dir.path()).await;
-    let now = crate::time::now_ns();
+    let now = fjord_wire::clock::now_ns();
     let r = reqwest::Client::new()
         .get(format!(
             "http://{addr}{}",
@@ -928,4 +1049,158 @@ async fn shutdown_writes_the_whole_access_log() {
         access_log(dir.path(), "tail").len() as u64,
         ENDED_BY_SHUTDOWN
     );
+}
+
+fn protobuf_push(
+    body: Vec<u8>,
+    content_encoding: Option<&str>,
+    batch: Option<&str>,
+) -> Request<Body> {
+    let mut b = Request::post("/loki/api/v1/push").header("content-type", "application/x-protobuf");
+    if let Some(e) = content_encoding {
+        b = b.header("content-encoding", e);
+    }
+    if let Some(id) = batch {
+        b = b.header("fjord-batch-id", id);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+/// Loki's protobuf push, snappy-compressed as Promtail sends it: stored like the same push in
+/// JSON, batch ids still idempotent; a bad body is a 4xx whose reason names the problem.
+#[tokio::test]
+async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
+    use fjord_wire::logproto::{self, proto};
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(dir.path());
+    let app = app(st.clone());
+    let now = fjord_wire::clock::now_ns();
+    let req = sample(now);
+    let body = logproto::encode(&req);
+    let (s, _, j) = send(&app, protobuf_push(body.clone(), None, Some("pb-1"))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{j}");
+    let (s, _, j) = send(
+        &app,
+        protobuf_push(body.clone(), Some("snappy"), Some("pb-1")),
+    )
+    .await;
+    assert_eq!(
+        (s, j["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    let (s, _, j) = send(
+        &app,
+        get(&range_uri("{team=\"payments\"}", now - 10, now + 10), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut lines = all_lines(&j);
+    lines.sort();
+    assert_eq!(lines, ["payment declined id=1", "payment ok id=2"]);
+
+    // An empty push is what the same push in JSON is.
+    let empty = logproto::encode(&PushRequest::default());
+    let (pb, _, _) = send(&app, protobuf_push(empty, None, None)).await;
+    let (js, _, _) = send(
+        &app,
+        push_req(b"{\"streams\":[]}".to_vec(), "identity", None),
+    )
+    .await;
+    assert_eq!(pb, js);
+
+    let msg = |line: &[u8], labels: &str| {
+        proto::PushRequest {
+            streams: vec![proto::StreamAdapter {
+                labels: labels.into(),
+                entries: vec![proto::EntryAdapter {
+                    timestamp: Some(proto::Timestamp {
+                        seconds: now / 1_000_000_000,
+                        nanos: 0,
+                    }),
+                    line: line.to_vec(),
+                    structured_metadata: vec![],
+                }],
+                hash: 0,
+            }],
+        }
+        .encode_to_vec()
+    };
+    let team = r#"{team="payments"}"#;
+    let bomb = [0xff, 0xff, 0xff, 0x7f];
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            protobuf_push(Vec::new(), None, None),
+            StatusCode::BAD_REQUEST,
+            "not valid snappy",
+        ),
+        (
+            protobuf_push(b"\x05nope!".to_vec(), None, None),
+            StatusCode::BAD_REQUEST,
+            "not valid snappy",
+        ),
+        (
+            protobuf_push(logproto::compress_snappy(b"\x0a\x05\x0a"), None, None),
+            StatusCode::BAD_REQUEST,
+            "malformed protobuf push body",
+        ),
+        (
+            protobuf_push(logproto::compress_snappy(&msg(b"a\xffb", team)), None, None),
+            StatusCode::BAD_REQUEST,
+            "stream 0 entry 0: line is not valid UTF-8",
+        ),
+        (
+            protobuf_push(
+                logproto::compress_snappy(&msg(b"ok", "team=payments")),
+                None,
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "stream 0 labels: expected `{`",
+        ),
+        (
+            protobuf_push(
+                logproto::compress_snappy(&msg(
+                    &vec![b'x'; fjord_wire::limits::MAX_LINE_BYTES + 1],
+                    team,
+                )),
+                None,
+                None,
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the line limit is",
+        ),
+        (
+            protobuf_push(bomb.to_vec(), None, None),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "decompressed body exceeds",
+        ),
+        (
+            protobuf_push(body.clone(), Some("gzip"), None),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "snappy-compressed",
+        ),
+        (
+            Request::post("/loki/api/v1/push")
+                .header("content-type", "text/plain")
+                .body(Body::from(body))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/x-protobuf",
+        ),
+    ];
+    for (req, want, reason) in cases {
+        let (s, _, j) = send(&app, req).await;
+        let got = j["message"]
+            .as_str()
+            .or(j["error"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(s, want, "{reason}: {j}");
+        assert!(j.to_string().contains(reason), "{reason}: {j} ({got})");
+    }
+    // Nothing of the refused pushes was stored.
+    let stats = st.store.stats(Some("payments")).unwrap();
+    assert_eq!(stats.iter().map(|t| t.records).sum::<u64>(), 2);
 }

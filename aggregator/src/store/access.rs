@@ -3,11 +3,12 @@
 //! and how many lines came back, never line content.
 
 use rusqlite::{params, TransactionBehavior};
+use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
 /// One request to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessRecord {
     pub at_ns: i64,
     /// Token name, or `anonymous-loopback` in open mode.

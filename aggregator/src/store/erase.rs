@@ -58,6 +58,24 @@ pub struct ErasureRecord {
     pub chunks: u64,
 }
 
+/// The columns [`erasure_from_row`] reads, in its order.
+pub(super) const ERASURE_COLUMNS: &str =
+    "id, at_ns, operator, query, start_ns, end_ns, lines, chunks";
+
+/// Reads an erasure log row selected with [`ERASURE_COLUMNS`].
+pub(super) fn erasure_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ErasureRecord> {
+    Ok(ErasureRecord {
+        id: r.get(0)?,
+        at_ns: r.get(1)?,
+        operator: r.get(2)?,
+        query: r.get(3)?,
+        start_ns: r.get(4)?,
+        end_ns: r.get(5)?,
+        lines: r.get::<_, i64>(6)?.max(0) as u64,
+        chunks: r.get::<_, i64>(7)?.max(0) as u64,
+    })
+}
+
 impl Store {
     /// Erases the matching lines; see the module docs.
     pub fn erase(&self, e: &Erasure, now_ns: i64) -> Result<EraseReport, StoreError> {
@@ -192,22 +210,10 @@ impl Store {
     pub fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
         let conn = self.reader()?;
         let res = (|| {
-            conn.prepare(
-                "SELECT id, at_ns, operator, query, start_ns, end_ns, lines, chunks
-                 FROM erasures ORDER BY id DESC",
-            )?
-            .query_map([], |r| {
-                Ok(ErasureRecord {
-                    id: r.get(0)?,
-                    at_ns: r.get(1)?,
-                    operator: r.get(2)?,
-                    query: r.get(3)?,
-                    start_ns: r.get(4)?,
-                    end_ns: r.get(5)?,
-                    lines: r.get::<_, i64>(6)? as u64,
-                    chunks: r.get::<_, i64>(7)? as u64,
-                })
-            })?
+            conn.prepare(&format!(
+                "SELECT {ERASURE_COLUMNS} FROM erasures ORDER BY id DESC"
+            ))?
+            .query_map([], erasure_from_row)?
             .collect::<Result<Vec<_>, _>>()
         })();
         self.give_back(conn);

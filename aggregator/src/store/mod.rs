@@ -19,6 +19,7 @@ pub mod chunk;
 mod compact;
 pub mod digest;
 mod erase;
+pub mod evidence;
 mod retention;
 mod schema;
 // Two SHA-256 streams interleaved with the SHA-NI instructions (tested against sha2).
@@ -120,6 +121,15 @@ pub enum IngestOutcome {
     /// The team had a receipt with this batch id but *other* lines: nothing was written, and
     /// the sender must not take this as an acknowledgement.
     Conflict,
+}
+
+/// The store's size, as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSize {
+    /// Bytes of the database file and its WAL.
+    pub bytes: u64,
+    /// Chunks stored.
+    pub chunks: u64,
 }
 
 /// Query direction, as Loki's `direction` parameter.
@@ -453,6 +463,31 @@ impl Store {
         let res = conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0));
         self.give_back(conn);
         Ok(res?)
+    }
+
+    /// The store's size on disk (database file plus WAL) and its number of chunks, for
+    /// `/metrics`. Counting chunks scans an index, so callers cache the answer (the metrics
+    /// endpoint refreshes it at most every few seconds) rather than calling it per scrape.
+    pub fn size(&self) -> Result<StoreSize, StoreError> {
+        let file_len = |path: &Path| match std::fs::metadata(path) {
+            Ok(m) => Ok(m.len()),
+            // No WAL between a checkpoint and the next write is normal.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(source) => Err(StoreError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        };
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let bytes = file_len(&self.path)? + file_len(Path::new(&wal))?;
+        let conn = self.reader()?;
+        let chunks = conn.query_row("SELECT count(*) FROM chunks", [], |r| r.get::<_, i64>(0));
+        self.give_back(conn);
+        Ok(StoreSize {
+            bytes,
+            chunks: u64::try_from(chunks?).unwrap_or(0),
+        })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {

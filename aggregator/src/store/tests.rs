@@ -213,7 +213,7 @@ fn split_by_bytes_keeps_every_entry() {
 }
 
 fn now() -> i64 {
-    crate::time::now_ns()
+    fjord_wire::clock::now_ns()
 }
 
 fn all_lines(store: &Store, q: &str) -> Vec<(i64, String)> {

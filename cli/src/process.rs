@@ -1,14 +1,17 @@
 //! Process metrics read from `/proc/self` at scrape time: CPU seconds, resident memory and
 //! open file descriptors, named like the Prometheus client libraries' `process_*` series
-//! under the agent's prefix. Linux only; elsewhere the collector is not registered, and a
-//! value that cannot be read at a scrape is left out of that scrape rather than shown as 0.
+//! under the registering binary's prefix (`fjord_agent_`, `fjord_aggregator_`). One
+//! collector for both binaries, so their process series mean exactly the same. Linux only;
+//! elsewhere the collector is not registered, and a value that cannot be read at a scrape is
+//! left out of that scrape rather than shown as 0.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-/// Reads the agent's own process figures on every scrape.
+/// Reads the running process's own figures on every scrape; register it with
+/// `Registry::register_collector` under the binary's prefix.
 #[derive(Debug)]
 pub struct ProcessCollector;
 
@@ -65,7 +68,7 @@ impl Collector for ProcessCollector {
             encode_one(
                 &mut encoder,
                 "process_cpu_seconds",
-                "User and system CPU time of the agent process, in seconds",
+                "User and system CPU time of the process, in seconds",
                 &ConstCounter::new(s),
             )?;
         }
@@ -73,7 +76,7 @@ impl Collector for ProcessCollector {
             encode_one(
                 &mut encoder,
                 "process_resident_memory_bytes",
-                "Resident memory of the agent process",
+                "Resident memory of the process",
                 &ConstGauge::new(b),
             )?;
         }
@@ -81,7 +84,7 @@ impl Collector for ProcessCollector {
             encode_one(
                 &mut encoder,
                 "process_open_fds",
-                "Open file descriptors of the agent process",
+                "Open file descriptors of the process",
                 &ConstGauge::new(n),
             )?;
         }

@@ -24,8 +24,8 @@
 
 use std::borrow::Cow;
 
+use super::{Counts, ExplainHit, Hit, Redactor, Scope};
 use crate::pack::Action;
-use crate::redact::{Counts, ExplainHit, Hit, Redactor, Scope};
 
 /// Deepest nesting handled as JSON; deeper lines are scrubbed as text.
 pub const MAX_DEPTH: usize = 64;

@@ -3,43 +3,10 @@
 //!
 //! Colour is used only when stderr is a terminal and `NO_COLOR` is unset or empty
 //! (<https://no-color.org>), so a file, a pipe or a log collector never receives escape codes.
-//! This crate only configures the subscriber; what is logged (never a log line's content) is up
-//! to the callers.
-//!
-//! It also holds the two start-up conventions both binaries share: usage errors exit with 64
-//! ([`parse_args`]), and `check-config` reports the same way ([`check_config`]).
+//! This module only configures the subscriber; what is logged (never a log line's content) is
+//! up to the callers.
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
-
-/// Exit code for usage and configuration errors (EX_USAGE), in both binaries.
-pub const EXIT_USAGE: u8 = 64;
-
-/// Parses the command line. A usage error is printed and gives [`EXIT_USAGE`], not clap's
-/// usual 2; `--help` and `--version` print and give 0.
-pub fn parse_args<C: clap::Parser>() -> Result<C, ExitCode> {
-    C::try_parse().map_err(|e| {
-        let _ = e.print();
-        ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 })
-    })
-}
-
-/// The answer of `check-config`: `checked` is the outcome of the same checks the real command
-/// runs before it starts anything (their errors already printed, with the exit code to give);
-/// on success says which config passed.
-pub fn check_config<T>(config: Option<&std::path::Path>, checked: Result<T, ExitCode>) -> ExitCode {
-    match checked {
-        Ok(_) => {
-            let source = config.map_or_else(
-                || "command-line flags".to_owned(),
-                |p| p.display().to_string(),
-            );
-            println!("config ok: {source}");
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
-}
 
 /// The environment variable holding the filter directives, e.g. `info,fjord_agent=debug`.
 pub const FILTER_ENV: &str = "FJORD_LOG";

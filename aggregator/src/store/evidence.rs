@@ -1,0 +1,320 @@
+//! The store as evidence: a read-only view for the audit commands (`audit receipts`,
+//! `verify`, `scan`, `access`).
+//!
+//! It opens the database **read-only** (`SQLITE_OPEN_READ_ONLY`), so an audit can run next to
+//! a live aggregator, or on a copy of the data directory, and can never change what it
+//! reports on. [`Evidence::snapshot`] runs a whole report in one read transaction, so
+//! receipts, removals and chunks come from the same moment. The audit module builds its
+//! reports from these rows and never sees the schema.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::erase::{erasure_from_row, ERASURE_COLUMNS};
+use super::{AccessRecord, ErasureRecord, BUSY_TIMEOUT, DB_FILE, SCHEMA_VERSION};
+use fjord_wire::clock::format_ns;
+
+/// Why the store could not be read as evidence.
+#[derive(Debug, Error)]
+pub enum EvidenceError {
+    #[error("no aggregator store at {0}; pass --data DIR (the server's data_dir)")]
+    NoStore(PathBuf),
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the store at {path} has schema version {found}, this binary reads {want}; {hint}")]
+    Schema {
+        path: PathBuf,
+        found: i64,
+        want: i64,
+        hint: &'static str,
+    },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// One receipt: what arrived in one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Ingest sequence (`receipts.id`).
+    pub seq: i64,
+    pub batch_id: Option<String>,
+    pub agent: Option<String>,
+    pub team: String,
+    pub received_ns: i64,
+    pub received: String,
+    pub records: u64,
+    pub raw_bytes: u64,
+    pub payload_sha256: String,
+    pub rules_version: Option<String>,
+    pub redactions: std::collections::BTreeMap<String, u64>,
+    /// Entry digest of the stored lines at ingest; `None` for batches received before the
+    /// audit schema.
+    pub entries_digest: Option<String>,
+}
+
+/// Lines removed from a batch by erasure or retention, as recorded when they were removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovalRow {
+    /// The batch sequence (receipt id) the lines belonged to.
+    pub seq: i64,
+    /// `erasure` or `retention`.
+    pub kind: String,
+    pub operator: String,
+    pub at_ns: i64,
+    pub lines: u64,
+    /// Entry digest of the removed lines, as text.
+    pub digest: String,
+    pub erasure_id: Option<i64>,
+}
+
+/// A stream: its id and its label key, the canonical JSON the entry digests are keyed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRow {
+    pub id: i64,
+    pub key: String,
+}
+
+/// One stored chunk, borrowed for the duration of a callback.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkRow<'a> {
+    pub id: i64,
+    pub stream_id: i64,
+    /// Newest batch sequence among its lines.
+    pub seq: i64,
+    pub data: &'a [u8],
+}
+
+/// A read-only connection to the store in a data directory.
+pub struct Evidence {
+    conn: Connection,
+}
+
+/// A count column as an unsigned number; a negative value (never written) reads as 0.
+fn count(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+impl Evidence {
+    /// Opens the store in `data_dir` read-only and checks that its schema is the one this
+    /// binary writes (an older store has no digests yet: start the server once to migrate it).
+    pub fn open(data_dir: &Path) -> Result<Evidence, EvidenceError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(EvidenceError::NoStore(data_dir.to_owned()));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| EvidenceError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found != SCHEMA_VERSION {
+            return Err(EvidenceError::Schema {
+                path,
+                found,
+                want: SCHEMA_VERSION,
+                hint: if found < SCHEMA_VERSION {
+                    "start this version's server (or run `retention run`) once to migrate it"
+                } else {
+                    "upgrade fjord-aggregator"
+                },
+            });
+        }
+        Ok(Evidence { conn })
+    }
+
+    /// Runs `f` in one read transaction, so everything it reads is from one snapshot.
+    pub fn snapshot<T, E: From<EvidenceError>>(
+        &self,
+        f: impl FnOnce(&Evidence) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(|e| E::from(e.into()))?;
+        let res = f(self);
+        // A read transaction has nothing to commit; ending it only releases the snapshot.
+        let _ = self.conn.execute_batch("COMMIT");
+        res
+    }
+
+    /// The receipts received in `[from_ns, to_ns]`, in ingest order.
+    pub fn receipts(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Receipt>, EvidenceError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, batch_id, agent, team, received_ns, records, raw_bytes, payload_sha256,
+                    rules_version, redactions, entries_digest
+             FROM receipts WHERE received_ns BETWEEN ?1 AND ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([from_ns, to_ns], |r| {
+            let redactions: Option<String> = r.get(9)?;
+            let received_ns: i64 = r.get(4)?;
+            Ok(Receipt {
+                seq: r.get(0)?,
+                batch_id: r.get(1)?,
+                agent: r.get(2)?,
+                team: r.get(3)?,
+                received_ns,
+                received: format_ns(received_ns),
+                records: count(r.get(5)?),
+                raw_bytes: count(r.get(6)?),
+                payload_sha256: r.get(7)?,
+                rules_version: r.get(8)?,
+                // A sender's malformed header is kept as sent; it just counts nothing here.
+                redactions: redactions
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
+                entries_digest: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether the store has any receipt at all (a hint for an empty report).
+    pub fn has_receipts(&self) -> Result<bool, EvidenceError> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM receipts LIMIT 1", [], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Every recorded removal, oldest first.
+    pub fn removals(&self) -> Result<Vec<RemovalRow>, EvidenceError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, kind, operator, at_ns, lines, digest, erasure_id FROM removals ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RemovalRow {
+                seq: r.get(0)?,
+                kind: r.get(1)?,
+                operator: r.get(2)?,
+                at_ns: r.get(3)?,
+                lines: count(r.get(4)?),
+                digest: r.get(5)?,
+                erasure_id: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every stream, by id.
+    pub fn streams(&self) -> Result<Vec<StreamRow>, EvidenceError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, labels FROM streams ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StreamRow {
+                id: r.get(0)?,
+                key: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Calls `f` with every chunk, in id order; stops at `f`'s first error.
+    pub fn each_chunk<E: From<EvidenceError>>(
+        &self,
+        f: impl FnMut(ChunkRow<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.chunks(
+            "SELECT id, stream_id, seq, data FROM chunks ORDER BY id",
+            [],
+            f,
+        )
+    }
+
+    /// Calls `f` with every chunk of stream `stream_id` that may hold lines in
+    /// `[from_ns, to_ns]`, oldest first; stops at `f`'s first error.
+    pub fn each_chunk_of_stream<E: From<EvidenceError>>(
+        &self,
+        stream_id: i64,
+        from_ns: i64,
+        to_ns: i64,
+        f: impl FnMut(ChunkRow<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.chunks(
+            "SELECT id, stream_id, seq, data FROM chunks WHERE stream_id = ?1 AND max_ts >= ?2
+             AND min_ts <= ?3 ORDER BY min_ts, id",
+            [stream_id, from_ns, to_ns],
+            f,
+        )
+    }
+
+    /// Runs a chunk query selecting `id, stream_id, seq, data` and hands each row to `f`
+    /// without copying its bytes.
+    fn chunks<E: From<EvidenceError>>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        mut f: impl FnMut(ChunkRow<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let row = |r: &rusqlite::Row<'_>| -> Result<(i64, i64, i64), EvidenceError> {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(EvidenceError::from)?;
+        let mut rows = stmt.query(params).map_err(EvidenceError::from)?;
+        while let Some(r) = rows.next().map_err(EvidenceError::from)? {
+            let (id, stream_id, seq) = row(r)?;
+            let data = r
+                .get_ref(3)
+                .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
+                .map_err(EvidenceError::from)?;
+            f(ChunkRow {
+                id,
+                stream_id,
+                seq,
+                data,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The requests recorded in `[from_ns, to_ns]`, oldest first; `token` narrows them to
+    /// one token name.
+    pub fn access_log(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        token: Option<&str>,
+    ) -> Result<Vec<AccessRecord>, EvidenceError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at_ns, token, team, role, endpoint, query, start_ns, end_ns, lines, status
+             FROM access_log WHERE at_ns BETWEEN ?1 AND ?2 AND (?3 IS NULL OR token = ?3)
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![from_ns, to_ns, token], |r| {
+            Ok(AccessRecord {
+                at_ns: r.get(0)?,
+                token: r.get(1)?,
+                team: r.get(2)?,
+                role: r.get(3)?,
+                endpoint: r.get(4)?,
+                query: r.get(5)?,
+                start_ns: r.get(6)?,
+                end_ns: r.get(7)?,
+                lines: count(r.get(8)?),
+                status: u16::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The erasures made in `[from_ns, to_ns]`, oldest first.
+    pub fn erasures(&self, from_ns: i64, to_ns: i64) -> Result<Vec<ErasureRecord>, EvidenceError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {ERASURE_COLUMNS} FROM erasures WHERE at_ns BETWEEN ?1 AND ?2 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([from_ns, to_ns], erasure_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
