@@ -117,3 +117,38 @@ fn pino_loki() {
         &[("team", "payments"), ("app", "pino"), ("level", "info")],
     );
 }
+
+/// A shipper that retries a push it got no answer for (Promtail, Alloy) sends the same body
+/// again without a batch id: the lines are stored once, as Loki stores them.
+#[test]
+fn a_retried_push_without_batch_id_is_stored_once() {
+    use fjord_wire::{logproto, Entry, PushRequest, PushStream};
+    let dir = test_dir();
+    let agg = start(dir.path());
+    let now = fjord_wire::clock::now_ns();
+    let req = PushRequest {
+        streams: vec![PushStream {
+            stream: [("app".to_owned(), "promtail".to_owned())].into(),
+            values: (1..=100u64)
+                .map(|i| Entry::new(now + i as i64, format!("retried line seq={i:08}")))
+                .collect(),
+        }],
+    };
+    let body = logproto::encode(&req);
+    let auth = format!("Bearer {INGEST}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/x-protobuf"),
+    ];
+    for _ in 0..3 {
+        let (status, text) =
+            fjord_e2e::http_request(agg.addr, "POST", "/loki/api/v1/push", &headers, &body)
+                .expect("push");
+        assert_eq!(status, 204, "{text}");
+    }
+    let seqs: Vec<u64> = stored(&agg, dir.path(), r#"{app="promtail"}"#)
+        .iter()
+        .filter_map(|r| r["line"].as_str().and_then(writer::seq_of))
+        .collect();
+    writer::assert_exactly_once(&seqs, &(1..=100).collect::<BTreeSet<u64>>());
+}

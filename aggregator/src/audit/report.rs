@@ -118,16 +118,26 @@ pub fn render_verify(r: &VerifyReport) -> String {
         );
     }
     for m in &r.removals {
-        let verb = if m.kind == "erasure" {
-            "erased"
-        } else {
-            "expired"
+        let _ = match m.kind.as_str() {
+            "duplicate" => writeln!(
+                s,
+                "note      batch {}: {} lines not stored again, already stored (dedup)",
+                m.batch, m.lines
+            ),
+            kind => writeln!(
+                s,
+                "note      batch {}: {} {} lines by {} at {}",
+                m.batch,
+                if kind == "erasure" {
+                    "erased"
+                } else {
+                    "expired"
+                },
+                m.lines,
+                m.operator,
+                m.at
+            ),
         };
-        let _ = writeln!(
-            s,
-            "note      batch {}: {verb} {} lines by {} at {}",
-            m.batch, m.lines, m.operator, m.at
-        );
     }
     let _ = writeln!(
         s,

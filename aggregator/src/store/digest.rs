@@ -90,6 +90,12 @@ impl StreamHasher {
 }
 
 impl EntryDigest {
+    /// The dedup key of one entry's digest ([`StreamHasher::entry`]): its first 64 bits, as
+    /// SQLite stores an integer. Only meaningful for the digest of a single entry.
+    pub fn dedup_key(&self) -> i64 {
+        self.0[0] as i64
+    }
+
     /// The hash of one entry of the stream whose canonical labels JSON is `labels`.
     pub fn of_entry(labels: &str, ts_ns: i64, line: &str) -> EntryDigest {
         StreamHasher::new(labels).entry(ts_ns, line)

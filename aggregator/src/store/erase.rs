@@ -95,7 +95,7 @@ impl Store {
             let streams = Self::select_streams(&tx, &e.query, e.team.as_deref())?;
             let (d0, d1) = day_bounds(e.start_ns, e.end_ns);
             // (chunk id, stream's canonical labels JSON, as the entry digest hashes it)
-            let mut ids: Vec<(i64, String)> = Vec::new();
+            let mut ids: Vec<(i64, i64, String)> = Vec::new();
             {
                 let mut stmt = tx.prepare_cached(
                     "SELECT id FROM chunks WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5
@@ -107,13 +107,13 @@ impl Store {
                     for id in
                         stmt.query_map(params![sid, e.start_ns, e.end_ns, d0, d1], |r| r.get(0))?
                     {
-                        ids.push((id?, labels.clone()));
+                        ids.push((id?, *sid, labels.clone()));
                     }
                 }
             }
             // Per batch sequence: lines erased and their digest.
             let mut removed: BTreeMap<i64, (u64, EntryDigest)> = BTreeMap::new();
-            for (id, labels) in ids {
+            for (id, sid, labels) in ids {
                 let Some((data, chunk_seq)) = tx
                     .query_row("SELECT data, seq FROM chunks WHERE id = ?1", [id], |r| {
                         Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
@@ -124,19 +124,19 @@ impl Store {
                 };
                 let mut keep: Vec<(i64, i64, String)> = Vec::new();
                 let mut erased = 0u64;
-                let mut gone: Vec<(i64, u64, EntryDigest)> = Vec::new();
+                let mut gone: Vec<(i64, i64, EntryDigest)> = Vec::new();
                 chunk::decode_each_tagged(&data, chunk_seq, |seq, ts, line| {
                     if ts >= e.start_ns && ts <= e.end_ns && e.query.keep_line(line) {
                         erased += 1;
-                        gone.push((seq, 1, EntryDigest::of_entry(&labels, ts, line)));
+                        gone.push((seq, ts, EntryDigest::of_entry(&labels, ts, line)));
                     } else {
                         keep.push((seq, ts, line.to_owned()));
                     }
                 })?;
-                for (seq, n, d) in gone {
-                    let slot = removed.entry(seq).or_default();
-                    slot.0 += n;
-                    slot.1.add(&d);
+                for (seq, _, d) in &gone {
+                    let slot = removed.entry(*seq).or_default();
+                    slot.0 += 1;
+                    slot.1.add(d);
                 }
                 if erased == 0 {
                     continue;
@@ -145,6 +145,14 @@ impl Store {
                 report.chunks += 1;
                 if e.dry_run {
                     continue;
+                }
+                // An erased line leaves no trace, its dedup key (a hash of it) included; the
+                // same line pushed again is stored again.
+                let mut forget = tx.prepare_cached(
+                    "DELETE FROM entry_keys WHERE stream_id = ?1 AND ts = ?2 AND h = ?3",
+                )?;
+                for (_, ts, d) in &gone {
+                    forget.execute(params![sid, ts, d.dedup_key()])?;
                 }
                 if keep.is_empty() {
                     tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;

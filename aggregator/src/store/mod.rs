@@ -33,6 +33,7 @@ pub use erase::{EraseReport, Erasure, ErasureRecord};
 pub use retention::{ReclaimReport, RetentionReport};
 pub use schema::SCHEMA_VERSION;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -396,6 +397,8 @@ impl Store {
             }
         };
         let limit = self.max_streams_per_team.load(Ordering::Relaxed);
+        // Entries not stored because they were stored before: count and digest.
+        let mut duplicates = (0u64, EntryDigest::default());
         {
             let mut find_stream = tx.prepare_cached("SELECT id FROM streams WHERE labels = ?1")?;
             let mut insert_stream = tx.prepare_cached(
@@ -424,11 +427,37 @@ impl Store {
                                     })?
                             }
                         };
-                        new_ids.push((key, id));
+                        new_ids.push((key.clone(), id));
                         id
                     }
                 };
-                for (day, entries) in by_day(&s.values) {
+                // Loki's dedup for clients without batch ids: an entry whose stream,
+                // timestamp and line are stored already is not stored again. It is recorded
+                // as a removal of kind `duplicate` below, so the receipt (what arrived) and
+                // the stored lines still reconcile in `audit verify`.
+                let kept: Cow<'_, [Entry<'_>]> = if meta.batch_id.is_none() {
+                    let hasher = StreamHasher::new(&key);
+                    let mut add_key = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO entry_keys (stream_id, ts, h) VALUES (?1, ?2, ?3)",
+                    )?;
+                    let mut kept = Vec::with_capacity(s.values.len());
+                    for e in &s.values {
+                        let d = hasher.entry(e.ts_ns, e.line());
+                        if add_key.execute(params![sid, e.ts_ns, d.dedup_key()])? == 1 {
+                            kept.push(e.clone());
+                        } else {
+                            duplicates.0 += 1;
+                            duplicates.1.add(&d);
+                        }
+                    }
+                    Cow::Owned(kept)
+                } else {
+                    Cow::Borrowed(&s.values)
+                };
+                if kept.is_empty() {
+                    continue;
+                }
+                for (day, entries) in by_day(&kept) {
                     for part in split_by_bytes(&entries, chunk::TARGET_CHUNK_RAW_BYTES) {
                         let c =
                             encoder.encode_tagged(part.iter().map(|e| (seq, e.ts_ns, e.line())))?;
@@ -437,6 +466,18 @@ impl Store {
                 }
             }
         }
+        if duplicates.0 > 0 {
+            tx.prepare_cached(
+                "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
+                 VALUES (?1, 'duplicate', 'dedup', ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                meta.received_ns,
+                seq,
+                duplicates.0 as i64,
+                duplicates.1.to_string()
+            ])?;
+        }
         tx.commit()?;
         // Only cache ids and counts of committed rows.
         if stream_ids.len() + new_ids.len() > MAX_STREAM_ID_CACHE {
@@ -444,7 +485,9 @@ impl Store {
         }
         stream_ids.extend(new_ids);
         team_streams.insert(meta.team.clone(), have + created);
-        Ok(IngestOutcome::Stored { records })
+        Ok(IngestOutcome::Stored {
+            records: records.saturating_sub(duplicates.0 as usize),
+        })
     }
 
     /// Checkpoints the WAL into the database and truncates it, so the WAL file stays bounded

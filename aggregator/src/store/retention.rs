@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, TransactionBehavior};
 
-use super::{chunk, EntryDigest, Store, StoreError, StreamHasher, NS_PER_DAY};
+use super::{chunk, day_of, EntryDigest, Store, StoreError, StreamHasher, NS_PER_DAY};
 use crate::config::RetentionPolicy;
 
 /// Most chunks deleted per transaction.
@@ -115,6 +115,18 @@ impl Store {
             }
             if chunks > 0 {
                 tracing::info!(%team, days, chunks, lines, "retention deleted expired chunks");
+            }
+            // The dedup keys of whole expired days: a chunk holds one UTC day, so every chunk
+            // of a day before the cutoff's day is gone, and a chunk of the cutoff's own day
+            // may still hold lines whose keys must stay.
+            {
+                let w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+                w.conn
+                    .prepare_cached(
+                        "DELETE FROM entry_keys WHERE ts < ?2
+                         AND stream_id IN (SELECT id FROM streams WHERE team = ?1)",
+                    )?
+                    .execute(params![team, day_of(cutoff).saturating_mul(NS_PER_DAY)])?;
             }
             report.teams.push((team, days, chunks, lines));
         }

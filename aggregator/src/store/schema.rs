@@ -114,6 +114,16 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE receipts;
      ALTER TABLE receipts_v4 RENAME TO receipts;
      CREATE INDEX receipts_time ON receipts(received_ns);",
+    // 5: Loki's dedup for clients that send no batch id: one key per stored entry of such a
+    // push (stream, timestamp and the first 64 bits of the entry's hash, store/digest.rs), so
+    // an entry whose key is there is not stored again. Retention drops the keys of whole
+    // expired days; erasure drops the keys of the lines it erases.
+    "CREATE TABLE entry_keys (
+        stream_id INTEGER NOT NULL,
+        ts        INTEGER NOT NULL,
+        h         INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, ts, h)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this binary writes.

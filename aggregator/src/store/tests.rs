@@ -664,3 +664,123 @@ fn streams_beyond_the_team_limit_refuse_the_whole_batch() {
     assert!(store.ingest(&meta(Some("3"), "search"), &b).is_ok());
     assert_eq!(store.stats(Some("payments")).unwrap()[0].batches, 2);
 }
+
+fn entry_keys(store: &Store) -> i64 {
+    let conn = Connection::open(store.path()).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM entry_keys", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Loki's dedup for clients without batch ids: the same stream, timestamp and line are
+/// stored once, within a push and across pushes; a different line at the same time, or the
+/// same line in another stream, is another entry. Batch-id pushes keep batch-id idempotency.
+/// What was not stored is a `duplicate` removal, so the audit still reconciles.
+#[test]
+fn pushes_without_batch_ids_are_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = now();
+    let first = push(
+        "/a.log",
+        &[(t, "one"), (t, "one"), (t, "two"), (t + 1, "one")],
+    );
+    assert_eq!(
+        store.ingest(&meta(None, "payments"), &first).unwrap(),
+        IngestOutcome::Stored { records: 3 }
+    );
+    // A shipper's retry of the whole push stores nothing new.
+    assert_eq!(
+        store.ingest(&meta(None, "payments"), &first).unwrap(),
+        IngestOutcome::Stored { records: 0 }
+    );
+    // Another stream, or a new entry beside old ones.
+    assert_eq!(
+        store
+            .ingest(&meta(None, "payments"), &push("/b.log", &[(t, "one")]))
+            .unwrap(),
+        IngestOutcome::Stored { records: 1 }
+    );
+    assert_eq!(
+        store
+            .ingest(
+                &meta(None, "payments"),
+                &push("/a.log", &[(t, "one"), (t + 2, "three")])
+            )
+            .unwrap(),
+        IngestOutcome::Stored { records: 1 }
+    );
+    assert_eq!(
+        all_lines(&store, r#"{file="/a.log"}"#),
+        [(t, "one"), (t, "two"), (t + 1, "one"), (t + 2, "three")].map(|(t, l)| (t, l.to_owned()))
+    );
+    // Batch ids: two batches with the same lines are two batches (the agent's own lines can
+    // repeat legitimately, e.g. two identical lines in one millisecond).
+    for id in ["b1", "b2"] {
+        assert_eq!(
+            store
+                .ingest(&meta(Some(id), "payments"), &push("/c.log", &[(t, "same")]))
+                .unwrap(),
+            IngestOutcome::Stored { records: 1 }
+        );
+    }
+    assert_eq!(all_lines(&store, r#"{file="/c.log"}"#).len(), 2);
+    drop(store);
+
+    // The receipts say what arrived, the removals what was not stored again: verify is clean.
+    let evidence = crate::audit::open(dir.path()).unwrap();
+    let all = crate::audit::Range {
+        from_ns: i64::MIN,
+        to_ns: i64::MAX,
+    };
+    let report = crate::audit::verify(&evidence, all, None).unwrap();
+    assert!(report.ok, "{report:#?}");
+    let dups: u64 = report
+        .removals
+        .iter()
+        .filter(|r| r.kind == "duplicate")
+        .map(|r| r.lines)
+        .sum();
+    assert_eq!(dups, 1 + 4 + 1);
+    assert!(
+        crate::audit::render_verify(&report).contains("not stored again, already stored (dedup)")
+    );
+}
+
+/// Erasure forgets the dedup keys of the lines it erases (nothing of an erased line stays,
+/// its hash included); retention forgets the keys of whole expired days.
+#[test]
+fn erasure_and_retention_drop_dedup_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = now();
+    let old = t - 40 * NS_PER_DAY;
+    let req = push(
+        "/a.log",
+        &[(t, "customer=4711"), (t + 1, "ok"), (old, "old line")],
+    );
+    store.ingest(&meta(None, "payments"), &req).unwrap();
+    assert_eq!(entry_keys(&store), 3);
+    let e = Erasure {
+        query: logql::parse(r#"{file="/a.log"} |= "4711""#).unwrap(),
+        query_text: "q".into(),
+        start_ns: 0,
+        end_ns: i64::MAX,
+        team: None,
+        operator: "dpo".into(),
+        dry_run: false,
+    };
+    assert_eq!(store.erase(&e, t).unwrap().lines, 1);
+    assert_eq!(entry_keys(&store), 2);
+    // The erased line, pushed again, is stored again; the others are still duplicates.
+    assert_eq!(
+        store.ingest(&meta(None, "payments"), &req).unwrap(),
+        IngestOutcome::Stored { records: 1 }
+    );
+    let policy = crate::config::RetentionPolicy {
+        default_days: 30,
+        teams: Default::default(),
+    };
+    store.apply_retention(&policy, t).unwrap();
+    assert_eq!(entry_keys(&store), 2);
+    assert_eq!(all_lines(&store, r#"{file="/a.log"}"#).len(), 2);
+}
