@@ -89,6 +89,11 @@ pub struct FileConfig {
     pub allow_insecure_http: Option<bool>,
     /// PEM file with the CA certificate(s) that sign the aggregator's certificate.
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for an aggregator that requires one (mTLS); needs
+    /// `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file` (a Kubernetes Secret); never shipped.
+    pub client_key_file: Option<PathBuf>,
     /// Host names (or IPs) the agent may ship to; empty allows any host of `url`.
     pub allowed_hosts: Option<Vec<String>>,
     /// File holding the team's key for `hash` rules (a Kubernetes Secret).
@@ -186,6 +191,8 @@ pub struct Config {
     pub max_building_bytes: usize,
     pub admin_listen: std::net::SocketAddr,
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key files (mTLS), both or neither.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
     pub allowed_hosts: Vec<String>,
     pub hash_key: Option<Vec<u8>>,
     pub ledger_retention: Duration,
@@ -353,14 +360,38 @@ fn check(f: FileConfig, o: Overrides, dep: &mut Vec<Deprecation>) -> Result<Conf
         if parsed.scheme() != "https" {
             return Err(invalid("ca_file", "only applies to an https url"));
         }
-        if let Err(e) = std::fs::metadata(ca) {
-            return Err(invalid("ca_file", format!("{}: {e}", ca.display())));
-        }
+        // Parsed here, not only when the client is built, so that a bad file is a config
+        // error (exit 64, and reported by check-config).
+        crate::ship::load_ca(ca).map_err(|e| invalid("ca_file", e.to_string()))?;
     }
+    let client_identity = match (f.client_cert_file, f.client_key_file) {
+        (None, None) => None,
+        (Some(c), Some(k)) => {
+            if parsed.scheme() != "https" {
+                return Err(invalid("client_cert_file", "only applies to an https url"));
+            }
+            crate::ship::load_identity(&c, &k)
+                .map_err(|e| invalid("client_cert_file", e.to_string()))?;
+            Some((c, k))
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "client_key_file",
+                "client_cert_file needs its key in client_key_file",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "client_cert_file",
+                "client_key_file needs its certificate in client_cert_file",
+            ))
+        }
+    };
     let token_file = o.token_file.or(f.token_file);
     let secret_files: Vec<PathBuf> = token_file
         .iter()
         .chain(f.hash_key_file.iter())
+        .chain(client_identity.iter().map(|(_, k)| k))
         .cloned()
         .collect();
     let token = match token_file {
@@ -586,6 +617,7 @@ fn check(f: FileConfig, o: Overrides, dep: &mut Vec<Deprecation>) -> Result<Conf
         max_building_bytes,
         admin_listen,
         ca_file: f.ca_file,
+        client_identity,
         allowed_hosts,
         hash_key,
         ledger_retention,

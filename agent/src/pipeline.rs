@@ -66,6 +66,9 @@ pub async fn run(
         cfg.token.clone(),
         &cfg.agent_id,
         cfg.ca_file.as_deref(),
+        cfg.client_identity
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
     )?;
     // The agent's own files are never shipped: its secrets and its state DB.
     let mut never = cfg.secret_files.clone();

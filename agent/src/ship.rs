@@ -100,6 +100,19 @@ pub enum ClientError {
     },
     #[error("ca_file {path}: no certificate in it")]
     NoCertificate { path: std::path::PathBuf },
+    #[error("client_cert_file/client_key_file {path}: {source}")]
+    ClientFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("client_cert_file {cert} / client_key_file {key}: not a PEM certificate and its key: {source}")]
+    ClientIdentity {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("building the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
 }
@@ -107,7 +120,7 @@ pub enum ClientError {
 /// Why `/v1/info` gave no residency declaration.
 #[derive(Debug, thiserror::Error)]
 pub enum InfoError {
-    #[error("cannot reach the aggregator: {0}")]
+    #[error("cannot reach the aggregator: {}", error_chain(.0))]
     Unreachable(#[source] reqwest::Error),
     #[error("/v1/info answered {0}")]
     Status(StatusCode),
@@ -117,13 +130,75 @@ pub enum InfoError {
     NotADeclaration(#[source] serde_json::Error),
 }
 
+/// An error with its causes, `a: b: c`: reqwest's own message names only the request, and
+/// the reason (a refused connection, an untrusted or expired server certificate) is in its
+/// sources. With a hint when the reason is the server's certificate.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        cur = s.source();
+    }
+    if out.contains("invalid peer certificate") {
+        out.push_str(" (the aggregator's TLS certificate is not trusted: check ca_file, the certificate's host names and its expiry)");
+    } else if out.contains("CertificateRequired") || out.contains("certificate required") {
+        out.push_str(" (the aggregator requires a client certificate: set client_cert_file and client_key_file)");
+    }
+    out
+}
+
+/// The certificates of a `ca_file` (PEM); a file without one is an error.
+pub fn load_ca(p: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let pem = std::fs::read(p).map_err(|source| ClientError::CaFile {
+        path: p.to_owned(),
+        source,
+    })?;
+    let certs =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaPem {
+            path: p.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError::NoCertificate { path: p.to_owned() });
+    }
+    Ok(certs)
+}
+
+/// A client certificate and its key (PEM files), as the client presents them.
+pub fn load_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<reqwest::Identity, ClientError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| ClientError::ClientFile {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    let mut pem = read(cert)?;
+    pem.push(b'\n');
+    pem.extend_from_slice(&read(key)?);
+    reqwest::Identity::from_pem(&pem).map_err(|source| ClientError::ClientIdentity {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        source,
+    })
+}
+
 impl Shipper {
-    /// One pooled keep-alive client for every request; `ca_file` adds trusted roots (PEM).
+    /// One pooled keep-alive client for every request; `ca_file` adds trusted roots (PEM),
+    /// `identity` (certificate file, key file) is presented to an aggregator that asks.
     pub fn new(
         url: &str,
         token: Option<String>,
         agent_id: &str,
         ca_file: Option<&std::path::Path>,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
     ) -> Result<Shipper, ClientError> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -133,22 +208,12 @@ impl Shipper {
             .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("fjord-agent/", env!("CARGO_PKG_VERSION")));
         if let Some(p) = ca_file {
-            let pem = std::fs::read(p).map_err(|source| ClientError::CaFile {
-                path: p.to_owned(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                ClientError::CaPem {
-                    path: p.to_owned(),
-                    source,
-                }
-            })?;
-            if certs.is_empty() {
-                return Err(ClientError::NoCertificate { path: p.to_owned() });
-            }
-            for c in certs {
+            for c in load_ca(p)? {
                 b = b.add_root_certificate(c);
             }
+        }
+        if let Some((cert, key)) = identity {
+            b = b.identity(load_identity(cert, key)?);
         }
         let client = b.build().map_err(ClientError::Build)?;
         Ok(Shipper {
@@ -200,7 +265,7 @@ impl Shipper {
         let resp = req.send().await.map_err(|e| {
             metrics.record_response(None);
             Transient {
-                reason: format!("send failed: {e}"),
+                reason: format!("send failed: {}", error_chain(&e)),
                 retry_after: None,
                 connection: true,
             }

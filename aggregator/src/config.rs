@@ -3,7 +3,9 @@
 //!
 //! Invariants once validated: every token hash is 32 bytes and every token name unique; limits
 //! only tighten the wire limits that agents respect; without tokens the listen address is
-//! loopback, so an unauthenticated aggregator is never reachable from another host.
+//! loopback, so an unauthenticated aggregator is never reachable from another host (with or
+//! without TLS); a configured TLS certificate and key have loaded, match and are within their
+//! validity period, so a server never starts with a certificate every client would refuse.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use fjord_wire::info::UNSET;
 use fjord_wire::{limits as wire, Info};
 use serde::Deserialize;
+
+use crate::tls::{self, TlsSettings};
 
 /// Default listen address: loopback, Loki's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3100";
@@ -109,6 +113,9 @@ pub struct FileConfig {
     /// Connection limits of the HTTP listener.
     #[serde(default)]
     pub listener: FileListener,
+    /// TLS of the listener; without `cert_file` it serves plain HTTP.
+    #[serde(default)]
+    pub tls: FileTls,
     /// Ingest limits.
     #[serde(default)]
     pub limits: FileLimits,
@@ -169,6 +176,22 @@ pub struct FileListener {
     /// Slowest average rate, bytes per second, a push body may arrive at beyond
     /// `body_read_timeout`.
     pub min_body_bytes_per_sec: Option<usize>,
+}
+
+/// `[tls]`: serve HTTPS (and WSS) instead of plain HTTP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// PEM file with the server certificate first, then its intermediates. Reloaded when it
+    /// changes (cert-manager renews it in place).
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM file with the CA certificate(s) that sign client certificates: when set, every
+    /// client must present one (mTLS), in addition to its token.
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the certificate files are looked at for a change, e.g. `5s`.
+    pub reload_interval: Option<String>,
 }
 
 /// Checked `[listener]` limits.
@@ -254,6 +277,9 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub region: Option<String>,
     pub jurisdiction: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Checked ingest limits.
@@ -356,6 +382,8 @@ pub struct ServeConfig {
     pub max_tails: usize,
     pub access_log_queue: usize,
     pub listener: ListenerLimits,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
     pub read_limits: ReadLimits,
     pub limits: IngestLimits,
     pub retention: RetentionPolicy,
@@ -532,6 +560,12 @@ fn check(
         ));
     }
     let tokens = check_tokens(&file.tokens)?;
+    let tls = check_tls(FileTls {
+        cert_file: o.tls_cert.or(file.tls.cert_file),
+        key_file: o.tls_key.or(file.tls.key_file),
+        client_ca_file: o.tls_client_ca.or(file.tls.client_ca_file),
+        reload_interval: file.tls.reload_interval,
+    })?;
     if tokens.is_empty() && !listen.ip().is_loopback() {
         return Err(invalid(
             "listen",
@@ -559,6 +593,7 @@ fn check(
         max_tails,
         access_log_queue,
         listener,
+        tls,
         read_limits,
         limits,
         retention,
@@ -622,6 +657,54 @@ fn check_limits(f: &FileLimits) -> Result<IngestLimits, ConfigError> {
         )?,
         ..IngestLimits::default()
     })
+}
+
+fn check_tls(f: FileTls) -> Result<Option<TlsSettings>, ConfigError> {
+    let (cert_file, key_file) = match (f.cert_file, f.key_file) {
+        (None, None) => {
+            if f.client_ca_file.is_some() {
+                return Err(invalid(
+                    "tls.client_ca_file",
+                    "client certificates need TLS: give tls.cert_file and tls.key_file (--tls-cert, --tls-key) too",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => {
+            return Err(invalid(
+                "tls.key_file",
+                "a certificate needs its key: give --tls-key (or tls.key_file) too",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "tls.cert_file",
+                "a key needs its certificate: give --tls-cert (or tls.cert_file) too",
+            ))
+        }
+    };
+    let reload_interval = interval(
+        "tls.reload_interval",
+        f.reload_interval.as_deref(),
+        tls::DEFAULT_RELOAD_INTERVAL,
+    )?;
+    let initial = tls::load_cert(&cert_file, &key_file)
+        .map_err(|e| invalid("tls certificate", e.to_string()))?;
+    let client_verifier = match &f.client_ca_file {
+        None => None,
+        Some(p) => {
+            Some(tls::load_client_ca(p).map_err(|e| invalid("tls.client_ca_file", e.to_string()))?)
+        }
+    };
+    Ok(Some(TlsSettings {
+        cert_file,
+        key_file,
+        client_ca_file: f.client_ca_file,
+        reload_interval,
+        initial,
+        client_verifier,
+    }))
 }
 
 fn check_retention(
@@ -945,6 +1028,46 @@ role = "admin"
             },
         )
         .is_ok());
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let cases = [
+            ("[tls]\nkey_file = \"k.pem\"\n", "invalid tls.cert_file"),
+            ("[tls]\ncert_file = \"c.pem\"\n", "invalid tls.key_file"),
+            (
+                "[tls]\nclient_ca_file = \"ca.pem\"\n",
+                "invalid tls.client_ca_file: client certificates need TLS",
+            ),
+            (
+                "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nreload_interval = \"0s\"\n",
+                "invalid tls.reload_interval",
+            ),
+        ];
+        for (text, want) in cases {
+            let (_d, p) = write(text);
+            let err = load(Some(&p), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        // A missing file is named, with the field.
+        let (d, p) = write("[tls]\ncert_file = \"nope.pem\"\nkey_file = \"nope.key\"\n");
+        let err = load(Some(&p), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid tls certificate: nope.pem: cannot read"),
+            "{err}"
+        );
+        drop(d);
+        let err = parse_file("agg.toml", "[tls]\ncert = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("agg.toml:2:1") && err.contains("unknown field"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod config;
 pub mod logql;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -2,6 +2,7 @@
 //! `fjord-agent` binaries in per-test temp dirs on 127.0.0.1, wait for conditions (never fixed
 //! sleeps), and read results back through the real CLI.
 
+pub mod certs;
 pub mod clients;
 pub mod gen;
 pub mod proxy;
@@ -90,19 +91,36 @@ pub fn http_request(
 ) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(&request_head(addr, method, path, headers, body.len()))?;
+    s.write_all(body)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    Ok(parse_response(&buf))
+}
+
+/// The head of an HTTP/1.1 request with `Connection: close` (and `Content-Length` when there
+/// is a body).
+pub fn request_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body_len: usize,
+) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !body.is_empty() {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    if body_len > 0 {
+        head.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    head.into_bytes()
+}
+
+/// (status, body) of a whole HTTP/1.1 response; status 0 when there is none.
+pub fn parse_response(buf: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(buf).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
@@ -112,7 +130,7 @@ pub fn http_request(
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    Ok((status, body))
+    (status, body)
 }
 
 /// A running child process, killed when dropped.
@@ -162,6 +180,8 @@ pub struct Aggregator {
     pub proc: Proc,
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// Set when it serves https: how the harness's requests and CLI runs trust it.
+    pub tls: Option<tls::ClientTls>,
 }
 
 impl Aggregator {
@@ -175,6 +195,24 @@ impl Aggregator {
     }
 
     pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Aggregator {
+        Self::start_inner(dir, port, extra, None)
+    }
+
+    /// Starts `fjord-aggregator serve` over TLS on a free port, declaring EEA; `extra` holds
+    /// the `--tls-*` flags, and `client` how the harness trusts the server. Ready when the
+    /// port answers `/v1/info` over TLS.
+    pub fn start_tls(dir: &Path, extra: &[&str], client: tls::ClientTls) -> Aggregator {
+        let mut args = vec!["--region", "eu-north-1", "--jurisdiction", "EEA"];
+        args.extend_from_slice(extra);
+        Self::start_inner(dir, free_port(), &args, Some(client))
+    }
+
+    fn start_inner(
+        dir: &Path,
+        port: u16,
+        extra: &[&str],
+        tls: Option<tls::ClientTls>,
+    ) -> Aggregator {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let data = dir.join("data");
         let log = std::fs::File::create(dir.join("aggregator.log")).expect("log file");
@@ -196,11 +234,20 @@ impl Aggregator {
             },
             addr,
             data,
+            tls,
         };
         wait_for("aggregator /v1/info", Duration::from_secs(30), || {
-            matches!(http_get(addr, "/v1/info"), Ok((200, _)))
+            matches!(agg.get("/v1/info"), Ok((200, _)))
         });
         agg
+    }
+
+    /// `GET path` over http, or over https when the server speaks TLS.
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        match &self.tls {
+            None => http_get(self.addr, path),
+            Some(t) => tls::https_get(self.addr, t.config(&[]), path).map(|a| (a.status, a.body)),
+        }
     }
 
     /// Starts `fjord-aggregator serve --config` with `config` (TOML) written to
@@ -224,7 +271,8 @@ impl Aggregator {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Runs `fjord-aggregator query … --output jsonl` and returns the parsed rows.
@@ -280,13 +328,14 @@ impl Aggregator {
             .args(args)
             .arg("--url")
             .arg(self.url())
+            .args(self.tls.iter().flat_map(|t| t.cli_args()))
             .output()
             .expect("run fjord-aggregator cli")
     }
 
     /// Total records stored, from `/fjord/v1/stats`.
     pub fn stored_records(&self) -> u64 {
-        let Ok((200, body)) = http_get(self.addr, "/fjord/v1/stats") else {
+        let Ok((200, body)) = self.get("/fjord/v1/stats") else {
             return 0;
         };
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

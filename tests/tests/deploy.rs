@@ -270,7 +270,8 @@ fn every_file_is_a_named_object_reached_from_the_top_kustomization() {
                 "{}: no name",
                 p.display()
             );
-            if s(&doc["kind"]) != "Namespace" {
+            // Cluster-scoped kinds have no namespace.
+            if !["Namespace", "ClusterIssuer"].contains(&s(&doc["kind"])) {
                 assert!(
                     !s(&doc["metadata"]["namespace"]).is_empty(),
                     "{}: {} without a namespace",
@@ -452,7 +453,7 @@ fn agent_ships_to_the_aggregator_service_in_an_allowed_jurisdiction() {
         s(&svc["metadata"]["namespace"])
     );
     let svc_port = list(&svc["spec"]["ports"])[0]["port"].as_i64().unwrap();
-    assert_eq!(url, format!("http://{host}:{svc_port}"));
+    assert_eq!(url, format!("https://{host}:{svc_port}"));
     assert_eq!(cfg.allowed_hosts.clone().unwrap_or_default(), vec![host]);
 
     let agg = fjord_aggregator::config::load(
@@ -489,6 +490,108 @@ fn agent_ships_to_the_aggregator_service_in_an_allowed_jurisdiction() {
         .expect("the Secret's token has a [[token]] in aggregator.toml");
     assert_eq!(tok.team.as_deref(), Some(team.as_str()));
     assert_eq!(tok.role, fjord_aggregator::server::auth::Role::Ingest);
+}
+
+/// The value after `flag` in a container's args.
+fn arg_value(c: &Yaml, flag: &str) -> PathBuf {
+    let args: Vec<&str> = list(&c["args"]).iter().map(s).collect();
+    let i = args
+        .iter()
+        .position(|a| *a == flag)
+        .unwrap_or_else(|| panic!("{flag} in the args of {}", s(&c["name"])));
+    PathBuf::from(args[i + 1])
+}
+
+/// The Secret mounted at `file`'s directory in container `c` of `workload`, and the file's
+/// key in it.
+fn secret_of<'a>(workload: &'a Yaml, c: &Yaml, file: &Path) -> (&'a str, String) {
+    let m = volume_at(c, file.parent().unwrap());
+    let name = s(&pod_volume(workload, s(&m["name"]))["secret"]["secretName"]);
+    assert!(!name.is_empty(), "{} is not in a Secret", file.display());
+    (
+        name,
+        file.file_name().unwrap().to_string_lossy().into_owned(),
+    )
+}
+
+/// The cert-manager Certificate in `namespace` that writes the Secret `secret`.
+fn certificate_for<'a>(objs: &'a Objects, namespace: &str, secret: &str) -> &'a Yaml {
+    objs.0
+        .iter()
+        .map(|(_, y)| y)
+        .find(|y| {
+            s(&y["kind"]) == "Certificate"
+                && s(&y["metadata"]["namespace"]) == namespace
+                && s(&y["spec"]["secretName"]) == secret
+        })
+        .unwrap_or_else(|| panic!("no Certificate in {namespace} writes the Secret {secret}"))
+}
+
+/// HTTPS by default: the aggregator serves the Secret of its cert-manager Certificate (whose
+/// names include the agent's url host), probed over HTTPS; the agent ships to an https url,
+/// verifying with `ca.crt` of its own Certificate's Secret, and both Certificates come from
+/// one CA issuer; no `allow_insecure_http` anywhere in the default.
+#[test]
+fn agent_and_aggregator_speak_https_with_certificates_of_one_ca() {
+    let objs = Objects::load();
+    let sts = objs.get("StatefulSet", "fjord-aggregator");
+    let agg = container(sts, "fjord-aggregator");
+    let agg_ns = s(&sts["metadata"]["namespace"]);
+    let (cert_secret, cert_key) = secret_of(sts, agg, &arg_value(agg, "--tls-cert"));
+    let (key_secret, key_key) = secret_of(sts, agg, &arg_value(agg, "--tls-key"));
+    assert_eq!(cert_secret, key_secret);
+    assert_eq!(
+        (cert_key.as_str(), key_key.as_str()),
+        ("tls.crt", "tls.key")
+    );
+    let served = certificate_for(&objs, agg_ns, cert_secret);
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert_eq!(s(&agg[probe]["httpGet"]["scheme"]), "HTTPS", "{probe}");
+    }
+
+    let cfg = agent_file_config();
+    assert!(
+        cfg.allow_insecure_http.is_none(),
+        "allow_insecure_http is gone from the default agent config"
+    );
+    assert!(!read(&agent_toml())
+        .lines()
+        .any(|l| l.trim_start().starts_with("allow_insecure_http")));
+    let url = cfg.url.clone().expect("url");
+    let host = url
+        .strip_prefix("https://")
+        .expect("the agent ships over https")
+        .split(':')
+        .next()
+        .unwrap();
+    let names: Vec<&str> = list(&served["spec"]["dnsNames"]).iter().map(s).collect();
+    assert!(names.contains(&host), "{host} is not in {names:?}");
+
+    let deploy = objs.get("Deployment", "payment-service");
+    let agent = container(deploy, "fjord-agent");
+    let ca_file = cfg.ca_file.clone().expect("ca_file");
+    let (ca_secret, ca_key) = secret_of(deploy, agent, &ca_file);
+    assert_eq!(ca_key, "ca.crt", "cert-manager's key of the CA bundle");
+    let agent_cert = certificate_for(&objs, s(&deploy["metadata"]["namespace"]), ca_secret);
+
+    // One CA: both from the same CA-type ClusterIssuer (namespaced Issuers cannot serve
+    // two namespaces), whose CA Secret a CA Certificate writes in cert-manager's namespace.
+    let issuer = &served["spec"]["issuerRef"];
+    assert_eq!(s(&issuer["kind"]), "ClusterIssuer");
+    assert_eq!(
+        s(&agent_cert["spec"]["issuerRef"]["name"]),
+        s(&issuer["name"])
+    );
+    assert_eq!(s(&agent_cert["spec"]["issuerRef"]["kind"]), "ClusterIssuer");
+    let ca_issuer = objs.get("ClusterIssuer", s(&issuer["name"]));
+    let ca_cert = certificate_for(
+        &objs,
+        "cert-manager",
+        s(&ca_issuer["spec"]["ca"]["secretName"]),
+    );
+    assert_eq!(ca_cert["spec"]["isCA"].as_bool(), Some(true));
+    let bootstrap = objs.get("ClusterIssuer", s(&ca_cert["spec"]["issuerRef"]["name"]));
+    assert!(!bootstrap["spec"]["selfSigned"].is_badvalue());
 }
 
 fn undeclared() -> String {
@@ -839,10 +942,15 @@ fn dockerfile_builds_static_non_root_images_that_match_the_manifests() {
         assert_eq!(ep, vec![format!("/{bin}")]);
         // A static binary runs in the empty image; a dynamic one would fail the build here.
         assert!(instr(st, "RUN").contains(&format!("[\"/{bin}\", \"--version\"]").as_str()));
-        // The image's default command reads the config where the manifests mount it.
+        // The image's default command reads the config where the manifests mount it; the
+        // manifest may add flags after it (the aggregator's --tls-cert/--tls-key, which name
+        // files only a Kubernetes Secret provides).
         let cmd = json_words(instr(st, "CMD")[0]);
         let args: Vec<String> = list(&c["args"]).iter().map(|a| s(a).to_owned()).collect();
-        assert_eq!(cmd, args, "{bin}: CMD and the manifest's args agree");
+        assert!(
+            args.starts_with(&cmd),
+            "{bin}: the manifest's args {args:?} start with CMD {cmd:?}"
+        );
         assert_eq!(
             s(&c["image"]),
             bin,
@@ -966,6 +1074,7 @@ fn docs_use_metrics_the_aggregator_exports() {
         ["payments"],
         std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         1,
+        std::sync::Arc::default(),
     );
     let exposed = exposed_series(&metrics.encode());
     assert!(

@@ -6,7 +6,9 @@
 //! Secret's files with mode 0440, empty emptyDirs); the manifests' config files are used with
 //! only the mount paths, the Service address and the admin port rewritten to this machine; the
 //! agent's environment is the container's `env` with the downward-API values filled in. The
-//! aggregator runs the manifest's `aggregator.toml` (tokens and all).
+//! aggregator runs the manifest's `aggregator.toml` (tokens and all) over TLS, as the
+//! StatefulSet runs it; cert-manager's Secrets are filled from a CA made for the test (the
+//! agent's `ca.crt`, and the aggregator's certificate for 127.0.0.1).
 //!
 //! The app container is the `fjord-writer` process (numbered lines, one write each, at
 //! 1,000 lines/s), writing to the app container's mount of the shared log volume.
@@ -170,8 +172,10 @@ fn memory_bytes(q: &str) -> u64 {
         * unit
 }
 
-/// Lays out the agent container of `deploy/k8s/payment-service/deployment.yaml` under `dir`.
-fn lay_out(dir: &Path) -> Pod {
+/// Lays out the agent container of `deploy/k8s/payment-service/deployment.yaml` under `dir`;
+/// a Secret that no kustomization generates is cert-manager's, filled from `ca` as
+/// cert-manager fills it (`ca.crt`, `tls.crt`, `tls.key`).
+fn lay_out(dir: &Path, ca: &fjord_e2e::certs::Ca) -> Pod {
     let deploy = &yaml("deploy/k8s/payment-service/deployment.yaml")[0];
     let spec = &deploy["spec"]["template"]["spec"];
     let agent = list(&spec["initContainers"])
@@ -199,11 +203,25 @@ fn lay_out(dir: &Path) -> Pod {
                 project(&host, &files, 0o644);
             }
         } else if !vol["secret"].is_badvalue() {
-            let files = generated(
-                "deploy/k8s/overlays/payments",
-                s(&vol["secret"]["secretName"]),
-            );
-            assert!(!files.is_empty(), "the overlay generates the Secret");
+            let name = s(&vol["secret"]["secretName"]);
+            let mut files = generated("deploy/k8s/overlays/payments", name);
+            if files.is_empty() {
+                assert_eq!(
+                    name, "fjord-agent-tls",
+                    "only cert-manager's Secret is not generated"
+                );
+                let src = dir.join("cert-manager").join(name);
+                std::fs::create_dir_all(&src).expect("secret source dir");
+                let leaf = ca.client("payment-service.shop.fjord-agent");
+                for (key, text) in [
+                    ("ca.crt", &ca.cert_pem),
+                    ("tls.crt", &leaf.cert_pem),
+                    ("tls.key", &leaf.key_pem),
+                ] {
+                    std::fs::write(src.join(key), text).expect("secret file");
+                    files.push((key.to_owned(), src.join(key)));
+                }
+            }
             project(&host, &files, 0o440);
         }
         mounts.push((PathBuf::from(s(&m["mountPath"])), host));
@@ -329,12 +347,12 @@ fn write_agent_config(pod: &Pod, agg_addr: &str) -> PathBuf {
     let cfg = fjord_agent::config::parse_file("agent.toml", &text).expect("agent.toml parses");
     let url = cfg.url.expect("url");
     let host = url
-        .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .split(':')
         .next()
         .unwrap()
         .to_owned();
-    text = text.replace(&url, &format!("http://{agg_addr}"));
+    text = text.replace(&url, &format!("https://{agg_addr}"));
     text = text.replace(&format!("\"{host}\""), "\"127.0.0.1\"");
     let admin = cfg.admin_listen.expect("admin_listen");
     text = text.replace(&admin, &format!("127.0.0.1:{}", free_port()));
@@ -404,6 +422,7 @@ fn query(agg: &Aggregator, logql: &str, limit: usize) -> Vec<serde_json::Value> 
     let out = Command::new(bin("fjord-aggregator"))
         .args(["query", logql, "--since", "24h", "--output", "jsonl"])
         .args(["--limit", &limit.to_string(), "--url", &agg.url()])
+        .args(agg.tls.iter().flat_map(|t| t.cli_args()))
         .env("FJORD_TOKEN", ADMIN_TOKEN)
         .output()
         .expect("run fjord-aggregator query");
@@ -422,16 +441,27 @@ fn query(agg: &Aggregator, logql: &str, limit: usize) -> Vec<serde_json::Value> 
 fn payment_pod_ships_everything_within_the_sidecar_budget() {
     let dir = test_dir();
     let dir = dir.path();
-    let pod = lay_out(dir);
+    let ca = fjord_e2e::certs::Ca::new("fjord CA");
+    let pod = lay_out(dir, &ca);
 
+    // The StatefulSet's TLS flags, with a serving certificate for this machine.
+    let ca_file = ca.write(&dir.join("ca.pem"));
+    let (cert, key) = ca.server().write(dir, "aggregator-tls");
     let agg_config = write_aggregator_config(dir);
-    let agg_port = free_port();
-    let agg = Aggregator::start_on(
+    let utf8 = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let agg = Aggregator::start_tls(
         dir,
-        agg_port,
-        &["--config", agg_config.to_str().expect("utf-8 path")],
+        &[
+            "--config",
+            &utf8(&agg_config),
+            "--tls-cert",
+            &utf8(&cert),
+            "--tls-key",
+            &utf8(&key),
+        ],
+        fjord_e2e::tls::ClientTls::ca(ca_file),
     );
-    let config = write_agent_config(&pod, &format!("127.0.0.1:{agg_port}"));
+    let config = write_agent_config(&pod, &agg.addr.to_string());
 
     // JSON events with a customer e-mail, which the payments rules pseudonymise; written,
     // as the app's log, through the app container's mount.

@@ -1,13 +1,20 @@
-//! The HTTP side of the client commands: the token, the request, and errors that say what to
-//! do (401 → pass a token, 403 → the token's role or team, connection refused → is it
-//! running).
+//! The HTTP side of the client commands: the token, TLS (the server's CA, a client
+//! certificate), the request, and errors that say what to do (401 → pass a token, 403 → the
+//! token's role or team, connection refused → is it running, an untrusted certificate →
+//! `--ca-file`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use fjord_wire::ErrorBody;
 use serde::de::DeserializeOwned;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::TlsClientArgs;
 
 /// Timeout of one request (queries can scan a lot).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -37,13 +44,34 @@ pub struct Client {
 }
 
 impl Client {
-    /// Builds a client for `url` with the token from `token_file` or the environment.
-    pub fn new(url: &str, token_file: Option<&Path>) -> anyhow::Result<Client> {
+    /// Builds a client for `url` with the token from `token_file` or the environment, and
+    /// the CA and client certificate of `tls`.
+    pub fn new(
+        url: &str,
+        token_file: Option<&Path>,
+        tls: &TlsClientArgs,
+    ) -> anyhow::Result<Client> {
+        let mut b = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+        for c in ca_certificates(tls)? {
+            let c = reqwest::Certificate::from_der(c.as_ref())
+                .context("reading the --ca-file certificate")?;
+            b = b.add_root_certificate(c);
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+            let mut pem = read_file(cert, "--client-cert")?;
+            pem.extend_from_slice(b"\n");
+            pem.extend_from_slice(&read_file(key, "--client-key")?);
+            let id = reqwest::Identity::from_pem(&pem).with_context(|| {
+                format!(
+                    "--client-cert {} / --client-key {}: not a PEM certificate and key",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            b = b.identity(id);
+        }
         Ok(Client {
-            http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .context("building the HTTP client")?,
+            http: b.build().context("building the HTTP client")?,
             base: url.trim_end_matches('/').to_owned(),
             token: read_token(token_file)?,
         })
@@ -83,8 +111,13 @@ impl Client {
         }
         let resp = req.send().await.with_context(|| {
             format!(
-                "cannot reach the aggregator at {}; is it running? (set --url or FJORD_URL)",
-                self.base
+                "cannot reach the aggregator at {}; is it running? (set --url or FJORD_URL{})",
+                self.base,
+                if self.base.starts_with("https://") {
+                    "; a server certificate from a private CA needs --ca-file"
+                } else {
+                    ""
+                }
             )
         })?;
         let status = resp.status();
@@ -95,6 +128,63 @@ impl Client {
         serde_json::from_slice(&body)
             .with_context(|| format!("the server's answer to {what} is not what fjord expects"))
     }
+}
+
+fn read_file(p: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("{flag} {}: cannot read", p.display()))
+}
+
+/// The certificates of `--ca-file`, none without it; a file without one is an error.
+fn ca_certificates(tls: &TlsClientArgs) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let Some(p) = &tls.ca_file else {
+        return Ok(Vec::new());
+    };
+    let pem = read_file(p, "--ca-file")?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--ca-file {}: not PEM certificates", p.display()))?;
+    if certs.is_empty() {
+        bail!("--ca-file {}: no certificate in it", p.display());
+    }
+    Ok(certs)
+}
+
+/// A rustls client configuration as reqwest's (the public roots, plus `--ca-file`, plus the
+/// client certificate), for the WebSocket of `tail`.
+pub fn rustls_config(tls: &TlsClientArgs) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for c in ca_certificates(tls)? {
+        roots
+            .add(c)
+            .context("the --ca-file certificate cannot be a trust root")?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_root_certificates(roots);
+    let config = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => {
+            let certs = CertificateDer::pem_slice_iter(&read_file(cert, "--client-cert")?)
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| {
+                    format!("--client-cert {}: not PEM certificates", cert.display())
+                })?;
+            let k = PrivateKeyDer::from_pem_slice(&read_file(key, "--client-key")?)
+                .with_context(|| format!("--client-key {}: no PEM private key", key.display()))?;
+            builder.with_client_auth_cert(certs, k).with_context(|| {
+                format!(
+                    "--client-cert {} / --client-key {}",
+                    cert.display(),
+                    key.display()
+                )
+            })?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
 }
 
 /// A failed request as a sentence that says what to do.

@@ -2,7 +2,8 @@
 //! subcommand. `main.rs` only parses, sets up tracing and calls [`run`].
 //!
 //! Query commands (`query`, `tail`, `labels`, `stats`, `erase`) talk to a server over HTTP
-//! (`--url`/`FJORD_URL`, token from `--token-file` or `FJORD_TOKEN`); `retention run` and
+//! (`--url`/`FJORD_URL`, token from `--token-file` or `FJORD_TOKEN`, an https server verified
+//! with `--ca-file`/`FJORD_CA_FILE` on top of the public roots); `retention run` and
 //! `erase --data` work offline on the data directory, coordinated with a running server by
 //! SQLite's locks; `audit …` reads the data directory read-only. Bad configuration or usage
 //! exits with 64.
@@ -89,6 +90,17 @@ pub struct ServeArgs {
     /// Declared jurisdiction, served at /v1/info (e.g. EEA). Agents refuse "unset".
     #[arg(long, value_name = "J")]
     pub jurisdiction: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); reloaded when
+    /// the file changes. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by a CA in this PEM file (mTLS), in addition to
+    /// tokens. Needs --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Where a client command finds the server and its token.
@@ -105,6 +117,33 @@ pub struct ClientArgs {
     /// File holding the token (else FJORD_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
+}
+
+/// How a client command verifies an https server, and proves who it is to one that asks.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsClientArgs {
+    /// PEM file with the CA certificate(s) that sign the server's certificate, trusted in
+    /// addition to the public roots (https:// URLs only).
+    #[arg(long, env = "FJORD_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a server started with --tls-client-ca. Needs --client-key.
+    #[arg(
+        long,
+        env = "FJORD_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "FJORD_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
 }
 
 /// How `query` and `tail` print lines.
@@ -229,6 +268,8 @@ pub struct EraseArgs {
     /// File holding an admin token (else FJORD_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
 }
 
 /// `retention` subcommands.
@@ -300,6 +341,9 @@ fn load_checked(a: ServeArgs) -> Result<config::ServeConfig, ExitCode> {
             data_dir: a.data,
             region: a.region,
             jurisdiction: a.jurisdiction,
+            tls_cert: a.tls_cert,
+            tls_key: a.tls_key,
+            tls_client_ca: a.tls_client_ca,
         },
     )
     .map_err(|e| {

@@ -71,7 +71,7 @@ pub async fn erase(a: EraseArgs) -> anyhow::Result<ExitCode> {
             .url
             .clone()
             .unwrap_or_else(|| "http://127.0.0.1:3100".to_owned());
-        let client = Client::new(&url, a.token_file.as_deref())?;
+        let client = Client::new(&url, a.token_file.as_deref(), &a.tls)?;
         #[derive(serde::Deserialize)]
         struct Resp {
             data: EraseReport,

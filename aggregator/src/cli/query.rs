@@ -24,7 +24,7 @@ pub fn since_ns(s: &str, flag: &str) -> anyhow::Result<i64> {
 /// Runs `query`.
 pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let (start, end) = a.range.resolve(now_ns(), Some(DEFAULT_QUERY_LOOKBACK))?;
-    let client = Client::new(&a.client.url, a.client.token_file.as_deref())?;
+    let client = Client::new(&a.client.url, a.client.token_file.as_deref(), &a.client.tls)?;
     let parsed: QueryResponse = client
         .get(
             "/loki/api/v1/query_range",
@@ -130,7 +130,7 @@ pub fn format_labels(l: &BTreeMap<String, String>) -> String {
 
 /// Runs `labels [NAME]`.
 pub async fn labels(a: LabelsArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&a.client.url, a.client.token_file.as_deref())?;
+    let client = Client::new(&a.client.url, a.client.token_file.as_deref(), &a.client.tls)?;
     let end = now_ns();
     let start = end.saturating_sub(since_ns(&a.since, "--since")?);
     let mut q = vec![("start", start.to_string()), ("end", end.to_string())];
@@ -216,7 +216,7 @@ pub fn print_table(
 
 /// Runs `stats`.
 pub async fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&a.client.url, a.client.token_file.as_deref())?;
+    let client = Client::new(&a.client.url, a.client.token_file.as_deref(), &a.client.tls)?;
     let resp: serde_json::Value = client.get("/fjord/v1/stats", &[]).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&resp)?);

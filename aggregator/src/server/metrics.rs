@@ -20,6 +20,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
 };
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -27,7 +28,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
-use super::AppState;
+use super::{AppState, Counters};
 use crate::store::Store;
 
 /// Teams not named by any configured token (open mode, or admin tokens pushing with a `team`
@@ -317,6 +318,46 @@ impl Collector for ActiveTails {
     }
 }
 
+/// The TLS listener's events, read from the server's counters at scrape time: the accept
+/// loop counts them before any request (and so any handler metric) exists.
+#[derive(Debug)]
+struct TlsEvents {
+    counters: Arc<Counters>,
+}
+
+impl Collector for TlsEvents {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.counters;
+        for (name, help, value) in [
+            (
+                "tls_handshake_errors",
+                "TLS handshakes refused or timed out (untrusted or missing client certificate, TLS below 1.2, no handshake within header_read_timeout)",
+                c.tls_handshake_errors.load(Relaxed),
+            ),
+            (
+                "tls_plain_http_refused",
+                "Plain-HTTP connections to the TLS port, answered 400",
+                c.plain_http_refused.load(Relaxed),
+            ),
+            (
+                "tls_certificate_reloads",
+                "Certificates reloaded from changed files",
+                c.tls_reloads.load(Relaxed),
+            ),
+            (
+                "tls_certificate_reload_errors",
+                "Changed certificate files that did not load (the previous certificate stayed in use)",
+                c.tls_reload_errors.load(Relaxed),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The last reading of the store's size, and when it was taken.
 #[derive(Debug, Default)]
 struct StoreSizeCache {
@@ -357,11 +398,13 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric under `fjord_aggregator_`. `teams` are the configured tokens'
-    /// teams; `tail_permits` is the semaphore of `max_tails` live tails.
+    /// teams; `tail_permits` is the semaphore of `max_tails` live tails; `counters` holds the
+    /// TLS listener's events.
     pub fn new<'a>(
         teams: impl IntoIterator<Item = &'a str>,
         tail_permits: Arc<Semaphore>,
         max_tails: usize,
+        counters: Arc<Counters>,
     ) -> Metrics {
         let m = Metrics {
             registry: Registry::default(),
@@ -454,6 +497,7 @@ impl Metrics {
             permits: tail_permits,
             max: max_tails,
         }));
+        r.register_collector(Box::new(TlsEvents { counters }));
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(fjord_cli::process::ProcessCollector));
         Metrics { registry: r, ..m }
@@ -607,7 +651,7 @@ mod tests {
 
     #[test]
     fn team_labels_are_bounded() {
-        let m = Metrics::new(["payments"], Arc::new(Semaphore::new(1)), 1);
+        let m = Metrics::new(["payments"], Arc::new(Semaphore::new(1)), 1, Arc::default());
         assert_eq!(m.team("payments").team, "payments");
         for i in 0..MAX_UNCONFIGURED_TEAMS {
             assert_eq!(m.team(&format!("t{i}")).team, format!("t{i}"));
@@ -628,7 +672,7 @@ mod tests {
             Reason::from_status(Endpoint::Query, StatusCode::OK),
             Reason::Ok
         );
-        let m = Metrics::new([], Arc::new(Semaphore::new(1)), 1);
+        let m = Metrics::new([], Arc::new(Semaphore::new(1)), 1, Arc::default());
         m.observe(
             Endpoint::Push,
             StatusCode::TOO_MANY_REQUESTS,

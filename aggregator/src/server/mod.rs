@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod push;
 mod query;
 mod tail;
+pub mod tls;
 
 /// Response types of the query endpoints, shared with the CLI.
 pub mod query_types {
@@ -76,7 +77,8 @@ pub struct AppState {
     /// Who read what: every query, tail, label lookup and erasure (server/access.rs).
     pub access: access::AccessLog,
     /// Events counted since start, for `/fjord/v1/stats` (admin).
-    pub counters: Counters,
+    /// Shared with the accept loop, which counts TLS refusals before any request exists.
+    pub counters: Arc<Counters>,
     /// The Prometheus metrics served by [`metrics_app`].
     pub metrics: metrics::Metrics,
     /// Cancelled on shutdown: live tails and maintenance tasks stop.
@@ -92,6 +94,15 @@ pub struct AppState {
 pub struct Counters {
     /// Pushes refused 409 because their team had stored the batch id with other lines.
     pub batch_id_conflicts: AtomicU64,
+    /// TLS handshakes that failed or timed out (an untrusted or missing client certificate,
+    /// a client that does not trust the server, a protocol version below 1.2, …).
+    pub tls_handshake_errors: AtomicU64,
+    /// Connections to the TLS port that spoke plain HTTP and were answered 400.
+    pub plain_http_refused: AtomicU64,
+    /// Certificates reloaded from changed files.
+    pub tls_reloads: AtomicU64,
+    /// Changed certificate files that did not load; the previous certificate stayed in use.
+    pub tls_reload_errors: AtomicU64,
 }
 
 impl Counters {
@@ -99,6 +110,10 @@ impl Counters {
     pub fn snapshot(&self) -> CountersSnapshot {
         CountersSnapshot {
             batch_id_conflicts: self.batch_id_conflicts.load(Ordering::Relaxed),
+            tls_handshake_errors: self.tls_handshake_errors.load(Ordering::Relaxed),
+            plain_http_refused: self.plain_http_refused.load(Ordering::Relaxed),
+            tls_reloads: self.tls_reloads.load(Ordering::Relaxed),
+            tls_reload_errors: self.tls_reload_errors.load(Ordering::Relaxed),
         }
     }
 }
@@ -107,6 +122,14 @@ impl Counters {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CountersSnapshot {
     pub batch_id_conflicts: u64,
+    #[serde(default)]
+    pub tls_handshake_errors: u64,
+    #[serde(default)]
+    pub plain_http_refused: u64,
+    #[serde(default)]
+    pub tls_reloads: u64,
+    #[serde(default)]
+    pub tls_reload_errors: u64,
 }
 
 impl AppState {
@@ -114,6 +137,7 @@ impl AppState {
     pub fn new(store: Arc<Store>, cfg: &ServeConfig, shutdown: CancellationToken) -> AppState {
         store.set_max_streams_per_team(cfg.limits.max_streams_per_team);
         let tail_permits = Arc::new(Semaphore::new(cfg.max_tails));
+        let counters = Arc::new(Counters::default());
         AppState {
             store,
             info: cfg.info.clone(),
@@ -131,6 +155,7 @@ impl AppState {
                 cfg.tokens.iter().filter_map(|t| t.team.as_deref()),
                 tail_permits.clone(),
                 cfg.max_tails,
+                counters.clone(),
             ),
             tail_permits,
             tails_per_token: budget::KeyedBudget::new(
@@ -140,7 +165,7 @@ impl AppState {
             max_query_lines: cfg.max_query_lines,
             read_limits: cfg.read_limits.clone(),
             access: access::AccessLog::new(cfg.access_log_queue),
-            counters: Counters::default(),
+            counters,
             shutdown,
             tasks: TaskTracker::new(),
         }
@@ -200,12 +225,24 @@ pub async fn run(
     if state.auth.is_open() {
         tracing::warn!(%addr, "no [[token]] configured: serving WITHOUT authentication (loopback only)");
     }
+    let tls = match cfg.tls.clone().map(tls::Tls::new).transpose() {
+        Ok(t) => t.map(Arc::new),
+        Err(err) => {
+            return Err(std::io::Error::other(format!(
+                "building the TLS configuration: {err}"
+            )))
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Bound before anything starts, so a taken metrics port fails the start, not a scrape.
     let metrics_listener = match cfg.metrics_listen {
         Some(a) => Some(TcpListener::bind(a).await?),
         None => None,
     };
-    tracing::info!(%addr, region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
+    tracing::info!(%addr, scheme, client_certificates = cfg.tls.as_ref().is_some_and(|t| t.client_verifier.is_some()), region = %state.info.region, jurisdiction = %state.info.jurisdiction, "listening");
+    if let (Some(t), Some(c)) = (&tls, &cfg.tls) {
+        tracing::info!(cert = %c.cert_file.display(), valid_until = %humantime::format_rfc3339_seconds(t.not_after()), "TLS certificate loaded");
+    }
     if let Some(ml) = metrics_listener {
         let maddr = ml.local_addr()?;
         tracing::info!(addr = %maddr, "serving /metrics");
@@ -213,6 +250,8 @@ pub async fn run(
             ml,
             metrics_app(state.clone()),
             cfg.listener.clone(),
+            // Plain HTTP: the metrics port is for the scraper on the pod network.
+            None,
             state.shutdown.clone(),
         );
         state.tasks.spawn(async move {
@@ -222,11 +261,22 @@ pub async fn run(
         });
     }
     maintenance::spawn(&state, &cfg);
+    if let Some(t) = &tls {
+        state.tasks.spawn(tls::reload_loop(
+            t.clone(),
+            state.counters.clone(),
+            state.shutdown.clone(),
+        ));
+    }
     let writer = access::spawn_writer(&state);
     let res = listener::serve(
         listener,
         app(state.clone()),
         cfg.listener.clone(),
+        tls.map(|t| listener::TlsAccept {
+            acceptor: t.acceptor.clone(),
+            counters: state.counters.clone(),
+        }),
         state.shutdown.clone(),
     )
     .await;

@@ -4,6 +4,7 @@
 //! processes and stored bytes per raw byte.
 //!
 //! Run: `cargo build --release --workspace && target/release/fjord-bench --mb 256`
+//! (`--tls`: over the aggregator's TLS listener, the agent verifying it with `ca_file`).
 //!
 //! With `--outage-s N`, it measures backpressure instead: the agent starts with no
 //! aggregator listening, the app writes `--write-mb-per-s` for N seconds, the agent's RSS is
@@ -35,6 +36,10 @@ struct Args {
     /// with many small files instead of one large one.
     #[arg(long, default_value_t = 1)]
     files: u64,
+    /// Ship over TLS: the aggregator with a certificate from a CA made for the run, the
+    /// agent trusting that CA with `ca_file`.
+    #[arg(long)]
+    tls: bool,
     /// Run the agent with no redaction rules at all (an explicit
     /// `unsafe_disable_baseline`), to measure tailing, batching and shipping alone.
     #[arg(long)]
@@ -178,8 +183,25 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("generated {lines} lines, {bytes} bytes in {files} file(s)");
 
-    let agg = Aggregator::start(dir.path());
     let mut extra = args.agent_config.clone();
+    let agg = if args.tls {
+        let ca = fjord_e2e::certs::Ca::new("fjord bench CA");
+        let ca_file = ca.write(&dir.path().join("ca.pem"));
+        let (cert, key) = ca.server().write(dir.path(), "server");
+        extra.push_str(&format!("\nca_file = \"{}\"\n", ca_file.display()));
+        Aggregator::start_tls(
+            dir.path(),
+            &[
+                "--tls-cert",
+                &cert.display().to_string(),
+                "--tls-key",
+                &key.display().to_string(),
+            ],
+            fjord_e2e::tls::ClientTls::ca(ca_file),
+        )
+    } else {
+        Aggregator::start(dir.path())
+    };
     if args.no_rules {
         let rules = dir.path().join("rules");
         std::fs::create_dir_all(&rules)?;
@@ -213,6 +235,10 @@ fn main() -> anyhow::Result<()> {
         fjord_e2e::agent_metric(&cfg, "fjord_agent_raw_bytes_acked_total").unwrap_or(0.0);
     let mb = bytes as f64 / 1e6;
     println!("cpu                    {}", cpu());
+    println!(
+        "transport              {}",
+        if args.tls { "https" } else { "http" }
+    );
     println!("raw_mb                 {mb:.1}");
     println!("lines                  {lines}");
     println!("wall_s                 {wall:.2}");
