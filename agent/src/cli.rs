@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
@@ -11,14 +11,19 @@ use crate::config::{self, Overrides};
 /// Exit code for bad configuration or usage (EX_USAGE).
 pub use fjord_cli::EXIT_USAGE;
 
-/// fjord's log-forwarding sidecar: follow, scrub, batch, ship.
-#[derive(Debug, Parser)]
-#[command(name = "fjord-agent", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-    #[command(flatten)]
-    pub log: fjord_cli::LogArgs,
+/// What `fjord-agent` says of itself.
+pub const BINARY: fjord_cli::Binary = fjord_cli::Binary {
+    name: "fjord-agent",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "fjord's log-forwarding sidecar: follow, scrub, batch, ship.",
+};
+
+/// The `fjord-agent` command line.
+pub type Cli = fjord_cli::Cli<Command>;
+
+/// The clap command of `fjord-agent`, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command_for(&BINARY)
 }
 
 #[derive(Debug, Subcommand)]

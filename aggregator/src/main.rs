@@ -6,9 +6,9 @@
 
 use std::process::ExitCode;
 
-use fjord_aggregator::cli::{self, Cli};
+use fjord_aggregator::cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    fjord_cli::main("fjord-aggregator", |c: &Cli| c.log.log_format, cli::run).await
+    fjord_cli::main(&cli::BINARY, cli::run).await
 }

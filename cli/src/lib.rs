@@ -28,37 +28,65 @@ pub use log::LogFormat;
 /// Exit code for usage and configuration errors (EX_USAGE), in both binaries.
 pub const EXIT_USAGE: u8 = 64;
 
-/// Parses the command line. A usage error is printed and gives [`EXIT_USAGE`], not clap's
-/// usual 2; `--help` and `--version` print and give 0.
-pub fn parse_args<C: clap::Parser>() -> Result<C, ExitCode> {
-    C::try_parse().map_err(|e| {
-        let _ = e.print();
-        ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 })
-    })
+/// What a binary says of itself on `--help` and `--version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub about: &'static str,
 }
 
-/// A binary's `main`: parses the command line into `C`, starts fjord's logs in the format
-/// `C` asks for, and runs. An error from `run` is printed with its causes, prefixed with the
-/// binary's `name`, and exits 1.
-pub async fn main<C, F, E>(
-    name: &str,
-    log: impl FnOnce(&C) -> LogFormat,
-    run: impl FnOnce(C) -> F,
-) -> ExitCode
+/// A fjord binary's command line: its subcommands `C` and the flags every subcommand shares
+/// (`--log-format`). Each binary gives it its name and description with [`Binary`].
+#[derive(Debug, clap::Parser)]
+pub struct Cli<C: clap::Subcommand> {
+    #[command(subcommand)]
+    pub command: C,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl<C: clap::Subcommand> Cli<C> {
+    /// The clap command of `bin` (for parsing, and for man pages and completions).
+    pub fn command_for(bin: &Binary) -> clap::Command {
+        <Self as clap::CommandFactory>::command()
+            .name(bin.name)
+            .bin_name(bin.name)
+            .version(bin.version)
+            .about(bin.about)
+    }
+
+    /// Parses the command line. A usage error is printed and gives [`EXIT_USAGE`], not
+    /// clap's usual 2; `--help` and `--version` print and give 0.
+    pub fn parse_for(bin: &Binary) -> Result<Self, ExitCode> {
+        Self::command_for(bin)
+            .try_get_matches()
+            .and_then(|m| <Self as clap::FromArgMatches>::from_arg_matches(&m))
+            .map_err(|e| {
+                let _ = e.print();
+                ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 })
+            })
+    }
+}
+
+/// A binary's `main`: parses the command line, starts fjord's logs in the format it asks
+/// for, and runs. An error from `run` is printed with its causes, prefixed with the binary's
+/// name, and exits 1.
+pub async fn main<C, F, E>(bin: &Binary, run: impl FnOnce(Cli<C>) -> F) -> ExitCode
 where
-    C: clap::Parser,
+    C: clap::Subcommand,
     F: Future<Output = Result<ExitCode, E>>,
     E: Display,
 {
-    let cli: C = match parse_args() {
+    let cli = match Cli::<C>::parse_for(bin) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    log::init(log(&cli));
+    log::init(cli.log.log_format);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            eprintln!("{}: {e:#}", bin.name);
             ExitCode::FAILURE
         }
     }

@@ -15,7 +15,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 fn main() -> anyhow::Result<()> {
@@ -35,8 +34,8 @@ fn main() -> anyhow::Result<()> {
 /// The two binaries' command lines.
 fn commands() -> [clap::Command; 2] {
     [
-        fjord_agent::cli::Cli::command(),
-        fjord_aggregator::cli::Cli::command(),
+        fjord_agent::cli::command(),
+        fjord_aggregator::cli::command(),
     ]
 }
 

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Overrides};
@@ -30,15 +30,19 @@ use crate::store::Store;
 /// Exit code for bad configuration or usage (EX_USAGE).
 pub use fjord_cli::EXIT_USAGE;
 
-/// fjord's in-region log aggregator: stores log data locally in SQLite and answers
-/// Loki-compatible queries.
-#[derive(Debug, Parser)]
-#[command(name = "fjord-aggregator", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-    #[command(flatten)]
-    pub log: fjord_cli::LogArgs,
+/// What `fjord-aggregator` says of itself.
+pub const BINARY: fjord_cli::Binary = fjord_cli::Binary {
+    name: "fjord-aggregator",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "fjord's in-region log aggregator: stores log data locally in SQLite and answers Loki-compatible queries.",
+};
+
+/// The `fjord-aggregator` command line.
+pub type Cli = fjord_cli::Cli<Command>;
+
+/// The clap command of `fjord-aggregator`, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command_for(&BINARY)
 }
 
 /// The subcommands.
