@@ -1,0 +1,225 @@
+//! The planner: a syntax tree becomes a runnable query. Regexes, templates, JSON paths and
+//! patterns are compiled here, within the per-query regex budget; a metric expression becomes
+//! a tree of operators over leaves (its range aggregations), each leaf a log query the store
+//! scans once.
+//!
+//! Invariants: planning never panics on a parsed tree; its errors are [`ParseError`]s whose
+//! position is the first occurrence in the query of the input that failed (the tree keeps
+//! no positions), so a client sees where to look.
+
+use crate::ast::{Expr, LogExpr, MatchOp, MetricExpr, RangeOp};
+use crate::error::{EvalError, ParseError};
+use crate::limits::EvalLimits;
+use crate::metric::{Evaluator, Grid, Leaf, Node, UnwrapC, Value};
+use crate::parser::parse_expr;
+use crate::pipeline::{anchored, compile_label_filter, compile_log, LogQuery, RegexBudget};
+
+/// A planned query.
+#[derive(Debug, Clone)]
+pub enum Query {
+    /// A log query: entries.
+    Log(LogQuery),
+    /// A metric query: samples.
+    Metric(MetricPlan),
+}
+
+impl Query {
+    /// Every log query the store will scan (one for a log query, one per leaf of a metric
+    /// query), mutably: a server adds its scoping matcher to each.
+    pub fn selectors_mut(&mut self) -> Vec<&mut LogQuery> {
+        match self {
+            Query::Log(q) => vec![q],
+            Query::Metric(m) => m.leaves.iter_mut().map(|l| &mut l.query).collect(),
+        }
+    }
+}
+
+/// A planned metric query.
+#[derive(Debug, Clone)]
+pub struct MetricPlan {
+    pub(crate) root: Node,
+    /// The range aggregations, each scanned by the store.
+    pub leaves: Vec<Leaf>,
+    /// Whether the expression is a scalar (no leaves, no `vector()`).
+    pub scalar: bool,
+}
+
+impl MetricPlan {
+    /// Starts an evaluation over `grid`; checks the point limit first.
+    pub fn evaluator(&self, grid: Grid, limits: EvalLimits) -> Result<Evaluator<'_>, EvalError> {
+        Evaluator::new(self, grid, limits)
+    }
+
+    /// Evaluates with entries from `source(leaf, query, from, to, sink)`, which must call
+    /// `sink(stream_labels, ts, line)` for every entry of `query`'s streams in `[from, to]`
+    /// that passes its pushed-down filters.
+    pub fn evaluate<E: From<EvalError>>(
+        &self,
+        grid: Grid,
+        limits: EvalLimits,
+        mut source: impl FnMut(
+            &LogQuery,
+            i64,
+            i64,
+            &mut dyn FnMut(&crate::Labels, i64, &str) -> Result<(), EvalError>,
+        ) -> Result<(), E>,
+    ) -> Result<Value, E> {
+        let mut ev = self.evaluator(grid, limits)?;
+        for (i, leaf) in self.leaves.iter().enumerate() {
+            let (from, to) = leaf.span(&grid);
+            source(&leaf.query, from, to, &mut |l, ts, line| {
+                ev.push(i, l, ts, line)
+            })?;
+        }
+        Ok(ev.finish()?)
+    }
+}
+
+/// Parses and plans a query.
+pub fn plan(src: &str) -> Result<Query, ParseError> {
+    let expr = parse_expr(src)?;
+    plan_expr(src, &expr)
+}
+
+/// Parses and plans a log query; a metric query is an error (for the endpoints and commands
+/// that read entries only).
+pub fn parse(src: &str) -> Result<LogQuery, ParseError> {
+    match plan(src)? {
+        Query::Log(q) => Ok(q),
+        Query::Metric(_) => Err(ParseError::at(
+            src,
+            0,
+            "a metric query is not allowed here; expected a log query such as {app=\"x\"} |= \"error\"",
+        )),
+    }
+}
+
+/// Plans a parsed tree; `src` is the query text, for error positions.
+pub fn plan_expr(src: &str, expr: &Expr) -> Result<Query, ParseError> {
+    let mut budget = RegexBudget::default();
+    let err = |e: String| locate(src, e);
+    match expr {
+        Expr::Log(l) => Ok(Query::Log(log(l, &mut budget).map_err(err)?)),
+        Expr::Metric(m) => {
+            let mut leaves = Vec::new();
+            let root = node(m, &mut leaves, &mut budget).map_err(err)?;
+            Ok(Query::Metric(MetricPlan {
+                root,
+                leaves,
+                scalar: m.is_scalar(),
+            }))
+        }
+    }
+}
+
+/// An error at the first quoted input it names, else at the start.
+fn locate(src: &str, reason: String) -> ParseError {
+    // The quoted input is the last quoted part of the reason.
+    let at = reason
+        .rsplit('"')
+        .nth(1)
+        .filter(|s| !s.is_empty())
+        .and_then(|needle| {
+            // As written in the query: raw, or with Go escapes.
+            let quoted = crate::ast::quote(needle);
+            src.find(needle)
+                .or_else(|| src.find(&quoted[1..quoted.len() - 1]))
+        })
+        .unwrap_or(0);
+    ParseError::at(src, at, reason)
+}
+
+fn log(l: &LogExpr, b: &mut RegexBudget) -> Result<LogQuery, String> {
+    compile_log(&l.matchers, &l.stages, b)
+}
+
+fn node(m: &MetricExpr, leaves: &mut Vec<Leaf>, b: &mut RegexBudget) -> Result<Node, String> {
+    Ok(match m {
+        MetricExpr::Range {
+            op,
+            param,
+            range,
+            grouping,
+        } => {
+            let query = log(&range.log, b)?;
+            let unwrap = match &range.unwrap {
+                Some(u) => Some(UnwrapC {
+                    label: u.label.clone(),
+                    conv: u.conv,
+                    post: u
+                        .post_filters
+                        .iter()
+                        .map(|f| compile_label_filter(f, b))
+                        .collect::<Result<_, _>>()?,
+                }),
+                None => None,
+            };
+            let absent_labels = if *op == RangeOp::AbsentOverTime {
+                range
+                    .log
+                    .matchers
+                    .iter()
+                    .filter(|m| m.op == MatchOp::Eq)
+                    .map(|m| (m.name.clone(), m.value.clone()))
+                    .collect()
+            } else {
+                Default::default()
+            };
+            leaves.push(Leaf {
+                query,
+                op: *op,
+                param: *param,
+                grouping: grouping.clone(),
+                unwrap,
+                range_ns: range.range_ns,
+                offset_ns: range.offset_ns,
+                absent_labels,
+            });
+            Node::Range(leaves.len() - 1)
+        }
+        MetricExpr::Vector {
+            op,
+            param,
+            grouping,
+            expr,
+        } => Node::Vector {
+            op: *op,
+            param: *param,
+            grouping: grouping.clone(),
+            expr: Box::new(node(expr, leaves, b)?),
+        },
+        MetricExpr::Binary {
+            op,
+            return_bool,
+            matching,
+            lhs,
+            rhs,
+        } => Node::Binary {
+            op: *op,
+            return_bool: *return_bool,
+            matching: matching.clone(),
+            lhs: Box::new(node(lhs, leaves, b)?),
+            rhs: Box::new(node(rhs, leaves, b)?),
+        },
+        MetricExpr::Number(n) => Node::Number(*n),
+        MetricExpr::VectorLit(n) => Node::VectorLit(*n),
+        MetricExpr::LabelReplace {
+            expr,
+            dst,
+            replacement,
+            src,
+            regex,
+        } => {
+            if !crate::ast_label_name(dst) {
+                return Err(format!("invalid destination label name \"{dst}\""));
+            }
+            Node::LabelReplace {
+                expr: Box::new(node(expr, leaves, b)?),
+                dst: dst.clone(),
+                replacement: replacement.clone(),
+                src: src.clone(),
+                regex: b.compile(regex, &anchored(regex))?,
+            }
+        }
+    })
+}
