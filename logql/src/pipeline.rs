@@ -622,7 +622,15 @@ fn eval_label_test(t: &LabelTest, labels: &LabelBuf) -> Result<bool, String> {
                     .ok_or_else(|| format!("the value of label {name} is not a {what}")),
             }
         };
+    // As in Loki, numeric filters pass an entry that already failed a stage, so that the
+    // error reaches the user; only a string filter (`__error__=""`) drops it.
+    let failed = || labels.get(ERROR_LABEL).is_some();
     Ok(match t {
+        LabelTest::Number { .. } | LabelTest::Duration { .. } | LabelTest::Bytes { .. }
+            if failed() =>
+        {
+            true
+        }
         LabelTest::And(a, b) => eval_label_test(a, labels)? && eval_label_test(b, labels)?,
         LabelTest::Or(a, b) => eval_label_test(a, labels)? || eval_label_test(b, labels)?,
         LabelTest::Str(m) => m.matches_value(labels.get(&m.name).unwrap_or("")),

@@ -46,17 +46,19 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     Some(total.round() as i64)
 }
 
-/// Parses a byte size such as `20MB`, `1KiB`, `5B`, `1.5GB` (case-insensitive units, as
-/// Loki's humanize reading).
+/// Parses a byte size such as `20MB`, `1KiB`, `5B`, `1.5 GB` or a bare `512` (bytes), with
+/// case-insensitive units, as Loki's humanize reading does.
 pub fn parse_bytes(s: &str) -> Option<u64> {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     if split == 0 {
         return None;
     }
     let n: f64 = s[..split].parse().ok()?;
-    let unit = s[split..].to_ascii_lowercase();
+    let unit = s[split..].trim_start().to_ascii_lowercase();
     let mult: f64 = match unit.as_str() {
-        "b" => 1.0,
+        "" | "b" => 1.0,
         "kb" | "k" => 1e3,
         "mb" | "m" => 1e6,
         "gb" | "g" => 1e9,
@@ -137,7 +139,9 @@ mod tests {
         assert_eq!(parse_bytes("20MB"), Some(20_000_000));
         assert_eq!(parse_bytes("1KiB"), Some(1024));
         assert_eq!(parse_bytes("5b"), Some(5));
-        assert_eq!(parse_bytes("5"), None);
+        assert_eq!(parse_bytes("5"), Some(5));
+        assert_eq!(parse_bytes("2 KB"), Some(2000));
+        assert_eq!(parse_bytes("KB"), None);
         assert_eq!(parse_bytes("5q"), None);
     }
 }
