@@ -929,3 +929,6 @@ async fn shutdown_writes_the_whole_access_log() {
         ENDED_BY_SHUTDOWN
     );
 }
+
+/// The Loki query API as Grafana uses it.
+mod loki;
