@@ -122,18 +122,24 @@ pub enum Output {
     Text,
     /// One JSON object per line: ts (ns), time, labels, line.
     Jsonl,
-    /// The line only.
+    /// The line only (for a metric query, the value only).
     Raw,
+    /// The server's JSON answer as it is (`tail`: as jsonl).
+    Json,
 }
 
 /// `query` flags.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// LogQL query, e.g. '{team="payments"} |= "declined"'.
+    /// LogQL query, e.g. '{team="payments"} |= "declined"', or a metric query such as
+    /// 'sum by (level) (count_over_time({team="payments"} | json [5m]))', printed as a table.
     #[arg(value_name = "LOGQL")]
     pub query: String,
     #[command(flatten)]
     pub client: ClientArgs,
+    /// Step between the points of a metric query, e.g. 1m [default: the server's, (to - from) / 250].
+    #[arg(long, value_name = "DURATION")]
+    pub step: Option<String>,
     /// Look back this far from --to (or now), e.g. 15m, 1h, 7d.
     #[arg(long, value_name = "DURATION", conflicts_with = "from")]
     pub since: Option<String>,
