@@ -7,7 +7,7 @@
 //! position is the first occurrence in the query of the input that failed (the tree keeps
 //! no positions), so a client sees where to look.
 
-use crate::ast::{Expr, LogExpr, MatchOp, MetricExpr, RangeOp};
+use crate::ast::{Expr, Grouping, LogExpr, MatchOp, MetricExpr, RangeOp, VectorOp};
 use crate::error::{EvalError, ParseError};
 use crate::limits::EvalLimits;
 use crate::metric::{Evaluator, Grid, Leaf, Node, UnwrapC, Value};
@@ -182,12 +182,41 @@ fn node(m: &MetricExpr, leaves: &mut Vec<Leaf>, b: &mut RegexBudget) -> Result<N
             param,
             grouping,
             expr,
-        } => Node::Vector {
-            op: *op,
-            param: *param,
-            grouping: grouping.clone(),
-            expr: Box::new(node(expr, leaves, b)?),
-        },
+        } => {
+            let inner = node(expr, leaves, b)?;
+            // `sum by (level) (count_over_time({…} | json [1m]))`: the per-entry series
+            // (one per JSON request id, say) are summed at once, so the range aggregation
+            // groups as the sum does. Exact for sum over additive functions and min/max over
+            // their own kind; it keeps memory to the groups instead of every label set.
+            if let Node::Range(i) = &inner {
+                let leaf = &mut leaves[*i];
+                let pushable = match op {
+                    VectorOp::Sum => matches!(
+                        leaf.op,
+                        RangeOp::CountOverTime
+                            | RangeOp::Rate
+                            | RangeOp::BytesOverTime
+                            | RangeOp::BytesRate
+                            | RangeOp::SumOverTime
+                    ),
+                    VectorOp::Max => leaf.op == RangeOp::MaxOverTime,
+                    VectorOp::Min => leaf.op == RangeOp::MinOverTime,
+                    _ => false,
+                };
+                if pushable && leaf.grouping.is_none() {
+                    leaf.grouping = Some(grouping.clone().unwrap_or(Grouping {
+                        without: false,
+                        labels: Vec::new(),
+                    }));
+                }
+            }
+            Node::Vector {
+                op: *op,
+                param: *param,
+                grouping: grouping.clone(),
+                expr: Box::new(inner),
+            }
+        }
         MetricExpr::Binary {
             op,
             return_bool,

@@ -689,6 +689,37 @@ fn loki_documentation_examples() {
 }
 
 #[test]
+fn sum_of_counts_groups_before_the_series_limit() {
+    // Every line has its own `latency` and `n`, so `| json` alone makes one series per line;
+    // under `sum by (level)` the counts are grouped as they accumulate.
+    let small = EvalLimits {
+        max_series: 2,
+        max_points: 10,
+        max_samples: 10,
+    };
+    let Query::Metric(p) =
+        plan(r#"sum by (level) (count_over_time({env="prod"} | json [1m]))"#).unwrap()
+    else {
+        panic!()
+    };
+    let data = data();
+    let v = p
+        .evaluate(Grid::instant(60 * S), small, |lq, from, to, sink| {
+            for (l, ts, line) in &data {
+                if lq.matches_stream(l) && *ts >= from && *ts <= to {
+                    sink(l, *ts, line)?;
+                }
+            }
+            Ok::<(), EvalError>(())
+        })
+        .unwrap();
+    assert_eq!(
+        series(v),
+        m(&[("level=error", &[Some(3.0)]), ("level=info", &[Some(3.0)])])
+    );
+}
+
+#[test]
 fn bounds() {
     let small = EvalLimits {
         max_series: 1,

@@ -101,3 +101,133 @@ fn metric_queries_over_http_and_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Grafana's own LogQL grammar (`@grafana/lezer-logql`, installed by `.ci/run` into
+/// tests/logql-oracle) as an independent judge: every query it refuses, fjord refuses; every
+/// query it takes, fjord takes, except those fjord refuses on grounds a grammar cannot see
+/// (marked `semantic`: a selector matching everything, a missing unwrap, …).
+#[test]
+fn grafana_lezer_grammar_agrees_on_what_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("logql-oracle");
+    if !dir.join("node_modules/@grafana/lezer-logql").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/logql-oracle has no node_modules: run `npm ci --prefix tests/logql-oracle`"
+        );
+        eprintln!("skipped: run `npm ci --prefix tests/logql-oracle` to check against lezer-logql");
+        return;
+    }
+    // (query, semantic): `semantic` = lezer parses it, fjord refuses it by design.
+    let cases: &[(&str, bool)] = &[
+        (r#"{app="payment"}"#, false),
+        (r#"{app="a", env!="dev", pod=~"p.*", c!~"x"}"#, false),
+        (r#"{app="a"} |= "err" != "warn" |~ "x\\d" !~ "y""#, false),
+        (r#"{app="a"} |= "a" or "b""#, false),
+        (r#"{app="a"} |> "<_> error <_>" !> "<_> debug""#, false),
+        (r#"{app="a"} | json"#, false),
+        (r#"{app="a"} | json first="a.b", second="c[0]""#, false),
+        (r#"{app="a"} | logfmt --strict --keep-empty"#, false),
+        (r#"{app="a"} | regexp "(?P<method>\\w+)""#, false),
+        (r#"{app="a"} | pattern "<ip> - <_>""#, false),
+        (r#"{app="a"} | unpack"#, false),
+        (r#"{app="payment"} | json | status >= 500"#, false),
+        (
+            r#"{a="b"} | logfmt | duration >= 20ms or method="GET" and size <= 20KB"#,
+            false,
+        ),
+        (
+            r#"{a="b"} | logfmt | (duration >= 20ms or method="GET") and size <= 20KB"#,
+            false,
+        ),
+        (r#"{a="b"} | logfmt | level="error", status != 200"#, false),
+        (r#"{a="b"} | json | __error__="""#, false),
+        (
+            r#"{a="b"} | line_format "{{.status}} {{ .msg | ToUpper }}""#,
+            false,
+        ),
+        (
+            r#"{a="b"} | label_format dst=src, lvl="{{ .level | ToLower }}""#,
+            false,
+        ),
+        (
+            r#"{a="b"} | drop level, method="GET" | keep app | decolorize"#,
+            false,
+        ),
+        (r#"count_over_time({a="b"}[5m])"#, false),
+        (r#"rate({a="b"} |= "x" [1m] offset 1h)"#, false),
+        (r#"bytes_over_time({a="b"}[1h30m])"#, false),
+        (r#"absent_over_time({a="b"}[5m])"#, false),
+        (
+            r#"sum_over_time({a="b"} | logfmt | unwrap bytes(size) | __error__="" [5m]) by (host)"#,
+            false,
+        ),
+        (
+            r#"quantile_over_time(0.99, {a="b"} | json | unwrap duration(latency) [5m]) by (path)"#,
+            false,
+        ),
+        (r#"sum by (level) (count_over_time({a="b"}[1m]))"#, false),
+        (r#"sum(count_over_time({a="b"}[1m])) without (pod)"#, false),
+        (r#"topk(3, rate({a="b"}[1m]))"#, false),
+        (r#"sort_desc(rate({a="b"}[1m]))"#, false),
+        ("vector(1)+vector(1)", false),
+        ("1 + 2 * 3", false),
+        ("1 == bool 1", false),
+        (
+            r#"rate({a="b"}[1m]) > 10 and rate({a="c"}[1m]) or vector(0)"#,
+            false,
+        ),
+        (
+            r#"sum by (a) (rate({a="b"}[1m])) / on (a) group_left (c) sum by (a, c) (rate({a="b"}[1m]))"#,
+            false,
+        ),
+        (
+            r#"label_replace(rate({a="b"}[1m]), "dst", "$1", "src", "(.*)")"#,
+            false,
+        ),
+        (r#"{}"#, false),
+        (r#"{app=~".*"}"#, true),
+        (r#"sum_over_time({app="x"}[5m])"#, true),
+        ("1 > 2", true),
+        // Refused by both.
+        (r#"app="x""#, false),
+        (r#"{app="x""#, false),
+        (r#"{app=="x"}"#, false),
+        (r#"{app="x"} |= error"#, false),
+        (r#"{app="x"} | json | status >= "#, false),
+        ("count_over_time({app=\"x\"})", false),
+        ("vector(1) +", false),
+        ("sum(count_over_time({a=\"b\"}[5m])", false),
+    ];
+    let queries: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let mut child = std::process::Command::new("node")
+        .arg(dir.join("check.cjs"))
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(serde_json::to_string(&queries).unwrap().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "node failed");
+    let lezer: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+    for ((q, semantic), lezer_ok) in cases.iter().zip(lezer) {
+        let fjord_ok = fjord_aggregator::logql::plan(q).is_ok();
+        if *semantic {
+            assert!(
+                lezer_ok && !fjord_ok,
+                "{q}: lezer {lezer_ok}, fjord {fjord_ok}"
+            );
+        } else {
+            assert_eq!(
+                fjord_ok, lezer_ok,
+                "{q}: lezer {lezer_ok}, fjord {fjord_ok}"
+            );
+        }
+    }
+}
