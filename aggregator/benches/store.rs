@@ -9,6 +9,10 @@
 //! - `query/scan_filter`: a `|=` query whose needle never matches, so every stored line of
 //!   the range is decompressed and scanned, in raw MB/s.
 //!
+//! - `metric count_over_time |=` and `metric sum by level json` (printed per CPU-second
+//!   only): metric queries scanning every stored line through `Store::scan` into the LogQL
+//!   evaluator (decompression, line filter, pipeline, accumulation), in raw MB/s of one core.
+//!
 //! Run: `cargo bench -p fjord-aggregator --bench store`.
 
 use std::hint::black_box;
@@ -307,6 +311,32 @@ fn query(c: &mut Criterion) {
     per_cpu_second("query scan_filter", raw, 5, |_| {
         assert!(store.query_range(&q).expect("query").is_empty());
     });
+    // The stored lines span well under a second from t0: one instant point covers them all.
+    let grid = fjord_logql::Grid::instant(t0 + 2_000_000_000);
+    for (what, text) in [
+        (
+            "metric count_over_time |=",
+            r#"count_over_time({team="payments"} |= "declined" [2s])"#,
+        ),
+        (
+            "metric sum by level json",
+            r#"sum by (level) (count_over_time({team="payments"} | json | __error__="" [2s]))"#,
+        ),
+    ] {
+        let Ok(fjord_logql::Query::Metric(plan)) = fjord_logql::plan(text) else {
+            panic!("{text} is not a metric query")
+        };
+        per_cpu_second(what, raw, 3, |_| {
+            let v = plan
+                .evaluate(
+                    grid,
+                    fjord_logql::EvalLimits::default(),
+                    |lq, from, to, sink| store.scan(lq, None, from, to, sink),
+                )
+                .expect("metric query");
+            black_box(v);
+        });
+    }
 }
 
 criterion_group!(benches, ingest, query);

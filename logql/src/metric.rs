@@ -367,6 +367,18 @@ fn series_index(
     // every label.
     match &def.grouping {
         None => acc.state.labels.key_into(&mut acc.key, None),
+        // `by`: the grouping labels, sorted at planning, looked up in turn (no allocation).
+        Some(g) if !g.without => {
+            acc.key.clear();
+            for k in &g.labels {
+                if let Some(v) = acc.state.labels.get(k) {
+                    acc.key.push_str(k);
+                    acc.key.push('\u{0}');
+                    acc.key.push_str(v);
+                    acc.key.push('\u{1}');
+                }
+            }
+        }
         Some(g) => {
             acc.key.clear();
             let mut pairs: Vec<(&str, &str)> = acc

@@ -219,6 +219,9 @@ pub struct LogQuery {
     /// The leading plain line filters, which a store may apply first.
     pub filters: Vec<LineFilter>,
     pub(crate) stages: Vec<StageC>,
+    /// The only extracted labels anything after the parser reads, when the planner could
+    /// tell (a metric leaf grouped `by` a few labels): flattening parsers skip the rest.
+    pub(crate) only: Option<Vec<String>>,
 }
 
 impl LogQuery {
@@ -263,7 +266,7 @@ impl LogQuery {
     pub fn process(&self, st: &mut EntryState, stream: &Labels, ts: i64, line: &str) -> bool {
         st.reset(stream);
         for stage in &self.stages {
-            if !st.apply(stage, stream, ts, line) {
+            if !st.apply(stage, stream, ts, line, self.only.as_deref()) {
                 return false;
             }
         }
@@ -358,9 +361,20 @@ impl LabelBuf {
     /// skipping `except`.
     pub fn key_into(&self, out: &mut String, except: Option<&str>) {
         out.clear();
-        let mut idx: Vec<usize> = (0..self.len).collect();
+        // Label sets are small: sort indices on the stack when they fit.
+        let mut small = [0usize; 32];
+        let mut big = Vec::new();
+        let idx: &mut [usize] = if self.len <= small.len() {
+            for (i, x) in small.iter_mut().enumerate().take(self.len) {
+                *x = i;
+            }
+            &mut small[..self.len]
+        } else {
+            big.extend(0..self.len);
+            &mut big
+        };
         idx.sort_unstable_by(|a, b| self.items[*a].0.cmp(&self.items[*b].0));
-        for i in idx {
+        for &i in idx.iter() {
             let (k, v) = &self.items[i];
             if Some(k.as_str()) == except {
                 continue;
@@ -421,22 +435,39 @@ impl EntryState {
     }
 
     /// Adds an extracted label: sanitised, and suffixed `_extracted` when the stream has a
-    /// label of that name, as Loki does.
-    fn extract(labels: &mut LabelBuf, stream: &Labels, name: &str, value: &str, tmp: &mut String) {
+    /// label of that name, as Loki does; skipped when `only` says nothing reads it.
+    fn extract(
+        labels: &mut LabelBuf,
+        stream: &Labels,
+        name: &str,
+        value: &str,
+        tmp: &mut String,
+        only: Option<&[String]>,
+    ) {
         if labels.len >= crate::limits::MAX_EXTRACTED_LABELS + stream.len() {
             return;
         }
+        let wanted = |n: &str| only.is_none_or(|o| o.iter().any(|x| x == n));
         if stream.contains_key(name) {
             tmp.clear();
             tmp.push_str(name);
             tmp.push_str("_extracted");
-            labels.set(tmp, value);
-        } else {
+            if wanted(tmp) {
+                labels.set(tmp, value);
+            }
+        } else if wanted(name) {
             labels.set(name, value);
         }
     }
 
-    fn apply(&mut self, stage: &StageC, stream: &Labels, ts: i64, orig: &str) -> bool {
+    fn apply(
+        &mut self,
+        stage: &StageC,
+        stream: &Labels,
+        ts: i64,
+        orig: &str,
+        only: Option<&[String]>,
+    ) -> bool {
         let EntryState {
             labels,
             line,
@@ -452,7 +483,7 @@ impl EntryState {
             }
             StageC::Json(params) if params.is_empty() => {
                 let res = parsers::json_flatten(cur, key, &mut |n, v| {
-                    Self::extract(labels, stream, n, v, tmp)
+                    Self::extract(labels, stream, n, v, tmp, only)
                 });
                 if let Err(e) = res {
                     labels.set_error("JSONParserErr", &e);
@@ -483,7 +514,7 @@ impl EntryState {
                     if params.is_empty() {
                         key.clear();
                         parsers::sanitize_into(k, key);
-                        Self::extract(labels, stream, key, v, tmp);
+                        Self::extract(labels, stream, key, v, tmp, only);
                     } else {
                         for (label, src) in params {
                             if src == k {
@@ -500,13 +531,15 @@ impl EntryState {
                 if let Some(caps) = re.captures(cur) {
                     for name in re.capture_names().flatten() {
                         if let Some(m) = caps.name(name) {
-                            Self::extract(labels, stream, name, m.as_str(), tmp);
+                            Self::extract(labels, stream, name, m.as_str(), tmp, only);
                         }
                     }
                 }
             }
             StageC::Pattern(p) => {
-                p.matches(cur, &mut |n, v| Self::extract(labels, stream, n, v, tmp));
+                p.matches(cur, &mut |n, v| {
+                    Self::extract(labels, stream, n, v, tmp, only)
+                });
             }
             StageC::Unpack => {
                 match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(cur) {
@@ -519,7 +552,7 @@ impl EntryState {
                                 } else {
                                     let mut n = String::new();
                                     parsers::sanitize_into(k, &mut n);
-                                    Self::extract(labels, stream, &n, s, tmp);
+                                    Self::extract(labels, stream, &n, s, tmp, only);
                                 }
                             }
                         }
@@ -899,5 +932,49 @@ pub(crate) fn compile_log(
         matchers,
         filters,
         stages: out,
+        only: None,
     })
+}
+
+impl LogQuery {
+    /// Restricts extraction to `needed` labels when that cannot change the result: the
+    /// pipeline is line filters, one parser, then line and label filters only, and `needed`
+    /// already holds everything downstream reads (the planner passes the grouping and unwrap
+    /// labels); the label filters' names are added here.
+    pub(crate) fn restrict_extraction(&mut self, mut needed: Vec<String>) {
+        let mut parsers = 0;
+        for s in &self.stages {
+            match s {
+                StageC::Line { .. } => {}
+                StageC::Filter(t) => {
+                    if parsers == 0 {
+                        continue;
+                    }
+                    filter_names(t, &mut needed)
+                }
+                StageC::Json(_)
+                | StageC::Logfmt { .. }
+                | StageC::Regexp(_)
+                | StageC::Pattern(_) => parsers += 1,
+                // Formats, drop/keep and unpack may read or rename any label.
+                _ => return,
+            }
+        }
+        if parsers == 1 {
+            self.only = Some(needed);
+        }
+    }
+}
+
+fn filter_names(t: &LabelTest, out: &mut Vec<String>) {
+    match t {
+        LabelTest::And(a, b) | LabelTest::Or(a, b) => {
+            filter_names(a, out);
+            filter_names(b, out);
+        }
+        LabelTest::Str(m) => out.push(m.name.clone()),
+        LabelTest::Number { name, .. }
+        | LabelTest::Duration { name, .. }
+        | LabelTest::Bytes { name, .. } => out.push(name.clone()),
+    }
 }

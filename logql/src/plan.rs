@@ -103,6 +103,25 @@ pub fn plan_expr(src: &str, expr: &Expr) -> Result<Query, ParseError> {
         Expr::Metric(m) => {
             let mut leaves = Vec::new();
             let root = node(m, &mut leaves, &mut budget).map_err(err)?;
+            for leaf in &mut leaves {
+                // Grouping labels sorted and de-duplicated, so that series keys are built
+                // by looking them up in order.
+                if let Some(g) = &mut leaf.grouping {
+                    g.labels.sort();
+                    g.labels.dedup();
+                    if !g.without {
+                        let mut needed = g.labels.clone();
+                        if let Some(u) = &leaf.unwrap {
+                            needed.push(u.label.clone());
+                            // Post-unwrap filters may read any label: keep them all then.
+                            if !u.post.is_empty() {
+                                continue;
+                            }
+                        }
+                        leaf.query.restrict_extraction(needed);
+                    }
+                }
+            }
             Ok(Query::Metric(MetricPlan {
                 root,
                 leaves,
