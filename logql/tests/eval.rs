@@ -723,7 +723,10 @@ fn sum_of_counts_groups_before_the_series_limit() {
 fn grouped_leaves_still_see_the_labels_their_filters_read() {
     // Only `level` is grouped on, but the filter reads `n` and the format reads `latency`.
     assert_eq!(
-        instant(r#"sum by (level) (count_over_time({env="prod"} | json | n > 150 [1m]))"#, 60),
+        instant(
+            r#"sum by (level) (count_over_time({env="prod"} | json | n > 150 [1m]))"#,
+            60
+        ),
         m(&[("level=error", &[Some(3.0)]), ("level=info", &[Some(2.0)])])
     );
     assert_eq!(
@@ -734,7 +737,10 @@ fn grouped_leaves_still_see_the_labels_their_filters_read() {
         m(&[("level=error", &[Some(1.0)]), ("level=info", &[Some(3.0)])])
     );
     assert_eq!(
-        instant(r#"max by (app) (max_over_time({env="prod"} | json | unwrap n [1m]))"#, 60),
+        instant(
+            r#"max by (app) (max_over_time({env="prod"} | json | unwrap n [1m]))"#,
+            60
+        ),
         m(&[("app=a", &[Some(400.0)]), ("app=b", &[Some(1000.0)])])
     );
 }

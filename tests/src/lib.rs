@@ -226,7 +226,8 @@ impl Aggregator {
         format!("http://{}", self.addr)
     }
 
-    /// Runs `fjord-aggregator query … --output jsonl` and returns the parsed rows.
+    /// Runs `fjord-aggregator query … --forward --output jsonl` and returns the parsed rows:
+    /// the oldest `limit` lines, oldest first.
     pub fn query_jsonl(&self, logql: &str, limit: usize) -> Vec<serde_json::Value> {
         let out = self.cli(&[
             "query",
@@ -235,6 +236,7 @@ impl Aggregator {
             "24h",
             "--limit",
             &limit.to_string(),
+            "--forward",
             "--output",
             "jsonl",
         ]);

@@ -231,3 +231,49 @@ fn grafana_lezer_grammar_agrees_on_what_parses() {
         }
     }
 }
+
+/// `query` prints the newest lines first, as logcli does; `--forward` the oldest first.
+#[test]
+fn cli_query_prints_newest_first_unless_forward() {
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let t0 = (fjord_wire::clock::now_ns() / S - 60) * S;
+    let values: Vec<serde_json::Value> = (0..5)
+        .map(|i| serde_json::json!([(t0 + i * S).to_string(), format!("line {i}")]))
+        .collect();
+    let body = serde_json::json!({"streams": [{"stream": {"team": "payments"}, "values": values}]});
+    let (status, _) = http_request(
+        agg.addr,
+        "POST",
+        "/loki/api/v1/push",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 204);
+    let lines = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "query",
+            r#"{team="payments"}"#,
+            "--since",
+            "1h",
+            "--limit",
+            "3",
+            "--output",
+            "raw",
+        ];
+        args.extend_from_slice(extra);
+        let out = agg.cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(lines(&[]), ["line 4", "line 3", "line 2"]);
+    assert_eq!(lines(&["--forward"]), ["line 0", "line 1", "line 2"]);
+}

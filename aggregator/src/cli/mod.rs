@@ -149,12 +149,15 @@ pub struct QueryArgs {
     /// End of the range [default: now].
     #[arg(long, value_name = "TIME")]
     pub to: Option<String>,
-    /// Most lines to print. Without --backward these are the oldest in the range.
+    /// Most lines to print: the newest in the range (with --forward, the oldest).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub limit: usize,
-    /// Return the newest lines first-selected (still printed in time order).
-    #[arg(long)]
+    /// Select and print the newest lines first, as logcli does (the default).
+    #[arg(long, conflicts_with = "forward")]
     pub backward: bool,
+    /// Select the oldest lines of the range and print them oldest first.
+    #[arg(long)]
+    pub forward: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,

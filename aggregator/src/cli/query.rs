@@ -55,7 +55,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
                 ("limit", a.limit.to_string()),
                 (
                     "direction",
-                    if a.backward { "backward" } else { "forward" }.to_owned(),
+                    if a.forward { "forward" } else { "backward" }.to_owned(),
                 ),
             ],
         )
@@ -68,7 +68,11 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
             rows.push((e.ts_ns, i, &s.stream, e.line()));
         }
     }
+    // Newest first unless --forward, as logcli prints.
     rows.sort_by_key(|r| (r.0, r.1));
+    if !a.forward {
+        rows.reverse();
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let label_width = rows
@@ -84,7 +88,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     out.flush().ok();
     if rows.len() >= a.limit && a.limit > 0 {
         eprintln!(
-            "(showing the first {} lines; raise --limit or narrow the range for more)",
+            "(showing {} lines; raise --limit or narrow the range for more)",
             a.limit
         );
     }
@@ -99,7 +103,7 @@ fn log_params(a: &QueryArgs, start: i64, end: i64) -> Vec<(&'static str, String)
         ("limit", a.limit.to_string()),
         (
             "direction",
-            if a.backward { "backward" } else { "forward" }.to_owned(),
+            if a.forward { "forward" } else { "backward" }.to_owned(),
         ),
     ]
 }

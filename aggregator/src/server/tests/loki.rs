@@ -157,6 +157,24 @@ async fn grafana_health_check_explore_volume_and_label_browser() {
     // is outside the first window).
     assert_eq!(total, 59.0);
 
+    // Grafana 11/12's own volume query (supportingQueryType=logsVolume): levels from stream
+    // labels, errors dropped, the window of the step.
+    let q = r#"sum by (level, detected_level) (count_over_time({app="payments"} | drop __error__[10s]))"#;
+    let uri = format!(
+        "/loki/api/v1/query_range?query={}&start={}&end={}&step=10000ms&supportingQueryType=logsVolume",
+        enc(q),
+        st + 10,
+        en
+    );
+    let (s, _, body) = send(&app, get(&uri, Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resultType"], "matrix");
+    assert_eq!(body["data"]["result"][0]["metric"], serde_json::json!({}));
+    assert_eq!(
+        body["data"]["result"][0]["values"][0],
+        serde_json::json!([st + 10, "10"])
+    );
+
     // The same as an instant query: a vector.
     let q = r#"sum by (level) (count_over_time({app="payments"} | json [1m]))"#;
     let uri = format!("/loki/api/v1/query?query={}&time={}", enc(q), en);
