@@ -147,8 +147,10 @@ struct LeafAcc {
     series: Vec<(Labels, Vec<[f64; 3]>)>,
     index: HashMap<String, usize>,
     quantiles: Vec<Vec<Vec<f64>>>,
-    /// Cache for pipelines that keep stream labels: the last stream seen and its series.
-    last_stream: Option<(*const Labels, usize)>,
+    /// Cache for pipelines that keep stream labels: the address of the last stream's labels
+    /// seen and its series (an address, not a pointer, so that an evaluation can move to
+    /// another thread).
+    last_stream: Option<(usize, usize)>,
     state: EntryState,
     key: String,
 }
@@ -258,12 +260,12 @@ impl<'p> Evaluator<'p> {
         };
         let idx = if simple {
             match acc.last_stream {
-                Some((p, i)) if std::ptr::eq(p, stream) => i,
+                Some((p, i)) if p == stream as *const Labels as usize => i,
                 _ => {
                     let st = &mut acc.state;
                     st.labels_from(stream);
                     let i = series_index(acc, def, n, &self.limits)?;
-                    acc.last_stream = Some((stream as *const Labels, i));
+                    acc.last_stream = Some((stream as *const Labels as usize, i));
                     i
                 }
             }
@@ -333,6 +335,54 @@ impl<'p> Evaluator<'p> {
             let q = &mut acc.quantiles[idx];
             for v in &mut q[first..=last] {
                 v.push(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds in `other`, an evaluation of the same plan and grid over other entries (another
+    /// thread's share of the streams), as if its entries had been pushed here.
+    pub fn merge(&mut self, other: Evaluator<'p>) -> Result<(), EvalError> {
+        self.samples += other.samples;
+        if self.samples > self.limits.max_samples {
+            return Err(EvalError::TooManySamples {
+                limit: self.limits.max_samples,
+            });
+        }
+        let plan = self.plan;
+        for ((acc, o), def) in self.leaves.iter_mut().zip(other.leaves).zip(&plan.leaves) {
+            let mut series: Vec<Option<(Labels, Vec<[f64; 3]>)>> =
+                o.series.into_iter().map(Some).collect();
+            let mut quantiles = o.quantiles;
+            for (key, oi) in o.index {
+                let Some((labels, cells)) = series.get_mut(oi).and_then(Option::take) else {
+                    continue;
+                };
+                let q = quantiles.get_mut(oi).map(std::mem::take);
+                match acc.index.get(&key) {
+                    Some(&i) => {
+                        for (c, oc) in acc.series[i].1.iter_mut().zip(&cells) {
+                            merge_cell(def.op, c, oc);
+                        }
+                        if let (Some(mine), Some(q)) = (acc.quantiles.get_mut(i), q) {
+                            for (a, b) in mine.iter_mut().zip(q) {
+                                a.extend(b);
+                            }
+                        }
+                    }
+                    None => {
+                        if acc.series.len() >= self.limits.max_series {
+                            return Err(EvalError::TooManySeries {
+                                limit: self.limits.max_series,
+                            });
+                        }
+                        acc.series.push((labels, cells));
+                        if let Some(q) = q {
+                            acc.quantiles.push(q);
+                        }
+                        acc.index.insert(key, acc.series.len() - 1);
+                    }
+                }
             }
         }
         Ok(())
@@ -463,6 +513,43 @@ fn add(op: RangeOp, c: &mut [f64; 3], ts: i64, v: f64) {
         }
         _ => c[1] += v,
     }
+}
+
+/// Folds cell `o` into `c` (both `[count, a, b]` of `op`).
+fn merge_cell(op: RangeOp, c: &mut [f64; 3], o: &[f64; 3]) {
+    if o[0] == 0.0 {
+        return;
+    }
+    if c[0] == 0.0 {
+        *c = *o;
+        return;
+    }
+    let (na, nb) = (c[0], o[0]);
+    match op {
+        RangeOp::MinOverTime => c[1] = c[1].min(o[1]),
+        RangeOp::MaxOverTime => c[1] = c[1].max(o[1]),
+        RangeOp::StddevOverTime | RangeOp::StdvarOverTime => {
+            // Chan et al.: the parallel form of Welford's update.
+            let n = na + nb;
+            let d = o[1] - c[1];
+            c[1] += d * nb / n;
+            c[2] += o[2] + d * d * na * nb / n;
+        }
+        RangeOp::FirstOverTime => {
+            if (o[2].to_bits() as i64) < (c[2].to_bits() as i64) {
+                c[1] = o[1];
+                c[2] = o[2];
+            }
+        }
+        RangeOp::LastOverTime => {
+            if (o[2].to_bits() as i64) >= (c[2].to_bits() as i64) {
+                c[1] = o[1];
+                c[2] = o[2];
+            }
+        }
+        _ => c[1] += o[1],
+    }
+    c[0] = na + nb;
 }
 
 /// Prometheus' quantile: linear interpolation between the closest ranks.

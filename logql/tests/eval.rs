@@ -746,6 +746,68 @@ fn grouped_leaves_still_see_the_labels_their_filters_read() {
 }
 
 #[test]
+fn evaluations_of_parts_merge_into_the_whole() {
+    // Each entry goes to one of two evaluators (as two threads' shares of the streams would,
+    // here split per entry to mix them harder); merged, they give the single evaluation.
+    let data = data();
+    for q in [
+        r#"count_over_time({env="prod"}[30s])"#,
+        r#"bytes_rate({env="prod"}[30s])"#,
+        r#"sum by (level) (count_over_time({env="prod"} | json [30s]))"#,
+        r#"avg_over_time({env="prod"} | json | unwrap n [30s]) by (app)"#,
+        r#"min_over_time({env="prod"} | json | unwrap n [30s]) by (app)"#,
+        r#"max_over_time({env="prod"} | json | unwrap n [30s]) by (app)"#,
+        r#"stddev_over_time({env="prod"} | json | unwrap n [30s]) by (app)"#,
+        r#"first_over_time({env="prod"} | json | unwrap n [30s]) by (app)"#,
+        r#"last_over_time({env="prod"} | json | unwrap n [30s]) by (app)"#,
+        r#"quantile_over_time(0.9, {env="prod"} | json | unwrap n [30s]) by (app)"#,
+        r#"absent_over_time({env="prod"}[5s])"#,
+    ] {
+        let Query::Metric(p) = plan(q).unwrap() else {
+            panic!()
+        };
+        let grid = Grid {
+            start: 10 * S,
+            end: 60 * S,
+            step: 5 * S,
+        };
+        let whole = eval(q, grid).unwrap();
+        let mut parts: Vec<_> = (0..2)
+            .map(|_| p.evaluator(grid, EvalLimits::default()).unwrap())
+            .collect();
+        for (i, (l, ts, line)) in data.iter().enumerate() {
+            let leaf = &p.leaves[0];
+            let (from, to) = leaf.span(&grid);
+            if leaf.query.matches_stream(l)
+                && *ts >= from
+                && *ts <= to
+                && leaf.query.keep_line(line)
+            {
+                parts[i % 2].push(0, l, *ts, line).unwrap();
+            }
+        }
+        let second = parts.pop().unwrap();
+        let mut first = parts.pop().unwrap();
+        first.merge(second).unwrap();
+        let merged = first.finish().unwrap();
+        let (a, b) = (series(whole), series(merged));
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{q}"
+        );
+        for (k, pa) in &a {
+            for (x, y) in pa.iter().zip(&b[k]) {
+                match (x, y) {
+                    (Some(x), Some(y)) => assert!((x - y).abs() < 1e-9, "{q} {k}: {x} vs {y}"),
+                    _ => assert_eq!(x, y, "{q} {k}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn bounds() {
     let small = EvalLimits {
         max_series: 1,

@@ -294,6 +294,9 @@ pub const METRIC_LIMITS: EvalLimits = EvalLimits {
     max_samples: 5_000_000,
 };
 
+/// Threads one metric query scans with: the machines fjord runs on have two cores.
+pub const SCAN_THREADS: usize = 2;
+
 /// What a metric evaluation read, for `stats`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ScanStats {
@@ -342,21 +345,61 @@ pub async fn run_metric(
     let team = caller.read_scope().map(str::to_owned);
     let deadline = std::time::Instant::now() + QUERY_EVAL_DEADLINE;
     let res = tokio::task::spawn_blocking(move || {
-        let mut stats = ScanStats::default();
-        let v = plan.evaluate(grid, METRIC_LIMITS, |lq, from, to, sink| {
-            store.scan(lq, team.as_deref(), from, to, &mut |labels, ts, line| {
-                stats.lines += 1;
-                stats.bytes += line.len() as u64;
-                if stats.lines % 4096 == 0 && std::time::Instant::now() > deadline {
-                    return Err(EvalError::Cancelled(format!(
-                        "it ran longer than {}s; narrow the range or the selector",
-                        QUERY_EVAL_DEADLINE.as_secs()
-                    )));
-                }
-                sink(labels, ts, line)
-            })
+        // Both cores: each thread scans every other stream of each leaf into an evaluation of
+        // its own; the evaluations merge exactly (counts add, min/max/first/last compare,
+        // variances combine), then the operators run once.
+        let scan = |part: usize| -> Result<(fjord_logql::Evaluator<'_>, ScanStats), StoreError> {
+            let mut ev = plan.evaluator(grid, METRIC_LIMITS)?;
+            let mut stats = ScanStats::default();
+            for (i, leaf) in plan.leaves.iter().enumerate() {
+                let (from, to) = leaf.span(&grid);
+                store.scan_part(
+                    &leaf.query,
+                    team.as_deref(),
+                    from,
+                    to,
+                    (part, SCAN_THREADS),
+                    &mut |labels, ts, line| {
+                        stats.lines += 1;
+                        stats.bytes += line.len() as u64;
+                        if stats.lines % 4096 == 0 && std::time::Instant::now() > deadline {
+                            return Err(EvalError::Cancelled(format!(
+                                "it ran longer than {}s; narrow the range or the selector",
+                                QUERY_EVAL_DEADLINE.as_secs()
+                            )));
+                        }
+                        ev.push(i, labels, ts, line)
+                    },
+                )?;
+            }
+            Ok((ev, stats))
+        };
+        let parts: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..SCAN_THREADS)
+                .map(|part| s.spawn(move || scan(part)))
+                .collect();
+            let mine = scan(0);
+            std::iter::once(Ok(mine))
+                .chain(handles.into_iter().map(|h| h.join()))
+                .collect()
         });
-        v.map(|v| (v, stats))
+        let mut total = ScanStats::default();
+        let mut merged: Option<fjord_logql::Evaluator<'_>> = None;
+        for p in parts {
+            let (ev, stats) =
+                p.map_err(|_| StoreError::Refused("a scan thread panicked".into()))??;
+            total.lines += stats.lines;
+            total.bytes += stats.bytes;
+            match &mut merged {
+                None => merged = Some(ev),
+                Some(m) => m.merge(ev)?,
+            }
+        }
+        let ev = match merged {
+            Some(ev) => ev,
+            None => plan.evaluator(grid, METRIC_LIMITS)?,
+        };
+        Ok::<_, StoreError>((ev.finish()?, total))
     })
     .await
     .map_err(|e| AppError::internal("query task", &e))?;

@@ -723,9 +723,30 @@ impl Store {
         end_ns: i64,
         sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
     ) -> Result<(), StoreError> {
+        self.scan_part(query, team, start_ns, end_ns, (0, 1), sink)
+    }
+
+    /// [`Store::scan`] over one share of the streams: those whose position among the
+    /// selected streams is `part.0` modulo `part.1`, so that `part.1` threads, each with its
+    /// own connection, scan disjoint streams.
+    pub fn scan_part(
+        &self,
+        query: &LogQuery,
+        team: Option<&str>,
+        start_ns: i64,
+        end_ns: i64,
+        part: (usize, usize),
+        sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
+    ) -> Result<(), StoreError> {
         let conn = self.reader()?;
         let result = (|| {
-            let streams = Self::select_streams(&conn, query, team)?;
+            let parts = part.1.max(1);
+            let streams: Vec<(i64, Labels)> = Self::select_streams(&conn, query, team)?
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % parts == part.0)
+                .map(|(_, s)| s)
+                .collect();
             let mut chunks = conn.prepare_cached(
                 "SELECT id FROM chunks
                  WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5 AND max_ts >= ?2 AND min_ts <= ?3
