@@ -11,7 +11,8 @@
 //!
 //! - `metric count_over_time |=` and `metric sum by level json` (printed per CPU-second
 //!   only): metric queries scanning every stored line through `Store::scan` into the LogQL
-//!   evaluator (decompression, line filter, pipeline, accumulation), in raw MB/s of one core.
+//!   evaluator (decompression, line filter, pipeline, accumulation), in raw MB/s of one core,
+//!   and the peak RSS each query adds above the process's RSS before it.
 //!
 //! Run: `cargo bench -p fjord-aggregator --bench store`.
 
@@ -326,6 +327,10 @@ fn query(c: &mut Criterion) {
         let Ok(fjord_logql::Query::Metric(plan)) = fjord_logql::plan(text) else {
             panic!("{text} is not a metric query")
         };
+        // Peak memory of the query above what the process held before it: the kernel's
+        // high-water mark is reset first (`clear_refs` 5).
+        let reset_peak = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        let before = proc_status_kib("VmRSS");
         per_cpu_second(what, raw, 3, |_| {
             let v = plan
                 .evaluate(
@@ -336,7 +341,27 @@ fn query(c: &mut Criterion) {
                 .expect("metric query");
             black_box(v);
         });
+        if reset_peak {
+            let peak = proc_status_kib("VmHWM");
+            eprintln!(
+                "{what}: peak RSS {:.1} MiB above the {:.1} MiB before the query",
+                peak.saturating_sub(before) as f64 / 1024.0,
+                before as f64 / 1024.0
+            );
+        }
     }
+}
+
+/// A `kB` field of /proc/self/status (0 when unreadable).
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 criterion_group!(benches, ingest, query);

@@ -455,11 +455,18 @@ impl Parser<'_> {
     }
 
     fn log_range(&mut self) -> Result<LogRange, ParseError> {
-        if self.peek() != &Tok::LBrace {
+        // Loki also takes the log query in parentheses: `rate(({job="x"} |= "GET")[10s])`.
+        let parenthesised = self.peek() == &Tok::LParen && self.peek_at(1) == &Tok::LBrace;
+        if parenthesised {
+            self.next();
+        } else if self.peek() != &Tok::LBrace {
             return Err(self.unexpected("a log query such as {app=\"x\"}[5m]"));
         }
         let mut log = self.log_expr()?;
         let mut unwrap = self.unwrap()?;
+        if parenthesised {
+            self.expect(Tok::RParen, "')'")?;
+        }
         if self.peek() != &Tok::LBracket {
             return Err(self.unexpected("a range such as [5m]"));
         }

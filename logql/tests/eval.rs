@@ -658,6 +658,20 @@ fn loki_documentation_examples() {
         r#"vector(1)+vector(1)"#,
         r#"sum by (app) (count_over_time({env="prod"} | pattern `{"level":"<level>"<_>` [1m]))"#,
         r#"absent_over_time({env="prod", app="nope"}[1m])"#,
+        // Further examples of Loki's metric-queries page, with its labels.
+        r#"count_over_time({job="mysql"}[5m])"#,
+        r#"sum by (host) (rate({job="mysql"} |= "error" != "timeout" | json | duration > 10s [1m]))"#,
+        r#"quantile_over_time(0.99, {cluster="ops-tools1",container="ingress-nginx"} | json | __error__ = "" | unwrap request_time [1m]) by (path)"#,
+        r#"sum by (org_id) (sum_over_time({cluster="ops-tools1",container="loki-dev"} |= "metrics.go" | logfmt | unwrap bytes_processed [1m]))"#,
+        r#"sum(count_over_time({job="mysql"}[5m])) by (level)"#,
+        r#"avg(rate(({job="nginx"} |= "GET")[10s])) by (region)"#,
+        r#"topk(10,sum(rate({region="us-east1"}[5m])) by (name))"#,
+        r#"sum(rate({app="foo", level="warn"}[1m])) / sum(rate({app="foo", level="error"}[1m]))"#,
+        r#"sum by (app) (rate({app=~"foo|bar"}[1m])) and sum by (app) (rate({app="foo"}[1m]))"#,
+        r#"sum(count_over_time({foo="bar"}[1m])) > bool 10"#,
+        r#"label_replace(rate({job="api-server",service="a:c"} |= "err" [5m]), "foo", "$1", "service", "(.*):.*")"#,
+        r#"max_over_time({job="varlogs"} | logfmt | unwrap duration_seconds(took) [1m]) by (host)"#,
+        r#"sum by (level) (count_over_time({job="varlogs"} | logfmt --strict --keep-empty | level != "" [5m]))"#,
     ] {
         if let Err(e) = eval(
             q,
@@ -678,7 +692,22 @@ fn loki_documentation_examples() {
         r#"{env="prod"} | regexp "(?P<lvl>level)" | label_format level_name=lvl"#,
         r#"{env="prod"} |~ "(?i)ERROR" | decolorize"#,
         r#"{env="prod"} | json | keep app, level | drop __error__, __error_details__"#,
+        // Further examples of Loki's log-queries page.
+        r#"{job="mysql"} |= "error""#,
+        r#"{name=~"mysql.+"} |= "error""#,
+        r#"{instance=~"kafka-[23]",name="kafka"} != "kafka.server:type=ReplicaManager""#,
+        r#"{cluster="ops-tools1", namespace="loki-dev", job="loki-dev/query-frontend"} |= "metrics.go" !="out of order" | logfmt | duration > 30s or status_code!="200""#,
+        r#"{container="query-frontend",namespace="loki-dev"} |= "metrics.go" | logfmt | duration > 10s and throughput_mb < 500"#,
+        r#"{job="varlogs"} | json | line_format "{{.message}}""#,
+        r#"{service_name="nginx"} | pattern "<ip> - - <_> \"<method> <uri> <_>\" <status> <size> <_> \"<agent>\" <_>""#,
+        r#"{app="foo"} | regexp "(?P<method>\\w+) (?P<path>[\\w|/]+) \\((?P<status>\\d+?)\\) (?P<duration>.*)""#,
+        r#"{job="loki"} | logfmt | line_format "{{.ts}} {{ .level | ToUpper }} {{ printf \"%-10s\" .caller }} {{ .msg | trunc 40 }}""#,
+        r#"{job="loki"} | logfmt | label_format foo=bar, status="{{ default \"unknown\" .status }}""#,
+        r#"{app="foo"} |= "err" or "warn" |> "<_> level=<_>" | unpack | drop pod="x""#,
     ] {
+        if let Err(e) = plan(q) {
+            panic!("{q}: {e}");
+        }
         let d: Vec<(Labels, i64, String)> = data();
         let entries: Vec<(Labels, i64, &str)> = d
             .iter()
