@@ -184,6 +184,29 @@ fn grafana_lezer_grammar_agrees_on_what_parses() {
             r#"label_replace(rate({a="b"}[1m]), "dst", "$1", "src", "(.*)")"#,
             false,
         ),
+        (
+            r#"avg(rate(({job="nginx"} |= "GET")[10s])) by (region)"#,
+            false,
+        ),
+        (
+            r#"quantile_over_time(0.99, {cluster="ops-tools1",container="ingress-nginx"} | json | __error__ = "" | unwrap request_time [1m]) by (path)"#,
+            false,
+        ),
+        (
+            r#"{cluster="ops-tools1", job="q"} |= "metrics.go" !="out of order" | logfmt | duration > 30s or status_code!="200""#,
+            false,
+        ),
+        (
+            r#"{job="loki"} | logfmt | line_format "{{.ts}} {{ .level | ToUpper }}" | label_format foo=bar"#,
+            false,
+        ),
+        (
+            r#"max_over_time({job="varlogs"} | logfmt | unwrap duration_seconds(took) [1m]) by (host)"#,
+            false,
+        ),
+        (r#"sum(count_over_time({foo="bar"}[1m])) > bool 10"#, false),
+        (r#"count_over_time({a="b"}[5m] offset 1h)"#, false),
+        (r#"{a="b"} | json | keep a, b="c""#, false),
         (r#"{}"#, false),
         (r#"{app=~".*"}"#, true),
         (r#"sum_over_time({app="x"}[5m])"#, true),

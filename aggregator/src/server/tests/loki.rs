@@ -447,3 +447,16 @@ async fn metric_limits_answer_400_with_a_reason() {
         );
     }
 }
+
+#[tokio::test]
+async fn ready_fails_while_the_store_is_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = state(dir.path());
+    let app = app(st.clone());
+    // The database file gone under a running server: a new read connection finds no schema.
+    for ext in ["db", "db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(st.store.path().with_extension(ext));
+    }
+    let (s, _, body) = send(&app, get("/ready", None)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
