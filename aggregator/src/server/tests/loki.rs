@@ -446,6 +446,43 @@ async fn metric_limits_answer_400_with_a_reason() {
             "{uri}: want {reason:?}, got {body}"
         );
     }
+    // 501 streams: one series too many for a metric query, not for a sum over them.
+    let req = PushRequest {
+        streams: (0..501)
+            .map(|i| PushStream {
+                stream: [
+                    ("team".to_owned(), "payments".to_owned()),
+                    ("pod".to_owned(), format!("pod-{i}")),
+                ]
+                .into(),
+                values: vec![Entry::new(t0 + S, "x")],
+            })
+            .collect(),
+    };
+    let (s, _, body) = send(
+        &app,
+        push_as(json_push(&req), "identity", None, Some(ADMIN)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let at = (t0 + 2 * S) / S;
+    let uri = format!(
+        "/loki/api/v1/query?time={at}&query={}",
+        enc(r#"count_over_time({pod=~"pod-.*"}[1m])"#)
+    );
+    let (s, _, body) = send(&app, get(&uri, Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.to_string().contains("maximum of series (500)"),
+        "{body}"
+    );
+    let uri = format!(
+        "/loki/api/v1/query?time={at}&query={}",
+        enc(r#"sum(count_over_time({pod=~"pod-.*"}[1m]))"#)
+    );
+    let (s, _, body) = send(&app, get(&uri, Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["result"][0]["value"][1], "501");
 }
 
 #[tokio::test]
