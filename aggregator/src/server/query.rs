@@ -283,8 +283,8 @@ pub async fn run_parse_pub(text: String) -> Result<Planned, AppError> {
 /// Longest a metric query may evaluate; past it the scan stops and the answer is a 400.
 pub const QUERY_EVAL_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Longest span a metric query may cover (its range plus its longest window and offset):
-/// Loki's `max_query_length` default, 721 h.
+/// Longest span a query may cover (a metric query: its range plus its longest window and
+/// offset; a log query: its range): Loki's `max_query_length` default, 721 h.
 pub const MAX_METRIC_QUERY_LENGTH_NS: i64 = 721 * 3600 * 1_000_000_000;
 
 /// Limits of one metric evaluation: Loki's defaults for series and points.
@@ -668,6 +668,14 @@ async fn log_query_inner(
         }
     };
     *range = Some((start_ns, end_ns));
+    // Loki's max_query_length holds for log queries too.
+    if end_ns.saturating_sub(start_ns) > MAX_METRIC_QUERY_LENGTH_NS {
+        return Err(AppError::bad_request(format!(
+            "the query time range exceeds the limit (query length: {}h, limit: {}h)",
+            end_ns.saturating_sub(start_ns) / 3_600_000_000_000,
+            MAX_METRIC_QUERY_LENGTH_NS / 3_600_000_000_000
+        )));
+    }
     let rq = RangeQuery {
         query,
         start_ns,

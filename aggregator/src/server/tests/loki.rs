@@ -411,6 +411,13 @@ async fn metric_limits_answer_400_with_a_reason() {
         ),
         (
             format!(
+                "/loki/api/v1/query_range?query={}&start=0&end=10000000",
+                enc(r#"{app="payments"}"#)
+            ),
+            "time range exceeds",
+        ),
+        (
+            format!(
                 "/loki/api/v1/query?query={}",
                 enc(r#"sum(count_over_time({app="payments"}[1m])"#)
             ),
