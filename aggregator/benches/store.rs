@@ -9,6 +9,11 @@
 //! - `query/scan_filter`: a `|=` query whose needle never matches, so every stored line of
 //!   the range is decompressed and scanned, in raw MB/s.
 //!
+//! - `metric count_over_time |=` and `metric sum by level json` (printed per CPU-second
+//!   only): metric queries scanning every stored line through `Store::scan` into the LogQL
+//!   evaluator (decompression, line filter, pipeline, accumulation), in raw MB/s of one core,
+//!   and the peak RSS each query adds above the process's RSS before it.
+//!
 //! Run: `cargo bench -p fjord-aggregator --bench store`.
 
 use std::hint::black_box;
@@ -322,6 +327,56 @@ fn query(c: &mut Criterion) {
     per_cpu_second("query scan_filter", raw, 5, |_| {
         assert!(store.query_range(&q).expect("query").is_empty());
     });
+    // The stored lines span well under a second from t0: one instant point covers them all.
+    let grid = fjord_logql::Grid::instant(t0 + 2_000_000_000);
+    for (what, text) in [
+        (
+            "metric count_over_time |=",
+            r#"count_over_time({team="payments"} |= "declined" [2s])"#,
+        ),
+        (
+            "metric sum by level json",
+            r#"sum by (level) (count_over_time({team="payments"} | json | __error__="" [2s]))"#,
+        ),
+    ] {
+        let Ok(fjord_logql::Query::Metric(plan)) = fjord_logql::plan(text) else {
+            panic!("{text} is not a metric query")
+        };
+        // Peak memory of the query above what the process held before it: the kernel's
+        // high-water mark is reset first (`clear_refs` 5).
+        let reset_peak = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        let before = proc_status_kib("VmRSS");
+        per_cpu_second(what, raw, 3, |_| {
+            let v = plan
+                .evaluate(
+                    grid,
+                    fjord_logql::EvalLimits::default(),
+                    |lq, from, to, sink| store.scan(lq, None, from, to, sink),
+                )
+                .expect("metric query");
+            black_box(v);
+        });
+        if reset_peak {
+            let peak = proc_status_kib("VmHWM");
+            eprintln!(
+                "{what}: peak RSS {:.1} MiB above the {:.1} MiB before the query",
+                peak.saturating_sub(before) as f64 / 1024.0,
+                before as f64 / 1024.0
+            );
+        }
+    }
+}
+
+/// A `kB` field of /proc/self/status (0 when unreadable).
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 criterion_group!(benches, ingest, query);

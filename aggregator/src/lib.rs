@@ -10,7 +10,9 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
-pub mod logql;
 pub mod server;
 pub mod store;
 pub mod tls;
+
+/// LogQL (the `fjord-logql` crate), under the path the aggregator's modules and tests use.
+pub use fjord_logql as logql;

@@ -275,7 +275,8 @@ impl Aggregator {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// Runs `fjord-aggregator query … --output jsonl` and returns the parsed rows.
+    /// Runs `fjord-aggregator query … --forward --output jsonl` and returns the parsed rows:
+    /// the oldest `limit` lines, oldest first.
     pub fn query_jsonl(&self, logql: &str, limit: usize) -> Vec<serde_json::Value> {
         let out = self.cli(&[
             "query",
@@ -284,6 +285,7 @@ impl Aggregator {
             "24h",
             "--limit",
             &limit.to_string(),
+            "--forward",
             "--output",
             "jsonl",
         ]);

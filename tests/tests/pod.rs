@@ -420,7 +420,15 @@ fn write_aggregator_config(dir: &Path) -> PathBuf {
 
 fn query(agg: &Aggregator, logql: &str, limit: usize) -> Vec<serde_json::Value> {
     let out = Command::new(bin("fjord-aggregator"))
-        .args(["query", logql, "--since", "24h", "--output", "jsonl"])
+        .args([
+            "query",
+            logql,
+            "--since",
+            "24h",
+            "--forward",
+            "--output",
+            "jsonl",
+        ])
         .args(["--limit", &limit.to_string(), "--url", &agg.url()])
         .args(agg.tls.iter().flat_map(|t| t.cli_args()))
         .env("FJORD_TOKEN", ADMIN_TOKEN)

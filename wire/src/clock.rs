@@ -30,6 +30,9 @@ pub enum ClockError {
         #[source]
         source: Box<ClockError>,
     },
+    /// A query step that is not a positive duration or number of seconds.
+    #[error("step {0:?} must be a positive duration or number of seconds")]
+    Step(String),
     /// `--from` (or `--since`) lies after `--to`.
     #[error("--from must not be after --to")]
     Reversed,
@@ -62,10 +65,47 @@ pub fn parse_time(s: &str) -> Result<i64, ClockError> {
         }
         return Err(ClockError::TimeOutOfRange(s.to_owned()));
     }
+    // humantime reads `Z` only: an offset (`+02:00`, `-0530`) is taken off and applied here.
+    if let Some((base, offset_ns)) = split_offset(s) {
+        return parse_time(&format!("{base}Z")).map(|t| t.saturating_sub(offset_ns));
+    }
     let t = humantime::parse_rfc3339_weak(s).map_err(|_| ClockError::Time(s.to_owned()))?;
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .map_err(|_| ClockError::BeforeEpoch(s.to_owned()))
+}
+
+/// Splits `2026-11-26T10:00:00+02:00` into the part before the offset and the offset in ns.
+fn split_offset(s: &str) -> Option<(&str, i64)> {
+    let t = s.find(['T', 't', ' '])?;
+    let rel = s[t..].rfind(['+', '-'])?;
+    let at = t + rel;
+    let off = &s[at + 1..];
+    let digits: String = off.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i64 = digits[..2].parse().ok()?;
+    let m: i64 = digits[2..].parse().ok()?;
+    let sign = if s.as_bytes()[at] == b'-' { -1 } else { 1 };
+    Some((&s[..at], sign * (h * 3600 + m * 60) * 1_000_000_000))
+}
+
+/// Parses a query step: a duration (`15s`, `1m`) or seconds as a number (`15`, `0.5`), as
+/// Loki accepts both; in nanoseconds.
+pub fn parse_step(s: &str) -> Result<i64, ClockError> {
+    let s = s.trim();
+    let ns = if let Ok(f) = s.parse::<f64>() {
+        f * 1e9
+    } else {
+        parse_duration(s)
+            .map_err(|_| ClockError::Step(s.to_owned()))?
+            .as_nanos() as f64
+    };
+    if !(1.0..9.2e18).contains(&ns) {
+        return Err(ClockError::Step(s.to_owned()));
+    }
+    Ok(ns as i64)
 }
 
 /// Parses a duration such as `1h`, `30m`, `2h30m`, `7d`, `250ms`.
@@ -146,6 +186,23 @@ mod tests {
             format_ns(1_764_151_200_123_456_789),
             "2025-11-26T10:00:00.123456789Z"
         );
+    }
+
+    #[test]
+    fn offsets_and_steps() {
+        assert_eq!(
+            parse_time("2026-11-26T12:00:00+02:00").unwrap(),
+            parse_time("2026-11-26T10:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_time("2026-11-26T04:30:00.5-05:30").unwrap(),
+            parse_time("2026-11-26T10:00:00.5Z").unwrap()
+        );
+        assert_eq!(parse_step("15s").unwrap(), 15_000_000_000);
+        assert_eq!(parse_step("0.5").unwrap(), 500_000_000);
+        assert!(parse_step("0").is_err());
+        assert!(parse_step("-1").is_err());
+        assert!(parse_step("soon").is_err());
     }
 
     #[test]

@@ -220,10 +220,18 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
         AuditCommand::Scan(a) => {
             let r = range(&a.common)?;
             let query = match &a.query {
-                Some(q) => Some((
-                    q.clone(),
-                    logql::parse(q).map_err(|e| Usage(format!("the LogQL query: {e}")))?,
-                )),
+                Some(q) => {
+                    let parsed =
+                        logql::parse(q).map_err(|e| Usage(format!("the LogQL query: {e}")))?;
+                    // A scan proves what is stored: parsers and label filters would hide lines.
+                    if parsed.has_pipeline() {
+                        return Err(Usage(
+                            "the LogQL query: an audit scan takes a selector and plain line filters only".into(),
+                        )
+                        .into());
+                    }
+                    Some((q.clone(), parsed))
+                }
                 None => None,
             };
             let set = fjord_rules::load_rule_set(a.rules.as_deref())

@@ -157,27 +157,36 @@ pub enum Output {
     Text,
     /// One JSON object per line: ts (ns), time, labels, line.
     Jsonl,
-    /// The line only.
+    /// The line only (for a metric query, the value only).
     Raw,
+    /// The server's JSON answer as it is (`tail`: as jsonl).
+    Json,
 }
 
 /// `query` flags.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// LogQL query, e.g. '{team="payments"} |= "declined"'.
+    /// LogQL query, e.g. '{team="payments"} |= "declined"', or a metric query such as
+    /// 'sum by (level) (count_over_time({team="payments"} | json [5m]))', printed as a table.
     #[arg(value_name = "LOGQL")]
     pub query: String,
     #[command(flatten)]
     pub client: ClientArgs,
+    /// Step between the points of a metric query, e.g. 1m [default: the server's, (to - from) / 250].
+    #[arg(long, value_name = "DURATION")]
+    pub step: Option<String>,
     /// The range to search [default: the last hour].
     #[command(flatten)]
     pub range: fjord_cli::TimeRangeArgs,
-    /// Most lines to print. Without --backward these are the oldest in the range.
+    /// Most lines to print: the newest in the range (with --forward, the oldest).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub limit: usize,
-    /// Return the newest lines first-selected (still printed in time order).
-    #[arg(long)]
+    /// Select and print the newest lines first, as logcli does (the default).
+    #[arg(long, conflicts_with = "forward")]
     pub backward: bool,
+    /// Select the oldest lines of the range and print them oldest first.
+    #[arg(long)]
+    pub forward: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,

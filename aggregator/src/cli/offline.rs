@@ -18,7 +18,7 @@ use fjord_wire::clock::now_ns;
 /// `{sel} |= "a" |= "b"` from the selector and the filters.
 fn erase_query(a: &EraseArgs) -> anyhow::Result<String> {
     let sel = logql::parse(&a.selector).context("the selector")?;
-    if !sel.filters.is_empty() {
+    if !sel.filters.is_empty() || sel.has_pipeline() {
         bail!("give line filters with --filter, not in the selector");
     }
     let mut q = a.selector.trim().to_owned();

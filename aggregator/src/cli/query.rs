@@ -25,6 +25,17 @@ pub fn since_ns(s: &str, flag: &str) -> anyhow::Result<i64> {
 pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let (start, end) = a.range.resolve(now_ns(), Some(DEFAULT_QUERY_LOOKBACK))?;
     let client = Client::new(&a.client.url, a.client.token_file.as_deref(), &a.client.tls)?;
+    // A metric query (known by parsing it here; the server checks it again) is a table.
+    if let Ok(fjord_logql::ast::Expr::Metric(_)) = fjord_logql::parse_expr(&a.query) {
+        return metric(&client, &a, start, end).await;
+    }
+    if a.output == Output::Json {
+        let v: serde_json::Value = client
+            .get("/loki/api/v1/query_range", &log_params(&a, start, end))
+            .await?;
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let parsed: QueryResponse = client
         .get(
             "/loki/api/v1/query_range",
@@ -35,7 +46,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
                 ("limit", a.limit.to_string()),
                 (
                     "direction",
-                    if a.backward { "backward" } else { "forward" }.to_owned(),
+                    if a.forward { "forward" } else { "backward" }.to_owned(),
                 ),
             ],
         )
@@ -48,7 +59,11 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
             rows.push((e.ts_ns, i, &s.stream, e.line()));
         }
     }
+    // Newest first unless --forward, as logcli prints.
     rows.sort_by_key(|r| (r.0, r.1));
+    if !a.forward {
+        rows.reverse();
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let label_width = rows
@@ -64,10 +79,85 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     out.flush().ok();
     if rows.len() >= a.limit && a.limit > 0 {
         eprintln!(
-            "(showing the first {} lines; raise --limit or narrow the range for more)",
+            "(showing {} lines; raise --limit or narrow the range for more)",
             a.limit
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn log_params(a: &QueryArgs, start: i64, end: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("query", a.query.clone()),
+        ("start", start.to_string()),
+        ("end", end.to_string()),
+        ("limit", a.limit.to_string()),
+        (
+            "direction",
+            if a.forward { "forward" } else { "backward" }.to_owned(),
+        ),
+    ]
+}
+
+/// Runs a metric query over `[start, end]` and prints one row per series and point: time,
+/// labels, value (a table in text; objects in jsonl; values in raw; the answer in json).
+async fn metric(client: &Client, a: &QueryArgs, start: i64, end: i64) -> anyhow::Result<ExitCode> {
+    let mut params = vec![
+        ("query", a.query.clone()),
+        ("start", start.to_string()),
+        ("end", end.to_string()),
+    ];
+    if let Some(step) = &a.step {
+        params.push(("step", step.clone()));
+    }
+    let v: serde_json::Value = client.get("/loki/api/v1/query_range", &params).await?;
+    if a.output == Output::Json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // (ts ns, labels, value)
+    let mut rows: Vec<(i64, BTreeMap<String, String>, String)> = Vec::new();
+    for s in v["data"]["result"].as_array().into_iter().flatten() {
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(s["metric"].clone()).unwrap_or_default();
+        for p in s["values"].as_array().into_iter().flatten() {
+            let ts = (p[0].as_f64().unwrap_or(0.0) * 1e9).round() as i64;
+            rows.push((ts, labels.clone(), p[1].as_str().unwrap_or("").to_owned()));
+        }
+    }
+    rows.sort_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let w = rows
+        .iter()
+        .map(|r| format_labels(&r.1).len())
+        .max()
+        .unwrap_or(0);
+    if a.output == Output::Text && !rows.is_empty() {
+        writeln!(out, "{:<30}  {:<w$}  VALUE", "TIME", "SERIES")?;
+    }
+    for (ts, labels, value) in &rows {
+        let res = match a.output {
+            Output::Text => writeln!(
+                out,
+                "{:<30}  {:<w$}  {value}",
+                format_ns(*ts),
+                format_labels(labels)
+            ),
+            Output::Raw => writeln!(out, "{value}"),
+            _ => writeln!(
+                out,
+                "{}",
+                serde_json::json!({"ts": ts.to_string(), "time": format_ns(*ts), "labels": labels, "value": value})
+            ),
+        };
+        match res {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.flush().ok();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -92,7 +182,7 @@ pub fn print_line(
         // Raw lines go out as stored into a file or pipe, but never raw to a terminal.
         Output::Raw if std::io::stdout().is_terminal() => writeln!(out, "{}", printable(line)),
         Output::Raw => writeln!(out, "{line}"),
-        Output::Jsonl => {
+        Output::Jsonl | Output::Json => {
             let v = serde_json::json!({ "ts": ts.to_string(), "time": format_ns(ts), "labels": labels, "line": line });
             writeln!(out, "{v}")
         }

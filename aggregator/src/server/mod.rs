@@ -15,6 +15,7 @@ pub mod admin;
 pub mod auth;
 mod budget;
 mod error;
+mod index;
 mod listener;
 mod maintenance;
 pub mod metrics;
@@ -180,15 +181,50 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/loki/api/v1/push",
             post(push::push).layer(DefaultBodyLimit::disable()),
         )
-        .route("/loki/api/v1/query_range", get(query::query_range))
-        .route("/loki/api/v1/query", get(query::query_instant))
-        .route("/loki/api/v1/labels", get(query::labels))
-        .route("/loki/api/v1/label", get(query::labels))
-        .route("/loki/api/v1/label/{name}/values", get(query::label_values))
-        .route("/loki/api/v1/series", get(query::series))
+        // Loki takes GET or a form POST for every read endpoint.
+        .route(
+            "/loki/api/v1/query_range",
+            get(query::query_range).post(query::query_range),
+        )
+        .route(
+            "/loki/api/v1/query",
+            get(query::query_instant).post(query::query_instant),
+        )
+        .route(
+            "/loki/api/v1/labels",
+            get(query::labels).post(query::labels),
+        )
+        .route("/loki/api/v1/label", get(query::labels).post(query::labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(query::label_values).post(query::label_values),
+        )
+        .route(
+            "/loki/api/v1/series",
+            get(query::series).post(query::series),
+        )
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index::stats).post(index::stats),
+        )
+        .route(
+            "/loki/api/v1/index/volume",
+            get(index::volume).post(index::volume),
+        )
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(index::volume_range).post(index::volume_range),
+        )
+        .route("/loki/api/v1/status/buildinfo", get(index::buildinfo))
+        .route(
+            "/loki/api/v1/format_query",
+            get(index::format_query).post(index::format_query),
+        )
+        .route("/loki/api/v1/detected_labels", get(index::detected_labels))
+        .route("/loki/api/v1/detected_fields", get(index::detected_fields))
         .route("/loki/api/v1/tail", get(tail::tail))
         .route("/v1/info", get(info))
-        .route("/ready", get(|| async { "ready\n" }))
+        .route("/ready", get(index::ready))
         .route("/fjord/v1/stats", get(admin::stats))
         .route("/fjord/v1/erase", post(admin::erase))
         .route("/fjord/v1/erasures", get(admin::erasures))

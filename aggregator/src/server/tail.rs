@@ -98,6 +98,11 @@ async fn begin(
     *text = p.get("query").map(str::to_owned);
     caller.require_read()?;
     let query = p.log_query(caller).await?;
+    if query.has_pipeline() {
+        return Err(AppError::bad_request(
+            "a live tail takes a stream selector and plain line filters (|=, !=, |~, !~) only",
+        ));
+    }
     let limit = p.limit(st.max_query_lines)?;
     let now = now_ns();
     let start = match p.get("start") {

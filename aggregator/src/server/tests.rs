@@ -1204,3 +1204,6 @@ async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
     let stats = st.store.stats(Some("payments")).unwrap();
     assert_eq!(stats.iter().map(|t| t.records).sum::<u64>(), 2);
 }
+
+/// The Loki query API as Grafana uses it.
+mod loki;

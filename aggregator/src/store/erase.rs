@@ -81,6 +81,14 @@ impl Store {
     pub fn erase(&self, e: &Erasure, now_ns: i64) -> Result<EraseReport, StoreError> {
         // A filter that only excludes (`!= "zzzz"`), or one that any line passes (`|= ""`,
         // `|~ ".*"`), would erase whole streams: at least one filter must select.
+        // Parsers and label filters are not part of an erasure: what it removes must be
+        // exactly the lines the selector and line filters name.
+        if e.query.has_pipeline() {
+            return Err(StoreError::Refused(
+                "an erasure takes a stream selector and plain line filters (|=, !=, |~, !~) only"
+                    .into(),
+            ));
+        }
         if !e.query.filters.iter().any(LineFilter::selects) {
             return Err(StoreError::Refused(
                 "an erasure needs at least one line filter that selects lines (|= \"...\" or |~ \"...\", not matching every line); to drop whole streams use retention".into(),

@@ -91,6 +91,9 @@ pub enum StoreError {
     Poisoned,
     #[error("{0}")]
     Refused(String),
+    /// A metric evaluation refused to go on (a limit, a pipeline error, the deadline).
+    #[error(transparent)]
+    Eval(#[from] fjord_logql::EvalError),
     #[error("the answer holds more than {limit} bytes of log lines; narrow the range or the selector, or lower the limit")]
     TooLarge { limit: usize },
     #[error("team {team:?} has {limit} streams, the most it may have (max_streams_per_team); this push would add another. Fewer distinct label sets, or ask the operator to raise the limit")]
@@ -155,6 +158,14 @@ pub struct RangeQuery {
     /// Most bytes of lines the query may hold: the best `limit` entries found so far may
     /// total at most this, else [`StoreError::TooLarge`].
     pub max_bytes: usize,
+}
+
+/// Chunk counts of one stream in a range, for `index/stats` and `index/volume`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexCounts {
+    pub chunks: u64,
+    pub entries: u64,
+    pub bytes: u64,
 }
 
 /// One stream of a query result.
@@ -618,7 +629,18 @@ impl Store {
         } else {
             metas.sort_by_key(|m| (std::cmp::Reverse(m.3), std::cmp::Reverse(m.0)));
         }
-        // (ts, chunk id, position, stream idx, line); sorted in result order.
+        // (ts, chunk id, position, label set idx, line); sorted in result order. Without a
+        // pipeline the label set is the stream's; with one, entries are grouped by the label
+        // set the pipeline left them with, interned in `outs`.
+        let pipeline = q.query.has_pipeline();
+        let mut outs: Vec<Labels> = if pipeline {
+            Vec::new()
+        } else {
+            streams.iter().map(|s| s.1.clone()).collect()
+        };
+        let mut interned: HashMap<String, usize> = HashMap::new();
+        let mut state = fjord_logql::EntryState::default();
+        let mut key = String::new();
         let mut hits: Vec<(i64, i64, u32, usize, String)> = Vec::new();
         // Bytes of the lines in `hits`: kept under twice `max_bytes` while scanning, and the
         // best `limit` of them under `max_bytes`.
@@ -648,19 +670,56 @@ impl Store {
                 continue;
             }
             let mut pos = 0u32;
+            let stream_labels = &streams[sidx].1;
             decoder.each(|ts, line| {
                 if ts >= q.start_ns && ts <= q.end_ns && q.query.keep_line(line) {
-                    hit_bytes += line.len();
-                    hits.push((ts, cid, pos, sidx, line.to_owned()));
+                    if !pipeline {
+                        hit_bytes += line.len();
+                        hits.push((ts, cid, pos, sidx, line.to_owned()));
+                    } else if q.query.process(&mut state, stream_labels, ts, line) {
+                        state.labels.key_into(&mut key, None);
+                        let idx = match interned.get(key.as_str()) {
+                            Some(&i) => i,
+                            None => {
+                                outs.push(state.labels.to_labels());
+                                interned.insert(key.clone(), outs.len() - 1);
+                                outs.len() - 1
+                            }
+                        };
+                        let out = state.line(line);
+                        hit_bytes += out.len();
+                        hits.push((ts, cid, pos, idx, out.to_owned()));
+                    }
                 }
                 pos += 1;
             })?;
-            if hits.len() > q.limit || hit_bytes > q.max_bytes.saturating_mul(2) {
+            // Distinct label sets (one per JSON request id, say) are bounded like the hits.
+            let too_many_sets = outs.len() > q.limit.saturating_mul(2) + 64;
+            if hits.len() > q.limit
+                || hit_bytes > q.max_bytes.saturating_mul(2)
+                || (pipeline && too_many_sets)
+            {
                 hits.sort_by(order);
                 hits.truncate(q.limit);
                 hit_bytes = hits.iter().map(|h| h.4.len()).sum();
                 if hit_bytes > q.max_bytes {
                     return Err(StoreError::TooLarge { limit: q.max_bytes });
+                }
+                if pipeline && too_many_sets {
+                    let mut remap: HashMap<usize, usize> = HashMap::new();
+                    let mut kept: Vec<Labels> = Vec::new();
+                    for h in hits.iter_mut() {
+                        h.3 = *remap.entry(h.3).or_insert_with(|| {
+                            kept.push(std::mem::take(&mut outs[h.3]));
+                            kept.len() - 1
+                        });
+                    }
+                    outs = kept;
+                    interned = outs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| (labels_key_of(l), i))
+                        .collect();
                 }
             }
         }
@@ -670,19 +729,140 @@ impl Store {
             return Err(StoreError::TooLarge { limit: q.max_bytes });
         }
         let mut by_stream: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
-        for (ts, _, _, sidx, line) in hits {
-            by_stream
-                .entry(sidx)
-                .or_default()
-                .push(Entry::new(ts, line));
+        for (ts, _, _, idx, line) in hits {
+            by_stream.entry(idx).or_default().push(Entry::new(ts, line));
         }
         Ok(by_stream
             .into_iter()
-            .map(|(sidx, entries)| StreamResult {
-                labels: streams[sidx].1.clone(),
+            .map(|(idx, entries)| StreamResult {
+                labels: std::mem::take(&mut outs[idx]),
                 entries,
             })
             .collect())
+    }
+
+    /// Streams of `query` visible to `team` with chunks overlapping `[start_ns, end_ns]`, and
+    /// for each the chunks, lines and raw bytes of those chunks: what `index/stats` and
+    /// `index/volume` report. Whole chunks are counted (as Loki's index statistics do), so
+    /// the figures are an upper bound for a range that cuts a chunk.
+    pub fn index_stats(
+        &self,
+        query: &LogQuery,
+        team: Option<&str>,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<(Labels, IndexCounts)>, StoreError> {
+        let conn = self.reader()?;
+        let result = (|| {
+            let streams = Self::select_streams(&conn, query, team)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(raw_bytes), 0) FROM chunks
+                 WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5 AND max_ts >= ?2 AND min_ts <= ?3",
+            )?;
+            let (d0, d1) = day_bounds(start_ns, end_ns);
+            let mut out = Vec::new();
+            for (sid, labels) in streams {
+                let c = stmt.query_row(params![sid, start_ns, end_ns, d0, d1], |r| {
+                    Ok(IndexCounts {
+                        chunks: r.get::<_, i64>(0)? as u64,
+                        entries: r.get::<_, i64>(1)? as u64,
+                        bytes: r.get::<_, i64>(2)? as u64,
+                    })
+                })?;
+                if c.chunks > 0 {
+                    out.push((labels, c));
+                }
+            }
+            Ok(out)
+        })();
+        self.give_back(conn);
+        result
+    }
+
+    /// Whether the store answers a trivial read: what `/ready` reports.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.reader()?;
+        let res = conn.query_row("SELECT COUNT(*) FROM streams WHERE id < 0", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        self.give_back(conn);
+        res.map(|_| ()).map_err(StoreError::from)
+    }
+
+    /// Calls `sink(stream labels, ts, line)` for every entry of `query`'s streams visible to
+    /// `team` with `start_ns <= ts <= end_ns` that passes the query's pushed-down line
+    /// filters (not its pipeline: the evaluator runs that). Reads one chunk at a time, so
+    /// memory stays bounded whatever the range; the order is by chunk, not by time.
+    pub fn scan(
+        &self,
+        query: &LogQuery,
+        team: Option<&str>,
+        start_ns: i64,
+        end_ns: i64,
+        sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
+    ) -> Result<(), StoreError> {
+        self.scan_part(query, team, start_ns, end_ns, (0, 1), sink)
+    }
+
+    /// [`Store::scan`] over one share of the streams: those whose position among the
+    /// selected streams is `part.0` modulo `part.1`, so that `part.1` threads, each with its
+    /// own connection, scan disjoint streams.
+    pub fn scan_part(
+        &self,
+        query: &LogQuery,
+        team: Option<&str>,
+        start_ns: i64,
+        end_ns: i64,
+        part: (usize, usize),
+        sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
+    ) -> Result<(), StoreError> {
+        let conn = self.reader()?;
+        let result = (|| {
+            let parts = part.1.max(1);
+            let streams: Vec<(i64, Labels)> = Self::select_streams(&conn, query, team)?
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % parts == part.0)
+                .map(|(_, s)| s)
+                .collect();
+            let mut chunks = conn.prepare_cached(
+                "SELECT id FROM chunks
+                 WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5 AND max_ts >= ?2 AND min_ts <= ?3
+                 ORDER BY min_ts, id",
+            )?;
+            let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
+            let mut decoder = chunk::Decoder::new()?;
+            let (d0, d1) = day_bounds(start_ns, end_ns);
+            for (sid, labels) in &streams {
+                let ids: Vec<i64> = chunks
+                    .query_map(params![sid, start_ns, end_ns, d0, d1], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for cid in ids {
+                    let data: Vec<u8> = get_data.query_row([cid], |r| r.get(0))?;
+                    if !query.may_match(decoder.load(&data)?) {
+                        continue;
+                    }
+                    let mut failed = None;
+                    decoder.each(|ts, line| {
+                        if failed.is_none()
+                            && ts >= start_ns
+                            && ts <= end_ns
+                            && query.keep_line(line)
+                        {
+                            if let Err(e) = sink(labels, ts, line) {
+                                failed = Some(e);
+                            }
+                        }
+                    })?;
+                    if let Some(e) = failed {
+                        return Err(StoreError::Eval(e));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        self.give_back(conn);
+        result
     }
 
     /// Totals per team from receipts and chunks.
@@ -1046,6 +1226,18 @@ fn labels_key(labels: &Labels, team: &str) -> Result<String, StoreError> {
     let mut labels = labels.clone();
     labels.insert("team".to_owned(), team.to_owned());
     serde_json::to_string(&labels).map_err(|e| StoreError::Labels(e.to_string()))
+}
+
+/// The interning key of a label set (as `LabelBuf::key_into` writes it).
+fn labels_key_of(l: &Labels) -> String {
+    let mut out = String::new();
+    for (k, v) in l {
+        out.push_str(k);
+        out.push('\u{0}');
+        out.push_str(v);
+        out.push('\u{1}');
+    }
+    out
 }
 
 fn parse_labels(json: &str) -> Result<Labels, StoreError> {
