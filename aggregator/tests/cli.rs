@@ -260,7 +260,7 @@ fn client_commands_against_a_real_server() {
     let text = stdout(&cli(
         &server,
         Some(READ),
-        &["query", "{team=\"payments\"}", "--since", "1h"],
+        &["query", "{team=\"payments\"}", "--since", "1h", "--forward"],
     ));
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(rows.len(), 4, "{text}");
@@ -333,7 +333,8 @@ fn client_commands_against_a_real_server() {
             "raw",
         ],
     ));
-    assert_eq!(all, "payment ok customer=12\ngc pause\n");
+    // Newest first, as logcli prints by default.
+    assert_eq!(all, "gc pause\npayment ok customer=12\n");
 
     // tail: prints the backfill and then new lines, stops after --max-lines.
     let mut tail = Command::new(BIN)
