@@ -102,21 +102,13 @@ fn metric_queries_over_http_and_the_cli() {
     );
 }
 
-/// Grafana's own LogQL grammar (`@grafana/lezer-logql`, installed by `.ci/run` into
-/// tests/logql-oracle) as an independent judge: every query it refuses, fjord refuses; every
+/// Grafana's own LogQL grammar (`@grafana/lezer-logql`, pinned by tests/logql-oracle's lock
+/// file and installed into the cache by `fjord_e2e::clients`) as an independent judge: every query it refuses, fjord refuses; every
 /// query it takes, fjord takes, except those fjord refuses on grounds a grammar cannot see
 /// (marked `semantic`: a selector matching everything, a missing unwrap, …).
 #[test]
 fn grafana_lezer_grammar_agrees_on_what_parses() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("logql-oracle");
-    if !dir.join("node_modules/@grafana/lezer-logql").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tests/logql-oracle has no node_modules: run `npm ci --prefix tests/logql-oracle`"
-        );
-        eprintln!("skipped: run `npm ci --prefix tests/logql-oracle` to check against lezer-logql");
-        return;
-    }
+    let dir = fjord_e2e::clients::npm_dir("logql-oracle");
     // (query, semantic): `semantic` = lezer parses it, fjord refuses it by design.
     let cases: &[(&str, bool)] = &[
         (r#"{app="payment"}"#, false),
