@@ -183,6 +183,7 @@ impl<'a> Parser<'a> {
         Some(Entry {
             ts_ns,
             line: Cow::Borrowed(line),
+            metadata: Vec::new(),
         })
     }
 

@@ -22,3 +22,11 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
 
 /// Most streams in one push request.
 pub const MAX_STREAMS_PER_PUSH: usize = 10_000;
+
+/// Most structured-metadata pairs on one entry (Loki's default
+/// `max_structured_metadata_entries_count`).
+pub const MAX_METADATA_PAIRS: usize = 128;
+
+/// Most bytes of structured-metadata names and values on one entry (Loki's default
+/// `max_structured_metadata_size`).
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;

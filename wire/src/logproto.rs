@@ -118,6 +118,11 @@ pub fn to_push(msg: &proto::PushRequest) -> Result<PushRequest<'_>, CodecError> 
             values.push(Entry {
                 ts_ns,
                 line: Cow::Borrowed(line),
+                metadata: e
+                    .structured_metadata
+                    .iter()
+                    .map(|p| (p.name.clone(), p.value.clone()))
+                    .collect(),
             });
         }
         streams.push(PushStream { stream, values });
@@ -275,7 +280,14 @@ pub fn encode(req: &PushRequest<'_>) -> Vec<u8> {
                             nanos: e.ts_ns.rem_euclid(1_000_000_000) as i32,
                         }),
                         line: e.line.as_bytes().to_vec(),
-                        structured_metadata: Vec::new(),
+                        structured_metadata: e
+                            .metadata
+                            .iter()
+                            .map(|(name, value)| proto::LabelPairAdapter {
+                                name: name.clone(),
+                                value: value.clone(),
+                            })
+                            .collect(),
                     })
                     .collect(),
                 hash: 0,
@@ -387,7 +399,10 @@ mod tests {
                         nanos: 5,
                     }),
                     line: b"hello".to_vec(),
-                    structured_metadata: vec![],
+                    structured_metadata: vec![proto::LabelPairAdapter {
+                        name: "trace_id".into(),
+                        value: "abc".into(),
+                    }],
                 }],
                 hash: 0,
             }],
@@ -396,6 +411,17 @@ mod tests {
         assert_eq!(req.streams[0].stream, labels(&[("app", "pay")]));
         assert_eq!(req.streams[0].values[0].ts_ns, 1_764_151_200_000_000_005);
         assert_eq!(req.streams[0].values[0].line(), "hello");
+        assert_eq!(
+            req.streams[0].values[0].metadata,
+            [("trace_id".to_owned(), "abc".to_owned())]
+        );
+        let mut bad = msg.clone();
+        bad.streams[0].entries[0].structured_metadata[0].name = "trace.id".into();
+        let e = to_push(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("stream 0 entry 0 structured metadata: name 0 is invalid"),
+            "{e}"
+        );
 
         let mut bad = msg.clone();
         bad.streams[0].entries[0].line = vec![b'a', 0xff];
@@ -433,7 +459,14 @@ mod tests {
             streams in proptest::collection::vec(
                 (
                     proptest::collection::btree_map("[a-z_][a-z0-9_]{0,8}", "\\PC{0,12}", 0..4),
-                    proptest::collection::vec((0i64..i64::MAX, "\\PC{0,40}"), 0..5),
+                    proptest::collection::vec(
+                        (
+                            0i64..i64::MAX,
+                            "\\PC{0,40}",
+                            proptest::collection::vec(("[a-z_][a-z0-9_]{0,8}", "\\PC{0,12}"), 0..3),
+                        ),
+                        0..5,
+                    ),
                 ),
                 0..4,
             )
@@ -443,7 +476,10 @@ mod tests {
                     .into_iter()
                     .map(|(stream, values)| PushStream {
                         stream,
-                        values: values.into_iter().map(|(t, l)| Entry::new(t, l)).collect(),
+                        values: values
+                            .into_iter()
+                            .map(|(t, l, m)| Entry::new(t, l).with_metadata(m))
+                            .collect(),
                     })
                     .collect(),
             };

@@ -1,7 +1,8 @@
 //! The Grafana Loki push body: `{"streams":[{"stream":{labels},"values":[["<ns>","line"],…]}]}`.
 //!
 //! Timestamps travel as decimal strings of Unix epoch nanoseconds (Loki's rule). A value may
-//! carry a third element (Loki's structured metadata); it is accepted and ignored.
+//! carry a third element, Loki's structured metadata: an object of string values,
+//! `["<ns>","line",{"trace_id":"abc"}]`, kept per entry in [`Entry::metadata`].
 //!
 //! Lines borrow from the JSON unless they contain escapes. Those are kept either in a `String`
 //! each (the derived `Deserialize`, for requests that must stand alone) or, for the
@@ -36,11 +37,13 @@ pub struct PushStream<'a> {
     pub values: Vec<Entry<'a>>,
 }
 
-/// One record: timestamp in Unix epoch nanoseconds and the line.
+/// One record: timestamp in Unix epoch nanoseconds, the line, and its structured metadata
+/// (name/value pairs in the order they arrived; usually none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<'a> {
     pub ts_ns: i64,
     pub line: Cow<'a, str>,
+    pub metadata: Vec<(String, String)>,
 }
 
 impl Entry<'static> {
@@ -48,6 +51,7 @@ impl Entry<'static> {
         Entry {
             ts_ns,
             line: Cow::Owned(line.into()),
+            metadata: Vec::new(),
         }
     }
 }
@@ -63,7 +67,25 @@ impl Entry<'_> {
         Entry {
             ts_ns: self.ts_ns,
             line: Cow::Owned(self.line.into_owned()),
+            metadata: self.metadata,
         }
+    }
+
+    /// The entry with structured metadata `pairs`.
+    pub fn with_metadata<K: Into<String>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.metadata = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
+    /// Bytes of the metadata's names and values.
+    pub fn metadata_bytes(&self) -> usize {
+        self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 }
 
@@ -84,10 +106,54 @@ pub fn owned_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry<'stati
 
 impl Serialize for Entry<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(2)?;
+        let with_metadata = !self.metadata.is_empty();
+        let mut t = s.serialize_tuple(if with_metadata { 3 } else { 2 })?;
         t.serialize_element(&self.ts_ns.to_string())?;
         t.serialize_element(&*self.line)?;
+        if with_metadata {
+            t.serialize_element(&MetadataObject(&self.metadata))?;
+        }
         t.end()
+    }
+}
+
+/// Structured metadata as the JSON object Loki writes: `{"name":"value",…}`.
+pub struct MetadataObject<'m>(pub &'m [(String, String)]);
+
+impl Serialize for MetadataObject<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// Reads the metadata object of an entry, keeping the order of its pairs.
+struct MetadataSeed;
+
+impl<'de> DeserializeSeed<'de> for MetadataSeed {
+    type Value = Vec<(String, String)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetadataSeed {
+    type Value = Vec<(String, String)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("structured metadata: an object of string values")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some((k, v)) = map.next_entry::<String, String>()? {
+            if out.len() == limits::MAX_METADATA_PAIRS {
+                return Err(de::Error::custom(format_args!(
+                    "more than {} structured metadata pairs in one entry",
+                    limits::MAX_METADATA_PAIRS
+                )));
+            }
+            out.push((k, v));
+        }
+        Ok(out)
     }
 }
 
@@ -144,12 +210,16 @@ impl<'de, U: Unescaped<'de>> Visitor<'de> for EntrySeed<U> {
         let line = seq
             .next_element_seed(LineSeed(&mut self.0))?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-        // Loki's optional structured metadata: accepted, not stored.
-        let _ = seq.next_element::<IgnoredAny>()?;
+        // Loki's optional structured metadata.
+        let metadata = seq.next_element_seed(MetadataSeed)?.unwrap_or_default();
         if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(de::Error::invalid_length(4, &self));
         }
-        Ok(Entry { ts_ns, line })
+        Ok(Entry {
+            ts_ns,
+            line,
+            metadata,
+        })
     }
 }
 
@@ -505,6 +575,35 @@ pub fn valid_label_name(name: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
+/// Checks one entry's structured metadata against the limits; the reason names no content.
+fn validate_metadata(e: &Entry<'_>) -> Result<(), String> {
+    if e.metadata.len() > limits::MAX_METADATA_PAIRS {
+        return Err(format!(
+            "{} pairs; the limit is {}",
+            e.metadata.len(),
+            limits::MAX_METADATA_PAIRS
+        ));
+    }
+    if e.metadata_bytes() > limits::MAX_METADATA_BYTES {
+        return Err(format!(
+            "{} bytes; the limit is {}",
+            e.metadata_bytes(),
+            limits::MAX_METADATA_BYTES
+        ));
+    }
+    if let Some(i) = e
+        .metadata
+        .iter()
+        .position(|(k, _)| !valid_label_name(k) || k.len() > limits::MAX_LABEL_NAME_BYTES)
+    {
+        return Err(format!(
+            "name {i} is invalid (must match [a-zA-Z_][a-zA-Z0-9_]*, at most {} bytes)",
+            limits::MAX_LABEL_NAME_BYTES
+        ));
+    }
+    Ok(())
+}
+
 impl PushRequest<'_> {
     /// Number of entries over all streams.
     pub fn records(&self) -> usize {
@@ -562,6 +661,13 @@ impl PushRequest<'_> {
                         limit: limits::MAX_LINE_BYTES,
                     });
                 }
+                if !e.metadata.is_empty() {
+                    validate_metadata(e).map_err(|reason| {
+                        CodecError::Invalid(format!(
+                            "stream {si} entry {ei} structured metadata: {reason}"
+                        ))
+                    })?;
+                }
             }
         }
         Ok(())
@@ -596,7 +702,16 @@ mod tests {
 
     #[test]
     fn entry_accepts_structured_metadata_and_rejects_bad_timestamps() {
-        let e: Entry = serde_json::from_str(r#"["5","x",{"trace_id":"abc"}]"#).unwrap();
+        let e: Entry = serde_json::from_str(r#"["5","x",{"trace_id":"abc","a":"1"}]"#).unwrap();
+        assert_eq!(
+            e,
+            Entry::new(5, "x").with_metadata([("trace_id", "abc"), ("a", "1")])
+        );
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"["5","x",{"trace_id":"abc","a":"1"}]"#
+        );
+        let e: Entry = serde_json::from_str(r#"["5","x",{}]"#).unwrap();
         assert_eq!(e, Entry::new(5, "x"));
         for (ts, want) in [("0", 0), ("0009", 9), ("9223372036854775807", i64::MAX)] {
             let json = format!(r#"["{ts}","x"]"#);
@@ -616,6 +731,8 @@ mod tests {
             r#"[":","x"]"#,
             r#"["5"]"#,
             r#"["5","x",{},1]"#,
+            r#"["5","x",{"a":1}]"#,
+            r#"["5","x",["a"]]"#,
         ] {
             assert!(serde_json::from_str::<Entry>(bad).is_err(), "{bad}");
         }
@@ -647,5 +764,33 @@ mod tests {
         });
         let err = r.validate().unwrap_err().to_string();
         assert!(err.contains("stream 0 entry 0"), "{err}");
+
+        for (metadata, want) in [
+            (vec![("bad.name", "v")], "name 0 is invalid"),
+            (
+                vec![("a", "v"); limits::MAX_METADATA_PAIRS + 1],
+                "pairs; the limit",
+            ),
+        ] {
+            let mut r = PushRequest::default();
+            r.streams.push(PushStream {
+                stream: BTreeMap::new(),
+                values: vec![Entry::new(1, "x").with_metadata(metadata)],
+            });
+            let err = r.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("stream 0 entry 0 structured metadata"),
+                "{err}"
+            );
+            assert!(err.contains(want), "{err}");
+        }
+        let mut r = PushRequest::default();
+        let big = "v".repeat(limits::MAX_METADATA_BYTES);
+        r.streams.push(PushStream {
+            stream: BTreeMap::new(),
+            values: vec![Entry::new(1, "x").with_metadata([("k", big.as_str())])],
+        });
+        let err = r.validate().unwrap_err().to_string();
+        assert!(err.contains("bytes; the limit"), "{err}");
     }
 }
