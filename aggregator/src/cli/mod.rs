@@ -258,8 +258,12 @@ pub struct EraseArgs {
     #[arg(value_name = "SELECTOR")]
     pub selector: String,
     /// Erase lines containing this text (repeat: lines containing all of them).
-    #[arg(long, value_name = "TEXT", required = true)]
+    #[arg(long, value_name = "TEXT", required_unless_present = "metadata")]
     pub filter: Vec<String>,
+    /// Erase entries whose structured metadata (or stream label) NAME is VALUE, e.g.
+    /// `user_id=4711` (repeat: all of them).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub metadata: Vec<String>,
     /// Start of the range [default: the beginning].
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,

@@ -453,7 +453,7 @@ impl Store {
                     )?;
                     let mut kept = Vec::with_capacity(s.values.len());
                     for e in &s.values {
-                        let d = hasher.entry(e.ts_ns, e.line());
+                        let d = hasher.entry(e.ts_ns, e.line(), &e.metadata.as_slice());
                         if add_key.execute(params![sid, e.ts_ns, d.dedup_key()])? == 1 {
                             kept.push(e.clone());
                         } else {
@@ -470,8 +470,10 @@ impl Store {
                 }
                 for (day, entries) in by_day(&kept) {
                     for part in split_by_bytes(&entries, chunk::TARGET_CHUNK_RAW_BYTES) {
-                        let c =
-                            encoder.encode_tagged(part.iter().map(|e| (seq, e.ts_ns, e.line())))?;
+                        let c = encoder.encode_tagged(
+                            part.iter()
+                                .map(|e| (seq, e.ts_ns, e.line(), e.metadata.as_slice())),
+                        )?;
                         insert_chunk(&tx, sid, seq, day, &c)?;
                     }
                 }
@@ -641,13 +643,13 @@ impl Store {
         let mut interned: HashMap<String, usize> = HashMap::new();
         let mut state = fjord_logql::EntryState::default();
         let mut key = String::new();
-        let mut hits: Vec<(i64, i64, u32, usize, String)> = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         // Bytes of the lines in `hits`: kept under twice `max_bytes` while scanning, and the
         // best `limit` of them under `max_bytes`.
         let mut hit_bytes = 0usize;
         let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
         let mut decoder = chunk::Decoder::new()?;
-        let order = |a: &(i64, i64, u32, usize, String), b: &(i64, i64, u32, usize, String)| {
+        let order = |a: &Hit, b: &Hit| {
             let k = (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2));
             if forward {
                 k
@@ -671,12 +673,20 @@ impl Store {
             }
             let mut pos = 0u32;
             let stream_labels = &streams[sidx].1;
-            decoder.each(|ts, line| {
+            decoder.each(0, |r| {
+                let (ts, line) = (r.ts, r.line);
                 if ts >= q.start_ns && ts <= q.end_ns && q.query.keep_line(line) {
                     if !pipeline {
-                        hit_bytes += line.len();
-                        hits.push((ts, cid, pos, sidx, line.to_owned()));
-                    } else if q.query.process(&mut state, stream_labels, ts, line) {
+                        // The entry keeps its metadata; the response shows it as Loki does.
+                        hit_bytes += line.len() + r.meta.bytes().len();
+                        hits.push((ts, cid, pos, sidx, line.to_owned(), r.meta.to_pairs()));
+                    } else if q.query.process_meta(
+                        &mut state,
+                        stream_labels,
+                        &r.meta.iter().collect::<Vec<_>>(),
+                        ts,
+                        line,
+                    ) {
                         state.labels.key_into(&mut key, None);
                         let idx = match interned.get(key.as_str()) {
                             Some(&i) => i,
@@ -688,7 +698,8 @@ impl Store {
                         };
                         let out = state.line(line);
                         hit_bytes += out.len();
-                        hits.push((ts, cid, pos, idx, out.to_owned()));
+                        // Metadata is in the labels now, where the pipeline left it.
+                        hits.push((ts, cid, pos, idx, out.to_owned(), Vec::new()));
                     }
                 }
                 pos += 1;
@@ -701,7 +712,7 @@ impl Store {
             {
                 hits.sort_by(order);
                 hits.truncate(q.limit);
-                hit_bytes = hits.iter().map(|h| h.4.len()).sum();
+                hit_bytes = hits.iter().map(hit_len).sum();
                 if hit_bytes > q.max_bytes {
                     return Err(StoreError::TooLarge { limit: q.max_bytes });
                 }
@@ -725,12 +736,15 @@ impl Store {
         }
         hits.sort_by(order);
         hits.truncate(q.limit);
-        if hits.iter().map(|h| h.4.len()).sum::<usize>() > q.max_bytes {
+        if hits.iter().map(hit_len).sum::<usize>() > q.max_bytes {
             return Err(StoreError::TooLarge { limit: q.max_bytes });
         }
         let mut by_stream: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
-        for (ts, _, _, idx, line) in hits {
-            by_stream.entry(idx).or_default().push(Entry::new(ts, line));
+        for (ts, _, _, idx, line, meta) in hits {
+            by_stream
+                .entry(idx)
+                .or_default()
+                .push(Entry::new(ts, line).with_metadata(meta));
         }
         Ok(by_stream
             .into_iter()
@@ -799,7 +813,7 @@ impl Store {
         team: Option<&str>,
         start_ns: i64,
         end_ns: i64,
-        sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
+        sink: &mut fjord_logql::EntrySink<'_>,
     ) -> Result<(), StoreError> {
         self.scan_part(query, team, start_ns, end_ns, (0, 1), sink)
     }
@@ -814,7 +828,7 @@ impl Store {
         start_ns: i64,
         end_ns: i64,
         part: (usize, usize),
-        sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
+        sink: &mut fjord_logql::EntrySink<'_>,
     ) -> Result<(), StoreError> {
         let conn = self.reader()?;
         let result = (|| {
@@ -843,13 +857,15 @@ impl Store {
                         continue;
                     }
                     let mut failed = None;
-                    decoder.each(|ts, line| {
+                    decoder.each(0, |r| {
+                        let (ts, line) = (r.ts, r.line);
                         if failed.is_none()
                             && ts >= start_ns
                             && ts <= end_ns
                             && query.keep_line(line)
                         {
-                            if let Err(e) = sink(labels, ts, line) {
+                            let meta: Vec<(&str, &str)> = r.meta.iter().collect();
+                            if let Err(e) = sink(labels, &meta, ts, line) {
                                 failed = Some(e);
                             }
                         }
@@ -1103,9 +1119,9 @@ impl Store {
                     continue; // compacted or erased meanwhile
                 };
                 let out = by_stream.entry(sid).or_default();
-                chunk::decode_each(&data, |ts, line| {
-                    if query.keep_line(line) {
-                        out.push(Entry::new(ts, line));
+                chunk::decode_each(&data, 0, |r| {
+                    if query.keep_line(r.line) {
+                        out.push(Entry::new(r.ts, r.line).with_metadata(r.meta.iter()));
                     }
                 })?;
             }
@@ -1153,10 +1169,22 @@ fn entry_digest(
     let mut digest = EntryDigest::default();
     for s in req.streams.iter().filter(|s| !s.values.is_empty()) {
         let hasher = StreamHasher::new(&labels_key(&s.stream, team)?);
-        let entries = s.values.iter().map(|e| (e.ts_ns, e.line()));
+        let entries = s
+            .values
+            .iter()
+            .map(|e| (e.ts_ns, e.line(), e.metadata.as_slice()));
         digest.add(&hasher.sum_with(entries, long.as_deref_mut()));
     }
     Ok(digest)
+}
+
+/// One hit of a log query: (ts, chunk id, position in the chunk, label set index, line,
+/// structured metadata).
+type Hit = (i64, i64, u32, usize, String, Vec<(String, String)>);
+
+/// The bytes a hit holds, for the answer's byte limit.
+fn hit_len(h: &Hit) -> usize {
+    h.4.len() + h.5.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
 }
 
 /// Splits entries into runs of about `target` raw bytes (at least one entry each).

@@ -89,10 +89,10 @@ impl Store {
                         // `audit verify` keeps flagging its batch, which is the truth.
                         let hasher = StreamHasher::new(labels);
                         let walked = dec.load(data).map(|_| ()).and_then(|()| {
-                            dec.each_tagged(*chunk_seq, |seq, ts, line| {
-                                let slot = removed.entry(seq).or_default();
+                            dec.each(*chunk_seq, |r| {
+                                let slot = removed.entry(r.seq).or_default();
                                 slot.0 += 1;
-                                slot.1.add(&hasher.entry(ts, line));
+                                slot.1.add(&hasher.entry(r.ts, r.line, &r.meta));
                             })
                         });
                         if let Err(err) = walked {

@@ -616,7 +616,7 @@ proptest::proptest! {
         for s in &req.streams {
             let key = labels_key(&s.stream, "payments").unwrap();
             for e in &s.values {
-                want.add_entry(&key, e.ts_ns, e.line());
+                want.add_entry(&key, e.ts_ns, e.line(), &e.metadata.as_slice());
             }
         }
         proptest::prop_assert_eq!(digest, want);
