@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{params, TransactionBehavior};
 
-use super::{chunk, insert_chunk, Store, StoreError};
+use super::sqlite::insert_chunk;
+use super::{chunk, Store, StoreError};
 
 /// Chunks under this many raw bytes are candidates for merging.
 const SMALL_CHUNK_RAW_BYTES: usize = chunk::TARGET_CHUNK_RAW_BYTES / 2;
@@ -36,10 +37,9 @@ impl Store {
     pub fn compact(&self, min_age: Duration, now_ns: i64) -> Result<CompactReport, StoreError> {
         let cutoff = now_ns.saturating_sub(i64::try_from(min_age.as_nanos()).unwrap_or(i64::MAX));
         let mut report = CompactReport::default();
-        let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let db = self.sqlite("compaction")?;
+        let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let max_seq: i64 = tx.query_row(
             "SELECT COALESCE(MAX(id), 0) FROM receipts WHERE received_ns <= ?1",
             [cutoff],

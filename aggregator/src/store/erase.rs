@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{chunk, day_bounds, EntryDigest, Labels, Store, StoreError};
+use super::sqlite::SqliteDb;
+use super::{chunk, day_bounds, parse_labels, EntryDigest, Labels, Store, StoreError};
 use crate::logql::{LineFilter, LogQuery};
 
 /// What to erase.
@@ -99,11 +100,16 @@ impl Store {
         let mut state = fjord_logql::EntryState::default();
         let mut report = EraseReport::default();
         {
-            let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-            let tx = w
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let streams = Self::select_streams(&tx, &e.query, e.team.as_deref())?;
+            let db = self.sqlite("erasure")?;
+            let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+            let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut streams = Vec::new();
+            for (id, json) in SqliteDb::streams_on(&tx, e.team.as_deref())? {
+                let labels = parse_labels(&json)?;
+                if e.query.matches_stream(&labels) {
+                    streams.push((id, labels));
+                }
+            }
             let (d0, d1) = day_bounds(e.start_ns, e.end_ns);
             // (chunk id, stream id, stream's canonical labels JSON as the entry digest hashes
             // it, the stream's labels)
@@ -244,7 +250,8 @@ impl Store {
 
     /// The erasure log, newest first.
     pub fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
-        let conn = self.reader()?;
+        let db = self.sqlite("the erasure log")?;
+        let conn = db.reader()?;
         let res = (|| {
             conn.prepare(&format!(
                 "SELECT {ERASURE_COLUMNS} FROM erasures ORDER BY id DESC"
@@ -252,7 +259,7 @@ impl Store {
             .query_map([], erasure_from_row)?
             .collect::<Result<Vec<_>, _>>()
         })();
-        self.give_back(conn);
+        db.give_back(conn);
         Ok(res?)
     }
 }
