@@ -1,4 +1,6 @@
-//! Store tests against a real SQLite file in a temp dir.
+//! Store tests against real databases: a SQLite file in a temp dir and, for the tests of
+//! what both backends do ([`each_backend`]), a PostgreSQL server of the test's own started by
+//! the test harness (Debian's binaries; see tests/src/postgres.rs).
 
 use std::time::Duration;
 
@@ -32,6 +34,50 @@ fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
     }
 }
 
+/// A store to test and how to open it again.
+struct Backend {
+    name: &'static str,
+    open: Box<dyn Fn() -> Store>,
+    /// The SQLite directory or the PostgreSQL server, kept until the test ends.
+    _db: Box<dyn std::any::Any>,
+}
+
+/// SQLite in a temp dir, and PostgreSQL on a server of its own.
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let pg = fjord_e2e::postgres::Postgres::builder()
+        .fsync(false)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dsn = pg.dsn();
+    vec![
+        Backend {
+            name: "sqlite",
+            open: Box::new(move || Store::open(&path).unwrap()),
+            _db: Box::new(dir),
+        },
+        Backend {
+            name: "postgres",
+            open: Box::new(move || {
+                Store::over(Db::Postgres(postgres::PgDb::connect(&dsn).unwrap())).unwrap()
+            }),
+            _db: Box::new(pg),
+        },
+    ]
+}
+
+/// Runs `test` against each backend; a failure names the backend.
+fn each_backend(test: impl Fn(&Backend)) {
+    for b in backends() {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&b)));
+        if let Err(e) = r {
+            eprintln!("failed on the {} backend", b.name);
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
 fn range(q: &str, limit: usize, direction: Direction, team: Option<&str>) -> RangeQuery {
     RangeQuery {
         query: logql::parse(q).unwrap(),
@@ -55,8 +101,11 @@ fn lines(res: &[StreamResult]) -> Vec<(i64, String)> {
 
 #[test]
 fn ingest_query_duplicate_and_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(ingest_query_duplicate_and_reopen_on);
+}
+
+fn ingest_query_duplicate_and_reopen_on(b: &Backend) {
+    let store = (b.open)();
     let req = push(
         "/a.log",
         &[
@@ -101,7 +150,7 @@ fn ingest_query_duplicate_and_reopen() {
         .is_empty());
     drop(store);
 
-    let store = Store::open(dir.path()).unwrap();
+    let store = (b.open)();
     let stats = store.stats(None).unwrap();
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].records, 3);
@@ -114,8 +163,10 @@ fn ingest_query_duplicate_and_reopen() {
 
 #[test]
 fn limit_and_direction_pick_the_right_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| limit_and_direction_on(&(b.open)()));
+}
+
+fn limit_and_direction_on(store: &Store) {
     for b in 0..10i64 {
         let entries: Vec<(i64, String)> = (0..10)
             .map(|i| (b * 10 + i, format!("line {}", b * 10 + i)))
@@ -171,8 +222,10 @@ fn limit_and_direction_pick_the_right_end() {
 
 #[test]
 fn team_scope_hides_other_teams() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| team_scope_on(&(b.open)()));
+}
+
+fn team_scope_on(store: &Store) {
     store
         .ingest(&meta(None, "payments"), &push("/a.log", &[(1, "p")]))
         .unwrap();
@@ -535,8 +588,10 @@ fn erase_rewrites_chunks_and_logs_the_act() {
 
 #[test]
 fn tail_cursor_sees_every_later_chunk_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| tail_cursor_on(&(b.open)()));
+}
+
+fn tail_cursor_on(store: &Store) {
     let t = now();
     store
         .ingest(
@@ -650,8 +705,10 @@ fn team_scoped_stream_lookups_use_the_team_index() {
 
 #[test]
 fn streams_beyond_the_team_limit_refuse_the_whole_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| team_limit_on(&(b.open)()));
+}
+
+fn team_limit_on(store: &Store) {
     store.set_max_streams_per_team(1);
     let a = push("/a.log", &[(10, "a")]);
     let b = push("/b.log", &[(20, "b")]);
