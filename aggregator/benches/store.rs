@@ -23,7 +23,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use fjord_aggregator::config::IngestLimits;
 use fjord_aggregator::logql;
 use fjord_aggregator::server::push::{ingest_body, BodyFormat, PushBatch};
-use fjord_aggregator::store::{chunk, Direction, EntryDigest, RangeQuery, Store, StreamHasher};
+use fjord_aggregator::store::{
+    chunk, Deadline, Direction, EntryDigest, RangeQuery, Store, StreamHasher,
+};
 use fjord_wire::codec::{self, ContentEncoding};
 use fjord_wire::{Entry, PushRequest, PushStream};
 
@@ -313,6 +315,7 @@ fn query(c: &mut Criterion) {
         direction: Direction::Backward,
         team: None,
         max_bytes: usize::MAX,
+        deadline: Deadline::NONE,
     };
     let mut g = c.benchmark_group("query");
     g.throughput(Throughput::Bytes(raw));

@@ -463,6 +463,65 @@ async fn metric_limits_answer_400_with_a_reason() {
     assert_eq!(body["data"]["result"][0]["value"][1], "501");
 }
 
+/// A query that runs past `query_timeout` is stopped and answered 400 with the reason, log
+/// and metric queries alike, and the server goes on answering. The queries are hostile: a
+/// template that doubles each line up to the 64 KiB output limit, stage after stage, and a
+/// regex run over the result, with a filter that drops every line at the end, so that a log
+/// query's limit never ends the scan early. Without the timeout each would work for about
+/// 13 s over these lines (a debug build on the benchmark host; the cost is mostly copying, so
+/// a release build is not much faster); the timeout is 200 ms. Nothing here times how fast:
+/// the outer timeout only turns a hang into a failure.
+#[tokio::test]
+async fn queries_past_the_query_timeout_are_stopped_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = with_tokens(config(dir.path()));
+    cfg.read_limits.query_timeout = std::time::Duration::from_millis(200);
+    let app = app(state_from(&cfg));
+    let t0 = hour_ago();
+    let values = (0..100_000)
+        .map(|i| Entry::new(t0 + i * 1000, format!("payment {i} declined amount=4711")))
+        .collect();
+    push_admin(&app, vec![team_stream("payments", values)]).await;
+
+    let hostile = format!(
+        r#"{{team="payments"}}{} |~ "(a|b|c|d)*(e|f){{8}}x" |= "no-such-needle""#,
+        r#" | line_format "{{__line__}}{{__line__}}""#.repeat(32)
+    );
+    let end = t0 + 60 * S;
+    let cases = [
+        format!(
+            "/loki/api/v1/query_range?query={}&start={t0}&end={end}&limit=10",
+            enc(&hostile)
+        ),
+        format!(
+            "/loki/api/v1/query?query={}&time={end}",
+            enc(&format!("sum(count_over_time({hostile} [1h]))"))
+        ),
+    ];
+    for uri in &cases {
+        let (s, _, body) = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            send(&app, get(uri, Some(READ_PAY))),
+        )
+        .await
+        .expect("the query is stopped, not left running");
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        let reason = body.to_string();
+        assert!(
+            reason.contains("ran longer than 200ms (query_timeout)"),
+            "{uri}: {reason}"
+        );
+    }
+    // The server answers the next query.
+    let uri = format!(
+        "/loki/api/v1/query?query={}&time={end}",
+        enc(r#"count_over_time({team="payments"} |= "payment 9999 " [1h])"#)
+    );
+    let (s, _, body) = send(&app, get(&uri, Some(READ_PAY))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["result"][0]["value"][1], "1", "{body}");
+}
+
 #[tokio::test]
 async fn ready_fails_while_the_store_is_unusable() {
     let dir = tempfile::tempdir().unwrap();
