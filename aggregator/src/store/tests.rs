@@ -87,6 +87,7 @@ fn range(q: &str, limit: usize, direction: Direction, team: Option<&str>) -> Ran
         direction,
         team: team.map(str::to_owned),
         max_bytes: usize::MAX,
+        deadline: Deadline::NONE,
     }
 }
 
@@ -255,6 +256,52 @@ fn newer_schema_is_refused() {
     drop(conn);
     let err = Store::open(dir.path()).err().unwrap().to_string();
     assert!(err.contains("newer than this binary"), "{err}");
+}
+
+/// A read past its deadline stops with `DeadlineExceeded`: a range query, and a scan whose
+/// line filter drops every line (so no line reaches the sink that could notice the time).
+#[test]
+fn reads_past_their_deadline_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let req = push("/a.log", &[(10, "payment declined"), (20, "payment ok")]);
+    store.ingest(&meta(None, "payments"), &req).unwrap();
+    let passed = Deadline::after(Duration::ZERO);
+    for (q, found) in [
+        (r#"{team="payments"}"#, 2),
+        (r#"{team="payments"} |~ "no.such""#, 0),
+    ] {
+        let mut rq = range(q, 100, Direction::Forward, None);
+        assert_eq!(lines(&store.query_range(&rq).unwrap()).len(), found);
+        rq.deadline = passed;
+        let err = store.query_range(&rq).unwrap_err();
+        assert!(
+            matches!(err, StoreError::DeadlineExceeded { .. }),
+            "{q}: {err}"
+        );
+        assert!(err.to_string().contains("query_timeout"), "{err}");
+
+        let mut sunk = 0;
+        let scan = Scan {
+            query: &rq.query,
+            team: None,
+            start_ns: 0,
+            end_ns: i64::MAX,
+            part: (0, 1),
+            deadline: passed,
+        };
+        let err = store
+            .scan_part(&scan, &mut |_, _, _, _| {
+                sunk += 1;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::DeadlineExceeded { .. }),
+            "{q}: {err}"
+        );
+        assert_eq!(sunk, 0);
+    }
 }
 
 #[test]
