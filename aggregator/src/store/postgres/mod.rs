@@ -375,10 +375,17 @@ impl PgDb {
 
 /// Applies the migrations the database lacks; the caller holds the migration lock.
 async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS fjord_schema (version BIGINT NOT NULL)")
+    let exists: bool = client
+        .query_one("SELECT to_regclass('fjord_schema') IS NOT NULL", &[])
         .await
-        .map_err(pg)?;
+        .map_err(pg)?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute("CREATE TABLE fjord_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(pg)?;
+    }
     let current: i64 = client
         .query_opt("SELECT version FROM fjord_schema", &[])
         .await
