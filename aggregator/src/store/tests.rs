@@ -38,6 +38,8 @@ fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
 struct Backend {
     name: &'static str,
     open: Box<dyn Fn() -> Store>,
+    /// Runs one SQL statement and returns the first column of its first row as text.
+    sql: Box<dyn Fn(&str) -> String>,
     /// The SQLite directory or the PostgreSQL server, kept until the test ends.
     _db: Box<dyn std::any::Any>,
 }
@@ -51,10 +53,24 @@ fn backends() -> Vec<Backend> {
         .start()
         .unwrap_or_else(|e| panic!("{e}"));
     let dsn = pg.dsn();
+    let db_file = path.join(DB_FILE);
+    let pg = std::rc::Rc::new(pg);
+    let pg_sql = pg.clone();
     vec![
         Backend {
             name: "sqlite",
             open: Box::new(move || Store::open(&path).unwrap()),
+            sql: Box::new(move |q| {
+                Connection::open(&db_file)
+                    .unwrap()
+                    .query_row(q, [], |r| r.get::<_, rusqlite::types::Value>(0))
+                    .map(|v| match v {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap()
+            }),
             _db: Box::new(dir),
         },
         Backend {
@@ -62,6 +78,7 @@ fn backends() -> Vec<Backend> {
             open: Box::new(move || {
                 Store::over(Db::Postgres(postgres::PgDb::connect(&dsn).unwrap())).unwrap()
             }),
+            sql: Box::new(move |q| pg_sql.psql(q).unwrap()),
             _db: Box::new(pg),
         },
     ]
@@ -888,4 +905,89 @@ fn erasure_and_retention_drop_dedup_keys() {
     store.apply_retention(&policy, t).unwrap();
     assert_eq!(entry_keys(&store), 2);
     assert_eq!(all_lines(&store, r#"{file="/a.log"}"#).len(), 2);
+}
+
+/// Retention removes exactly the expired lines of each team and records them per batch. On
+/// PostgreSQL a day whose every line expired goes as a whole partition; a day that still
+/// holds lines another team keeps loses only the expired team's chunks.
+#[test]
+fn retention_removes_each_teams_expired_lines_and_records_them() {
+    each_backend(|b| {
+        let store = (b.open)();
+        let day = 20_000i64;
+        let at = |d: i64| (day + d) * NS_PER_DAY + 3_600_000_000_000;
+        let now = at(0);
+        for (i, (team, d)) in [
+            ("payments", -5),
+            ("payments", -4),
+            ("payments", 0),
+            ("search", -5),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .ingest(
+                    &meta(Some(&format!("b{i}")), team),
+                    &push("/a.log", &[(at(d), &format!("{team} {d}"))]),
+                )
+                .unwrap();
+        }
+        let payments_2d = crate::config::RetentionPolicy {
+            default_days: 0,
+            teams: [("payments".to_owned(), 2)].into(),
+        };
+        let r = store.apply_retention(&payments_2d, now).unwrap();
+        let payments = r.teams.iter().find(|t| t.0 == "payments").unwrap();
+        assert_eq!((payments.1, payments.2, payments.3), (2, 2, 2), "{r:?}");
+        assert_eq!(
+            all_lines(&store, r#"{file="/a.log"}"#),
+            [(at(-5), "search -5"), (at(0), "payments 0")].map(|(t, l)| (t, l.to_owned()))
+        );
+        assert_eq!(
+            (b.sql)("SELECT count(*) FROM removals WHERE kind = 'retention'"),
+            "2"
+        );
+        if b.name == "postgres" {
+            // Day -4 held only expired lines: its partition is gone. Day -5 still holds
+            // search's line.
+            let parts = |d: i64| {
+                (b.sql)(&format!(
+                    "SELECT count(*) FROM pg_class WHERE relname = '{}'",
+                    postgres::schema::partition(day + d)
+                ))
+            };
+            assert_eq!(
+                (parts(-4), parts(-5), parts(0)),
+                ("0".into(), "1".into(), "1".into())
+            );
+        }
+        // Now search expires after 3 days too: day -5 goes whole.
+        let all_3d = crate::config::RetentionPolicy {
+            default_days: 3,
+            teams: [("payments".to_owned(), 2)].into(),
+        };
+        store.apply_retention(&all_3d, now).unwrap();
+        assert_eq!(
+            all_lines(&store, r#"{file="/a.log"}"#),
+            [(at(0), "payments 0".to_owned())]
+        );
+        if b.name == "postgres" {
+            assert_eq!(
+                (b.sql)(&format!(
+                    "SELECT count(*) FROM pg_class WHERE relname = '{}'",
+                    postgres::schema::partition(day - 5)
+                )),
+                "0"
+            );
+        }
+        // A later push for a dropped day recreates its partition.
+        store
+            .ingest(
+                &meta(Some("late"), "search"),
+                &push("/a.log", &[(at(-4), "late")]),
+            )
+            .unwrap();
+        assert_eq!(all_lines(&store, r#"{file="/a.log"}"#).len(), 2);
+    });
 }

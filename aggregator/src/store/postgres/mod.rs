@@ -32,7 +32,9 @@ use super::backend::{
     StoredTotals,
 };
 use super::chunk::EncodedChunk;
-use super::{AccessRecord, IndexCounts, StoreError, StoreSize, TailCursor};
+use super::retention::{ReclaimReport, Removed, RetentionReport};
+use super::{AccessRecord, IndexCounts, StoreError, StoreSize, TailCursor, NS_PER_DAY};
+use crate::config::RetentionPolicy;
 
 /// Most pooled connections of one replica.
 const POOL_SIZE: usize = 16;
@@ -40,8 +42,14 @@ const POOL_SIZE: usize = 16;
 /// How long to wait for a connection (new or pooled) before the store answers unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The advisory lock key under which day partitions are created.
+/// The advisory lock key under which day partitions are created and dropped.
 const PARTITION_LOCK: i64 = 0x666a_6f72_6402; // "fjord" 2
+
+/// The advisory lock key of a retention run: one replica at a time.
+const RETENTION_LOCK: i64 = 0x666a_6f72_6403; // "fjord" 3
+
+/// Expired chunks read (and deleted) per transaction of a partition that cannot be dropped.
+const DELETE_BATCH: i64 = 2_000;
 
 /// A PostgreSQL database.
 pub struct PgDb {
@@ -319,6 +327,218 @@ impl PgDb {
         }
     }
 
+    /// Applies `policy` as of `now_ns`, on one replica at a time (others skip the run while
+    /// one holds the retention lock). A day partition whose every chunk has expired for its
+    /// team is dropped whole, after its lines are recorded per batch in `removals`; in a day
+    /// that still holds lines a team keeps, only the expired teams' chunks are deleted. The
+    /// dedup keys of whole expired days go too.
+    pub fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now_ns: i64,
+    ) -> Result<RetentionReport, StoreError> {
+        let mut lock = self.client()?;
+        let got: bool = self
+            .block(lock.query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK]))
+            .map_err(pg)?
+            .get(0);
+        if !got {
+            tracing::debug!("retention runs on another replica");
+            return Ok(RetentionReport::default());
+        }
+        let result = self.retention_locked(&mut lock, policy, now_ns);
+        let _ = self.block(lock.query_one("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK]));
+        result
+    }
+
+    fn retention_locked(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        policy: &RetentionPolicy,
+        now_ns: i64,
+    ) -> Result<RetentionReport, StoreError> {
+        let teams: Vec<String> = self
+            .block(client.query("SELECT DISTINCT team FROM streams ORDER BY team", &[]))
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // team → cutoff (lines with max_ts below it have expired); None: kept for ever.
+        let cutoffs: std::collections::BTreeMap<String, Option<i64>> = teams
+            .iter()
+            .map(|t| {
+                let days = policy.days_for(t);
+                let cutoff = (days > 0)
+                    .then(|| now_ns.saturating_sub(i64::from(days).saturating_mul(NS_PER_DAY)));
+                (t.clone(), cutoff)
+            })
+            .collect();
+        let mut per_team: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let oldest_cutoff = cutoffs.values().flatten().max().copied();
+        let Some(oldest_cutoff) = oldest_cutoff else {
+            return Ok(report(policy, &cutoffs, per_team));
+        };
+        let days: Vec<i64> = self
+            .block(client.query(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'chunks'::regclass",
+                &[],
+            ))
+            .map_err(pg)?
+            .iter()
+            .filter_map(|r| schema::day_of_partition(r.get(0)))
+            .filter(|d| d.saturating_mul(NS_PER_DAY) < oldest_cutoff)
+            .collect();
+        for day in days {
+            let name = schema::partition(day);
+            let rows = self
+                .block(client.query(
+                    &format!(
+                        "SELECT s.team, max(c.max_ts) FROM {name} c
+                         JOIN streams s ON s.id = c.stream_id GROUP BY s.team"
+                    ),
+                    &[],
+                ))
+                .map_err(pg)?;
+            let expired = |team: &str, max_ts: i64| {
+                cutoffs
+                    .get(team)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|c| max_ts < c)
+            };
+            let whole = rows.iter().all(|r| expired(r.get(0), r.get(1)));
+            if whole {
+                self.drop_day(client, day, now_ns, policy, &mut per_team)?;
+                continue;
+            }
+            for r in &rows {
+                let team: String = r.get(0);
+                if let Some(cutoff) = cutoffs.get(&team).copied().flatten() {
+                    self.delete_expired(client, day, &team, cutoff, now_ns, policy, &mut per_team)?;
+                }
+            }
+        }
+        for (team, cutoff) in &cutoffs {
+            let Some(cutoff) = cutoff else { continue };
+            let before = super::day_of(*cutoff).saturating_mul(NS_PER_DAY);
+            self.block(client.execute(
+                "DELETE FROM entry_keys WHERE ts < $2
+                 AND stream_id IN (SELECT id FROM streams WHERE team = $1)",
+                &[team, &before],
+            ))
+            .map_err(pg)?;
+        }
+        Ok(report(policy, &cutoffs, per_team))
+    }
+
+    /// Records the lines of every chunk of `day` as removed, then drops its partition, in
+    /// one transaction.
+    fn drop_day(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        day: i64,
+        now_ns: i64,
+        policy: &RetentionPolicy,
+        per_team: &mut std::collections::BTreeMap<String, (u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let name = schema::partition(day);
+        self.block(async {
+            let tx = client.transaction().await.map_err(pg)?;
+            tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+                .await
+                .map_err(pg)?;
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT c.id, c.seq, c.lines, s.labels, s.team, c.data FROM {name} c
+                         JOIN streams s ON s.id = c.stream_id"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            let mut removed: std::collections::BTreeMap<String, Removed> = Default::default();
+            for r in &rows {
+                let team: String = r.get(4);
+                let slot = per_team.entry(team.clone()).or_default();
+                slot.0 += 1;
+                slot.1 += count(r.get(2));
+                removed.entry(team).or_default().add_chunk(
+                    r.get(0),
+                    r.get(1),
+                    r.get(3),
+                    r.get(5),
+                )?;
+            }
+            for (team, r) in &removed {
+                record_removals(&tx, now_ns, &who(policy, team), r).await?;
+            }
+            tx.batch_execute(&format!("DROP TABLE {name}"))
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })?;
+        self.days
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .remove(&day);
+        tracing::info!(day, "retention dropped an expired day");
+        Ok(())
+    }
+
+    /// Deletes `team`'s chunks of `day` that expired before `cutoff`, in bounded
+    /// transactions, recording their lines as removed.
+    #[allow(clippy::too_many_arguments)]
+    fn delete_expired(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        day: i64,
+        team: &str,
+        cutoff: i64,
+        now_ns: i64,
+        policy: &RetentionPolicy,
+        per_team: &mut std::collections::BTreeMap<String, (u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let name = schema::partition(day);
+        loop {
+            let n = self.block(async {
+                let tx = client.transaction().await.map_err(pg)?;
+                let rows = tx
+                    .query(
+                        &format!(
+                            "SELECT c.id, c.seq, c.lines, s.labels, c.data FROM {name} c
+                             JOIN streams s ON s.id = c.stream_id
+                             WHERE s.team = $1 AND c.max_ts < $2 LIMIT $3"
+                        ),
+                        &[&team, &cutoff, &DELETE_BATCH],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let mut removed = Removed::default();
+                let mut ids = Vec::with_capacity(rows.len());
+                let mut lines = 0u64;
+                for r in &rows {
+                    ids.push(r.get::<_, i64>(0));
+                    lines += count(r.get(2));
+                    removed.add_chunk(r.get(0), r.get(1), r.get(3), r.get(4))?;
+                }
+                tx.execute(&format!("DELETE FROM {name} WHERE id = ANY($1)"), &[&ids])
+                    .await
+                    .map_err(pg)?;
+                record_removals(&tx, now_ns, &who(policy, team), &removed).await?;
+                tx.commit().await.map_err(pg)?;
+                Ok::<_, StoreError>((ids.len(), lines))
+            })?;
+            let slot = per_team.entry(team.to_owned()).or_default();
+            slot.0 += n.0 as u64;
+            slot.1 += n.1;
+            if n.0 == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// Database size and chunk count, for `/metrics`.
     pub fn size(&self) -> Result<StoreSize, StoreError> {
         let client = self.client()?;
@@ -370,6 +590,48 @@ impl PgDb {
             }
             tx.commit().await.map_err(pg)
         })
+    }
+}
+
+/// Who removed lines by retention, as `removals.operator` says it.
+fn who(policy: &RetentionPolicy, team: &str) -> String {
+    format!("retention ({} d)", policy.days_for(team))
+}
+
+/// Writes one `removals` row per batch of `removed`.
+async fn record_removals(
+    tx: &deadpool_postgres::Transaction<'_>,
+    now_ns: i64,
+    who: &str,
+    removed: &Removed,
+) -> Result<(), StoreError> {
+    for (seq, (lines, digest)) in &removed.by_batch {
+        tx.execute(
+            "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
+             VALUES ($1, 'retention', $2, $3, $4, $5)",
+            &[&now_ns, &who, seq, lines, &digest.to_string()],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}
+
+/// The report of a retention run: per team, days kept, chunks and lines removed.
+fn report(
+    policy: &RetentionPolicy,
+    cutoffs: &std::collections::BTreeMap<String, Option<i64>>,
+    per_team: std::collections::BTreeMap<String, (u64, u64)>,
+) -> RetentionReport {
+    RetentionReport {
+        teams: cutoffs
+            .keys()
+            .map(|t| {
+                let (chunks, lines) = per_team.get(t).copied().unwrap_or_default();
+                (t.clone(), policy.days_for(t), chunks, lines)
+            })
+            .collect(),
+        reclaim: ReclaimReport::default(),
     }
 }
 
@@ -720,14 +982,35 @@ impl IngestTx for Conn<'_> {
         c: &EncodedChunk,
     ) -> Result<(), StoreError> {
         let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
-        self.execute(
-            "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes, seq, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &c.data,
-            ],
-        )?;
-        Ok(())
+        let inserted = self.db.block(async {
+            let st = self
+                .client
+                .prepare_cached(
+                    "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes, seq, data)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .await?;
+            self.client
+                .execute(
+                    &st,
+                    &[&sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &c.data],
+                )
+                .await
+        });
+        match inserted {
+            Ok(_) => Ok(()),
+            // The day's partition was dropped by retention on another replica since this one
+            // made sure of it: forget what it knew, and let the sender retry.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION) => {
+                if let Ok(mut days) = self.db.days.lock() {
+                    days.clear();
+                }
+                Err(StoreError::Unavailable(
+                    "a day partition was dropped meanwhile; retry".into(),
+                ))
+            }
+            Err(e) => Err(pg(e)),
+        }
     }
 
     fn insert_duplicates(
