@@ -991,3 +991,37 @@ fn retention_removes_each_teams_expired_lines_and_records_them() {
         assert_eq!(all_lines(&store, r#"{file="/a.log"}"#).len(), 2);
     });
 }
+
+/// Compaction merges a stream's small chunks of a day into one without losing or repeating
+/// a line, and a live tail already past them does not see their lines again.
+#[test]
+fn compaction_merges_small_chunks_and_a_tail_past_them_stays_quiet() {
+    each_backend(|b| {
+        let store = (b.open)();
+        let t0 = now() - 3_600_000_000_000;
+        let mut want = Vec::new();
+        for i in 0..30i64 {
+            let line = format!("line {i}");
+            let mut m = meta(Some(&format!("c{i}")), "payments");
+            m.received_ns = t0;
+            // Out of time order, so the merge must sort.
+            let ts = t0 + (i * 7) % 30;
+            store.ingest(&m, &push("/a.log", &[(ts, &line)])).unwrap();
+            want.push((ts, line));
+        }
+        want.sort();
+        let (_, mut cursor) = store
+            .tail_begin(&range(r#"{team="payments"}"#, 0, Direction::Backward, None))
+            .unwrap();
+        assert_eq!((b.sql)("SELECT count(*) FROM chunks"), "30");
+        let r = store.compact(Duration::from_secs(60), now()).unwrap();
+        assert_eq!((r.chunks_in, r.chunks_out), (30, 1), "{r:?}");
+        assert_eq!((b.sql)("SELECT count(*) FROM chunks"), "1");
+        assert_eq!(all_lines(&store, r#"{team="payments"}"#), want);
+        let q = logql::parse(r#"{team="payments"}"#).unwrap();
+        let again = store
+            .tail_next(&mut cursor, &q, None, 100, &mut TailStreams::new())
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    });
+}

@@ -32,6 +32,7 @@ use super::backend::{
     StoredTotals,
 };
 use super::chunk::EncodedChunk;
+use super::compact::{merge, runs, CompactReport, MAX_GROUPS_PER_PASS, SMALL_CHUNK_RAW_BYTES};
 use super::retention::{ReclaimReport, Removed, RetentionReport};
 use super::{AccessRecord, IndexCounts, StoreError, StoreSize, TailCursor, NS_PER_DAY};
 use crate::config::RetentionPolicy;
@@ -47,6 +48,9 @@ const PARTITION_LOCK: i64 = 0x666a_6f72_6402; // "fjord" 2
 
 /// The advisory lock key of a retention run: one replica at a time.
 const RETENTION_LOCK: i64 = 0x666a_6f72_6403; // "fjord" 3
+
+/// The advisory lock key of a compaction pass: one replica at a time.
+const COMPACT_LOCK: i64 = 0x666a_6f72_6404; // "fjord" 4
 
 /// Expired chunks read (and deleted) per transaction of a partition that cannot be dropped.
 const DELETE_BATCH: i64 = 2_000;
@@ -537,6 +541,110 @@ impl PgDb {
                 return Ok(());
             }
         }
+    }
+
+    /// One compaction pass over chunks of batches received up to `cutoff_ns`, on one replica
+    /// at a time (the others skip it). Each run of small chunks is merged in a transaction
+    /// of its own, so ingest (which only inserts) is never held up. The merged chunk keeps
+    /// the newest batch sequence and writing transaction of its parts, so a live tail past
+    /// them does not see their lines again.
+    pub fn compact(&self, cutoff_ns: i64) -> Result<CompactReport, StoreError> {
+        let mut client = self.client()?;
+        let got: bool = self
+            .block(client.query_one("SELECT pg_try_advisory_lock($1)", &[&COMPACT_LOCK]))
+            .map_err(pg)?
+            .get(0);
+        if !got {
+            return Ok(CompactReport::default());
+        }
+        let result = self.compact_locked(&mut client, cutoff_ns);
+        let _ = self.block(client.query_one("SELECT pg_advisory_unlock($1)", &[&COMPACT_LOCK]));
+        result
+    }
+
+    fn compact_locked(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        cutoff_ns: i64,
+    ) -> Result<CompactReport, StoreError> {
+        let small = SMALL_CHUNK_RAW_BYTES as i64;
+        let mut report = CompactReport::default();
+        self.block(async {
+            let max_seq: i64 = client
+                .query_one(
+                    "SELECT COALESCE(MAX(id), 0)::BIGINT FROM receipts WHERE received_ns <= $1",
+                    &[&cutoff_ns],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            let groups = client
+                .query(
+                    "SELECT stream_id, day FROM chunks WHERE raw_bytes < $1 AND seq <= $2
+                     GROUP BY stream_id, day HAVING COUNT(*) > 1 LIMIT $3",
+                    &[&small, &max_seq, &(MAX_GROUPS_PER_PASS as i64)],
+                )
+                .await
+                .map_err(pg)?;
+            for g in &groups {
+                let (sid, day): (i64, i64) = (g.get(0), g.get(1));
+                let tx = client.transaction().await.map_err(pg)?;
+                let rows = tx
+                    .query(
+                        "SELECT id, raw_bytes FROM chunks
+                         WHERE stream_id = $1 AND day = $2 AND raw_bytes < $3 AND seq <= $4
+                         ORDER BY min_ts, id",
+                        &[&sid, &day, &small, &max_seq],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let small: Vec<(i64, usize)> = rows
+                    .iter()
+                    .map(|r| (r.get(0), usize::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+                    .collect();
+                let mut merged_any = false;
+                for run in runs(small) {
+                    let parts = tx
+                        .query(
+                            "SELECT data, seq, xid::TEXT::BIGINT FROM chunks
+                             WHERE day = $1 AND id = ANY($2) ORDER BY min_ts, id",
+                            &[&day, &run],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    let xid = parts.iter().map(|r| r.get::<_, i64>(2)).max().unwrap_or(0);
+                    let parts: Vec<(Vec<u8>, i64)> =
+                        parts.iter().map(|r| (r.get(0), r.get(1))).collect();
+                    let (c, seq) = merge(&parts)?;
+                    tx.execute(
+                        "DELETE FROM chunks WHERE day = $1 AND id = ANY($2)",
+                        &[&day, &run],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
+                    tx.execute(
+                        "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes,
+                                             seq, xid, data)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::BIGINT::TEXT::xid8, $9)",
+                        &[
+                            &sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &xid, &c.data,
+                        ],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    report.chunks_in += run.len();
+                    report.chunks_out += 1;
+                    merged_any = true;
+                }
+                tx.commit().await.map_err(pg)?;
+                if merged_any {
+                    report.groups += 1;
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(report)
     }
 
     /// Database size and chunk count, for `/metrics`.
