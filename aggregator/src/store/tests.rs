@@ -1025,3 +1025,66 @@ fn compaction_merges_small_chunks_and_a_tail_past_them_stays_quiet() {
         assert!(again.is_empty(), "{again:?}");
     });
 }
+
+/// Erasure removes exactly the entries its filters name (by line or by metadata), keeps the
+/// others with their metadata, logs the act and records the removed lines per batch.
+#[test]
+fn erasure_removes_exactly_the_named_entries_and_logs_the_act() {
+    each_backend(|b| {
+        let store = (b.open)();
+        let t = now();
+        let req = PushRequest {
+            streams: vec![PushStream {
+                stream: [("file".to_owned(), "/e.log".to_owned())].into(),
+                values: vec![
+                    Entry::new(t, "card secret-1"),
+                    Entry::new(t + 1, "plain").with_metadata([("user", "u-42")]),
+                    Entry::new(t + 2, "kept").with_metadata([("user", "u-7")]),
+                ],
+            }],
+        };
+        store.ingest(&meta(Some("e1"), "payments"), &req).unwrap();
+        let erase = |q: &str, dry_run: bool| {
+            store.erase(
+                &Erasure {
+                    query: logql::parse(q).unwrap(),
+                    query_text: q.into(),
+                    start_ns: 0,
+                    end_ns: i64::MAX,
+                    team: Some("payments".into()),
+                    operator: "dpo".into(),
+                    dry_run,
+                },
+                t,
+            )
+        };
+        let dry = erase(r#"{file="/e.log"} |= "secret""#, true).unwrap();
+        assert_eq!((dry.lines, dry.log_id), (1, None));
+        assert_eq!(all_lines(&store, r#"{file="/e.log"}"#).len(), 3);
+        assert_eq!(
+            erase(r#"{file="/e.log"} |= "secret""#, false)
+                .unwrap()
+                .lines,
+            1
+        );
+        assert_eq!(
+            erase(r#"{file="/e.log"} | user="u-42""#, false)
+                .unwrap()
+                .lines,
+            1
+        );
+        let left = store
+            .query_range(&range(r#"{file="/e.log"}"#, 10, Direction::Forward, None))
+            .unwrap();
+        assert_eq!(lines(&left), [(t + 2, "kept".to_owned())]);
+        assert_eq!(
+            left[0].entries[0].metadata,
+            [("user".to_owned(), "u-7".to_owned())]
+        );
+        assert_eq!((b.sql)("SELECT count(*) FROM erasures"), "2");
+        assert_eq!(
+            (b.sql)("SELECT sum(lines) FROM removals WHERE kind = 'erasure'"),
+            "2"
+        );
+    });
+}

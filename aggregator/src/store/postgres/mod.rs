@@ -28,13 +28,15 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::backend::{
-    ChunkSpan, DetailRow, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
+    ChunkSpan, DetailRow, EraseTx, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
     StoredTotals,
 };
 use super::chunk::EncodedChunk;
 use super::compact::{merge, runs, CompactReport, MAX_GROUPS_PER_PASS, SMALL_CHUNK_RAW_BYTES};
 use super::retention::{ReclaimReport, Removed, RetentionReport};
-use super::{AccessRecord, IndexCounts, StoreError, StoreSize, TailCursor, NS_PER_DAY};
+use super::{
+    AccessRecord, ErasureRecord, IndexCounts, StoreError, StoreSize, TailCursor, NS_PER_DAY,
+};
 use crate::config::RetentionPolicy;
 
 /// Most pooled connections of one replica.
@@ -309,6 +311,28 @@ impl PgDb {
                 client: c,
             })
         })
+    }
+
+    /// Runs `f` in a read-committed transaction that first waits for any compaction pass
+    /// or retention run to end and keeps new ones out until it commits (a merge of chunks
+    /// read before the erasure would bring erased lines back; a retention run would record
+    /// them removed twice). Afterwards the touched tables are vacuumed, so the old row
+    /// versions go from the tables; see docs/aggregator.md for what PostgreSQL keeps.
+    pub fn erase<R>(
+        &self,
+        f: impl FnOnce(&mut dyn EraseTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let client = self.client()?;
+        let r = self.in_tx(&client, "BEGIN", |c| {
+            self.block(c.batch_execute(&format!(
+                "SELECT pg_advisory_xact_lock({COMPACT_LOCK}); SELECT pg_advisory_xact_lock({RETENTION_LOCK});"
+            )))
+            .map_err(pg)?;
+            f(&mut Conn { db: self, client: c })
+        })?;
+        self.block(client.batch_execute("VACUUM chunks, entry_keys"))
+            .map_err(pg)?;
+        Ok(r)
     }
 
     fn in_tx<R>(
@@ -1141,4 +1165,89 @@ impl IngestTx for Conn<'_> {
 /// Whether `url` names a PostgreSQL database.
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl EraseTx for Conn<'_> {
+    fn streams(&mut self, team: Option<&str>) -> Result<Vec<(i64, String)>, StoreError> {
+        Reader::streams(self, team)
+    }
+
+    fn chunks(&mut self, sid: i64, span: Span) -> Result<Vec<ChunkSpan>, StoreError> {
+        Reader::chunks(self, sid, span)
+    }
+
+    fn chunk(&mut self, id: i64) -> Result<Option<(Vec<u8>, i64, i64)>, StoreError> {
+        // FOR UPDATE: the row is rewritten below; nothing else changes it meanwhile.
+        Ok(self
+            .row(
+                "SELECT data, seq, day FROM chunks WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
+    fn forget_key(&mut self, sid: i64, ts: i64, key: i64) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM entry_keys WHERE stream_id = $1 AND ts = $2 AND h = $3",
+            &[&sid, &ts, &key],
+        )?;
+        Ok(())
+    }
+
+    fn delete_chunk(&mut self, id: i64, day: i64) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM chunks WHERE day = $1 AND id = $2",
+            &[&day, &id],
+        )?;
+        Ok(())
+    }
+
+    fn update_chunk(&mut self, id: i64, day: i64, c: &EncodedChunk) -> Result<(), StoreError> {
+        let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
+        self.execute(
+            "UPDATE chunks SET min_ts = $3, max_ts = $4, lines = $5, raw_bytes = $6, data = $7
+             WHERE day = $1 AND id = $2",
+            &[&day, &id, &c.min_ts, &c.max_ts, &lines, &raw, &c.data],
+        )?;
+        Ok(())
+    }
+
+    fn insert_erasure(&mut self, r: &ErasureRecord) -> Result<i64, StoreError> {
+        let lines = i64::try_from(r.lines).unwrap_or(i64::MAX);
+        let chunks = i64::try_from(r.chunks).unwrap_or(i64::MAX);
+        let row = self
+            .row(
+                "INSERT INTO erasures (at_ns, operator, query, start_ns, end_ns, lines, chunks)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &r.at_ns,
+                    &r.operator,
+                    &r.query,
+                    &r.start_ns,
+                    &r.end_ns,
+                    &lines,
+                    &chunks,
+                ],
+            )?
+            .ok_or_else(|| StoreError::Postgres("an insert returned no id".into()))?;
+        Ok(row.get(0))
+    }
+
+    fn insert_erasure_removal(
+        &mut self,
+        at_ns: i64,
+        erasure_id: i64,
+        operator: &str,
+        seq: i64,
+        lines: u64,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        let lines = i64::try_from(lines).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
+             VALUES ($1, 'erasure', $2, $3, $4, $5, $6)",
+            &[&at_ns, &erasure_id, &operator, &seq, &lines, &digest],
+        )?;
+        Ok(())
+    }
 }
