@@ -23,6 +23,8 @@ pub mod evidence;
 pub mod postgres;
 mod retention;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 // Two SHA-256 streams interleaved with the SHA-NI instructions (tested against sha2).
 #[allow(unsafe_code)]
 mod sha256x2;

@@ -68,7 +68,7 @@ pub struct PgDb {
 }
 
 /// A PostgreSQL error as the store reports it: the SQLSTATE and message, never parameters.
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Postgres(format!("{} ({})", db.message(), db.code().code())),
         None => StoreError::Unavailable(e.to_string()),
@@ -129,6 +129,60 @@ impl PgDb {
     /// Connects to the database of `url` (`postgres://user@host:port/db?sslmode=…`), checks
     /// that it is writable, and creates or migrates the schema.
     pub fn connect(url: &str) -> Result<PgDb, StoreError> {
+        let db = Self::pool_for(url)?;
+        db.start()?;
+        Ok(db)
+    }
+
+    /// Connects for reading only (the audit): nothing is created or migrated, and the schema
+    /// must be the one this binary writes.
+    pub fn connect_read_only(url: &str) -> Result<PgDb, StoreError> {
+        let db = Self::pool_for(url)?;
+        let client = db.client()?;
+        let found: Option<i64> = db.block(async {
+            let exists: bool = client
+                .query_one("SELECT to_regclass('fjord_schema') IS NOT NULL", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            if !exists {
+                return Ok(None);
+            }
+            Ok::<_, StoreError>(
+                client
+                    .query_opt("SELECT version FROM fjord_schema", &[])
+                    .await
+                    .map_err(pg)?
+                    .map(|r| r.get(0)),
+            )
+        })?;
+        match found {
+            Some(v) if v == schema::SCHEMA_VERSION => Ok(db),
+            Some(v) if v > schema::SCHEMA_VERSION => Err(StoreError::TooNew {
+                found: v,
+                known: schema::SCHEMA_VERSION,
+            }),
+            _ => Err(StoreError::Config(format!(
+                "no fjord store of this version in PostgreSQL at {}; start this version's server once to create or migrate it",
+                db.target
+            ))),
+        }
+    }
+
+    /// A pooled connection for a long read (the audit's snapshot), set read-only.
+    pub fn read_only_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self.client()?;
+        self.block(client.batch_execute("SET default_transaction_read_only = on"))
+            .map_err(pg)?;
+        Ok(client)
+    }
+
+    /// Runs a future on the backend's runtime.
+    pub fn run<F: Future>(&self, f: F) -> F::Output {
+        self.block(f)
+    }
+
+    fn pool_for(url: &str) -> Result<PgDb, StoreError> {
         let (url, root_cert) = take_root_cert(url);
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             StoreError::Config(format!(
@@ -178,14 +232,12 @@ impl PgDb {
                 .build()
                 .map_err(|e| StoreError::Config(format!("the PostgreSQL pool: {e}")))?
         };
-        let db = PgDb {
+        Ok(PgDb {
             rt,
             pool,
             days: Mutex::new(HashSet::new()),
             target,
-        };
-        db.start()?;
-        Ok(db)
+        })
     }
 
     /// `host:port/dbname`.
