@@ -59,12 +59,25 @@ const DELETE_BATCH: i64 = 2_000;
 
 /// A PostgreSQL database.
 pub struct PgDb {
-    rt: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
     /// Days whose chunk partition is known to exist.
     days: Mutex<HashSet<i64>>,
     /// `host:port/dbname`, for messages (never the password).
     target: String,
+    /// The URL as given (with its password: never printed), to open the store read-only.
+    url: String,
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        // Without waiting: the store may be dropped on an async thread, where a runtime may
+        // not block. The pool's connections close with their tasks.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// A PostgreSQL error as the store reports it: the SQLSTATE and message, never parameters.
@@ -182,8 +195,13 @@ impl PgDb {
         self.block(f)
     }
 
-    fn pool_for(url: &str) -> Result<PgDb, StoreError> {
-        let (url, root_cert) = take_root_cert(url);
+    /// The URL the store was opened with (it may hold a password: never print it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn pool_for(given: &str) -> Result<PgDb, StoreError> {
+        let (url, root_cert) = take_root_cert(given);
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             StoreError::Config(format!(
                 "the store URL is not a PostgreSQL connection URL ({e}); expected postgres://user@host:port/dbname?sslmode=require"
@@ -233,10 +251,11 @@ impl PgDb {
                 .map_err(|e| StoreError::Config(format!("the PostgreSQL pool: {e}")))?
         };
         Ok(PgDb {
-            rt,
+            rt: Some(rt),
             pool,
             days: Mutex::new(HashSet::new()),
             target,
+            url: given.to_owned(),
         })
     }
 
@@ -246,7 +265,10 @@ impl PgDb {
     }
 
     fn block<F: Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        match &self.rt {
+            Some(rt) => rt.block_on(f),
+            None => unreachable!("the runtime lives until the store is dropped"),
+        }
     }
 
     fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -346,6 +368,7 @@ impl PgDb {
                 f(&mut Conn {
                     db: self,
                     client: c,
+                    settled: false,
                 })
             },
         )
@@ -361,6 +384,7 @@ impl PgDb {
             f(&mut Conn {
                 db: self,
                 client: c,
+                settled: false,
             })
         })
     }
@@ -380,7 +404,11 @@ impl PgDb {
                 "SELECT pg_advisory_xact_lock({COMPACT_LOCK}); SELECT pg_advisory_xact_lock({RETENTION_LOCK});"
             )))
             .map_err(pg)?;
-            f(&mut Conn { db: self, client: c })
+            f(&mut Conn {
+                    db: self,
+                    client: c,
+                    settled: false,
+                })
         })?;
         self.block(client.batch_execute("VACUUM chunks, entry_keys"))
             .map_err(pg)?;
@@ -862,6 +890,8 @@ async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
 struct Conn<'a> {
     db: &'a PgDb,
     client: &'a deadpool_postgres::Object,
+    /// [`Reader::settled_only`].
+    settled: bool,
 }
 
 impl Conn<'_> {
@@ -907,10 +937,18 @@ impl Reader for Conn<'_> {
     }
 
     fn chunks(&mut self, sid: i64, span: Span) -> Result<Vec<ChunkSpan>, StoreError> {
-        let rows = self.rows(
+        let sql = if self.settled {
             "SELECT id, min_ts, max_ts FROM chunks
              WHERE stream_id = $1 AND day BETWEEN $4 AND $5 AND max_ts >= $2 AND min_ts <= $3
-             ORDER BY min_ts, id",
+               AND xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY min_ts, id"
+        } else {
+            "SELECT id, min_ts, max_ts FROM chunks
+             WHERE stream_id = $1 AND day BETWEEN $4 AND $5 AND max_ts >= $2 AND min_ts <= $3
+             ORDER BY min_ts, id"
+        };
+        let rows = self.rows(
+            sql,
             &[
                 &sid,
                 &span.start_ns,
@@ -1046,9 +1084,13 @@ impl Reader for Conn<'_> {
         Ok(())
     }
 
+    fn settled_only(&mut self) {
+        self.settled = true;
+    }
+
     fn tail_position(&mut self) -> Result<TailCursor, StoreError> {
-        // Everything below the snapshot's xmin is settled; a chunk at or above it that this
-        // snapshot already sees may be sent again by the first poll.
+        // Everything below the snapshot's xmin is settled: the backfill reads only that
+        // (settled_only), and the tail follows from there.
         let r = self
             .row(
                 "SELECT pg_snapshot_xmin(pg_current_snapshot())::TEXT::BIGINT",
