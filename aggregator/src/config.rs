@@ -400,7 +400,7 @@ impl StoreLocation {
             }
             return Ok(StoreLocation::Sqlite(PathBuf::from(dir)));
         }
-        if crate::store::postgres::is_postgres_url(url) {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(StoreLocation::Postgres(url.to_owned()));
         }
         Err(

@@ -1256,11 +1256,6 @@ impl IngestTx for Conn<'_> {
     }
 }
 
-/// Whether `url` names a PostgreSQL database.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
 impl EraseTx for Conn<'_> {
     fn streams(&mut self, team: Option<&str>) -> Result<Vec<(i64, String)>, StoreError> {
         Reader::streams(self, team)
