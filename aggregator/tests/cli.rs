@@ -102,6 +102,8 @@ fn token_helpers() {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The database under `FJORD_TEST_BACKEND=postgres`, stopped after the server.
+    _postgres: Option<fjord_e2e::postgres::Postgres>,
 }
 
 impl Drop for Server {
@@ -109,6 +111,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `store = "…"` for the server's config: a PostgreSQL server of the test's own when
+/// `FJORD_TEST_BACKEND=postgres` (see `every_server_cli_test_passes_on_postgres_too`),
+/// else nothing (SQLite in `data_dir`).
+fn test_store() -> (String, Option<fjord_e2e::postgres::Postgres>) {
+    if std::env::var("FJORD_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return (String::new(), None);
+    }
+    let pg = fjord_e2e::postgres::Postgres::builder()
+        .fsync(false)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (format!("store = \"{}\"\n", pg.dsn()), Some(pg))
 }
 
 fn http(addr: SocketAddr, req: &str) -> (u16, String) {
@@ -137,10 +153,11 @@ fn start(dir: &Path) -> Server {
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cfg = dir.join("agg.toml");
+    let (store, postgres) = test_store();
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"{addr}\"\ndata_dir = \"{data}\"\njurisdiction = \"EEA\"\nregion = \"eu-north-1\"\n\
+            "listen = \"{addr}\"\ndata_dir = \"{data}\"\n{store}jurisdiction = \"EEA\"\nregion = \"eu-north-1\"\n\
              [[token]]\nname = \"root\"\nsha256 = \"{a}\"\nrole = \"admin\"\n\
              [[token]]\nname = \"pay-in\"\nsha256 = \"{i}\"\nteam = \"payments\"\nrole = \"ingest\"\n\
              [[token]]\nname = \"pay-read\"\nsha256 = \"{r}\"\nteam = \"payments\"\nrole = \"read\"\n",
@@ -157,7 +174,11 @@ fn start(dir: &Path) -> Server {
         .stderr(log)
         .spawn()
         .unwrap();
-    let server = Server { child, addr };
+    let server = Server {
+        child,
+        addr,
+        _postgres: postgres,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if TcpStream::connect(addr).is_ok()
@@ -716,4 +737,21 @@ fn query_shows_structured_metadata_and_filters_on_it() {
         &["erase", "{file=\"/m.log\"}", "--metadata", "trace id"],
     );
     assert!(!out.status.success());
+}
+
+/// The tests above that talk to a running server, again with the server over PostgreSQL:
+/// this test binary re-run on them with `FJORD_TEST_BACKEND=postgres`. (The offline
+/// commands work on a SQLite data directory and stay SQLite's.)
+#[test]
+fn every_server_cli_test_passes_on_postgres_too() {
+    let tests = [
+        "client_commands_against_a_real_server",
+        "query_shows_structured_metadata_and_filters_on_it",
+    ];
+    let mut args = tests.to_vec();
+    args.push("--exact");
+    let stdout = fjord_e2e::postgres::rerun_tests_on_postgres(&args);
+    for t in tests {
+        assert!(stdout.contains(&format!("test {t} ... ok")), "{stdout}");
+    }
 }

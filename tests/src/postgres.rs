@@ -709,3 +709,23 @@ fn proc_stat(pid: i32) -> Option<(char, i32)> {
     let ppid = fields.next()?.parse().ok()?;
     Some((state, ppid))
 }
+
+/// Runs this test binary again on the tests `args` select (libtest's arguments), with
+/// `FJORD_TEST_BACKEND=postgres`, which the aggregator's tests read to put their store on
+/// PostgreSQL; fails with the run's output unless it passed. Returns its stdout, for the
+/// caller to check that the tests it meant did run.
+pub fn rerun_tests_on_postgres(args: &[&str]) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new(exe)
+        .args(args)
+        .env("FJORD_TEST_BACKEND", "postgres")
+        .output()
+        .expect("run the test binary again");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "on PostgreSQL:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -1341,17 +1341,13 @@ async fn structured_metadata_is_stored_and_answered_as_loki_does() {
 #[test]
 fn every_server_test_passes_on_postgres_too() {
     let me = "every_server_test_passes_on_postgres_too";
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["server::tests::", "--skip", me, "--test-threads", "2"])
-        .env("FJORD_TEST_BACKEND", "postgres")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "on PostgreSQL:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = fjord_e2e::postgres::rerun_tests_on_postgres(&[
+        "server::tests::",
+        "--skip",
+        me,
+        "--test-threads",
+        "2",
+    ]);
     // The run did run them.
     assert!(
         stdout.contains("test server::tests::tail_streams_backfill_then_new_lines ... ok"),
