@@ -1207,3 +1207,6 @@ async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
 
 /// The Loki query API as Grafana uses it.
 mod loki;
+
+/// OTLP/HTTP logs.
+mod otlp;
