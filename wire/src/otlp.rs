@@ -125,6 +125,12 @@ pub fn decode(body: &[u8], encoding: Encoding) -> Result<ExportLogsServiceReques
     }
 }
 
+/// Encodes a request as protobuf, as the OpenTelemetry SDKs send it. For tests and
+/// benchmarks.
+pub fn encode(req: &ExportLogsServiceRequest) -> Vec<u8> {
+    req.encode_to_vec()
+}
+
 /// The body of a `200` answer: an `ExportLogsServiceResponse` without `partial_success`
 /// (a request is stored whole or refused whole, so nothing is ever partly rejected).
 pub fn success_body(encoding: Encoding) -> Vec<u8> {
