@@ -373,7 +373,10 @@ fn ingest(c: &mut Criterion) {
     let labels = serde_json::to_string(&req.streams[0].stream).expect("labels");
     // As the store computes it (two entries at a time), and one entry at a time.
     g.bench_function("entry_digest", |b| {
-        b.iter(|| StreamHasher::new(black_box(&labels)).sum(pairs()))
+        b.iter(|| {
+            StreamHasher::new(black_box(&labels))
+                .sum(pairs().map(|(t, l)| (t, l, chunk::Meta::NONE)))
+        })
     });
     // The server's: the payload SHA-256 and the entry digest in one paired stream.
     g.bench_function("hash_batch", |b| {
@@ -384,7 +387,7 @@ fn ingest(c: &mut Criterion) {
             let h = StreamHasher::new(black_box(&labels));
             let mut d = EntryDigest::default();
             for e in entries {
-                d.add(&h.entry(e.ts_ns, e.line()));
+                d.add(&h.entry(e.ts_ns, e.line(), &chunk::Meta::NONE));
             }
             d
         })

@@ -84,6 +84,9 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// Directory of the SQLite store.
     pub data_dir: Option<PathBuf>,
+    /// Where to store: `sqlite://DIR` or `postgres://user@host:port/db?sslmode=…`; unset:
+    /// SQLite in `data_dir`.
+    pub store: Option<String>,
     /// Declared region, e.g. `eu-north-1`. Served at `/v1/info`.
     pub region: Option<String>,
     /// Declared jurisdiction, e.g. `EEA`. Agents refuse to ship to an undeclared one.
@@ -275,6 +278,8 @@ pub struct FileToken {
 pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// `--store` or `FJORD_STORE`.
+    pub store: Option<String>,
     pub region: Option<String>,
     pub jurisdiction: Option<String>,
     pub tls_cert: Option<PathBuf>,
@@ -368,6 +373,68 @@ impl Default for Maintenance {
     }
 }
 
+/// Where the store lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// SQLite in this directory (`sqlite://DIR`, or `--data DIR`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// `sqlite://DIR` or `postgres://…` (also `postgresql://…`).
+    pub fn parse(url: &str) -> Result<StoreLocation, String> {
+        if let Some(dir) = url.strip_prefix("sqlite://") {
+            if dir.is_empty() {
+                return Err("sqlite:// needs a directory, e.g. sqlite:///var/lib/fjord".into());
+            }
+            return Ok(StoreLocation::Sqlite(PathBuf::from(dir)));
+        }
+        if crate::store::postgres::is_postgres_url(url) {
+            return Ok(StoreLocation::Postgres(url.to_owned()));
+        }
+        Err(
+            "the store must be sqlite://DIR or postgres://user@host:port/dbname?sslmode=require"
+                .into(),
+        )
+    }
+
+    /// The location without a password, for logs and messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(dir) => format!("sqlite://{}", dir.display()),
+            StoreLocation::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `scheme://user:secret@host…` → `scheme://user:***@host…`; a `password=` parameter too.
+fn redact_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let (a, b) = (scheme_end + 3 + colon + 1, scheme_end + 3 + at);
+                out.replace_range(a..b, "***");
+            }
+        }
+    }
+    if let Some(p) = out.find("password=") {
+        let end = out[p..].find('&').map_or(out.len(), |e| p + e);
+        out.replace_range(p + "password=".len()..end, "***");
+    }
+    out
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -375,6 +442,8 @@ pub struct ServeConfig {
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
+    /// The database: SQLite in `data_dir` unless a PostgreSQL URL was given.
+    pub store: StoreLocation,
     pub info: Info,
     pub max_query_lines: usize,
     pub ingest_concurrency: usize,
@@ -574,13 +643,19 @@ fn check(
             ),
         ));
     }
+    let data_dir = o
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let store = match o.store.or(file.store) {
+        None => StoreLocation::Sqlite(data_dir.clone()),
+        Some(url) => StoreLocation::parse(&url).map_err(|reason| invalid("store", reason))?,
+    };
     Ok(ServeConfig {
         listen,
         metrics_listen,
-        data_dir: o
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        data_dir,
+        store,
         info: Info {
             name: "fjord-aggregator".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -631,3 +631,89 @@ fn usage_errors_exit_64_and_help_exits_0() {
     assert_eq!(code(&["--help"]), Some(0));
     assert_eq!(code(&["--version"]), Some(0));
 }
+
+#[test]
+fn query_shows_structured_metadata_and_filters_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let t = now_ns();
+    let body = serde_json::json!({"streams":[{"stream":{"file":"/m.log"},"values":[
+        [t.to_string(), "charge ok", {"trace_id": "abc", "order": "o-1"}],
+        [(t + 1).to_string(), "charge failed", {"trace_id": "def"}],
+        [(t + 2).to_string(), "no metadata"],
+    ]}]})
+    .to_string();
+    let (status, resp) = http(
+        server.addr,
+        &format!(
+            "POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {INGEST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 204, "{resp}");
+    let text = stdout(&cli(
+        &server,
+        Some(READ),
+        &[
+            "query",
+            "{file=\"/m.log\"} | trace_id=\"abc\"",
+            "--since",
+            "1h",
+        ],
+    ));
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(rows[0].contains("order=\"o-1\""), "{text}");
+    assert!(rows[0].contains("trace_id=\"abc\""), "{text}");
+    assert!(rows[0].ends_with("charge ok"), "{text}");
+    let all = |output: &str| {
+        stdout(&cli(
+            &server,
+            Some(READ),
+            &[
+                "query",
+                "{file=\"/m.log\"}",
+                "--since",
+                "1h",
+                "--output",
+                output,
+            ],
+        ))
+    };
+    let jsonl = all("jsonl");
+    let traces: Vec<Option<String>> = jsonl
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["labels"]["trace_id"].as_str().map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        traces,
+        [None, Some("def".into()), Some("abc".into())],
+        "{jsonl}"
+    );
+
+    // Erasure by metadata: the entries it names, nothing else.
+    let out = stdout(&cli(
+        &server,
+        Some(ADMIN),
+        &[
+            "erase",
+            "{file=\"/m.log\"}",
+            "--metadata",
+            "trace_id=def",
+            "--operator",
+            "dpo",
+        ],
+    ));
+    assert!(out.contains("1 line"), "{out}");
+    let left = all("raw");
+    assert_eq!(left, "no metadata\ncharge ok\n");
+    let out = cli(
+        &server,
+        Some(ADMIN),
+        &["erase", "{file=\"/m.log\"}", "--metadata", "trace id"],
+    );
+    assert!(!out.status.success());
+}

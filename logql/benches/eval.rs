@@ -61,7 +61,7 @@ fn metric(c: &mut Criterion, name: &str, q: &str) {
             let v = p.evaluate(grid, EvalLimits::default(), |lq, from, to, sink| {
                 for (s, ts, line) in &entries {
                     if *ts >= from && *ts <= to && lq.keep_line(line) {
-                        sink(&streams[*s], *ts, line)?;
+                        sink(&streams[*s], &[], *ts, line)?;
                     }
                 }
                 Ok::<(), EvalError>(())

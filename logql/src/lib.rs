@@ -27,7 +27,7 @@ pub mod units;
 pub use ast::MatchOp;
 pub use error::{EvalError, ParseError};
 pub use limits::EvalLimits;
-pub use metric::{quantile, Evaluator, Grid, Leaf, Series, Value, MAX_CELLS};
+pub use metric::{quantile, EntrySink, Evaluator, Grid, Leaf, Series, Value, MAX_CELLS};
 pub use parser::{parse_expr, MAX_DEPTH};
 pub use pipeline::{
     anchored, compile_regex, EntryState, LabelBuf, Labels, LineFilter, LogQuery, Matcher, Needle,

@@ -172,29 +172,29 @@ impl MetricPlan {
     }
 
     /// Evaluates with entries from `source(leaf, query, from, to, sink)`, which must call
-    /// `sink(stream_labels, ts, line)` for every entry of `query`'s streams in `[from, to]`
-    /// that passes its pushed-down filters.
+    /// `sink(stream_labels, metadata, ts, line)` for every entry of `query`'s streams in
+    /// `[from, to]` that passes its pushed-down filters.
     pub fn evaluate<E: From<EvalError>>(
         &self,
         grid: Grid,
         limits: EvalLimits,
-        mut source: impl FnMut(
-            &LogQuery,
-            i64,
-            i64,
-            &mut dyn FnMut(&crate::Labels, i64, &str) -> Result<(), EvalError>,
-        ) -> Result<(), E>,
+        mut source: impl FnMut(&LogQuery, i64, i64, &mut EntrySink<'_>) -> Result<(), E>,
     ) -> Result<Value, E> {
         let mut ev = self.evaluator(grid, limits)?;
         for (i, leaf) in self.leaves.iter().enumerate() {
             let (from, to) = leaf.span(&grid);
-            source(&leaf.query, from, to, &mut |l, ts, line| {
-                ev.push(i, l, ts, line)
+            source(&leaf.query, from, to, &mut |l, meta, ts, line| {
+                ev.push(i, l, meta, ts, line)
             })?;
         }
         Ok(ev.finish()?)
     }
 }
+
+/// What a store calls with each entry it scans: the stream's labels, the entry's
+/// structured metadata, its timestamp and line.
+pub type EntrySink<'a> =
+    dyn FnMut(&crate::Labels, &[(&str, &str)], i64, &str) -> Result<(), EvalError> + 'a;
 
 /// A running evaluation: push each leaf's entries, then [`Evaluator::finish`].
 pub struct Evaluator<'p> {
@@ -253,11 +253,17 @@ impl<'p> Evaluator<'p> {
     }
 
     /// Feeds one entry of leaf `leaf` (its selector and pushed-down filters already
-    /// applied by the store).
+    /// applied by the store), with its structured metadata (usually none), which joins its
+    /// stream's labels.
+    ///
+    /// `stream` must be the same `Labels` value, at the same address, for every entry of a
+    /// stream that the store hands over in a row: the series of a plain leaf is looked up
+    /// once per stream, by address.
     pub fn push(
         &mut self,
         leaf: usize,
         stream: &Labels,
+        meta: &[(&str, &str)],
         ts: i64,
         line: &str,
     ) -> Result<(), EvalError> {
@@ -299,7 +305,11 @@ impl<'p> Evaluator<'p> {
             RangeOp::BytesOverTime | RangeOp::BytesRate => line.len() as f64,
             _ => 1.0,
         };
-        let idx = if simple {
+        let idx = if simple && !meta.is_empty() {
+            acc.state.reset_meta(stream, meta);
+            acc.last_stream = None;
+            series_index(acc, def, n, &self.limits)?
+        } else if simple {
             match acc.last_stream {
                 Some((p, i)) if p == stream as *const Labels as usize => i,
                 _ => {
@@ -312,7 +322,7 @@ impl<'p> Evaluator<'p> {
             }
         } else {
             let st = &mut acc.state;
-            if !def.query.process(st, stream, ts, line) {
+            if !def.query.process_meta(st, stream, meta, ts, line) {
                 return Ok(());
             }
             if let RangeOp::BytesOverTime | RangeOp::BytesRate = def.op {

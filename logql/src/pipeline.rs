@@ -250,6 +250,33 @@ impl LogQuery {
         !self.stages.is_empty()
     }
 
+    /// Whether the pipeline has only line and label filters: no parser, format or
+    /// drop/keep, so an entry it keeps is unchanged (what an erasure may take).
+    pub fn filters_only(&self) -> bool {
+        self.stages
+            .iter()
+            .all(|s| matches!(s, StageC::Line { .. } | StageC::Filter(_)))
+    }
+
+    /// Whether a label filter of the pipeline keeps only entries that have some label: a
+    /// string test that the empty value fails (`trace_id="abc"`, `user=~".+"`), alone or in
+    /// an `and`, or on both sides of an `or`.
+    pub fn label_filter_selects(&self) -> bool {
+        fn selects(t: &LabelTest) -> bool {
+            match t {
+                LabelTest::And(a, b) => selects(a) || selects(b),
+                LabelTest::Or(a, b) => selects(a) && selects(b),
+                LabelTest::Str(m) => !m.matches_value(""),
+                LabelTest::Number { .. } | LabelTest::Duration { .. } | LabelTest::Bytes { .. } => {
+                    false
+                }
+            }
+        }
+        self.stages
+            .iter()
+            .any(|s| matches!(s, StageC::Filter(t) if selects(t)))
+    }
+
     /// Whether the pipeline may change an entry's labels (parsers, formats, drop/keep).
     pub fn changes_labels(&self) -> bool {
         // A label filter may set `__error__`, so it counts.
@@ -264,7 +291,20 @@ impl LogQuery {
     /// Runs the pipeline (not the pushed-down filters) over one entry. Returns whether the
     /// entry is kept; its labels and line are then in `st`.
     pub fn process(&self, st: &mut EntryState, stream: &Labels, ts: i64, line: &str) -> bool {
-        st.reset(stream);
+        self.process_meta(st, stream, &[], ts, line)
+    }
+
+    /// [`LogQuery::process`] over an entry with structured metadata: its pairs join the
+    /// stream's labels (a stream label of the same name wins), as Loki merges them.
+    pub fn process_meta(
+        &self,
+        st: &mut EntryState,
+        stream: &Labels,
+        meta: &[(&str, &str)],
+        ts: i64,
+        line: &str,
+    ) -> bool {
+        st.reset_meta(stream, meta);
         for stage in &self.stages {
             if !st.apply(stage, stream, ts, line, self.only.as_deref()) {
                 return false;
@@ -418,9 +458,20 @@ impl Vars for TVars<'_> {
 
 impl EntryState {
     pub(crate) fn reset(&mut self, stream: &Labels) {
+        self.reset_meta(stream, &[]);
+    }
+
+    /// Starts an entry whose labels are `stream`'s and then `meta`'s where `stream` has no
+    /// label of the name.
+    pub(crate) fn reset_meta(&mut self, stream: &Labels, meta: &[(&str, &str)]) {
         self.labels.clear();
         for (k, v) in stream {
             self.labels.set(k, v);
+        }
+        for (k, v) in meta {
+            if !stream.contains_key(*k) {
+                self.labels.set(k, v);
+            }
         }
         self.replaced = false;
     }

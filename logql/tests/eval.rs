@@ -277,7 +277,7 @@ fn eval(q: &str, grid: Grid) -> Result<Value, EvalError> {
     m.evaluate(grid, EvalLimits::default(), |lq, from, to, sink| {
         for (l, ts, line) in &data {
             if lq.matches_stream(l) && *ts >= from && *ts <= to && lq.keep_line(line) {
-                sink(l, *ts, line)?;
+                sink(l, &[], *ts, line)?;
             }
         }
         Ok::<(), EvalError>(())
@@ -736,7 +736,7 @@ fn sum_of_counts_groups_before_the_series_limit() {
         .evaluate(Grid::instant(60 * S), small, |lq, from, to, sink| {
             for (l, ts, line) in &data {
                 if lq.matches_stream(l) && *ts >= from && *ts <= to {
-                    sink(l, *ts, line)?;
+                    sink(l, &[], *ts, line)?;
                 }
             }
             Ok::<(), EvalError>(())
@@ -812,7 +812,7 @@ fn evaluations_of_parts_merge_into_the_whole() {
                 && *ts <= to
                 && leaf.query.keep_line(line)
             {
-                parts[i % 2].push(0, l, *ts, line).unwrap();
+                parts[i % 2].push(0, l, &[], *ts, line).unwrap();
             }
         }
         let second = parts.pop().unwrap();
@@ -861,7 +861,7 @@ fn bounds() {
     let r = p.evaluate(Grid::instant(60 * S), small, |lq, from, to, sink| {
         for (l, ts, line) in &data {
             if lq.matches_stream(l) && *ts >= from && *ts <= to {
-                sink(l, *ts, line)?;
+                sink(l, &[], *ts, line)?;
             }
         }
         Ok::<(), EvalError>(())

@@ -1,10 +1,12 @@
 //! Harness for end-to-end tests and the benchmark: start the real `fjord-aggregator` and
 //! `fjord-agent` binaries in per-test temp dirs on 127.0.0.1, wait for conditions (never fixed
-//! sleeps), and read results back through the real CLI.
+//! sleeps), and read results back through the real CLI. [`postgres`] starts a real
+//! PostgreSQL server the same way, for the tests of the PostgreSQL store.
 
 pub mod certs;
 pub mod clients;
 pub mod gen;
+pub mod postgres;
 pub mod proxy;
 pub mod tls;
 pub mod writer;

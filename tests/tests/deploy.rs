@@ -201,11 +201,21 @@ fn agent_file_config() -> fjord_agent::config::FileConfig {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The directories `kubectl apply -k` is run on: deploy/k8s, and the HA overlay that replaces
+/// its SQLite aggregator with replicas over PostgreSQL (docs/operations.md).
+fn entry_points() -> [PathBuf; 2] {
+    [k8s(), ha()]
+}
+
+fn ha() -> PathBuf {
+    k8s().join("overlays/ha")
+}
+
 #[test]
-fn every_file_is_a_named_object_reached_from_the_top_kustomization() {
-    // Walk the kustomizations from deploy/k8s, as `kubectl apply -k deploy/k8s` does.
+fn every_file_is_a_named_object_reached_from_an_entry_point() {
+    // Walk the kustomizations from each entry point, as `kubectl apply -k` does.
     let mut reached: Vec<PathBuf> = Vec::new();
-    let mut todo = vec![k8s()];
+    let mut todo = entry_points().to_vec();
     while let Some(dir) = todo.pop() {
         let kfile = dir.join("kustomization.yaml");
         assert!(
@@ -253,7 +263,7 @@ fn every_file_is_a_named_object_reached_from_the_top_kustomization() {
             .any(|r| r.canonicalize().ok() == p.canonicalize().ok());
         assert!(
             reached,
-            "{} is not reached from deploy/k8s/kustomization.yaml",
+            "{} is not reached from deploy/k8s/kustomization.yaml or overlays/ha",
             p.display()
         );
         for doc in parse(&p) {
@@ -708,6 +718,142 @@ fn aggregator_config_matches_the_statefulset_service_and_network_policy() {
     assert_eq!(rule_ports(&ingress[1]), vec![metrics]);
 }
 
+/// The HA overlay runs the base's aggregator without state of its own: the same config but
+/// for the store, the same image, arguments, ports and hardening as the StatefulSet, behind
+/// the same Service; no volume for data; the store's DSN from a Secret; readiness on the
+/// serving port's `/ready` (which asks the database) and liveness on the metrics port's
+/// (which does not). deploy/k8s/ha_check.py checks the rest of the rendered overlay:
+/// replicas, disruption budget, anti-affinity and the database tier.
+#[test]
+fn ha_overlay_runs_the_base_aggregator_without_state() {
+    let load = |p: &Path| {
+        fjord_aggregator::config::load(Some(p), fjord_aggregator::config::Overrides::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let base = load(&aggregator_toml());
+    let mut ha_cfg = load(&ha().join("aggregator.toml"));
+    assert!(ha_cfg.deprecations.is_empty(), "{:?}", ha_cfg.deprecations);
+    let listen = i64::from(ha_cfg.listen.port());
+    let metrics = i64::from(ha_cfg.metrics_listen.expect("metrics_listen").port());
+    ha_cfg.data_dir = base.data_dir.clone();
+    assert_eq!(
+        format!("{ha_cfg:?}"),
+        format!("{base:?}"),
+        "overlays/ha/aggregator.toml must say what aggregator/aggregator.toml says, but for \
+         data_dir"
+    );
+
+    let objs = Objects::load();
+    let sts = objs.get("StatefulSet", "fjord-aggregator");
+    let dep = objs.get("Deployment", "fjord-aggregator");
+    let base_c = container(sts, "fjord-aggregator");
+    let c = container(dep, "fjord-aggregator");
+    for key in [
+        "image",
+        "imagePullPolicy",
+        "args",
+        "ports",
+        "securityContext",
+    ] {
+        assert_eq!(
+            c[key], base_c[key],
+            "{key}: the replicas run the StatefulSet's aggregator"
+        );
+    }
+    let (pod_sts, pod_dep) = (
+        &sts["spec"]["template"]["spec"],
+        &dep["spec"]["template"]["spec"],
+    );
+    for key in [
+        "securityContext",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+        "enableServiceLinks",
+        "terminationGracePeriodSeconds",
+    ] {
+        assert_eq!(pod_dep[key], pod_sts[key], "{key}");
+    }
+    let pod_labels = labels(&dep["spec"]["template"]["metadata"]["labels"]);
+    for (k, v) in labels(&objs.get("Service", "fjord-aggregator")["spec"]["selector"]) {
+        assert_eq!(
+            pod_labels.get(&k),
+            Some(&v),
+            "the Service selects the replicas"
+        );
+    }
+
+    // The config from the overlay's own generated ConfigMap, at the path the args name.
+    let config_path = config_arg(c);
+    let m = volume_at(c, config_path.parent().unwrap());
+    assert_eq!(
+        s(&pod_volume(dep, s(&m["name"]))["configMap"]["name"]),
+        "fjord-aggregator-config"
+    );
+    let overlay = &parse(&ha().join("kustomization.yaml"))[0];
+    let generator = list(&overlay["configMapGenerator"])
+        .iter()
+        .find(|g| s(&g["name"]) == "fjord-aggregator-config")
+        .expect("the overlay replaces the aggregator's config");
+    assert_eq!(s(&generator["behavior"]), "replace");
+    let files: Vec<&str> = list(&generator["files"]).iter().map(s).collect();
+    assert_eq!(
+        files,
+        vec![config_path.file_name().unwrap().to_str().unwrap()]
+    );
+
+    // No state: no volume claim, nothing mounted where SQLite would write.
+    assert!(dep["spec"]["volumeClaimTemplates"].is_badvalue());
+    for v in list(&pod_dep["volumes"]) {
+        assert!(
+            v["persistentVolumeClaim"].is_badvalue(),
+            "volume {}",
+            s(&v["name"])
+        );
+    }
+    assert!(list(&c["volumeMounts"])
+        .iter()
+        .all(|m| Path::new(s(&m["mountPath"])) != base.data_dir));
+
+    let store = list(&c["env"])
+        .iter()
+        .find(|e| s(&e["name"]) == "FJORD_STORE")
+        .expect("FJORD_STORE names the store");
+    assert!(store["value"].is_badvalue(), "the DSN holds a password");
+    assert!(!s(&store["valueFrom"]["secretKeyRef"]["name"]).is_empty());
+
+    for (probe, want) in [
+        ("startupProbe", listen),
+        ("readinessProbe", listen),
+        ("livenessProbe", metrics),
+    ] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(s(&get["path"]), "/ready", "{probe}");
+        assert_eq!(port(c, &get["port"]), want, "{probe}");
+    }
+}
+
+/// `kubectl apply -k deploy/k8s/overlays/ha` deploys everything `kubectl apply -k
+/// deploy/k8s` does (kustomize cannot take the parent directory itself as a base), with the
+/// same image tags.
+#[test]
+fn ha_overlay_takes_every_part_of_deploy_k8s() {
+    let parts = |dir: &Path| -> (Vec<PathBuf>, Yaml) {
+        let k = parse(&dir.join("kustomization.yaml")).remove(0);
+        let resources = list(&k["resources"])
+            .iter()
+            .map(|r| dir.join(s(r)).canonicalize().expect("resource exists"))
+            .collect();
+        (resources, k["images"].clone())
+    };
+    let (top, top_images) = parts(&k8s());
+    let (overlay, overlay_images) = parts(&ha());
+    for r in top {
+        assert!(overlay.contains(&r), "overlays/ha lacks {}", r.display());
+    }
+    assert!(!top_images.is_badvalue());
+    assert_eq!(overlay_images, top_images, "the same image tags");
+}
+
 #[test]
 fn pod_monitors_scrape_each_binarys_metrics_port() {
     let objs = Objects::load();
@@ -762,6 +908,8 @@ fn workloads_are_locked_down_and_have_limits() {
     for (kind, name, sa) in [
         ("Deployment", "payment-service", "payment-service"),
         ("StatefulSet", "fjord-aggregator", "fjord-aggregator"),
+        // The HA overlay's replicas.
+        ("Deployment", "fjord-aggregator", "fjord-aggregator"),
     ] {
         let w = objs.get(kind, name);
         let pod = &w["spec"]["template"]["spec"];

@@ -205,7 +205,6 @@ fn otel_python_sdk_otlp_http_gzip() {
 /// response shape (no `X-Loki-Response-Encoding-Flags: categorize-labels`), merged into each
 /// result's stream labels.
 #[test]
-#[ignore = "structured metadata is not stored yet: the store side of issue 22 point 3"]
 fn otel_python_sdk_metadata_comes_back_in_query_results() {
     let (agg, _dir) = ships_exactly_once(
         otel_python("none"),

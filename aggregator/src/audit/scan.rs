@@ -34,6 +34,9 @@ pub struct ScanExample {
     /// The line with every match replaced by `[MATCH:<rule>]`; for JSON lines only the field
     /// paths that matched.
     pub masked: String,
+    /// The entry's structured metadata values that matched, masked the same way, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub masked_metadata: BTreeMap<String, String>,
 }
 
 /// `audit scan`.
@@ -153,18 +156,30 @@ fn scan_in_snapshot(
                 report.corrupt_chunks.push(c.id);
                 return Ok(());
             }
-            let walked = dec.each(|ts, line| {
+            let walked = dec.each(0, |r| {
+                let (ts, line) = (r.ts, r.line);
                 if !range.contains(ts) || query.is_some_and(|(_, q)| !q.keep_line(line)) {
                     return;
                 }
                 report.lines_scanned += 1;
+                // The line and each structured metadata value are scanned alike.
                 let e = redactor.explain(line);
-                if e.hits.is_empty() {
+                let in_meta: Vec<(&str, &str, _)> = r
+                    .meta
+                    .iter()
+                    .map(|(k, v)| (k, v, redactor.explain(v)))
+                    .filter(|(_, _, x)| !x.hits.is_empty())
+                    .collect();
+                if e.hits.is_empty() && in_meta.is_empty() {
                     return;
                 }
                 report.lines_matching += 1;
                 let mut rules: Vec<String> = Vec::new();
-                for h in &e.hits {
+                let hits = e
+                    .hits
+                    .iter()
+                    .chain(in_meta.iter().flat_map(|m| m.2.hits.iter()));
+                for h in hits {
                     let slot = per_rule.entry(h.rule.clone()).or_default();
                     slot.1 += 1;
                     if !rules.contains(&h.rule) {
@@ -179,6 +194,10 @@ fn scan_in_snapshot(
                         ts_ns: ts,
                         time: format_ns(ts),
                         masked: mask(line, &e),
+                        masked_metadata: in_meta
+                            .iter()
+                            .map(|(k, v, x)| (k.to_string(), mask(v, x)))
+                            .collect(),
                     });
                 }
             });

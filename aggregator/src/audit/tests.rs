@@ -9,7 +9,7 @@ use fjord_wire::{Entry, PushRequest, PushStream};
 
 use super::*;
 use crate::config::RetentionPolicy;
-use crate::store::{chunk, Erasure, IngestMeta, Store, DB_FILE, NS_PER_DAY};
+use crate::store::{chunk, Erasure, IngestMeta, Labels, Store, DB_FILE, NS_PER_DAY};
 use fjord_rules::{Explanation, Redactor};
 use fjord_wire::clock::format_ns;
 
@@ -79,6 +79,25 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Erases what `q` names over all time, as operator `dpo` at time 99.
+fn erase_as_dpo(
+    store: &Store,
+    q: &str,
+) -> Result<crate::store::EraseReport, crate::store::StoreError> {
+    store.erase(
+        &Erasure {
+            query: crate::logql::parse(q).unwrap(),
+            query_text: q.into(),
+            start_ns: 0,
+            end_ns: i64::MAX,
+            team: None,
+            operator: "dpo".into(),
+            dry_run: false,
+        },
+        99,
+    )
+}
+
 fn ro(dir: &tempfile::TempDir) -> Evidence {
     open(dir.path()).unwrap()
 }
@@ -98,21 +117,7 @@ fn verify_is_clean_across_compaction_and_erasure() {
     assert!(r.ok, "{r:#?}");
 
     // An erasure is reported with who and when, not as tampering.
-    let q = crate::logql::parse(r#"{file="/a.log"} |= "b2 second""#).unwrap();
-    let e = store
-        .erase(
-            &Erasure {
-                query: q,
-                query_text: "q".into(),
-                start_ns: 0,
-                end_ns: i64::MAX,
-                team: None,
-                operator: "dpo".into(),
-                dry_run: false,
-            },
-            99,
-        )
-        .unwrap();
+    let e = erase_as_dpo(&store, r#"{file="/a.log"} |= "b2 second""#).unwrap();
     assert_eq!(e.lines, 1);
     let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows))).unwrap();
     assert!(r.ok, "{r:#?}");
@@ -152,13 +157,17 @@ fn verify_finds_altered_missing_extra_and_unreceipted() {
         .query_row("SELECT data FROM chunks WHERE seq = 2", [], |r| r.get(0))
         .unwrap();
     let mut entries = Vec::new();
-    chunk::decode_each_tagged(&data, 2, |s, t, l| {
-        entries.push((s, t, l.replace("ORD-1", "ORD-9")))
+    chunk::decode_each(&data, 2, |r| {
+        entries.push((r.seq, r.ts, r.line.replace("ORD-1", "ORD-9")))
     })
     .unwrap();
     let c = chunk::Encoder::new(1)
         .unwrap()
-        .encode_tagged(entries.iter().map(|(s, t, l)| (*s, *t, l.as_str())))
+        .encode_tagged(
+            entries
+                .iter()
+                .map(|(s, t, l)| (*s, *t, l.as_str(), chunk::Meta::NONE)),
+        )
         .unwrap();
     rw.execute(
         "UPDATE chunks SET data = ?1 WHERE seq = 2",
@@ -381,4 +390,193 @@ fn ledger_errors_name_the_line() {
     )
     .unwrap();
     assert_eq!(read_ledger(&p).unwrap()[0].outcome, Outcome::Lost);
+}
+
+/// One batch whose entries carry structured metadata (an email in one value), and its store.
+fn metadata_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t = 20_000 * NS_PER_DAY;
+    let req = PushRequest {
+        streams: vec![PushStream {
+            stream: [("file".to_owned(), "/m.log".to_owned())].into(),
+            values: vec![
+                Entry::new(t, "charge ok")
+                    .with_metadata([("trace_id", "t1"), ("user", "alice@example.no")]),
+                Entry::new(t + 1, "charge failed").with_metadata([("trace_id", "t2")]),
+                Entry::new(t + 2, "plain line"),
+            ],
+        }],
+    };
+    store.ingest(&meta("m1", 1), &req).unwrap();
+    (dir, store)
+}
+
+/// Structured metadata pairs.
+type Pairs = Vec<(String, String)>;
+
+/// The entries of `q` as (line, metadata, labels), in time order.
+fn entries_of(store: &Store, q: &str) -> Vec<(String, Pairs, Labels)> {
+    let res = store
+        .query_range(&crate::store::RangeQuery {
+            query: crate::logql::parse(q).unwrap(),
+            start_ns: 0,
+            end_ns: i64::MAX,
+            limit: 100,
+            direction: crate::store::Direction::Forward,
+            team: None,
+            max_bytes: usize::MAX,
+        })
+        .unwrap();
+    let mut out: Vec<(i64, String, Pairs, Labels)> = res
+        .iter()
+        .flat_map(|s| {
+            s.entries.iter().map(|e| {
+                (
+                    e.ts_ns,
+                    e.line().to_owned(),
+                    e.metadata.clone(),
+                    s.labels.clone(),
+                )
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| e.0);
+    out.into_iter().map(|(_, l, m, s)| (l, m, s)).collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
+    let (dir, store) = metadata_store();
+    // Stored per entry, in the order it came.
+    let got = entries_of(&store, r#"{file="/m.log"}"#);
+    let want_meta = [
+        pairs(&[("trace_id", "t1"), ("user", "alice@example.no")]),
+        pairs(&[("trace_id", "t2")]),
+        vec![],
+    ];
+    assert_eq!(
+        got.iter().map(|e| e.1.clone()).collect::<Vec<_>>(),
+        want_meta
+    );
+    // A label filter sees it; the entry's labels then hold it.
+    let got = entries_of(&store, r#"{file="/m.log"} | trace_id="t2""#);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "charge failed");
+    assert_eq!(got[0].2.get("trace_id").map(String::as_str), Some("t2"));
+    assert!(entries_of(&store, r#"{file="/m.log"} | trace_id="t9""#).is_empty());
+    // The metric path's scan hands the evaluator the same labels.
+    let mut seen = Vec::new();
+    store
+        .scan(
+            &crate::logql::parse(r#"{file="/m.log"}"#).unwrap(),
+            None,
+            0,
+            i64::MAX,
+            &mut |_, meta, _, _| {
+                seen.push(
+                    meta.iter()
+                        .find(|m| m.0 == "trace_id")
+                        .map(|m| m.1.to_owned()),
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+    seen.sort();
+    assert_eq!(seen, [None, Some("t1".into()), Some("t2".into())]);
+    // The receipt's digest covers metadata: verify is clean, and stays clean across
+    // compaction.
+    let r = verify(&ro(&dir), ALL, None).unwrap();
+    assert!(r.ok, "{r:#?}");
+    let t = 20_000 * NS_PER_DAY;
+    store
+        .ingest(&meta("m2", 2), &push("/m.log", &[(t + 10, "late")]))
+        .unwrap();
+    let c = store.compact(Duration::ZERO, i64::MAX).unwrap();
+    assert_eq!((c.chunks_in, c.chunks_out), (2, 1), "{c:?}");
+    assert_eq!(
+        entries_of(&store, r#"{file="/m.log"} | trace_id="t1""#).len(),
+        1
+    );
+    let r = verify(&ro(&dir), ALL, None).unwrap();
+    assert!(r.ok, "{r:#?}");
+
+    // The PII re-scan reads metadata values too, and masks them.
+    let r = scan(&ro(&dir), &default_redactor(), None, ALL, 10).unwrap();
+    assert_eq!((r.lines_scanned, r.lines_matching), (4, 1));
+    let ex = &r.examples[0];
+    assert_eq!(ex.masked, "charge ok");
+    assert_eq!(
+        ex.masked_metadata.get("user").map(String::as_str),
+        Some("[MATCH:email]")
+    );
+    assert!(!render_scan(&r).contains("alice"));
+
+    // Erasure by metadata: exactly the entries the label filter names, metadata and all;
+    // the others keep theirs. Verify reports it as an erasure, not tampering.
+    let erase = |q: &str| erase_as_dpo(&store, q);
+    for refused in [
+        r#"{file="/m.log"} | trace_id!="t1""#,
+        r#"{file="/m.log"} | json | trace_id="t1""#,
+    ] {
+        assert!(erase(refused).is_err(), "{refused}");
+    }
+    assert_eq!(
+        erase(r#"{file="/m.log"} | user=~".+@example.no""#)
+            .unwrap()
+            .lines,
+        1
+    );
+    let got = entries_of(&store, r#"{file="/m.log"}"#);
+    assert_eq!(
+        got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["charge failed", "plain line", "late"]
+    );
+    assert_eq!(got[0].1, pairs(&[("trace_id", "t2")]));
+    let r = verify(&ro(&dir), ALL, None).unwrap();
+    assert!(r.ok, "{r:#?}");
+    assert_eq!((r.removals.len(), r.removals[0].lines), (1, 1));
+    drop(store);
+
+    // Changing only an entry's metadata in its chunk is caught.
+    let rw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let (id, data): (i64, Vec<u8>) = rw
+        .query_row("SELECT id, data FROM chunks", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let mut entries = Vec::new();
+    chunk::decode_each(&data, 0, |r| {
+        let mut m = r.meta.to_pairs();
+        for (_, v) in m.iter_mut() {
+            *v = v.replace("t2", "t3");
+        }
+        entries.push((r.seq, r.ts, r.line.to_owned(), m));
+    })
+    .unwrap();
+    let c = chunk::Encoder::stored()
+        .unwrap()
+        .encode_tagged(
+            entries
+                .iter()
+                .map(|(s, t, l, m)| (*s, *t, l.as_str(), m.as_slice())),
+        )
+        .unwrap();
+    rw.execute(
+        "UPDATE chunks SET data = ?1 WHERE id = ?2",
+        rusqlite::params![c.data, id],
+    )
+    .unwrap();
+    drop(rw);
+    let r = verify(&ro(&dir), ALL, None).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.altered.len(), 1, "{r:#?}");
+    assert_eq!(r.altered[0].batch, "m1");
 }

@@ -160,8 +160,8 @@ fn stored_by_batch(
         // Decode fully before counting, so a chunk corrupt halfway contributes nothing.
         entries.clear();
         let res = dec.load(c.data).map(|_| ()).and_then(|()| {
-            dec.each_tagged(c.seq, |s, ts, line| {
-                entries.push((s, hasher.entry(ts, line)));
+            dec.each(c.seq, |r| {
+                entries.push((r.seq, hasher.entry(r.ts, r.line, &r.meta)));
             })
         });
         match res {

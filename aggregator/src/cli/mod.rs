@@ -23,9 +23,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Overrides};
+use crate::config::{self, Overrides, StoreLocation};
 use crate::server::{self, AppState};
-use crate::store::Store;
+use crate::store::postgres::PgDb;
+use crate::store::{Db, Store, StoreError};
 
 /// Exit code for bad configuration or usage (EX_USAGE).
 pub use fjord_cli::EXIT_USAGE;
@@ -85,6 +86,10 @@ pub struct ServeArgs {
     /// Directory of the SQLite store [default: ./data].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The store: sqlite://DIR, or postgres://user@host:port/db?sslmode=require for
+    /// replicas over PostgreSQL (then --data is not needed).
+    #[arg(long, env = "FJORD_STORE", value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// TOML config file for everything else; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -258,8 +263,12 @@ pub struct EraseArgs {
     #[arg(value_name = "SELECTOR")]
     pub selector: String,
     /// Erase lines containing this text (repeat: lines containing all of them).
-    #[arg(long, value_name = "TEXT", required = true)]
+    #[arg(long, value_name = "TEXT", required_unless_present = "metadata")]
     pub filter: Vec<String>,
+    /// Erase entries whose structured metadata (or stream label) NAME is VALUE, e.g.
+    /// `user_id=4711` (repeat: all of them).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub metadata: Vec<String>,
     /// Start of the range [default: the beginning].
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
@@ -352,6 +361,7 @@ fn load_checked(a: ServeArgs) -> Result<config::ServeConfig, ExitCode> {
         Overrides {
             listen: a.listen,
             data_dir: a.data,
+            store: a.store,
             region: a.region,
             jurisdiction: a.jurisdiction,
             tls_cert: a.tls_cert,
@@ -382,10 +392,29 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if cfg.info.jurisdiction == fjord_wire::info::UNSET {
         tracing::warn!("no jurisdiction declared; agents with the default residency guard will not ship here. Start with --jurisdiction EEA --region <region> (or set them in the config file)");
     }
-    let data_dir = cfg.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
-        .await?
-        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    let location = cfg.store.clone();
+    let opened = tokio::task::spawn_blocking(move || match location {
+        StoreLocation::Sqlite(dir) => Store::open(&dir),
+        StoreLocation::Postgres(url) => Store::over(Db::Postgres(PgDb::connect(&url)?)),
+    })
+    .await?;
+    let store = match (opened, &cfg.store) {
+        (Ok(store), _) => store,
+        (Err(e), StoreLocation::Sqlite(dir)) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("opening the store in {}", dir.display()))
+            )
+        }
+        // A database that is wrong, unreachable, too new or read-only: say what to do.
+        (Err(e), StoreLocation::Postgres(_)) => {
+            eprintln!(
+                "fjord-aggregator: the store {}: {e}{}",
+                cfg.store.redacted(),
+                store_hint(&e)
+            );
+            return Ok(ExitCode::from(64));
+        }
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -403,6 +432,22 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(_) => tracing::warn!("requests still running after the grace period; exiting"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to do about a PostgreSQL store that would not open.
+fn store_hint(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Unavailable(_) => {
+            "\nCheck the host, port and credentials in the URL, and that PostgreSQL accepts connections from here."
+        }
+        StoreError::TooNew { .. } => {
+            "\nA newer fjord-aggregator migrated this database; run that version (or newer)."
+        }
+        StoreError::Postgres(_) => {
+            "\nCheck that the user may create tables in the database (the aggregator creates its schema on start)."
+        }
+        _ => "",
+    }
 }
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.

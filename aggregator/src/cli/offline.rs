@@ -15,7 +15,7 @@ use crate::server::query_types::EraseRequest;
 use crate::store::{EraseReport, Erasure, Store};
 use fjord_wire::clock::now_ns;
 
-/// `{sel} |= "a" |= "b"` from the selector and the filters.
+/// `{sel} |= "a" |= "b" | name="v"` from the selector, the filters and the metadata.
 fn erase_query(a: &EraseArgs) -> anyhow::Result<String> {
     let sel = logql::parse(&a.selector).context("the selector")?;
     if !sel.filters.is_empty() || sel.has_pipeline() {
@@ -28,6 +28,15 @@ fn erase_query(a: &EraseArgs) -> anyhow::Result<String> {
         }
         q.push_str(" |= ");
         q.push_str(&serde_json::to_string(f)?);
+    }
+    for m in &a.metadata {
+        let Some((name, value)) = m.split_once('=') else {
+            bail!("--metadata takes NAME=VALUE");
+        };
+        if !fjord_wire::push::valid_label_name(name) {
+            bail!("--metadata: {name:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+        }
+        q.push_str(&format!(" | {name}={}", serde_json::to_string(value)?));
     }
     // Check the whole query the way the server will.
     logql::parse(&q).context("the erase query")?;

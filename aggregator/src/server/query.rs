@@ -7,7 +7,7 @@
 //! or LogQL syntax error is a 400 naming the parameter or the column, never a 5xx; every
 //! request past authentication is recorded in the access log (server/access.rs).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,13 +64,37 @@ pub struct StreamValues {
     pub values: Vec<Entry<'static>>,
 }
 
-impl From<StreamResult> for StreamValues {
-    fn from(s: StreamResult) -> Self {
-        StreamValues {
-            stream: s.labels,
-            values: s.entries,
+/// Streams as Loki answers them (without the `categorize-labels` encoding flag): an entry's
+/// structured metadata joins its stream's labels (a stream label of the same name wins), so
+/// entries with different metadata are streams of their own, each in the order it came.
+pub fn stream_values(streams: Vec<StreamResult>) -> Vec<StreamValues> {
+    let mut out = Vec::with_capacity(streams.len());
+    for s in streams {
+        if s.entries.iter().all(|e| e.metadata.is_empty()) {
+            out.push(StreamValues {
+                stream: s.labels,
+                values: s.entries,
+            });
+            continue;
+        }
+        // Position in `out` of the stream of each label set.
+        let mut at: HashMap<Labels, usize> = HashMap::new();
+        for mut e in s.entries {
+            let mut labels = s.labels.clone();
+            for (k, v) in std::mem::take(&mut e.metadata) {
+                labels.entry(k).or_insert(v);
+            }
+            let i = *at.entry(labels).or_insert_with_key(|labels| {
+                out.push(StreamValues {
+                    stream: labels.clone(),
+                    values: Vec::new(),
+                });
+                out.len() - 1
+            });
+            out[i].values.push(e);
         }
     }
+    out
 }
 
 /// `/labels` and `/label/<n>/values`: `{"status":"success","data":["…"]}`.
@@ -359,7 +383,7 @@ pub async fn run_metric(
                     from,
                     to,
                     (part, SCAN_THREADS),
-                    &mut |labels, ts, line| {
+                    &mut |labels, meta, ts, line| {
                         stats.lines += 1;
                         stats.bytes += line.len() as u64;
                         if stats.lines % 4096 == 0 && std::time::Instant::now() > deadline {
@@ -368,7 +392,7 @@ pub async fn run_metric(
                                 QUERY_EVAL_DEADLINE.as_secs()
                             )));
                         }
-                        ev.push(i, labels, ts, line)
+                        ev.push(i, labels, meta, ts, line)
                     },
                 )?;
             }
@@ -578,7 +602,7 @@ pub(super) async fn run_range(st: &Arc<AppState>, rq: RangeQuery) -> Result<Answ
         status: "success".to_owned(),
         data: QueryData {
             result_type: "streams".to_owned(),
-            result: streams.into_iter().map(StreamValues::from).collect(),
+            result: stream_values(streams),
             stats: stats_json(lines as u64, bytes as u64, lines as u64, started.elapsed()),
         },
     }))

@@ -26,7 +26,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::access::Access;
 use super::auth::Caller;
 use super::budget::Reservation;
-use super::query::{query_error, Params, StreamValues};
+use super::query::{query_error, stream_values, Params, StreamValues};
 use super::{AppError, AppState};
 use crate::logql::LogQuery;
 use crate::store::{Direction, Labels, RangeQuery, TailCursor, TailStreams};
@@ -273,7 +273,7 @@ async fn send(
 ) -> bool {
     *sent += streams.iter().map(|s| s.entries.len() as u64).sum::<u64>();
     let msg = TailMessage {
-        streams: streams.into_iter().map(StreamValues::from).collect(),
+        streams: stream_values(streams),
         dropped_entries: Vec::new(),
     };
     match serde_json::to_string(&msg) {

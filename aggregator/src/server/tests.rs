@@ -1,6 +1,7 @@
 //! In-process tests of the router with `oneshot`, against a real SQLite store in a temp dir;
 //! the live tail over a real socket with a real WebSocket client.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
@@ -782,7 +783,10 @@ async fn erase_is_admin_only_logged_and_final() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    assert!(b["error"].as_str().unwrap().contains("line filter"));
+    assert!(b["error"]
+        .as_str()
+        .unwrap()
+        .contains("filter that selects entries"));
     let (s, _, b) = send(
         &app,
         erase_req(serde_json::json!({"query": "{team="}), Some(ADMIN)),
@@ -1207,6 +1211,109 @@ async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
 
 /// The Loki query API as Grafana uses it.
 mod loki;
+
+/// Structured metadata pushed in JSON (a value's third element) or protobuf is stored per
+/// entry and answered as Loki answers it: merged into the stream's labels, each distinct
+/// set a stream of its own. Label filters and `by` see it.
+#[tokio::test]
+async fn structured_metadata_is_stored_and_answered_as_loki_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(state(dir.path()));
+    let now = fjord_wire::clock::now_ns();
+    let stream: BTreeMap<String, String> = [("team".to_owned(), "payments".to_owned())].into();
+    let json = PushRequest {
+        streams: vec![PushStream {
+            stream: stream.clone(),
+            values: vec![
+                Entry::new(now, "a").with_metadata([("trace_id", "t1")]),
+                Entry::new(now + 1, "b").with_metadata([("trace_id", "t2")]),
+                Entry::new(now + 2, "c"),
+            ],
+        }],
+    };
+    let body = serde_json::to_vec(&json).unwrap();
+    assert!(String::from_utf8_lossy(&body).contains(r#""a",{"trace_id":"t1"}"#));
+    let (s, _, j) = send(&app, push_req(body, "identity", None)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{j}");
+    let pb = PushRequest {
+        streams: vec![PushStream {
+            stream,
+            values: vec![Entry::new(now + 3, "d").with_metadata([("trace_id", "t1")])],
+        }],
+    };
+    let (s, _, j) = send(
+        &app,
+        protobuf_push(fjord_wire::logproto::encode(&pb), None, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{j}");
+
+    let (s, _, j) = send(
+        &app,
+        get(&range_uri(r#"{team="payments"}"#, now - 10, now + 10), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let mut got: Vec<(String, Vec<String>)> = j["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let trace = r["stream"]["trace_id"].as_str().unwrap_or("-").to_owned();
+            let lines = r["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    // Two elements: the metadata is in the labels.
+                    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+                    v[1].as_str().unwrap().to_owned()
+                })
+                .collect();
+            (trace, lines)
+        })
+        .collect();
+    got.sort();
+    let want = [("-", vec!["c"]), ("t1", vec!["a", "d"]), ("t2", vec!["b"])]
+        .map(|(t, l)| (t.to_owned(), l.iter().map(|s| s.to_string()).collect()));
+    assert_eq!(got, want);
+
+    let (s, _, j) = send(
+        &app,
+        get(
+            &range_uri(r#"{team="payments"} | trace_id="t1""#, now - 10, now + 10),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(all_lines(&j), ["a", "d"]);
+
+    let q = r#"sum by (trace_id) (count_over_time({team="payments"}[1m]))"#;
+    let uri = format!(
+        "/loki/api/v1/query?query={}&time={}",
+        enc(q),
+        now + 1_000_000_000
+    );
+    let (s, _, j) = send(&app, get(&uri, None)).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let mut counts: Vec<(String, String)> = j["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["trace_id"].as_str().unwrap_or("-").to_owned(),
+                r["value"][1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("-", "1"), ("t1", "2"), ("t2", "1")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+}
 
 /// OTLP/HTTP logs.
 mod otlp;

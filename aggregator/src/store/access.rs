@@ -33,10 +33,12 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let db = match &self.db {
+            super::Db::Sqlite(db) => db,
+            super::Db::Postgres(db) => return db.record_access(records),
+        };
+        let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO access_log (at_ns, token, team, role, endpoint, query, start_ns,

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{params, TransactionBehavior};
 
-use super::{chunk, insert_chunk, Store, StoreError};
+use super::sqlite::insert_chunk;
+use super::{chunk, Store, StoreError};
 
 /// Chunks under this many raw bytes are candidates for merging.
 const SMALL_CHUNK_RAW_BYTES: usize = chunk::TARGET_CHUNK_RAW_BYTES / 2;
@@ -36,10 +37,9 @@ impl Store {
     pub fn compact(&self, min_age: Duration, now_ns: i64) -> Result<CompactReport, StoreError> {
         let cutoff = now_ns.saturating_sub(i64::try_from(min_age.as_nanos()).unwrap_or(i64::MAX));
         let mut report = CompactReport::default();
-        let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let db = self.sqlite("compaction")?;
+        let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let max_seq: i64 = tx.query_row(
             "SELECT COALESCE(MAX(id), 0) FROM receipts WHERE received_ns <= ?1",
             [cutoff],
@@ -108,22 +108,26 @@ fn merge_run(
     day: i64,
     ids: &[i64],
 ) -> Result<(), StoreError> {
-    let mut entries: Vec<(i64, i64, String)> = Vec::new(); // (ts, batch seq, line)
+    // (ts, batch seq, line, stored metadata)
+    let mut entries: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
     let mut seq = 0i64;
     {
         let mut get = tx.prepare_cached("SELECT data, seq FROM chunks WHERE id = ?1")?;
         for id in ids {
             let (data, s): (Vec<u8>, i64) = get.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             seq = seq.max(s);
-            chunk::decode_each_tagged(&data, s, |bs, ts, line| {
-                entries.push((ts, bs, line.to_owned()))
+            chunk::decode_each(&data, s, |r| {
+                entries.push((r.ts, r.seq, r.line.to_owned(), r.meta.bytes().to_vec()))
             })?;
         }
     }
     // Stable: equal timestamps keep their arrival order.
     entries.sort_by_key(|e| e.0);
-    let c = chunk::Encoder::stored()?
-        .encode_tagged(entries.iter().map(|(t, s, l)| (*s, *t, l.as_str())))?;
+    let c = chunk::Encoder::stored()?.encode_tagged(
+        entries
+            .iter()
+            .map(|(t, s, l, m)| (*s, *t, l.as_str(), chunk::Meta::stored(m))),
+    )?;
     let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
     for id in ids {
         del.execute([id])?;

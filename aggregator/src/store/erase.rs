@@ -1,6 +1,7 @@
-//! Erasure (GDPR right to erasure): removes the lines that match a selector and line filters
-//! in a time range by rewriting the chunks that hold them, and records the act in the
-//! `erasures` table.
+//! Erasure (GDPR right to erasure): removes the entries that match a selector, line filters
+//! and label filters (over the stream's labels and each entry's structured metadata) in a
+//! time range by rewriting the chunks that hold them, and records the act in the `erasures`
+//! table. An erased entry's metadata goes with it; a kept entry keeps its own.
 //!
 //! Invariants: the rewrite of every affected chunk and the erasure-log row commit in one
 //! transaction, so a crash leaves either all or none of it; the old chunk contents are
@@ -14,7 +15,8 @@ use std::collections::BTreeMap;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{chunk, day_bounds, EntryDigest, Store, StoreError};
+use super::sqlite::SqliteDb;
+use super::{chunk, day_bounds, parse_labels, EntryDigest, Labels, Store, StoreError};
 use crate::logql::{LineFilter, LogQuery};
 
 /// What to erase.
@@ -81,47 +83,55 @@ impl Store {
     pub fn erase(&self, e: &Erasure, now_ns: i64) -> Result<EraseReport, StoreError> {
         // A filter that only excludes (`!= "zzzz"`), or one that any line passes (`|= ""`,
         // `|~ ".*"`), would erase whole streams: at least one filter must select.
-        // Parsers and label filters are not part of an erasure: what it removes must be
-        // exactly the lines the selector and line filters name.
-        if e.query.has_pipeline() {
+        // Parsers and formats are not part of an erasure: what it removes must be exactly
+        // the entries the selector and filters name, as stored.
+        if !e.query.filters_only() {
             return Err(StoreError::Refused(
-                "an erasure takes a stream selector and plain line filters (|=, !=, |~, !~) only"
+                "an erasure takes a stream selector, line filters (|=, !=, |~, !~) and label filters (name=\"value\") only"
                     .into(),
             ));
         }
-        if !e.query.filters.iter().any(LineFilter::selects) {
+        if !e.query.filters.iter().any(LineFilter::selects) && !e.query.label_filter_selects() {
             return Err(StoreError::Refused(
-                "an erasure needs at least one line filter that selects lines (|= \"...\" or |~ \"...\", not matching every line); to drop whole streams use retention".into(),
+                "an erasure needs at least one filter that selects entries (|= \"...\", |~ \"...\" or a label filter such as trace_id=\"...\", not matching every entry); to drop whole streams use retention".into(),
             ));
         }
+        let filtered = e.query.has_pipeline();
+        let mut state = fjord_logql::EntryState::default();
         let mut report = EraseReport::default();
         {
-            let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-            let tx = w
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let streams = Self::select_streams(&tx, &e.query, e.team.as_deref())?;
+            let db = self.sqlite("erasure")?;
+            let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+            let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut streams = Vec::new();
+            for (id, json) in SqliteDb::streams_on(&tx, e.team.as_deref())? {
+                let labels = parse_labels(&json)?;
+                if e.query.matches_stream(&labels) {
+                    streams.push((id, labels));
+                }
+            }
             let (d0, d1) = day_bounds(e.start_ns, e.end_ns);
-            // (chunk id, stream's canonical labels JSON, as the entry digest hashes it)
-            let mut ids: Vec<(i64, i64, String)> = Vec::new();
+            // (chunk id, stream id, stream's canonical labels JSON as the entry digest hashes
+            // it, the stream's labels)
+            let mut ids: Vec<(i64, i64, String, &Labels)> = Vec::new();
             {
                 let mut stmt = tx.prepare_cached(
                     "SELECT id FROM chunks WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5
                      AND max_ts >= ?2 AND min_ts <= ?3 ORDER BY id",
                 )?;
                 let mut key = tx.prepare_cached("SELECT labels FROM streams WHERE id = ?1")?;
-                for (sid, _) in &streams {
+                for (sid, parsed) in &streams {
                     let labels: String = key.query_row([sid], |r| r.get(0))?;
                     for id in
                         stmt.query_map(params![sid, e.start_ns, e.end_ns, d0, d1], |r| r.get(0))?
                     {
-                        ids.push((id?, *sid, labels.clone()));
+                        ids.push((id?, *sid, labels.clone(), parsed));
                     }
                 }
             }
             // Per batch sequence: lines erased and their digest.
             let mut removed: BTreeMap<i64, (u64, EntryDigest)> = BTreeMap::new();
-            for (id, sid, labels) in ids {
+            for (id, sid, labels, parsed) in ids {
                 let Some((data, chunk_seq)) = tx
                     .query_row("SELECT data, seq FROM chunks WHERE id = ?1", [id], |r| {
                         Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
@@ -130,15 +140,28 @@ impl Store {
                 else {
                     continue;
                 };
-                let mut keep: Vec<(i64, i64, String)> = Vec::new();
+                // (batch seq, ts, line, stored metadata)
+                let mut keep: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
                 let mut erased = 0u64;
                 let mut gone: Vec<(i64, i64, EntryDigest)> = Vec::new();
-                chunk::decode_each_tagged(&data, chunk_seq, |seq, ts, line| {
-                    if ts >= e.start_ns && ts <= e.end_ns && e.query.keep_line(line) {
+                chunk::decode_each(&data, chunk_seq, |r| {
+                    let hit = r.ts >= e.start_ns
+                        && r.ts <= e.end_ns
+                        && e.query.keep_line(r.line)
+                        && (!filtered
+                            || e.query.process_meta(
+                                &mut state,
+                                parsed,
+                                &r.meta.iter().collect::<Vec<_>>(),
+                                r.ts,
+                                r.line,
+                            ));
+                    if hit {
                         erased += 1;
-                        gone.push((seq, ts, EntryDigest::of_entry(&labels, ts, line)));
+                        let d = EntryDigest::of_entry(&labels, r.ts, r.line, &r.meta);
+                        gone.push((r.seq, r.ts, d));
                     } else {
-                        keep.push((seq, ts, line.to_owned()));
+                        keep.push((r.seq, r.ts, r.line.to_owned(), r.meta.bytes().to_vec()));
                     }
                 })?;
                 for (seq, _, d) in &gone {
@@ -165,8 +188,11 @@ impl Store {
                 if keep.is_empty() {
                     tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
                 } else {
-                    let c = chunk::Encoder::stored()?
-                        .encode_tagged(keep.iter().map(|(s, t, l)| (*s, *t, l.as_str())))?;
+                    let c =
+                        chunk::Encoder::stored()?
+                            .encode_tagged(keep.iter().map(|(s, t, l, m)| {
+                                (*s, *t, l.as_str(), chunk::Meta::stored(m))
+                            }))?;
                     tx.execute(
                         "UPDATE chunks SET min_ts = ?2, max_ts = ?3, lines = ?4, raw_bytes = ?5,
                          data = ?6 WHERE id = ?1",
@@ -224,7 +250,8 @@ impl Store {
 
     /// The erasure log, newest first.
     pub fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
-        let conn = self.reader()?;
+        let db = self.sqlite("the erasure log")?;
+        let conn = db.reader()?;
         let res = (|| {
             conn.prepare(&format!(
                 "SELECT {ERASURE_COLUMNS} FROM erasures ORDER BY id DESC"
@@ -232,7 +259,7 @@ impl Store {
             .query_map([], erasure_from_row)?
             .collect::<Result<Vec<_>, _>>()
         })();
-        self.give_back(conn);
+        db.give_back(conn);
         Ok(res?)
     }
 }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::erase::{erasure_from_row, ERASURE_COLUMNS};
-use super::{AccessRecord, ErasureRecord, BUSY_TIMEOUT, DB_FILE, SCHEMA_VERSION};
+use super::sqlite::BUSY_TIMEOUT;
+use super::{AccessRecord, ErasureRecord, DB_FILE, SCHEMA_VERSION};
 use fjord_wire::clock::format_ns;
 
 /// Why the store could not be read as evidence.

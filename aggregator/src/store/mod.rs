@@ -1,13 +1,11 @@
-//! The aggregator's storage: one SQLite database (WAL) in the data directory, owned by this
-//! module. Streams (label sets), chunks (zstd blocks of one stream's lines with min/max
-//! timestamps) and batch receipts. An ingested batch is committed in one transaction, with
-//! `synchronous=FULL`, before the caller acknowledges it.
+//! The aggregator's storage: streams (label sets), chunks (zstd blocks of one stream's lines
+//! with min/max timestamps) and batch receipts, in a database behind one seam
+//! ([`backend`]): SQLite in the data directory (the embedded default, [`sqlite`]) or
+//! PostgreSQL ([`postgres`]). An ingested batch is committed in one transaction before the
+//! caller acknowledges it. The chunk format, entry digests, dedup, limits and query
+//! evaluation live here, above the seam, the same for both.
 //!
-//! All calls block; the server runs them on the blocking pool. One writer connection behind a
-//! mutex serialises writes (SQLite allows one writer anyway); queries use a small pool of
-//! read connections, which WAL lets run concurrently with the writer. Another process (the
-//! offline `retention run` and `erase --data`) may open the same file: SQLite's locks and
-//! `busy_timeout` serialise it with the server.
+//! All calls block; the server runs them on the blocking pool.
 //!
 //! Invariants: a chunk holds lines of one stream and one UTC day; its `seq` is the receipt id
 //! of the batch that brought it (the maximum of its parts after compaction), so the live tail
@@ -15,13 +13,15 @@
 //! erased and expired lines are overwritten on disk, not merely unlinked.
 
 mod access;
+pub mod backend;
 pub mod chunk;
 mod compact;
 pub mod digest;
 mod erase;
 pub mod evidence;
+pub mod postgres;
 mod retention;
-mod schema;
+pub mod sqlite;
 // Two SHA-256 streams interleaved with the SHA-NI instructions (tested against sha2).
 #[allow(unsafe_code)]
 mod sha256x2;
@@ -31,7 +31,7 @@ pub use compact::CompactReport;
 pub use digest::{EntryDigest, StreamHasher};
 pub use erase::{EraseReport, Erasure, ErasureRecord};
 pub use retention::{ReclaimReport, RetentionReport};
-pub use schema::SCHEMA_VERSION;
+pub use sqlite::{DB_FILE, SCHEMA_VERSION};
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -41,8 +41,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use fjord_wire::{Entry, PushRequest};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
+
+use backend::{IngestTx, Reader, ReceiptRow, Span};
+use postgres::PgDb;
+use sqlite::SqliteDb;
 use thiserror::Error;
 
 use crate::logql::LogQuery;
@@ -51,20 +54,8 @@ use fjord_wire::clock::now_ns;
 /// A stream's label set.
 pub type Labels = BTreeMap<String, String>;
 
-/// File name of the database inside the data directory.
-pub const DB_FILE: &str = "fjord.db";
-
-/// How long a connection waits for a lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Most idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
-
 /// Nanoseconds per UTC day: chunks never span two.
 pub const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
-
-/// Largest WAL file kept after a checkpoint; SQLite truncates it back to this.
-const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// The UTC day number of a timestamp.
 pub fn day_of(ts_ns: i64) -> i64 {
@@ -75,6 +66,15 @@ pub fn day_of(ts_ns: i64) -> i64 {
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL error: its message and SQLSTATE.
+    #[error("postgresql: {0}")]
+    Postgres(String),
+    /// The database cannot be reached now; the request may be retried.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store's configuration (URL, TLS files) is wrong.
+    #[error("{0}")]
+    Config(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -235,41 +235,56 @@ const MAX_TAIL_STREAM_CACHE: usize = 100_000;
 /// after one lookup each, and a flood of new streams cannot grow it without bound.
 const MAX_STREAM_ID_CACHE: usize = 100_000;
 
-/// The streams of one team, through the `streams_team` index.
-const SELECT_TEAM_STREAMS: &str = "SELECT id, labels FROM streams WHERE team = ?1 ORDER BY id";
-
+/// The store's caches for ingest, behind one lock that also serialises this process's
+/// ingests (SQLite has one writer anyway; PostgreSQL replicas each ingest in parallel).
 struct Writer {
-    conn: Connection,
     /// Reused zstd context and buffer for the chunks of every batch.
     encoder: chunk::Encoder,
     /// Canonical labels JSON → stream id, so hot streams skip a lookup. At most
-    /// [`MAX_STREAM_ID_CACHE`] entries.
+    /// [`MAX_STREAM_ID_CACHE`] entries. Stream ids never change once committed.
     stream_ids: HashMap<String, i64>,
-    /// Streams per team, counted on first use, against `max_streams_per_team`.
+    /// Streams per team, counted on first use, against `max_streams_per_team`. With several
+    /// PostgreSQL replicas each counts its own creations on top of what it read, so the
+    /// limit holds per replica to within the streams the others created since.
     team_streams: HashMap<String, usize>,
+}
+
+/// The database behind the store.
+pub enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
+}
+
+impl Db {
+    /// Runs `f` over one read snapshot.
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Reader) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        match self {
+            Db::Sqlite(d) => d.read(f),
+            Db::Postgres(d) => d.read(f),
+        }
+    }
+
+    /// Runs `f` in one write transaction, committed when it returns `Ok`.
+    fn ingest<R>(
+        &self,
+        f: impl FnOnce(&mut dyn IngestTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        match self {
+            Db::Sqlite(d) => d.ingest(f),
+            Db::Postgres(d) => d.ingest(f),
+        }
+    }
 }
 
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
-    path: PathBuf,
-    /// The single writer; SQLite serialises writers, and holding our own lock keeps the
-    /// stream-id cache consistent with the database.
+    db: Db,
     writer: Mutex<Writer>,
-    /// Idle read connections, at most `MAX_IDLE_READERS`.
-    readers: Mutex<Vec<Connection>>,
     /// Most streams one team may have; a batch that would add more is refused whole.
     max_streams_per_team: AtomicUsize,
-}
-
-fn open_conn(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    schema::prepare_new(&conn)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;
-    Ok(conn)
 }
 
 /// Formats a day number as `YYYY-MM-DD`.
@@ -280,27 +295,42 @@ pub fn format_day(day: i64) -> String {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `data_dir` and applies pending migrations.
+    /// Opens (creating if needed) the SQLite store in `data_dir` and applies pending
+    /// migrations.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        let path = data_dir.join(DB_FILE);
-        let mut conn = open_conn(&path)?;
-        schema::migrate(&mut conn)?;
-        conn.pragma_update(None, "secure_delete", "ON")?;
+        Store::over(Db::Sqlite(SqliteDb::open(data_dir)?))
+    }
+
+    /// The store over `db`.
+    pub fn over(db: Db) -> Result<Store, StoreError> {
         Ok(Store {
-            path,
+            db,
             writer: Mutex::new(Writer {
-                conn,
                 encoder: chunk::Encoder::stored()?,
                 stream_ids: HashMap::new(),
                 team_streams: HashMap::new(),
             }),
-            readers: Mutex::new(Vec::new()),
             max_streams_per_team: AtomicUsize::new(usize::MAX),
         })
+    }
+
+    /// The SQLite database, for what only the SQLite backend does yet; on PostgreSQL,
+    /// a refusal naming `what`.
+    pub(crate) fn sqlite(&self, what: &str) -> Result<&SqliteDb, StoreError> {
+        match &self.db {
+            Db::Sqlite(d) => Ok(d),
+            Db::Postgres(_) => Err(StoreError::Refused(format!(
+                "{what} is not available on the PostgreSQL store yet"
+            ))),
+        }
+    }
+
+    /// Which backend: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
     }
 
     /// Sets the most streams one team may have (no limit until called).
@@ -308,9 +338,12 @@ impl Store {
         self.max_streams_per_team.store(limit, Ordering::Relaxed);
     }
 
-    /// Path of the database file.
+    /// Path of the database file (SQLite); an empty path on PostgreSQL.
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.db {
+            Db::Sqlite(d) => &d.path,
+            Db::Postgres(_) => Path::new(""),
+        }
     }
 
     /// Stores a batch in one transaction, or reports it as a duplicate of a stored batch id.
@@ -336,35 +369,10 @@ impl Store {
     ) -> Result<IngestOutcome, StoreError> {
         let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let Writer {
-            conn,
             encoder,
             stream_ids,
             team_streams,
         } = &mut *w;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(id) = &meta.batch_id {
-            // Ids are scoped by team: another team's id is no concern of this push.
-            let seen: Option<(Option<String>, String)> = tx
-                .prepare_cached(
-                    "SELECT entries_digest, payload_sha256 FROM receipts
-                     WHERE team = ?1 AND batch_id = ?2",
-                )?
-                .query_row([&meta.team, id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((entries, payload)) = seen {
-                // The entry digest says "the same lines" whatever the JSON looked like;
-                // receipts from before schema 3 have none and compare the payload instead.
-                let same = match entries {
-                    Some(stored) => stored == digest.to_string(),
-                    None => payload == meta.payload_sha256,
-                };
-                return Ok(if same {
-                    IngestOutcome::Duplicate
-                } else {
-                    IngestOutcome::Conflict
-                });
-            }
-        }
         let keys = req
             .streams
             .iter()
@@ -377,52 +385,74 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let records = req.records();
-        tx.prepare_cached(
-            "INSERT INTO receipts (batch_id, agent, team, received_ns, records, raw_bytes,
-                                   payload_sha256, rules_version, redactions, entries_digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?
-        .execute(params![
-            meta.batch_id,
-            meta.agent,
-            meta.team,
-            meta.received_ns,
-            records as i64,
-            req.raw_bytes() as i64,
-            meta.payload_sha256,
-            meta.rules_version,
-            meta.redactions,
-            digest.to_string()
-        ])?;
-        let seq = tx.last_insert_rowid();
-        let mut new_ids = Vec::new();
-        // Streams this batch creates, against the team's limit; counted once per team.
-        let mut created = 0usize;
-        let have = match team_streams.get(&meta.team) {
-            Some(n) => *n,
-            None => {
-                let n: i64 = tx
-                    .prepare_cached("SELECT COUNT(*) FROM streams WHERE team = ?1")?
-                    .query_row([&meta.team], |r| r.get(0))?;
-                usize::try_from(n).unwrap_or(0)
+        let digest_text = digest.to_string();
+        // The entry digest says "the same lines" whatever the body looked like; receipts
+        // from before schema 3 have none and compare the payload instead.
+        let verdict = |(entries, payload): backend::SeenBatch| {
+            let same = match entries {
+                Some(stored) => stored == digest_text,
+                None => payload == meta.payload_sha256,
+            };
+            if same {
+                IngestOutcome::Duplicate
+            } else {
+                IngestOutcome::Conflict
             }
         };
-        let limit = self.max_streams_per_team.load(Ordering::Relaxed);
-        // Entries not stored because they were stored before: count and digest.
-        let mut duplicates = (0u64, EntryDigest::default());
-        {
-            let mut find_stream = tx.prepare_cached("SELECT id FROM streams WHERE labels = ?1")?;
-            let mut insert_stream = tx.prepare_cached(
-                "INSERT INTO streams (team, labels, created_ns) VALUES (?1, ?2, ?3) RETURNING id",
-            )?;
-            for (s, key) in req.streams.iter().zip(keys) {
+        let mut new_ids = Vec::new();
+        let mut team_count = None;
+        if let Db::Postgres(db) = &self.db {
+            let mut days: Vec<i64> = req
+                .streams
+                .iter()
+                .flat_map(|s| s.values.iter().map(|e| day_of(e.ts_ns)))
+                .collect();
+            days.sort_unstable();
+            days.dedup();
+            db.prepare_days(&days)?;
+        }
+        let outcome = self.db.ingest(|tx| {
+            new_ids.clear();
+            if let Some(id) = &meta.batch_id {
+                if let Some(seen) = tx.seen(&meta.team, id)? {
+                    return Ok(verdict(seen));
+                }
+            }
+            let receipt = ReceiptRow {
+                batch_id: meta.batch_id.as_deref(),
+                agent: meta.agent.as_deref(),
+                team: &meta.team,
+                received_ns: meta.received_ns,
+                records: records as i64,
+                raw_bytes: req.raw_bytes() as i64,
+                payload_sha256: &meta.payload_sha256,
+                rules_version: meta.rules_version.as_deref(),
+                redactions: meta.redactions.as_deref(),
+                entries_digest: &digest_text,
+            };
+            let Some(seq) = tx.insert_receipt(&receipt)? else {
+                // Another replica stored this batch id and committed first.
+                let id = meta.batch_id.as_deref().unwrap_or_default();
+                return Ok(match tx.seen(&meta.team, id)? {
+                    Some(seen) => verdict(seen),
+                    None => IngestOutcome::Conflict,
+                });
+            };
+            // Streams this batch creates, against the team's limit; counted once per team.
+            let mut created = 0usize;
+            let have = match team_streams.get(&meta.team) {
+                Some(n) => *n,
+                None => tx.team_streams(&meta.team)?,
+            };
+            let limit = self.max_streams_per_team.load(Ordering::Relaxed);
+            // Entries not stored because they were stored before: count and digest.
+            let mut duplicates = (0u64, EntryDigest::default());
+            for (s, key) in req.streams.iter().zip(&keys) {
                 let Some(key) = key else { continue };
-                let sid = match stream_ids.get(&key) {
+                let sid = match stream_ids.get(key) {
                     Some(id) => *id,
                     None => {
-                        let found: Option<i64> =
-                            find_stream.query_row([&key], |r| r.get(0)).optional()?;
-                        let id = match found {
+                        let id = match tx.find_stream(key)? {
                             Some(id) => id,
                             None => {
                                 if have + created >= limit {
@@ -432,10 +462,7 @@ impl Store {
                                     });
                                 }
                                 created += 1;
-                                insert_stream
-                                    .query_row(params![meta.team, key, meta.received_ns], |r| {
-                                        r.get(0)
-                                    })?
+                                tx.insert_stream(&meta.team, key, meta.received_ns)?
                             }
                         };
                         new_ids.push((key.clone(), id));
@@ -447,14 +474,11 @@ impl Store {
                 // as a removal of kind `duplicate` below, so the receipt (what arrived) and
                 // the stored lines still reconcile in `audit verify`.
                 let kept: Cow<'_, [Entry<'_>]> = if meta.batch_id.is_none() {
-                    let hasher = StreamHasher::new(&key);
-                    let mut add_key = tx.prepare_cached(
-                        "INSERT OR IGNORE INTO entry_keys (stream_id, ts, h) VALUES (?1, ?2, ?3)",
-                    )?;
+                    let hasher = StreamHasher::new(key);
                     let mut kept = Vec::with_capacity(s.values.len());
                     for e in &s.values {
-                        let d = hasher.entry(e.ts_ns, e.line());
-                        if add_key.execute(params![sid, e.ts_ns, d.dedup_key()])? == 1 {
+                        let d = hasher.entry(e.ts_ns, e.line(), &e.metadata.as_slice());
+                        if tx.add_entry_key(sid, e.ts_ns, d.dedup_key())? {
                             kept.push(e.clone());
                         } else {
                             duplicates.0 += 1;
@@ -470,52 +494,56 @@ impl Store {
                 }
                 for (day, entries) in by_day(&kept) {
                     for part in split_by_bytes(&entries, chunk::TARGET_CHUNK_RAW_BYTES) {
-                        let c =
-                            encoder.encode_tagged(part.iter().map(|e| (seq, e.ts_ns, e.line())))?;
-                        insert_chunk(&tx, sid, seq, day, &c)?;
+                        let c = encoder.encode_tagged(
+                            part.iter()
+                                .map(|e| (seq, e.ts_ns, e.line(), e.metadata.as_slice())),
+                        )?;
+                        tx.insert_chunk(sid, seq, day, &c)?;
                     }
                 }
             }
-        }
-        if duplicates.0 > 0 {
-            tx.prepare_cached(
-                "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
-                 VALUES (?1, 'duplicate', 'dedup', ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                meta.received_ns,
-                seq,
-                duplicates.0 as i64,
-                duplicates.1.to_string()
-            ])?;
-        }
-        tx.commit()?;
+            if duplicates.0 > 0 {
+                tx.insert_duplicates(
+                    meta.received_ns,
+                    seq,
+                    duplicates.0,
+                    &duplicates.1.to_string(),
+                )?;
+            }
+            team_count = Some(have + created);
+            Ok(IngestOutcome::Stored {
+                records: records.saturating_sub(duplicates.0 as usize),
+            })
+        })?;
         // Only cache ids and counts of committed rows.
-        if stream_ids.len() + new_ids.len() > MAX_STREAM_ID_CACHE {
-            stream_ids.clear();
+        if let Some(n) = team_count {
+            if stream_ids.len() + new_ids.len() > MAX_STREAM_ID_CACHE {
+                stream_ids.clear();
+            }
+            stream_ids.extend(new_ids);
+            team_streams.insert(meta.team.clone(), n);
         }
-        stream_ids.extend(new_ids);
-        team_streams.insert(meta.team.clone(), have + created);
-        Ok(IngestOutcome::Stored {
-            records: records.saturating_sub(duplicates.0 as usize),
-        })
+        Ok(outcome)
     }
 
     /// Checkpoints the WAL into the database and truncates it, so the WAL file stays bounded
     /// however long the server runs. Returns whether readers kept it from completing.
+    /// On PostgreSQL there is no WAL file of ours to bound: nothing to do.
     pub fn checkpoint(&self) -> Result<bool, StoreError> {
-        let w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let busy: i64 = w
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        let Db::Sqlite(db) = &self.db else {
+            return Ok(false);
+        };
+        let w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let busy: i64 = w.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
         Ok(busy != 0)
     }
 
     /// `PRAGMA integrity_check`: `ok` or the first problems found.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
-        let conn = self.reader()?;
+        let db = self.sqlite("an integrity check")?;
+        let conn = db.reader()?;
         let res = conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0));
-        self.give_back(conn);
+        db.give_back(conn);
         Ok(res?)
     }
 
@@ -523,6 +551,10 @@ impl Store {
     /// `/metrics`. Counting chunks scans an index, so callers cache the answer (the metrics
     /// endpoint refreshes it at most every few seconds) rather than calling it per scrape.
     pub fn size(&self) -> Result<StoreSize, StoreError> {
+        let db = match &self.db {
+            Db::Sqlite(db) => db,
+            Db::Postgres(db) => return db.size(),
+        };
         let file_len = |path: &Path| match std::fs::metadata(path) {
             Ok(m) => Ok(m.len()),
             // No WAL between a checkpoint and the next write is normal.
@@ -532,55 +564,29 @@ impl Store {
                 source,
             }),
         };
-        let mut wal = self.path.clone().into_os_string();
+        let mut wal = db.path.clone().into_os_string();
         wal.push("-wal");
-        let bytes = file_len(&self.path)? + file_len(Path::new(&wal))?;
-        let conn = self.reader()?;
+        let bytes = file_len(&db.path)? + file_len(Path::new(&wal))?;
+        let conn = db.reader()?;
         let chunks = conn.query_row("SELECT count(*) FROM chunks", [], |r| r.get::<_, i64>(0));
-        self.give_back(conn);
+        db.give_back(conn);
         Ok(StoreSize {
             bytes,
             chunks: u64::try_from(chunks?).unwrap_or(0),
         })
     }
 
-    fn reader(&self) -> Result<Connection, StoreError> {
-        let pooled = self.readers.lock().map_err(|_| StoreError::Poisoned)?.pop();
-        match pooled {
-            Some(c) => Ok(c),
-            None => open_conn(&self.path),
-        }
-    }
-
-    fn give_back(&self, conn: Connection) {
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < MAX_IDLE_READERS {
-                pool.push(conn);
-            }
-        }
-    }
-
     /// Streams (id, labels) visible to `team` (all when `None`) that match the selector.
     fn select_streams(
-        conn: &Connection,
+        r: &mut dyn Reader,
         query: &LogQuery,
         team: Option<&str>,
     ) -> Result<Vec<(i64, Labels)>, StoreError> {
-        // Two statements rather than `?1 IS NULL OR team = ?1`, which SQLite cannot answer
-        // from the `streams_team` index: a team's query reads only its own streams.
-        let mut stmt = match team {
-            Some(_) => conn.prepare_cached(SELECT_TEAM_STREAMS)?,
-            None => conn.prepare_cached("SELECT id, labels FROM streams ORDER BY id")?,
-        };
-        let mut rows = match team {
-            Some(t) => stmt.query([t])?,
-            None => stmt.query([])?,
-        };
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let labels = parse_labels(&row.get::<_, String>(1)?)?;
+        for (id, json) in r.streams(team)? {
+            let labels = parse_labels(&json)?;
             if query.matches_stream(&labels) {
-                out.push((row.get(0)?, labels));
+                out.push((id, labels));
             }
         }
         Ok(out)
@@ -590,37 +596,20 @@ impl Store {
     /// (backward) in the range, grouped by stream. Memory stays bounded by about twice the
     /// limit whatever the amount of data scanned.
     pub fn query_range(&self, q: &RangeQuery) -> Result<Vec<StreamResult>, StoreError> {
-        let conn = self.reader()?;
-        let result = Self::query_range_on(&conn, q);
-        self.give_back(conn);
-        result
+        self.db.read(|r| Self::query_range_on(r, q))
     }
 
-    fn query_range_on(conn: &Connection, q: &RangeQuery) -> Result<Vec<StreamResult>, StoreError> {
-        let streams = Self::select_streams(conn, &q.query, q.team.as_deref())?;
+    fn query_range_on(r: &mut dyn Reader, q: &RangeQuery) -> Result<Vec<StreamResult>, StoreError> {
+        let streams = Self::select_streams(r, &q.query, q.team.as_deref())?;
         if streams.is_empty() || q.limit == 0 {
             return Ok(Vec::new());
         }
         // Chunk metadata of every selected stream that overlaps the range.
         let mut metas: Vec<(i64, usize, i64, i64)> = Vec::new(); // (chunk id, stream idx, min, max)
-        {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, min_ts, max_ts FROM chunks
-                 WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5 AND max_ts >= ?2 AND min_ts <= ?3",
-            )?;
-            let (d0, d1) = day_bounds(q.start_ns, q.end_ns);
-            for (idx, (sid, _)) in streams.iter().enumerate() {
-                let rows = stmt.query_map(params![sid, q.start_ns, q.end_ns, d0, d1], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        idx,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })?;
-                for row in rows {
-                    metas.push(row?);
-                }
+        let span = Span::new(q.start_ns, q.end_ns);
+        for (idx, (sid, _)) in streams.iter().enumerate() {
+            for c in r.chunks(*sid, span)? {
+                metas.push((c.id, idx, c.min_ts, c.max_ts));
             }
         }
         let forward = q.direction == Direction::Forward;
@@ -641,13 +630,12 @@ impl Store {
         let mut interned: HashMap<String, usize> = HashMap::new();
         let mut state = fjord_logql::EntryState::default();
         let mut key = String::new();
-        let mut hits: Vec<(i64, i64, u32, usize, String)> = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         // Bytes of the lines in `hits`: kept under twice `max_bytes` while scanning, and the
         // best `limit` of them under `max_bytes`.
         let mut hit_bytes = 0usize;
-        let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
         let mut decoder = chunk::Decoder::new()?;
-        let order = |a: &(i64, i64, u32, usize, String), b: &(i64, i64, u32, usize, String)| {
+        let order = |a: &Hit, b: &Hit| {
             let k = (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2));
             if forward {
                 k
@@ -664,19 +652,29 @@ impl Store {
                     break;
                 }
             }
-            let data: Vec<u8> = get_data.query_row([cid], |r| r.get(0))?;
+            let Some(data) = r.chunk_data(cid)? else {
+                continue; // compacted or erased since the chunks were listed
+            };
             // A needle of a `|=` filter absent from the whole chunk rules out every line.
             if !q.query.may_match(decoder.load(&data)?) {
                 continue;
             }
             let mut pos = 0u32;
             let stream_labels = &streams[sidx].1;
-            decoder.each(|ts, line| {
+            decoder.each(0, |r| {
+                let (ts, line) = (r.ts, r.line);
                 if ts >= q.start_ns && ts <= q.end_ns && q.query.keep_line(line) {
                     if !pipeline {
-                        hit_bytes += line.len();
-                        hits.push((ts, cid, pos, sidx, line.to_owned()));
-                    } else if q.query.process(&mut state, stream_labels, ts, line) {
+                        // The entry keeps its metadata; the response shows it as Loki does.
+                        hit_bytes += line.len() + r.meta.bytes().len();
+                        hits.push((ts, cid, pos, sidx, line.to_owned(), r.meta.to_pairs()));
+                    } else if q.query.process_meta(
+                        &mut state,
+                        stream_labels,
+                        &r.meta.iter().collect::<Vec<_>>(),
+                        ts,
+                        line,
+                    ) {
                         state.labels.key_into(&mut key, None);
                         let idx = match interned.get(key.as_str()) {
                             Some(&i) => i,
@@ -688,7 +686,8 @@ impl Store {
                         };
                         let out = state.line(line);
                         hit_bytes += out.len();
-                        hits.push((ts, cid, pos, idx, out.to_owned()));
+                        // Metadata is in the labels now, where the pipeline left it.
+                        hits.push((ts, cid, pos, idx, out.to_owned(), Vec::new()));
                     }
                 }
                 pos += 1;
@@ -701,7 +700,7 @@ impl Store {
             {
                 hits.sort_by(order);
                 hits.truncate(q.limit);
-                hit_bytes = hits.iter().map(|h| h.4.len()).sum();
+                hit_bytes = hits.iter().map(hit_len).sum();
                 if hit_bytes > q.max_bytes {
                     return Err(StoreError::TooLarge { limit: q.max_bytes });
                 }
@@ -725,12 +724,15 @@ impl Store {
         }
         hits.sort_by(order);
         hits.truncate(q.limit);
-        if hits.iter().map(|h| h.4.len()).sum::<usize>() > q.max_bytes {
+        if hits.iter().map(hit_len).sum::<usize>() > q.max_bytes {
             return Err(StoreError::TooLarge { limit: q.max_bytes });
         }
         let mut by_stream: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
-        for (ts, _, _, idx, line) in hits {
-            by_stream.entry(idx).or_default().push(Entry::new(ts, line));
+        for (ts, _, _, idx, line, meta) in hits {
+            by_stream
+                .entry(idx)
+                .or_default()
+                .push(Entry::new(ts, line).with_metadata(meta));
         }
         Ok(by_stream
             .into_iter()
@@ -752,41 +754,23 @@ impl Store {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<Vec<(Labels, IndexCounts)>, StoreError> {
-        let conn = self.reader()?;
-        let result = (|| {
-            let streams = Self::select_streams(&conn, query, team)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(raw_bytes), 0) FROM chunks
-                 WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5 AND max_ts >= ?2 AND min_ts <= ?3",
-            )?;
-            let (d0, d1) = day_bounds(start_ns, end_ns);
+        self.db.read(|r| {
+            let streams = Self::select_streams(r, query, team)?;
+            let span = Span::new(start_ns, end_ns);
             let mut out = Vec::new();
             for (sid, labels) in streams {
-                let c = stmt.query_row(params![sid, start_ns, end_ns, d0, d1], |r| {
-                    Ok(IndexCounts {
-                        chunks: r.get::<_, i64>(0)? as u64,
-                        entries: r.get::<_, i64>(1)? as u64,
-                        bytes: r.get::<_, i64>(2)? as u64,
-                    })
-                })?;
+                let c = r.chunk_counts(sid, span)?;
                 if c.chunks > 0 {
                     out.push((labels, c));
                 }
             }
             Ok(out)
-        })();
-        self.give_back(conn);
-        result
+        })
     }
 
     /// Whether the store answers a trivial read: what `/ready` reports.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let conn = self.reader()?;
-        let res = conn.query_row("SELECT COUNT(*) FROM streams WHERE id < 0", [], |r| {
-            r.get::<_, i64>(0)
-        });
-        self.give_back(conn);
-        res.map(|_| ()).map_err(StoreError::from)
+        self.db.read(|r| r.ping())
     }
 
     /// Calls `sink(stream labels, ts, line)` for every entry of `query`'s streams visible to
@@ -799,7 +783,7 @@ impl Store {
         team: Option<&str>,
         start_ns: i64,
         end_ns: i64,
-        sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
+        sink: &mut fjord_logql::EntrySink<'_>,
     ) -> Result<(), StoreError> {
         self.scan_part(query, team, start_ns, end_ns, (0, 1), sink)
     }
@@ -814,42 +798,36 @@ impl Store {
         start_ns: i64,
         end_ns: i64,
         part: (usize, usize),
-        sink: &mut dyn FnMut(&Labels, i64, &str) -> Result<(), fjord_logql::EvalError>,
+        sink: &mut fjord_logql::EntrySink<'_>,
     ) -> Result<(), StoreError> {
-        let conn = self.reader()?;
-        let result = (|| {
+        self.db.read(|r| {
             let parts = part.1.max(1);
-            let streams: Vec<(i64, Labels)> = Self::select_streams(&conn, query, team)?
+            let streams: Vec<(i64, Labels)> = Self::select_streams(r, query, team)?
                 .into_iter()
                 .enumerate()
                 .filter(|(i, _)| i % parts == part.0)
                 .map(|(_, s)| s)
                 .collect();
-            let mut chunks = conn.prepare_cached(
-                "SELECT id FROM chunks
-                 WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5 AND max_ts >= ?2 AND min_ts <= ?3
-                 ORDER BY min_ts, id",
-            )?;
-            let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
             let mut decoder = chunk::Decoder::new()?;
-            let (d0, d1) = day_bounds(start_ns, end_ns);
+            let span = Span::new(start_ns, end_ns);
             for (sid, labels) in &streams {
-                let ids: Vec<i64> = chunks
-                    .query_map(params![sid, start_ns, end_ns, d0, d1], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                for cid in ids {
-                    let data: Vec<u8> = get_data.query_row([cid], |r| r.get(0))?;
+                for c in r.chunks(*sid, span)? {
+                    let Some(data) = r.chunk_data(c.id)? else {
+                        continue;
+                    };
                     if !query.may_match(decoder.load(&data)?) {
                         continue;
                     }
                     let mut failed = None;
-                    decoder.each(|ts, line| {
+                    decoder.each(0, |r| {
+                        let (ts, line) = (r.ts, r.line);
                         if failed.is_none()
                             && ts >= start_ns
                             && ts <= end_ns
                             && query.keep_line(line)
                         {
-                            if let Err(e) = sink(labels, ts, line) {
+                            let meta: Vec<(&str, &str)> = r.meta.iter().collect();
+                            if let Err(e) = sink(labels, &meta, ts, line) {
                                 failed = Some(e);
                             }
                         }
@@ -860,59 +838,40 @@ impl Store {
                 }
             }
             Ok(())
-        })();
-        self.give_back(conn);
-        result
+        })
     }
 
     /// Totals per team from receipts and chunks.
     pub fn stats(&self, team: Option<&str>) -> Result<Vec<TeamStats>, StoreError> {
-        let conn = self.reader()?;
-        let result = (|| {
-            let mut out: BTreeMap<String, TeamStats> = BTreeMap::new();
-            let blank = |team: &str| TeamStats {
-                team: team.to_owned(),
-                batches: 0,
-                records: 0,
-                raw_bytes: 0,
-                streams: 0,
-                stored_lines: 0,
-                stored_raw_bytes: 0,
-                stored_compressed_bytes: 0,
-            };
-            let mut stmt = conn.prepare(
-                "SELECT team, COUNT(*), COALESCE(SUM(records),0), COALESCE(SUM(raw_bytes),0)
-                 FROM receipts GROUP BY team",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let t: String = r.get(0)?;
-                let e = out.entry(t.clone()).or_insert_with(|| blank(&t));
-                e.batches = r.get::<_, i64>(1)? as u64;
-                e.records = r.get::<_, i64>(2)? as u64;
-                e.raw_bytes = r.get::<_, i64>(3)? as u64;
-            }
-            let mut stmt = conn.prepare(
-                "SELECT s.team, COUNT(DISTINCT s.id), COALESCE(SUM(c.lines),0),
-                        COALESCE(SUM(c.raw_bytes),0), COALESCE(SUM(length(c.data)),0)
-                 FROM streams s LEFT JOIN chunks c ON c.stream_id = s.id GROUP BY s.team",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let t: String = r.get(0)?;
-                let e = out.entry(t.clone()).or_insert_with(|| blank(&t));
-                e.streams = r.get::<_, i64>(1)? as u64;
-                e.stored_lines = r.get::<_, i64>(2)? as u64;
-                e.stored_raw_bytes = r.get::<_, i64>(3)? as u64;
-                e.stored_compressed_bytes = r.get::<_, i64>(4)? as u64;
-            }
-            Ok(out
-                .into_values()
-                .filter(|s| team.is_none_or(|t| t == s.team))
-                .collect())
-        })();
-        self.give_back(conn);
-        result
+        let (receipts, stored) = self
+            .db
+            .read(|r| Ok((r.receipt_totals()?, r.stored_totals()?)))?;
+        let mut out: BTreeMap<String, TeamStats> = BTreeMap::new();
+        let blank = |team: &str| TeamStats {
+            team: team.to_owned(),
+            batches: 0,
+            records: 0,
+            raw_bytes: 0,
+            streams: 0,
+            stored_lines: 0,
+            stored_raw_bytes: 0,
+            stored_compressed_bytes: 0,
+        };
+        for (t, batches, records, raw_bytes) in receipts {
+            let e = out.entry(t.clone()).or_insert_with(|| blank(&t));
+            (e.batches, e.records, e.raw_bytes) = (batches, records, raw_bytes);
+        }
+        for (t, streams, lines, raw, compressed) in stored {
+            let e = out.entry(t.clone()).or_insert_with(|| blank(&t));
+            e.streams = streams;
+            e.stored_lines = lines;
+            e.stored_raw_bytes = raw;
+            e.stored_compressed_bytes = compressed;
+        }
+        Ok(out
+            .into_values()
+            .filter(|s| team.is_none_or(|t| t == s.team))
+            .collect())
     }
 
     /// Streams visible to `team` (all when `None`) that match `selector` (all when `None`)
@@ -925,101 +884,62 @@ impl Store {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<Vec<Labels>, StoreError> {
-        let conn = self.reader()?;
-        let result = (|| {
-            let (d0, d1) = day_bounds(start_ns, end_ns);
-            // As in `select_streams`: `team = ?1` alone, so the team index is used.
-            let mut stmt = conn.prepare_cached(if team.is_some() {
-                "SELECT s.labels FROM streams s
-                 WHERE s.team = ?1
-                   AND EXISTS (SELECT 1 FROM chunks c WHERE c.stream_id = s.id
-                               AND c.day BETWEEN ?4 AND ?5
-                               AND c.max_ts >= ?2 AND c.min_ts <= ?3)
-                 ORDER BY s.id"
-            } else {
-                "SELECT s.labels FROM streams s
-                 WHERE ?1 IS NULL
-                   AND EXISTS (SELECT 1 FROM chunks c WHERE c.stream_id = s.id
-                               AND c.day BETWEEN ?4 AND ?5
-                               AND c.max_ts >= ?2 AND c.min_ts <= ?3)
-                 ORDER BY s.id"
-            })?;
-            let mut rows = stmt.query(params![team, start_ns, end_ns, d0, d1])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let labels = parse_labels(&row.get::<_, String>(0)?)?;
-                if selector.is_none_or(|q| q.matches_stream(&labels)) {
-                    out.push(labels);
-                }
+        let found = self
+            .db
+            .read(|r| r.streams_with_chunks(team, Span::new(start_ns, end_ns)))?;
+        let mut out = Vec::new();
+        for json in found {
+            let labels = parse_labels(&json)?;
+            if selector.is_none_or(|q| q.matches_stream(&labels)) {
+                out.push(labels);
             }
-            Ok(out)
-        })();
-        self.give_back(conn);
-        result
+        }
+        Ok(out)
     }
 
     /// Stored lines and bytes per stream and per team-day, for teams visible to `team`.
     pub fn stats_detail(&self, team: Option<&str>) -> Result<DetailStats, StoreError> {
-        let conn = self.reader()?;
-        let result = (|| {
-            let mut stmt = conn.prepare(
-                "SELECT s.team, s.labels, c.day, COUNT(*), SUM(c.lines), SUM(c.raw_bytes),
-                        SUM(length(c.data))
-                 FROM chunks c JOIN streams s ON s.id = c.stream_id
-                 WHERE ?1 IS NULL OR s.team = ?1
-                 GROUP BY c.stream_id, c.day ORDER BY s.team, c.stream_id, c.day",
-            )?;
-            let mut rows = stmt.query([team])?;
-            let mut streams: BTreeMap<String, StreamStats> = BTreeMap::new();
-            let mut days: BTreeMap<(String, i64), DayStats> = BTreeMap::new();
-            while let Some(r) = rows.next()? {
-                let t: String = r.get(0)?;
-                let key: String = r.get(1)?;
-                let day: i64 = r.get(2)?;
-                let chunks = r.get::<_, i64>(3)? as u64;
-                let lines = r.get::<_, i64>(4)? as u64;
-                let raw = r.get::<_, i64>(5)? as u64;
-                let stored = r.get::<_, i64>(6)? as u64;
-                if !streams.contains_key(&key) {
-                    let stream = parse_labels(&key)?;
-                    streams.insert(
-                        key.clone(),
-                        StreamStats {
-                            team: t.clone(),
-                            stream,
-                            lines: 0,
-                            raw_bytes: 0,
-                            stored_bytes: 0,
-                            chunks: 0,
-                        },
-                    );
-                }
-                if let Some(s) = streams.get_mut(&key) {
-                    s.lines += lines;
-                    s.raw_bytes += raw;
-                    s.stored_bytes += stored;
-                    s.chunks += chunks;
-                }
-                let d = days.entry((t.clone(), day)).or_insert_with(|| DayStats {
-                    team: t,
-                    day: format_day(day),
-                    lines: 0,
-                    raw_bytes: 0,
-                    stored_bytes: 0,
-                });
-                d.lines += lines;
-                d.raw_bytes += raw;
-                d.stored_bytes += stored;
+        let rows = self.db.read(|r| r.detail(team))?;
+        let mut streams: BTreeMap<String, StreamStats> = BTreeMap::new();
+        let mut days: BTreeMap<(String, i64), DayStats> = BTreeMap::new();
+        for (t, key, day, chunks, lines, raw, stored) in rows {
+            if !streams.contains_key(&key) {
+                let stream = parse_labels(&key)?;
+                streams.insert(
+                    key.clone(),
+                    StreamStats {
+                        team: t.clone(),
+                        stream,
+                        lines: 0,
+                        raw_bytes: 0,
+                        stored_bytes: 0,
+                        chunks: 0,
+                    },
+                );
             }
-            let mut streams: Vec<StreamStats> = streams.into_values().collect();
-            streams.sort_by(|a, b| (&a.team, &a.stream).cmp(&(&b.team, &b.stream)));
-            Ok(DetailStats {
-                streams,
-                days: days.into_values().collect(),
-            })
-        })();
-        self.give_back(conn);
-        result
+            if let Some(s) = streams.get_mut(&key) {
+                s.lines += lines;
+                s.raw_bytes += raw;
+                s.stored_bytes += stored;
+                s.chunks += chunks;
+            }
+            let d = days.entry((t.clone(), day)).or_insert_with(|| DayStats {
+                team: t,
+                day: format_day(day),
+                lines: 0,
+                raw_bytes: 0,
+                stored_bytes: 0,
+            });
+            d.lines += lines;
+            d.raw_bytes += raw;
+            d.stored_bytes += stored;
+        }
+        let mut streams: Vec<StreamStats> = streams.into_values().collect();
+        streams.sort_by(|a, b| (&a.team, &a.stream).cmp(&(&b.team, &b.stream)));
+        Ok(DetailStats {
+            streams,
+            days: days.into_values().collect(),
+        })
     }
 
     /// Starts a live tail: the last `q.limit` entries of `q` and the cursor to follow from,
@@ -1028,28 +948,11 @@ impl Store {
         &self,
         q: &RangeQuery,
     ) -> Result<(Vec<StreamResult>, TailCursor), StoreError> {
-        let mut conn = self.reader()?;
-        let result = (|| {
-            let tx = conn.transaction()?;
-            let cursor = tx
-                .query_row(
-                    "SELECT seq, id FROM chunks ORDER BY seq DESC, id DESC LIMIT 1",
-                    [],
-                    |r| {
-                        Ok(TailCursor {
-                            seq: r.get(0)?,
-                            id: r.get(1)?,
-                        })
-                    },
-                )
-                .optional()?
-                .unwrap_or_default();
-            let backfill = Self::query_range_on(&tx, q)?;
-            tx.commit()?;
+        self.db.read(|r| {
+            let cursor = r.tail_position()?;
+            let backfill = Self::query_range_on(r, q)?;
             Ok((backfill, cursor))
-        })();
-        self.give_back(conn);
-        result
+        })
     }
 
     /// Entries committed after `cursor` that match `query` (and `team`), from at most
@@ -1062,31 +965,20 @@ impl Store {
         max_chunks: usize,
         cache: &mut TailStreams,
     ) -> Result<Vec<StreamResult>, StoreError> {
-        let conn = self.reader()?;
-        let result = (|| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, id, stream_id FROM chunks WHERE (seq, id) > (?1, ?2)
-                 ORDER BY seq, id LIMIT ?3",
-            )?;
-            let found: Vec<(i64, i64, i64)> = stmt
-                .query_map(params![cursor.seq, cursor.id, max_chunks as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<Result<_, _>>()?;
+        self.db.read(|r| {
+            let found = r.chunks_after(*cursor, max_chunks)?;
             if cache.len() > MAX_TAIL_STREAM_CACHE {
                 cache.clear();
             }
             let mut by_stream: BTreeMap<i64, Vec<Entry>> = BTreeMap::new();
-            let mut get_stream =
-                conn.prepare_cached("SELECT team, labels FROM streams WHERE id = ?1")?;
-            let mut get_data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
-            for (seq, id, sid) in found {
-                *cursor = TailCursor { seq, id };
+            for (at, sid) in found {
+                *cursor = at;
                 let wanted = match cache.entry(sid) {
                     std::collections::hash_map::Entry::Occupied(e) => e.get().is_some(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        let (t, json): (String, String) =
-                            get_stream.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                        let Some((t, json)) = r.stream(sid)? else {
+                            continue;
+                        };
                         let labels = parse_labels(&json)?;
                         let visible = team.is_none_or(|want| want == t);
                         e.insert((visible && query.matches_stream(&labels)).then_some(labels))
@@ -1096,16 +988,13 @@ impl Store {
                 if !wanted {
                     continue;
                 }
-                let Some(data) = get_data
-                    .query_row([id], |r| r.get::<_, Vec<u8>>(0))
-                    .optional()?
-                else {
+                let Some(data) = r.chunk_data(at.id)? else {
                     continue; // compacted or erased meanwhile
                 };
                 let out = by_stream.entry(sid).or_default();
-                chunk::decode_each(&data, |ts, line| {
-                    if query.keep_line(line) {
-                        out.push(Entry::new(ts, line));
+                chunk::decode_each(&data, 0, |r| {
+                    if query.keep_line(r.line) {
+                        out.push(Entry::new(r.ts, r.line).with_metadata(r.meta.iter()));
                     }
                 })?;
             }
@@ -1118,9 +1007,7 @@ impl Store {
                     Some(StreamResult { labels, entries })
                 })
                 .collect())
-        })();
-        self.give_back(conn);
-        result
+        })
     }
 
     /// Current time in Unix epoch ns (the receipt clock).
@@ -1153,10 +1040,22 @@ fn entry_digest(
     let mut digest = EntryDigest::default();
     for s in req.streams.iter().filter(|s| !s.values.is_empty()) {
         let hasher = StreamHasher::new(&labels_key(&s.stream, team)?);
-        let entries = s.values.iter().map(|e| (e.ts_ns, e.line()));
+        let entries = s
+            .values
+            .iter()
+            .map(|e| (e.ts_ns, e.line(), e.metadata.as_slice()));
         digest.add(&hasher.sum_with(entries, long.as_deref_mut()));
     }
     Ok(digest)
+}
+
+/// One hit of a log query: (ts, chunk id, position in the chunk, label set index, line,
+/// structured metadata).
+type Hit = (i64, i64, u32, usize, String, Vec<(String, String)>);
+
+/// The bytes a hit holds, for the answer's byte limit.
+fn hit_len(h: &Hit) -> usize {
+    h.4.len() + h.5.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
 }
 
 /// Splits entries into runs of about `target` raw bytes (at least one entry each).
@@ -1179,31 +1078,6 @@ fn split_by_bytes<'a, E: std::borrow::Borrow<Entry<'a>>>(
         rest = tail;
         Some(head)
     })
-}
-
-/// Inserts one encoded chunk of stream `sid`.
-fn insert_chunk(
-    conn: &Connection,
-    sid: i64,
-    seq: i64,
-    day: i64,
-    c: &chunk::EncodedChunk,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO chunks (stream_id, min_ts, max_ts, lines, raw_bytes, data, seq, day)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        sid,
-        c.min_ts,
-        c.max_ts,
-        c.lines as i64,
-        c.raw_bytes as i64,
-        c.data,
-        seq,
-        day
-    ])?;
-    Ok(())
 }
 
 /// Groups entries by UTC day, keeping their order within a day. Nearly every batch falls

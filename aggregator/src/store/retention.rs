@@ -41,13 +41,14 @@ impl Store {
         policy: &RetentionPolicy,
         now_ns: i64,
     ) -> Result<RetentionReport, StoreError> {
+        let db = self.sqlite("retention")?;
         let teams: Vec<String> = {
-            let conn = self.reader()?;
+            let conn = db.reader()?;
             let t = conn
                 .prepare("SELECT DISTINCT team FROM streams ORDER BY team")?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>();
-            self.give_back(conn);
+            db.give_back(conn);
             t?
         };
         let mut report = RetentionReport::default();
@@ -60,10 +61,8 @@ impl Store {
             let cutoff = now_ns.saturating_sub(i64::from(days).saturating_mul(NS_PER_DAY));
             let (mut chunks, mut lines) = (0u64, 0u64);
             loop {
-                let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-                let tx = w
-                    .conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+                let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let victims: Vec<(i64, i64, i64, String, Vec<u8>)> = tx
                     .prepare_cached(
                         "SELECT c.id, c.seq, c.lines, s.labels, c.data
@@ -89,10 +88,10 @@ impl Store {
                         // `audit verify` keeps flagging its batch, which is the truth.
                         let hasher = StreamHasher::new(labels);
                         let walked = dec.load(data).map(|_| ()).and_then(|()| {
-                            dec.each_tagged(*chunk_seq, |seq, ts, line| {
-                                let slot = removed.entry(seq).or_default();
+                            dec.each(*chunk_seq, |r| {
+                                let slot = removed.entry(r.seq).or_default();
                                 slot.0 += 1;
-                                slot.1.add(&hasher.entry(ts, line));
+                                slot.1.add(&hasher.entry(r.ts, r.line, &r.meta));
                             })
                         });
                         if let Err(err) = walked {
@@ -120,13 +119,12 @@ impl Store {
             // of a day before the cutoff's day is gone, and a chunk of the cutoff's own day
             // may still hold lines whose keys must stay.
             {
-                let w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-                w.conn
-                    .prepare_cached(
-                        "DELETE FROM entry_keys WHERE ts < ?2
+                let w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+                w.prepare_cached(
+                    "DELETE FROM entry_keys WHERE ts < ?2
                          AND stream_id IN (SELECT id FROM streams WHERE team = ?1)",
-                    )?
-                    .execute(params![team, day_of(cutoff).saturating_mul(NS_PER_DAY)])?;
+                )?
+                .execute(params![team, day_of(cutoff).saturating_mul(NS_PER_DAY)])?;
             }
             report.teams.push((team, days, chunks, lines));
         }
@@ -137,21 +135,21 @@ impl Store {
     /// Hands free pages back to the file system: `incremental_vacuum` when the database was
     /// created with incremental auto-vacuum, else a full `VACUUM`; then truncates the WAL.
     pub fn reclaim(&self) -> Result<ReclaimReport, StoreError> {
-        let w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let pages_before: i64 = w.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let mode: i64 = w.conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        let db = self.sqlite("reclaiming space")?;
+        let w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let pages_before: i64 = w.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let mode: i64 = w.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
         if mode == 2 {
             // Returns a row per freed page; step through them all.
-            let mut stmt = w.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut stmt = w.prepare("PRAGMA incremental_vacuum")?;
             let mut rows = stmt.query([])?;
             while rows.next()?.is_some() {}
         } else {
-            w.conn.execute_batch("VACUUM")?;
+            w.execute_batch("VACUUM")?;
         }
-        let pages_after: i64 = w.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        w.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        let file_bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let pages_after: i64 = w.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        w.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let file_bytes = std::fs::metadata(&db.path).map_or(0, |m| m.len());
         Ok(ReclaimReport {
             pages_before,
             pages_after,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::logql;
 use fjord_wire::PushStream;
+use rusqlite::Connection;
 
 fn meta(batch: Option<&str>, team: &str) -> IngestMeta {
     IngestMeta {
@@ -253,7 +254,7 @@ fn new_databases_get_large_pages_and_old_ones_keep_theirs() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
         page_size(store.path()),
-        i64::from(schema::NEW_DB_PAGE_SIZE_BYTES)
+        i64::from(sqlite::schema::NEW_DB_PAGE_SIZE_BYTES)
     );
     store
         .ingest(&meta(Some("b"), "payments"), &push("/a.log", &[(1, "x")]))
@@ -266,7 +267,7 @@ fn new_databases_get_large_pages_and_old_ones_keep_theirs() {
         let mut conn = Connection::open(old.path().join(DB_FILE)).unwrap();
         conn.pragma_update(None, "page_size", 4096).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        schema::migrate(&mut conn).unwrap();
+        sqlite::schema::migrate(&mut conn).unwrap();
     }
     let store = Store::open(old.path()).unwrap();
     assert_eq!(page_size(store.path()), 4096);
@@ -616,7 +617,7 @@ proptest::proptest! {
         for s in &req.streams {
             let key = labels_key(&s.stream, "payments").unwrap();
             for e in &s.values {
-                want.add_entry(&key, e.ts_ns, e.line());
+                want.add_entry(&key, e.ts_ns, e.line(), &e.metadata.as_slice());
             }
         }
         proptest::prop_assert_eq!(digest, want);
@@ -630,11 +631,11 @@ proptest::proptest! {
 fn team_scoped_stream_lookups_use_the_team_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let conn = store.reader().unwrap();
+    let conn = store.sqlite("a test").unwrap().reader().unwrap();
     let plan: Vec<String> = conn
         .prepare(&format!(
             "EXPLAIN QUERY PLAN {}",
-            super::SELECT_TEAM_STREAMS
+            super::sqlite::SELECT_TEAM_STREAMS
         ))
         .unwrap()
         .query_map(["payments"], |r| r.get::<_, String>(3))

@@ -154,6 +154,14 @@ async fn protobuf_and_json_requests_are_stored_and_answered_in_their_encoding() 
     let labels = &j["data"]["result"][0]["stream"];
     assert_eq!(labels["service_name"], "json-gzip", "{j}");
     assert_eq!(labels["team"], "default", "{j}");
+    // The record's fields as structured metadata, merged into the labels as Loki answers.
+    assert_eq!(
+        labels["trace_id"], "5b8efff798038103d269b633813fc60c",
+        "{j}"
+    );
+    assert_eq!(labels["span_id"], "eee19b7ec3c1b174", "{j}");
+    assert_eq!(labels["severity_number"], "9", "{j}");
+    assert_eq!(labels["scope_name"], "s", "{j}");
 
     // Counted as pushes: 200, stored.
     let text = scrape(&st).await;

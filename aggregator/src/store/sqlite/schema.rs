@@ -8,7 +8,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 const MIGRATIONS: &[&str] = &[
     // 1: streams, chunks, receipts.
@@ -138,7 +138,7 @@ pub const NEW_DB_PAGE_SIZE_BYTES: u32 = 16 * 1024;
 /// Chooses the page size and incremental auto-vacuum for a database without tables. Must
 /// run before the connection switches to WAL and outside a transaction, or SQLite ignores
 /// both.
-pub(super) fn prepare_new(conn: &Connection) -> Result<(), StoreError> {
+pub(crate) fn prepare_new(conn: &Connection) -> Result<(), StoreError> {
     let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
     if tables == 0 {
         conn.pragma_update(None, "page_size", NEW_DB_PAGE_SIZE_BYTES)?;
@@ -148,7 +148,7 @@ pub(super) fn prepare_new(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Applies every migration newer than the database's `user_version`.
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
 
     let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -1,0 +1,746 @@
+//! The PostgreSQL backend: N stateless aggregator replicas over one database, for users who
+//! outgrow one machine or need high availability (CloudNativePG, Patroni).
+//!
+//! The client is tokio-postgres (TLS with rustls) behind a deadpool pool, on a small runtime
+//! of the backend's own: the store's calls block (the server makes them on its blocking
+//! pool), and each blocks on that runtime.
+//!
+//! Exactly once across replicas: a batch's receipt and chunks commit in one transaction;
+//! `(team, batch_id)` is unique, so a second replica inserting the same id waits on the first
+//! one's transaction and, once it commits, finds the receipt and answers `duplicate`.
+//!
+//! The live tail follows chunks by `(xid, id)`, the writing transaction's id: a transaction
+//! still running has an xid at least the snapshot's `xmin`, so reading only chunks below
+//! `xmin` means nothing can later commit below the cursor (batch sequences, from a sequence,
+//! can commit out of order).
+
+pub mod schema;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::backend::{
+    ChunkSpan, DetailRow, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
+    StoredTotals,
+};
+use super::chunk::EncodedChunk;
+use super::{AccessRecord, IndexCounts, StoreError, StoreSize, TailCursor};
+
+/// Most pooled connections of one replica.
+const POOL_SIZE: usize = 16;
+
+/// How long to wait for a connection (new or pooled) before the store answers unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The advisory lock key under which day partitions are created.
+const PARTITION_LOCK: i64 = 0x666a_6f72_6402; // "fjord" 2
+
+/// A PostgreSQL database.
+pub struct PgDb {
+    rt: tokio::runtime::Runtime,
+    pool: Pool,
+    /// Days whose chunk partition is known to exist.
+    days: Mutex<HashSet<i64>>,
+    /// `host:port/dbname`, for messages (never the password).
+    target: String,
+}
+
+/// A PostgreSQL error as the store reports it: the SQLSTATE and message, never parameters.
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Postgres(format!("{} ({})", db.message(), db.code().code())),
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// Splits `sslrootcert=PATH` off a URL: tokio-postgres does not read it, the TLS setup does.
+fn take_root_cert(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut root = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+            Some(path) => {
+                root = Some(path.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, root)
+}
+
+/// TLS to the database with rustls: the web PKI roots, plus the CA of `sslrootcert`.
+fn tls(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = root_cert {
+        let pem = std::fs::read(path).map_err(|source| StoreError::Io {
+            path: path.into(),
+            source,
+        })?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| {
+                StoreError::Refused(format!("sslrootcert {path}: not a PEM certificate: {e}"))
+            })?;
+            roots.add(cert).map_err(|e| {
+                StoreError::Refused(format!("sslrootcert {path}: unusable certificate: {e}"))
+            })?;
+        }
+    }
+    let config = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+impl PgDb {
+    /// Connects to the database of `url` (`postgres://user@host:port/db?sslmode=…`), checks
+    /// that it is writable, and creates or migrates the schema.
+    pub fn connect(url: &str) -> Result<PgDb, StoreError> {
+        let (url, root_cert) = take_root_cert(url);
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
+            StoreError::Config(format!(
+                "the store URL is not a PostgreSQL connection URL ({e}); expected postgres://user@host:port/dbname?sslmode=require"
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("fjord-aggregator");
+        }
+        let host = config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_default();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let target = format!("{host}:{port}/{}", config.get_dbname().unwrap_or_default());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fjord-pg")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io {
+                path: "tokio runtime".into(),
+                source,
+            })?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() == SslMode::Disable {
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        } else {
+            Manager::from_config(config, tls(root_cert.as_deref())?, manager_config)
+        };
+        let pool = {
+            let _in_rt = rt.enter();
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(CONNECT_TIMEOUT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .map_err(|e| StoreError::Config(format!("the PostgreSQL pool: {e}")))?
+        };
+        let db = PgDb {
+            rt,
+            pool,
+            days: Mutex::new(HashSet::new()),
+            target,
+        };
+        db.start()?;
+        Ok(db)
+    }
+
+    /// `host:port/dbname`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn block<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.block(self.pool.get()).map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                self.target,
+                e.as_db_error()
+                    .map(|d| d.message().to_owned())
+                    .unwrap_or_else(|| e.to_string())
+            )),
+            other => StoreError::Unavailable(format!(
+                "no PostgreSQL connection to {}: {other}",
+                self.target
+            )),
+        })
+    }
+
+    /// Refuses a standby, then migrates under the advisory lock.
+    fn start(&self) -> Result<(), StoreError> {
+        let client = self.client()?;
+        self.block(async {
+            let standby: bool = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            if standby {
+                return Err(StoreError::Config(format!(
+                    "PostgreSQL at {} is a read-only standby; point the store at the primary (with CloudNativePG, the <cluster>-rw service)",
+                    self.target
+                )));
+            }
+            client
+                .query_one("SELECT pg_advisory_lock($1)", &[&schema::MIGRATION_LOCK])
+                .await
+                .map_err(pg)?;
+            let migrated = migrate(&client).await;
+            let unlocked = client
+                .query_one("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
+                .await
+                .map_err(pg);
+            migrated.and(unlocked.map(drop))
+        })
+    }
+
+    /// Makes sure the chunk partitions of `days` exist. Runs before an ingest's transaction,
+    /// in one of its own: creating a partition locks the parent table, which a transaction
+    /// that already wrote a chunk must not wait for.
+    pub fn prepare_days(&self, days: &[i64]) -> Result<(), StoreError> {
+        let missing: Vec<i64> = {
+            let known = self.days.lock().map_err(|_| StoreError::Poisoned)?;
+            days.iter()
+                .copied()
+                .filter(|d| !known.contains(d))
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client()?;
+        self.block(async {
+            let tx = client.transaction().await.map_err(pg)?;
+            tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+                .await
+                .map_err(pg)?;
+            for day in &missing {
+                let name = schema::partition(*day);
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {name} PARTITION OF chunks
+                        FOR VALUES FROM ({day}) TO ({});
+                     ALTER TABLE {name} ALTER COLUMN data SET STORAGE EXTERNAL;",
+                    day + 1
+                ))
+                .await
+                .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)
+        })?;
+        self.days
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .extend(missing);
+        Ok(())
+    }
+
+    /// Runs `f` in a read-only repeatable-read transaction: one snapshot.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Reader) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let client = self.client()?;
+        self.in_tx(
+            &client,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            |c| {
+                f(&mut Conn {
+                    db: self,
+                    client: c,
+                })
+            },
+        )
+    }
+
+    /// Runs `f` in a read-committed transaction, committed when it returns `Ok`.
+    pub fn ingest<R>(
+        &self,
+        f: impl FnOnce(&mut dyn IngestTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let client = self.client()?;
+        self.in_tx(&client, "BEGIN", |c| {
+            f(&mut Conn {
+                db: self,
+                client: c,
+            })
+        })
+    }
+
+    fn in_tx<R>(
+        &self,
+        client: &deadpool_postgres::Object,
+        begin: &str,
+        f: impl FnOnce(&deadpool_postgres::Object) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.block(client.batch_execute(begin)).map_err(pg)?;
+        match f(client) {
+            Ok(r) => {
+                self.block(client.batch_execute("COMMIT")).map_err(pg)?;
+                Ok(r)
+            }
+            Err(e) => {
+                // A connection that cannot roll back is closed by the pool's recycling check.
+                let _ = self.block(client.batch_execute("ROLLBACK"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Database size and chunk count, for `/metrics`.
+    pub fn size(&self) -> Result<StoreSize, StoreError> {
+        let client = self.client()?;
+        let row = self
+            .block(client.query_one(
+                "SELECT pg_database_size(current_database()), (SELECT count(*) FROM chunks)",
+                &[],
+            ))
+            .map_err(pg)?;
+        Ok(StoreSize {
+            bytes: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            chunks: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+        })
+    }
+
+    /// Appends `records` to the access log in one transaction.
+    pub fn record_access(&self, records: &[AccessRecord]) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        self.block(async {
+            let tx = client.transaction().await.map_err(pg)?;
+            let ins = tx
+                .prepare_cached(
+                    "INSERT INTO access_log (at_ns, token, team, role, endpoint, query, start_ns,
+                                             end_ns, lines, status)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .await
+                .map_err(pg)?;
+            for r in records {
+                let lines = i64::try_from(r.lines).unwrap_or(i64::MAX);
+                let status = i32::from(r.status);
+                tx.execute(
+                    &ins,
+                    &[
+                        &r.at_ns,
+                        &r.token,
+                        &r.team,
+                        &r.role,
+                        &r.endpoint,
+                        &r.query,
+                        &r.start_ns,
+                        &r.end_ns,
+                        &lines,
+                        &status,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)
+        })
+    }
+}
+
+/// Applies the migrations the database lacks; the caller holds the migration lock.
+async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS fjord_schema (version BIGINT NOT NULL)")
+        .await
+        .map_err(pg)?;
+    let current: i64 = client
+        .query_opt("SELECT version FROM fjord_schema", &[])
+        .await
+        .map_err(pg)?
+        .map_or(0, |r| r.get(0));
+    let known = schema::SCHEMA_VERSION;
+    if current > known {
+        return Err(StoreError::TooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        client
+            .batch_execute(&format!(
+                "BEGIN; {sql};
+                 DELETE FROM fjord_schema; INSERT INTO fjord_schema VALUES ({version});
+                 COMMIT;"
+            ))
+            .await
+            .map_err(pg)?;
+    }
+    Ok(())
+}
+
+/// One pooled connection inside a transaction.
+struct Conn<'a> {
+    db: &'a PgDb,
+    client: &'a deadpool_postgres::Object,
+}
+
+impl Conn<'_> {
+    fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        self.db.block(async {
+            let st = self.client.prepare_cached(sql).await.map_err(pg)?;
+            self.client.query(&st, params).await.map_err(pg)
+        })
+    }
+
+    fn row(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(sql, params)?.into_iter().next())
+    }
+
+    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.db.block(async {
+            let st = self.client.prepare_cached(sql).await.map_err(pg)?;
+            self.client.execute(&st, params).await.map_err(pg)
+        })
+    }
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Reader for Conn<'_> {
+    fn streams(&mut self, team: Option<&str>) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = match team {
+            Some(t) => self.rows(
+                "SELECT id, labels FROM streams WHERE team = $1 ORDER BY id",
+                &[&t],
+            )?,
+            None => self.rows("SELECT id, labels FROM streams ORDER BY id", &[])?,
+        };
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn stream(&mut self, id: i64) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .row("SELECT team, labels FROM streams WHERE id = $1", &[&id])?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn chunks(&mut self, sid: i64, span: Span) -> Result<Vec<ChunkSpan>, StoreError> {
+        let rows = self.rows(
+            "SELECT id, min_ts, max_ts FROM chunks
+             WHERE stream_id = $1 AND day BETWEEN $4 AND $5 AND max_ts >= $2 AND min_ts <= $3
+             ORDER BY min_ts, id",
+            &[
+                &sid,
+                &span.start_ns,
+                &span.end_ns,
+                &span.first_day,
+                &span.last_day,
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| ChunkSpan {
+                id: r.get(0),
+                min_ts: r.get(1),
+                max_ts: r.get(2),
+            })
+            .collect())
+    }
+
+    fn chunk_data(&mut self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .row("SELECT data FROM chunks WHERE id = $1", &[&id])?
+            .map(|r| r.get(0)))
+    }
+
+    fn chunk_counts(&mut self, sid: i64, span: Span) -> Result<IndexCounts, StoreError> {
+        let r = self
+            .row(
+                "SELECT COUNT(*), COALESCE(SUM(lines), 0)::BIGINT, COALESCE(SUM(raw_bytes), 0)::BIGINT
+                 FROM chunks
+                 WHERE stream_id = $1 AND day BETWEEN $4 AND $5 AND max_ts >= $2 AND min_ts <= $3",
+                &[
+                    &sid,
+                    &span.start_ns,
+                    &span.end_ns,
+                    &span.first_day,
+                    &span.last_day,
+                ],
+            )?
+            .ok_or_else(|| StoreError::Postgres("an aggregate returned no row".into()))?;
+        Ok(IndexCounts {
+            chunks: count(r.get(0)),
+            entries: count(r.get(1)),
+            bytes: count(r.get(2)),
+        })
+    }
+
+    fn streams_with_chunks(
+        &mut self,
+        team: Option<&str>,
+        span: Span,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = self.rows(
+            "SELECT s.labels FROM streams s
+             WHERE ($1::TEXT IS NULL OR s.team = $1)
+               AND EXISTS (SELECT 1 FROM chunks c WHERE c.stream_id = s.id
+                           AND c.day BETWEEN $4 AND $5
+                           AND c.max_ts >= $2 AND c.min_ts <= $3)
+             ORDER BY s.id",
+            &[
+                &team,
+                &span.start_ns,
+                &span.end_ns,
+                &span.first_day,
+                &span.last_day,
+            ],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn receipt_totals(&mut self) -> Result<Vec<ReceiptTotals>, StoreError> {
+        let rows = self.rows(
+            "SELECT team, COUNT(*), COALESCE(SUM(records), 0)::BIGINT,
+                    COALESCE(SUM(raw_bytes), 0)::BIGINT
+             FROM receipts GROUP BY team",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), count(r.get(1)), count(r.get(2)), count(r.get(3))))
+            .collect())
+    }
+
+    fn stored_totals(&mut self) -> Result<Vec<StoredTotals>, StoreError> {
+        let rows = self.rows(
+            "SELECT s.team, COUNT(DISTINCT s.id), COALESCE(SUM(c.lines), 0)::BIGINT,
+                    COALESCE(SUM(c.raw_bytes), 0)::BIGINT,
+                    COALESCE(SUM(octet_length(c.data)), 0)::BIGINT
+             FROM streams s LEFT JOIN chunks c ON c.stream_id = s.id GROUP BY s.team",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    count(r.get(1)),
+                    count(r.get(2)),
+                    count(r.get(3)),
+                    count(r.get(4)),
+                )
+            })
+            .collect())
+    }
+
+    fn detail(&mut self, team: Option<&str>) -> Result<Vec<DetailRow>, StoreError> {
+        let rows = self.rows(
+            "SELECT s.team, s.labels, c.day, COUNT(*), SUM(c.lines)::BIGINT,
+                    SUM(c.raw_bytes)::BIGINT, SUM(octet_length(c.data))::BIGINT
+             FROM chunks c JOIN streams s ON s.id = c.stream_id
+             WHERE $1::TEXT IS NULL OR s.team = $1
+             GROUP BY s.team, s.labels, c.stream_id, c.day
+             ORDER BY s.team, c.stream_id, c.day",
+            &[&team],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    count(r.get(3)),
+                    count(r.get(4)),
+                    count(r.get(5)),
+                    count(r.get(6)),
+                )
+            })
+            .collect())
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        self.row("SELECT 1::BIGINT", &[])?;
+        Ok(())
+    }
+
+    fn tail_position(&mut self) -> Result<TailCursor, StoreError> {
+        // Everything below the snapshot's xmin is settled; a chunk at or above it that this
+        // snapshot already sees may be sent again by the first poll.
+        let r = self
+            .row(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::TEXT::BIGINT",
+                &[],
+            )?
+            .ok_or_else(|| StoreError::Postgres("no snapshot".into()))?;
+        let xmin: i64 = r.get(0);
+        Ok(TailCursor {
+            seq: xmin - 1,
+            id: i64::MAX,
+        })
+    }
+
+    fn chunks_after(
+        &mut self,
+        after: TailCursor,
+        limit: usize,
+    ) -> Result<Vec<(TailCursor, i64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.rows(
+            "SELECT xid::TEXT::BIGINT, id, stream_id FROM chunks
+             WHERE (xid, id) > ($1::BIGINT::TEXT::xid8, $2)
+               AND xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY xid, id LIMIT $3",
+            &[&after.seq, &after.id, &limit],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    TailCursor {
+                        seq: r.get(0),
+                        id: r.get(1),
+                    },
+                    r.get(2),
+                )
+            })
+            .collect())
+    }
+}
+
+impl IngestTx for Conn<'_> {
+    fn seen(&mut self, team: &str, batch_id: &str) -> Result<Option<SeenBatch>, StoreError> {
+        Ok(self
+            .row(
+                "SELECT entries_digest, payload_sha256 FROM receipts
+                 WHERE team = $1 AND batch_id = $2",
+                &[&team, &batch_id],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn insert_receipt(&mut self, r: &ReceiptRow<'_>) -> Result<Option<i64>, StoreError> {
+        // A concurrent transaction inserting the same (team, batch_id) makes this wait until
+        // it ends; if it committed, nothing is inserted and no row comes back.
+        let row = self.row(
+            "INSERT INTO receipts (batch_id, agent, team, received_ns, records, raw_bytes,
+                                   payload_sha256, rules_version, redactions, entries_digest)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (team, batch_id) DO NOTHING RETURNING id",
+            &[
+                &r.batch_id,
+                &r.agent,
+                &r.team,
+                &r.received_ns,
+                &r.records,
+                &r.raw_bytes,
+                &r.payload_sha256,
+                &r.rules_version,
+                &r.redactions,
+                &r.entries_digest,
+            ],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn team_streams(&mut self, team: &str) -> Result<usize, StoreError> {
+        let r = self
+            .row("SELECT COUNT(*) FROM streams WHERE team = $1", &[&team])?
+            .ok_or_else(|| StoreError::Postgres("an aggregate returned no row".into()))?;
+        Ok(usize::try_from(r.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    fn find_stream(&mut self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .row("SELECT id FROM streams WHERE labels = $1", &[&key])?
+            .map(|r| r.get(0)))
+    }
+
+    fn insert_stream(&mut self, team: &str, key: &str, now_ns: i64) -> Result<i64, StoreError> {
+        // Another replica may create the same stream at the same moment: the conflict waits
+        // for it and then returns its id.
+        let r = self
+            .row(
+                "INSERT INTO streams (team, labels, created_ns) VALUES ($1, $2, $3)
+                 ON CONFLICT (labels) DO UPDATE SET labels = EXCLUDED.labels RETURNING id",
+                &[&team, &key, &now_ns],
+            )?
+            .ok_or_else(|| StoreError::Postgres("an insert returned no id".into()))?;
+        Ok(r.get(0))
+    }
+
+    fn add_entry_key(&mut self, sid: i64, ts: i64, key: i64) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "INSERT INTO entry_keys (stream_id, ts, h) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&sid, &ts, &key],
+        )? == 1)
+    }
+
+    fn insert_chunk(
+        &mut self,
+        sid: i64,
+        seq: i64,
+        day: i64,
+        c: &EncodedChunk,
+    ) -> Result<(), StoreError> {
+        let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
+        self.execute(
+            "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes, seq, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &c.data,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_duplicates(
+        &mut self,
+        at_ns: i64,
+        seq: i64,
+        lines: u64,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        let lines = i64::try_from(lines).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
+             VALUES ($1, 'duplicate', 'dedup', $2, $3, $4)",
+            &[&at_ns, &seq, &lines, &digest],
+        )?;
+        Ok(())
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
