@@ -16,11 +16,16 @@
 //!   the range is decompressed and scanned, in raw MB/s.
 //!
 //! - `metric count_over_time |=` and `metric sum by level json` (printed per CPU-second
-//!   only): metric queries scanning every stored line through `Store::scan` into the LogQL
-//!   evaluator (decompression, line filter, pipeline, accumulation), in raw MB/s of one core,
-//!   and the peak RSS each query adds above the process's RSS before it.
+//!   only): metric queries scanning every stored line through `Store::scan_part` into the
+//!   LogQL evaluator (decompression, line filter, pipeline, accumulation), in raw MB/s of one
+//!   core, and the peak RSS each query adds above the process's RSS before it.
+//!
+//! The queries run over `FJORD_BENCH_SCAN_MIB` MiB of raw lines (default 256, the size the
+//! query targets are stated for), with the `query_timeout` check on as in the server.
 //!
 //! Run: `cargo bench -p fjord-aggregator --bench store`.
+
+mod corpus;
 
 use std::hint::black_box;
 
@@ -30,105 +35,22 @@ use fjord_aggregator::config::IngestLimits;
 use fjord_aggregator::logql;
 use fjord_aggregator::server::push::{ingest_body, BodyFormat, PushBatch};
 use fjord_aggregator::store::{
-    chunk, Direction, EntryDigest, IngestOutcome, RangeQuery, Store, StreamHasher,
+    chunk, Deadline, Direction, EntryDigest, IngestOutcome, RangeQuery, Scan, Store, StreamHasher,
 };
 use fjord_wire::codec::{self, ContentEncoding};
 use fjord_wire::otlp::proto::common::{any_value::Value, AnyValue, KeyValue};
 use fjord_wire::otlp::proto::logs::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
 use fjord_wire::otlp::proto::resource::Resource;
-use fjord_wire::{logproto, otlp, Entry, PushRequest, PushStream};
+use fjord_wire::{logproto, otlp, PushRequest};
 
-/// Raw bytes per batch, as `fjord-agent`'s default `max_batch_bytes`.
-const BATCH_RAW_BYTES: usize = 1024 * 1024;
-/// Raw bytes stored for the scan benchmark.
-const SCAN_RAW_BYTES: usize = 64 * 1024 * 1024;
+use corpus::{batch, proc_status_kib, reset_peak_rss, Rng, BATCH_RAW_BYTES};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-    fn digits(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b'0' + self.below(10) as u8))
-            .collect()
-    }
-    fn hex(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b"0123456789abcdef"[self.below(16) as usize]))
-            .collect()
-    }
-}
-
-/// One line shaped like the generator's: app, access-log and JSON lines with random ids.
-fn line(r: &mut Rng, seq: u64) -> String {
-    let ts = format!(
-        "2026-11-26T10:{:02}:{:02}.{:03}Z",
-        (seq / 60_000) % 60,
-        (seq / 1000) % 60,
-        seq % 1000
-    );
-    let order = r.digits(10);
-    let trace = r.hex(32);
-    let amount = format!("{}.{:02}", r.below(5000), r.below(100));
-    let levels = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-    match r.below(3) {
-        0 => format!(
-            "{ts} {} payment-service [{}] order={order} amount={amount} currency=NOK trace={trace} status={}",
-            r.pick(&levels),
-            r.pick(&["worker-1", "worker-2", "http-nio-8080-exec-3"]),
-            r.pick(&["authorized", "captured", "declined", "pending"]),
-        ),
-        1 => format!(
-            "10.0.{}.{} - - [{ts}] \"{} {} HTTP/1.1\" {} {} {}ms trace={trace}",
-            r.below(256),
-            r.below(256),
-            r.pick(&["GET", "POST", "PUT"]),
-            r.pick(&["/v1/payments", "/v1/refunds", "/v1/customers/me", "/health"]),
-            r.pick(&["200", "200", "201", "400", "402", "500"]),
-            r.below(20_000),
-            r.below(900),
-        ),
-        _ => format!(
-            "{{\"ts\":\"{ts}\",\"level\":\"{}\",\"msg\":\"payment event\",\"order_id\":\"{order}\",\"amount\":{amount},\"trace_id\":\"{trace}\",\"seq\":{seq},\"detail\":\"\"}}",
-            r.pick(&levels).to_ascii_lowercase(),
-        ),
-    }
-}
-
-/// A push of about `raw` bytes of lines with timestamps from `t0`, one stream.
-fn batch(r: &mut Rng, seq: &mut u64, t0: i64, raw: usize) -> PushRequest<'static> {
-    let mut values = Vec::new();
-    let mut bytes = 0;
-    while bytes < raw {
-        let l = line(r, *seq);
-        bytes += l.len();
-        values.push(Entry::new(t0 + *seq as i64 * 1000, l));
-        *seq += 1;
-    }
-    PushRequest {
-        streams: vec![PushStream {
-            stream: [
-                ("team".to_owned(), "payments".to_owned()),
-                ("namespace".to_owned(), "shop".to_owned()),
-                ("pod".to_owned(), "payment-7f9c".to_owned()),
-                ("file".to_owned(), "/var/log/payment/app.log".to_owned()),
-            ]
-            .into(),
-            values,
-        }],
-    }
-}
+/// Raw MiB stored for the query benchmarks unless `FJORD_BENCH_SCAN_MIB` says otherwise.
+const DEFAULT_SCAN_MIB: u64 = 256;
+/// Nanoseconds between two generated lines.
+const LINE_STEP_NS: i64 = 1000;
+/// A deadline no bench query reaches: the check runs as in the server, never stops a query.
+const NO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// `req` as Loki's protobuf push, each timestamp `shift` ns later.
 fn loki_protobuf(req: &PushRequest, shift: i64) -> Bytes {
@@ -225,7 +147,7 @@ fn ingest(c: &mut Criterion) {
     let limits = IngestLimits::default();
     let mut r = Rng(42);
     let mut seq = 0;
-    let req = batch(&mut r, &mut seq, now_ns(), BATCH_RAW_BYTES);
+    let req = batch(&mut r, &mut seq, now_ns(), LINE_STEP_NS, BATCH_RAW_BYTES);
     let raw = req.raw_bytes() as u64;
     let enc = codec::encode_zstd(&req, codec::DEFAULT_ZSTD_LEVEL).expect("encode");
     let body = Bytes::from(enc.body.clone());
@@ -398,26 +320,12 @@ fn ingest(c: &mut Criterion) {
 fn query(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
-    let mut r = Rng(7);
-    let mut seq = 0;
+    let mib = std::env::var("FJORD_BENCH_SCAN_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_SCAN_MIB);
     let t0 = now_ns() - 3_600_000_000_000;
-    let mut raw = 0u64;
-    let mut n = 0;
-    while raw < SCAN_RAW_BYTES as u64 {
-        let req = batch(&mut r, &mut seq, t0, BATCH_RAW_BYTES);
-        raw += req.raw_bytes() as u64;
-        n += 1;
-        let meta = fjord_aggregator::store::IngestMeta {
-            batch_id: Some(format!("q-{n}")),
-            agent: None,
-            team: "payments".into(),
-            rules_version: None,
-            redactions: None,
-            payload_sha256: String::new(),
-            received_ns: now_ns(),
-        };
-        store.ingest(&meta, &req).expect("ingest");
-    }
+    let (raw, lines) = corpus::fill(&store, 7, mib << 20, t0, LINE_STEP_NS, 1);
     // Everything in the database file: with the WAL checkpointed into it and truncated.
     store.checkpoint().expect("checkpoint");
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
@@ -435,6 +343,7 @@ fn query(c: &mut Criterion) {
         direction: Direction::Backward,
         team: None,
         max_bytes: usize::MAX,
+        deadline: Deadline::after(NO_TIMEOUT),
     };
     let mut g = c.benchmark_group("query");
     g.throughput(Throughput::Bytes(raw));
@@ -449,31 +358,44 @@ fn query(c: &mut Criterion) {
     per_cpu_second("query scan_filter", raw, 5, |_| {
         assert!(store.query_range(&q).expect("query").is_empty());
     });
-    // The stored lines span well under a second from t0: one instant point covers them all.
-    let grid = fjord_logql::Grid::instant(t0 + 2_000_000_000);
+    // One instant point whose window, whole seconds after t0, holds every stored line.
+    let window_s = (lines as i64 * LINE_STEP_NS) / 1_000_000_000 + 1;
+    let grid = fjord_logql::Grid::instant(t0 + window_s * 1_000_000_000);
     for (what, text) in [
         (
             "metric count_over_time |=",
-            r#"count_over_time({team="payments"} |= "declined" [2s])"#,
+            format!(r#"count_over_time({{team="payments"}} |= "declined" [{window_s}s])"#),
         ),
         (
             "metric sum by level json",
-            r#"sum by (level) (count_over_time({team="payments"} | json | __error__="" [2s]))"#,
+            format!(
+                r#"sum by (level) (count_over_time({{team="payments"}} | json | __error__="" [{window_s}s]))"#
+            ),
         ),
     ] {
-        let Ok(fjord_logql::Query::Metric(plan)) = fjord_logql::plan(text) else {
+        let Ok(fjord_logql::Query::Metric(plan)) = fjord_logql::plan(&text) else {
             panic!("{text} is not a metric query")
         };
         // Peak memory of the query above what the process held before it: the kernel's
-        // high-water mark is reset first (`clear_refs` 5).
-        let reset_peak = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        // high-water mark is reset first.
+        let reset_peak = reset_peak_rss();
         let before = proc_status_kib("VmRSS");
         per_cpu_second(what, raw, 3, |_| {
             let v = plan
                 .evaluate(
                     grid,
                     fjord_logql::EvalLimits::default(),
-                    |lq, from, to, sink| store.scan(lq, None, from, to, sink),
+                    |query, start_ns, end_ns, sink| {
+                        let scan = Scan {
+                            query,
+                            team: None,
+                            start_ns,
+                            end_ns,
+                            part: (0, 1),
+                            deadline: Deadline::after(NO_TIMEOUT),
+                        };
+                        store.scan_part(&scan, sink)
+                    },
                 )
                 .expect("metric query");
             black_box(v);
@@ -487,18 +409,6 @@ fn query(c: &mut Criterion) {
             );
         }
     }
-}
-
-/// A `kB` field of /proc/self/status (0 when unreadable).
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 criterion_group!(benches, ingest, query);

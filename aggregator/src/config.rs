@@ -69,6 +69,9 @@ pub const DEFAULT_MAX_QUERY_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_TAILS_PER_TOKEN: usize = 4;
 /// Default time a live tail's client may go without answering the server's pings.
 pub const DEFAULT_TAIL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest time one query may read and evaluate stored lines (Loki's
+/// `query_timeout`); past it the query stops and is answered 400.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 use fjord_cli::config::{invalid, ranged, DurationKey, DurationValue, Unit};
 pub use fjord_cli::config::{ConfigError, Deprecation};
@@ -113,6 +116,9 @@ pub struct FileConfig {
     pub tail_idle_timeout: Option<String>,
     /// Deprecated: the same as `tail_idle_timeout`, in milliseconds.
     pub tail_idle_timeout_ms: Option<u64>,
+    /// Longest time one query (or a tail's backfill) may read and evaluate stored lines before
+    /// it is stopped and answered 400, e.g. `"60s"`.
+    pub query_timeout: Option<String>,
     /// Connection limits of the HTTP listener.
     #[serde(default)]
     pub listener: FileListener,
@@ -221,6 +227,8 @@ pub struct ReadLimits {
     pub max_query_response_bytes: usize,
     pub max_tails_per_token: usize,
     pub tail_idle_timeout: Duration,
+    /// Longest a query may read and evaluate stored lines (`query_timeout`).
+    pub query_timeout: Duration,
 }
 
 impl Default for ReadLimits {
@@ -229,6 +237,7 @@ impl Default for ReadLimits {
             max_query_response_bytes: DEFAULT_MAX_QUERY_RESPONSE_BYTES,
             max_tails_per_token: DEFAULT_MAX_TAILS_PER_TOKEN,
             tail_idle_timeout: DEFAULT_TAIL_IDLE_TIMEOUT,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
         }
     }
 }
@@ -589,6 +598,11 @@ fn check(
         tail_idle_timeout: timeout_key("tail_idle_timeout", DEFAULT_TAIL_IDLE_TIMEOUT).resolve(
             file.tail_idle_timeout.as_deref(),
             file.tail_idle_timeout_ms,
+            dep,
+        )?,
+        query_timeout: timeout_key("query_timeout", DEFAULT_QUERY_TIMEOUT).resolve(
+            file.query_timeout.as_deref(),
+            None,
             dep,
         )?,
     };
@@ -1027,6 +1041,7 @@ mod tests {
             r#"
 ingest_queue = 2
 max_tails = 4
+query_timeout = "2m"
 [limits]
 max_line_bytes = 1000
 reject_older_than = "2d"
@@ -1046,6 +1061,7 @@ role = "admin"
         ));
         let c = load(Some(&p), Overrides::default()).unwrap();
         assert_eq!(c.limits.max_line_bytes, 1000);
+        assert_eq!(c.read_limits.query_timeout, Duration::from_secs(120));
         assert_eq!(c.limits.reject_older_than, Duration::from_secs(2 * 86_400));
         assert_eq!(c.retention.days_for("payments"), 90);
         assert_eq!(c.retention.days_for("search"), 0);
@@ -1171,6 +1187,8 @@ role = "admin"
             ("ingest_concurrency = 0\n", "ingest_concurrency"),
             ("[listener]\nheader_read_timeout_ms = 5\n", "listener.header_read_timeout_ms"),
             ("max_streams_per_team = 0\n", "max_streams_per_team"),
+            ("query_timeout = \"10ms\"\n", "query_timeout"),
+            ("query_timeout = \"soon\"\n", "query_timeout"),
             ("metrics_listen = \"9811\"\n", "metrics_listen"),
             ("metrics_listen = \"127.0.0.1:3100\"\n", "metrics_listen"),
         ];

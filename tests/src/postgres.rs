@@ -353,6 +353,58 @@ impl Postgres {
         }
     }
 
+    /// A read-only standby of this server: a base backup (`pg_basebackup -R`, which writes
+    /// `standby.signal` and the connection to this primary) in a temp dir of its own,
+    /// started in recovery on a free port. What a client pointed at a replica instead of the
+    /// primary finds.
+    pub fn standby(&self) -> Result<Postgres, String> {
+        let dir = temp_dir(self.owner)?;
+        let mut standby = Postgres {
+            bin: self.bin.clone(),
+            owner: self.owner,
+            port: free_port(),
+            password: self.password.clone(),
+            settings: Vec::new(),
+            child: None,
+            dir,
+        };
+        standby.make_dir("sock")?;
+        let mut backup = standby.as_server_user("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(standby.dir.path().join("data"))
+            .arg("-h")
+            .arg(self.dir.path().join("sock"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", SERVER_USER, "-R", "--no-sync", "-w"]);
+        let out = backup
+            .output()
+            .map_err(|e| format!("run pg_basebackup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        standby.settings = self
+            .settings
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == "unix_socket_directories" {
+                    standby.dir.path().join("sock").display().to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        match standby.launch() {
+            Ok(()) => Ok(standby),
+            Err(Launch::PortTaken(e) | Launch::Failed(e)) => Err(e),
+        }
+    }
+
     /// The last lines of the server's log, for an assertion message.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();

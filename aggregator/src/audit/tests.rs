@@ -426,6 +426,7 @@ fn entries_of(store: &Store, q: &str) -> Vec<(String, Pairs, Labels)> {
             direction: crate::store::Direction::Forward,
             team: None,
             max_bytes: usize::MAX,
+            deadline: crate::store::Deadline::NONE,
         })
         .unwrap();
     let mut out: Vec<(i64, String, Pairs, Labels)> = res

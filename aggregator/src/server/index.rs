@@ -23,7 +23,7 @@ use super::query::{
     visible_streams, Answer, Params, RawParams, DEFAULT_META_RANGE_NS,
 };
 use super::{AppError, AppState};
-use crate::store::{Direction, IndexCounts, Labels, RangeQuery};
+use crate::store::{Deadline, Direction, IndexCounts, Labels, RangeQuery};
 
 /// The Loki API version fjord answers `status/buildinfo` with: Grafana enables features
 /// (Logs Drilldown, detected fields) by this version, and fjord implements those endpoints.
@@ -299,6 +299,7 @@ pub async fn detected_fields(
             direction: Direction::Backward,
             team: caller.read_scope().map(str::to_owned),
             max_bytes: st.read_limits.max_query_response_bytes,
+            deadline: Deadline::after(st.read_limits.query_timeout),
         };
         let Answer::Streams(r) = run_range(&st, rq).await? else {
             return Err(AppError::bad_request("query: a log query is needed"));

@@ -21,13 +21,6 @@ pub const COMPACT_MIN_AGE: Duration = Duration::from_secs(60);
 
 /// Starts the maintenance tasks.
 pub(super) fn spawn(state: &Arc<AppState>, cfg: &ServeConfig) {
-    if state.store.backend_name() == "postgres" {
-        // Not built for PostgreSQL yet: say so once rather than fail every interval.
-        tracing::warn!(
-            "compaction and retention do not run on the PostgreSQL store yet; chunks stay as ingested and nothing expires"
-        );
-        return;
-    }
     let m = &cfg.maintenance;
     every(state, Task::Compact, m.compact_interval, |store| {
         let r = store.compact(COMPACT_MIN_AGE, now_ns())?;

@@ -74,7 +74,7 @@ pub struct AppState {
     pub tails_per_token: Arc<budget::KeyedBudget>,
     /// Most entries one query may ask for.
     pub max_query_lines: usize,
-    /// Response bytes, tails per token and tail idle time.
+    /// Response bytes, tails per token, tail idle time and the query timeout.
     pub read_limits: crate::config::ReadLimits,
     /// Who read what: every query, tail, label lookup and erasure (server/access.rs).
     pub access: access::AccessLog,

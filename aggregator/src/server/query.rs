@@ -16,9 +16,7 @@ use axum::extract::{Form, FromRequest, Path, Query, Request, State};
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fjord_logql::{
-    EvalError, EvalLimits, Grid, MetricPlan, Query as Planned, Value as MetricValue,
-};
+use fjord_logql::{EvalLimits, Grid, MetricPlan, Query as Planned, Value as MetricValue};
 use fjord_wire::Entry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -27,7 +25,7 @@ use super::access::Access;
 use super::auth::Caller;
 use super::{AppError, AppState};
 use crate::logql::{self, LogQuery};
-use crate::store::{Direction, Labels, RangeQuery, StoreError, StreamResult};
+use crate::store::{Deadline, Direction, Labels, RangeQuery, Scan, StoreError, StreamResult};
 use fjord_wire::clock::{now_ns, parse_duration, parse_step, parse_time};
 
 /// Loki's default `limit`.
@@ -304,9 +302,6 @@ pub async fn run_parse_pub(text: String) -> Result<Planned, AppError> {
     run_parse(move || fjord_logql::plan(&text), "").await
 }
 
-/// Longest a metric query may evaluate; past it the scan stops and the answer is a 400.
-pub const QUERY_EVAL_DEADLINE: Duration = Duration::from_secs(60);
-
 /// Longest span a query may cover (a metric query: its range plus its longest window and
 /// offset; a log query: its range): Loki's `max_query_length` default, 721 h.
 pub const MAX_METRIC_QUERY_LENGTH_NS: i64 = 721 * 3600 * 1_000_000_000;
@@ -357,7 +352,7 @@ pub fn check_metric_bounds(plan: &MetricPlan, grid: &Grid) -> Result<(), AppErro
 }
 
 /// Evaluates a scoped metric plan over the store on the blocking pool, bounded by
-/// [`METRIC_LIMITS`] and [`QUERY_EVAL_DEADLINE`].
+/// [`METRIC_LIMITS`] and the `query_timeout`.
 pub async fn run_metric(
     st: &Arc<AppState>,
     caller: &Caller,
@@ -367,7 +362,7 @@ pub async fn run_metric(
     check_metric_bounds(&plan, &grid)?;
     let store = st.store.clone();
     let team = caller.read_scope().map(str::to_owned);
-    let deadline = std::time::Instant::now() + QUERY_EVAL_DEADLINE;
+    let deadline = Deadline::after(st.read_limits.query_timeout);
     let res = tokio::task::spawn_blocking(move || {
         // Both cores: each thread scans every other stream of each leaf into an evaluation of
         // its own; the evaluations merge exactly (counts add, min/max/first/last compare,
@@ -377,24 +372,19 @@ pub async fn run_metric(
             let mut stats = ScanStats::default();
             for (i, leaf) in plan.leaves.iter().enumerate() {
                 let (from, to) = leaf.span(&grid);
-                store.scan_part(
-                    &leaf.query,
-                    team.as_deref(),
-                    from,
-                    to,
-                    (part, SCAN_THREADS),
-                    &mut |labels, meta, ts, line| {
-                        stats.lines += 1;
-                        stats.bytes += line.len() as u64;
-                        if stats.lines % 4096 == 0 && std::time::Instant::now() > deadline {
-                            return Err(EvalError::Cancelled(format!(
-                                "it ran longer than {}s; narrow the range or the selector",
-                                QUERY_EVAL_DEADLINE.as_secs()
-                            )));
-                        }
-                        ev.push(i, labels, meta, ts, line)
-                    },
-                )?;
+                let scan = Scan {
+                    query: &leaf.query,
+                    team: team.as_deref(),
+                    start_ns: from,
+                    end_ns: to,
+                    part: (part, SCAN_THREADS),
+                    deadline,
+                };
+                store.scan_part(&scan, &mut |labels, meta, ts, line| {
+                    stats.lines += 1;
+                    stats.bytes += line.len() as u64;
+                    ev.push(i, labels, meta, ts, line)
+                })?;
             }
             Ok((ev, stats))
         };
@@ -608,13 +598,15 @@ pub(super) async fn run_range(st: &Arc<AppState>, rq: RangeQuery) -> Result<Answ
     }))
 }
 
-/// The answer to a failed store query: 413 for an answer over the byte limit (its message
-/// names the limit and what to do), else an internal error.
+/// The answer to a failed store query: 413 for an answer over the byte limit, 400 for a
+/// query stopped at the `query_timeout` (each message names the limit and what to do), else
+/// an internal error.
 pub fn query_error(e: StoreError) -> AppError {
     match e {
         StoreError::TooLarge { .. } => {
             AppError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
+        StoreError::DeadlineExceeded { .. } => AppError::bad_request(e.to_string()),
         other => AppError::internal("query", &other),
     }
 }
@@ -708,6 +700,7 @@ async fn log_query_inner(
         direction: p.direction()?,
         team: caller.read_scope().map(str::to_owned),
         max_bytes: st.read_limits.max_query_response_bytes,
+        deadline: Deadline::after(st.read_limits.query_timeout),
     };
     run_range(st, rq).await
 }

@@ -29,7 +29,7 @@ use super::budget::Reservation;
 use super::query::{query_error, stream_values, Params, StreamValues};
 use super::{AppError, AppState};
 use crate::logql::LogQuery;
-use crate::store::{Direction, Labels, RangeQuery, TailCursor, TailStreams};
+use crate::store::{Deadline, Direction, Labels, RangeQuery, TailCursor, TailStreams};
 use fjord_wire::clock::now_ns;
 
 /// How often a tail looks for new entries.
@@ -146,6 +146,8 @@ async fn begin(
         direction: Direction::Backward,
         team: caller.read_scope().map(str::to_owned),
         max_bytes: st.read_limits.max_query_response_bytes,
+        // The backfill is a range query; what follows reads a bounded number of chunks a poll.
+        deadline: Deadline::after(st.read_limits.query_timeout),
     };
     let state = st.clone();
     let caller = caller.clone();

@@ -890,13 +890,39 @@ fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::store::Access
         .collect()
 }
 
+/// A live tail's WebSocket to `url` (`ws://…/loki/api/v1/tail?…`) with `token`.
+async fn ws_connect(url: &str, token: &str) -> TailSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+type TailSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next tail message, as JSON; fails the test after 10 s without one.
+async fn ws_next(ws: &mut TailSocket) -> serde_json::Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .expect("a tail message")
+        .unwrap()
+        .unwrap();
+    match m {
+        WsMessage::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 /// The live tail over a real socket: backfill, then pushes as they commit, in Loki's shape;
 /// a read token sees only its team; shutdown closes it, and the tail it closed is in the
 /// access log once the server has stopped.
 #[tokio::test]
 async fn tail_streams_backfill_then_new_lines() {
     use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
     let dir = tempfile::tempdir().unwrap();
@@ -930,28 +956,8 @@ async fn tail_streams_backfill_then_new_lines() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {READ_PAY}").parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    async fn next<S>(ws: &mut S) -> serde_json::Value
-    where
-        S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
-            + Unpin,
-    {
-        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("a tail message")
-            .unwrap()
-            .unwrap();
-        match m {
-            WsMessage::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let first = next(&mut ws).await;
+    let mut ws = ws_connect(&url, READ_PAY).await;
+    let first = ws_next(&mut ws).await;
     assert_eq!(first["dropped_entries"], serde_json::json!([]));
     assert_eq!(
         first["streams"][0]["values"],
@@ -965,7 +971,7 @@ async fn tail_streams_backfill_then_new_lines() {
     let mut later = sample(now + 200);
     later.streams[0].values.truncate(1);
     push(json_push(&later), INGEST_PAY).await;
-    let m = next(&mut ws).await;
+    let m = ws_next(&mut ws).await;
     assert_eq!(m["streams"].as_array().unwrap().len(), 1);
     assert_eq!(m["streams"][0]["stream"]["team"], "payments");
     assert_eq!(
@@ -1211,6 +1217,7 @@ async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
 
 /// The Loki query API as Grafana uses it.
 mod loki;
+mod scoping;
 
 /// Structured metadata pushed in JSON (a value's third element) or protobuf is stored per
 /// entry and answered as Loki answers it: merged into the stream's labels, each distinct

@@ -8,7 +8,7 @@
 //! the blocking pool.
 
 use super::chunk::EncodedChunk;
-use super::{IndexCounts, StoreError, TailCursor};
+use super::{ErasureRecord, IndexCounts, StoreError, TailCursor};
 
 /// A chunk's place: id, first and last timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,35 @@ pub trait IngestTx {
     fn insert_duplicates(
         &mut self,
         at_ns: i64,
+        seq: i64,
+        lines: u64,
+        digest: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// The writes of one erasure, in one transaction that commits when the closure returns `Ok`.
+/// No compaction or retention runs meanwhile.
+pub trait EraseTx {
+    /// Streams `(id, canonical labels JSON)` of `team` (all when `None`), by id.
+    fn streams(&mut self, team: Option<&str>) -> Result<Vec<(i64, String)>, StoreError>;
+    /// Chunks of stream `sid` that overlap `span`.
+    fn chunks(&mut self, sid: i64, span: Span) -> Result<Vec<ChunkSpan>, StoreError>;
+    /// The stored bytes, row `seq` and day of chunk `id`, if it is still there.
+    fn chunk(&mut self, id: i64) -> Result<Option<(Vec<u8>, i64, i64)>, StoreError>;
+    /// Drops an erased entry's dedup key.
+    fn forget_key(&mut self, sid: i64, ts: i64, key: i64) -> Result<(), StoreError>;
+    /// Deletes chunk `id` of `day`, all of whose lines were erased.
+    fn delete_chunk(&mut self, id: i64, day: i64) -> Result<(), StoreError>;
+    /// Replaces chunk `id` of `day` with the lines it keeps (its `seq` stays).
+    fn update_chunk(&mut self, id: i64, day: i64, c: &EncodedChunk) -> Result<(), StoreError>;
+    /// Writes the erasure log row (its `id` is ignored) and returns its id.
+    fn insert_erasure(&mut self, r: &ErasureRecord) -> Result<i64, StoreError>;
+    /// Records lines of batch `seq` removed by erasure `erasure_id`.
+    fn insert_erasure_removal(
+        &mut self,
+        at_ns: i64,
+        erasure_id: i64,
+        operator: &str,
         seq: i64,
         lines: u64,
         digest: &str,

@@ -16,10 +16,10 @@ use super::sqlite::insert_chunk;
 use super::{chunk, Store, StoreError};
 
 /// Chunks under this many raw bytes are candidates for merging.
-const SMALL_CHUNK_RAW_BYTES: usize = chunk::TARGET_CHUNK_RAW_BYTES / 2;
+pub(crate) const SMALL_CHUNK_RAW_BYTES: usize = chunk::TARGET_CHUNK_RAW_BYTES / 2;
 
 /// Most (stream, day) groups merged per pass, so one pass holds the writer briefly.
-const MAX_GROUPS_PER_PASS: usize = 64;
+pub(crate) const MAX_GROUPS_PER_PASS: usize = 64;
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,7 +37,10 @@ impl Store {
     pub fn compact(&self, min_age: Duration, now_ns: i64) -> Result<CompactReport, StoreError> {
         let cutoff = now_ns.saturating_sub(i64::try_from(min_age.as_nanos()).unwrap_or(i64::MAX));
         let mut report = CompactReport::default();
-        let db = self.sqlite("compaction")?;
+        let db = match &self.db {
+            super::Db::Sqlite(db) => db,
+            super::Db::Postgres(db) => return db.compact(cutoff),
+        };
         let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let max_seq: i64 = tx.query_row(
@@ -72,21 +75,8 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)),
                 )?
                 .collect::<Result<_, _>>()?;
-            let mut runs: Vec<Vec<i64>> = vec![Vec::new()];
-            let mut run_bytes = 0usize;
-            for (id, raw) in small {
-                if run_bytes + raw > chunk::TARGET_CHUNK_RAW_BYTES
-                    && !runs[runs.len() - 1].is_empty()
-                {
-                    runs.push(Vec::new());
-                    run_bytes = 0;
-                }
-                run_bytes += raw;
-                let last = runs.len() - 1;
-                runs[last].push(id);
-            }
             let mut merged_any = false;
-            for run in runs.into_iter().filter(|r| r.len() > 1) {
+            for run in runs(small) {
                 merge_run(&tx, sid, day, &run)?;
                 report.chunks_in += run.len();
                 report.chunks_out += 1;
@@ -101,6 +91,24 @@ impl Store {
     }
 }
 
+/// Consecutive runs (in time order) of small chunks `(id, raw bytes)` that together stay
+/// within a chunk's target size; only runs of two or more are worth merging.
+pub(crate) fn runs(small: Vec<(i64, usize)>) -> Vec<Vec<i64>> {
+    let mut runs: Vec<Vec<i64>> = vec![Vec::new()];
+    let mut run_bytes = 0usize;
+    for (id, raw) in small {
+        if run_bytes + raw > chunk::TARGET_CHUNK_RAW_BYTES && !runs[runs.len() - 1].is_empty() {
+            runs.push(Vec::new());
+            run_bytes = 0;
+        }
+        run_bytes += raw;
+        let last = runs.len() - 1;
+        runs[last].push(id);
+    }
+    runs.retain(|r| r.len() > 1);
+    runs
+}
+
 /// Replaces the chunks `ids` of stream `sid` and `day` with one chunk of their lines.
 fn merge_run(
     tx: &rusqlite::Transaction<'_>,
@@ -108,18 +116,34 @@ fn merge_run(
     day: i64,
     ids: &[i64],
 ) -> Result<(), StoreError> {
-    // (ts, batch seq, line, stored metadata)
-    let mut entries: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
-    let mut seq = 0i64;
+    let mut parts = Vec::with_capacity(ids.len());
     {
         let mut get = tx.prepare_cached("SELECT data, seq FROM chunks WHERE id = ?1")?;
         for id in ids {
-            let (data, s): (Vec<u8>, i64) = get.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            seq = seq.max(s);
-            chunk::decode_each(&data, s, |r| {
-                entries.push((r.ts, r.seq, r.line.to_owned(), r.meta.bytes().to_vec()))
-            })?;
+            parts.push(get.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?);
         }
+    }
+    let (c, seq) = merge(&parts)?;
+    let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
+    for id in ids {
+        del.execute([id])?;
+    }
+    insert_chunk(tx, sid, seq, day, &c)
+}
+
+/// One chunk of the lines of `parts` (stored bytes and row `seq` each), sorted by time
+/// (equal timestamps keep their order), every line keeping its batch sequence and metadata;
+/// and the newest `seq` of the parts, which the merged chunk carries.
+pub(crate) fn merge(parts: &[(Vec<u8>, i64)]) -> Result<(chunk::EncodedChunk, i64), StoreError> {
+    // (ts, batch seq, line, stored metadata)
+    let mut entries: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
+    let mut seq = 0i64;
+    let mut dec = chunk::Decoder::new()?;
+    for (data, s) in parts {
+        seq = seq.max(*s);
+        dec.decode_each(data, *s, |r| {
+            entries.push((r.ts, r.seq, r.line.to_owned(), r.meta.bytes().to_vec()))
+        })?;
     }
     // Stable: equal timestamps keep their arrival order.
     entries.sort_by_key(|e| e.0);
@@ -128,9 +152,5 @@ fn merge_run(
             .iter()
             .map(|(t, s, l, m)| (*s, *t, l.as_str(), chunk::Meta::stored(m))),
     )?;
-    let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
-    for id in ids {
-        del.execute([id])?;
-    }
-    insert_chunk(tx, sid, seq, day, &c)
+    Ok((c, seq))
 }

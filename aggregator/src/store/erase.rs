@@ -12,11 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::sqlite::SqliteDb;
-use super::{chunk, day_bounds, parse_labels, EntryDigest, Labels, Store, StoreError};
+use super::backend::{EraseTx, Span};
+use super::{chunk, parse_labels, EntryDigest, Store, StoreError};
 use crate::logql::{LineFilter, LogQuery};
 
 /// What to erase.
@@ -96,155 +95,16 @@ impl Store {
                 "an erasure needs at least one filter that selects entries (|= \"...\", |~ \"...\" or a label filter such as trace_id=\"...\", not matching every entry); to drop whole streams use retention".into(),
             ));
         }
-        let filtered = e.query.has_pipeline();
-        let mut state = fjord_logql::EntryState::default();
-        let mut report = EraseReport::default();
-        {
-            let db = self.sqlite("erasure")?;
-            let mut w = db.writer.lock().map_err(|_| StoreError::Poisoned)?;
-            let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut streams = Vec::new();
-            for (id, json) in SqliteDb::streams_on(&tx, e.team.as_deref())? {
-                let labels = parse_labels(&json)?;
-                if e.query.matches_stream(&labels) {
-                    streams.push((id, labels));
-                }
+        let report = match &self.db {
+            super::Db::Sqlite(db) => {
+                let report = db.erase(|tx| erase_on(tx, e, now_ns))?;
+                // Old page images of the rewritten chunks may sit in the WAL until it is
+                // truncated.
+                self.checkpoint()?;
+                report
             }
-            let (d0, d1) = day_bounds(e.start_ns, e.end_ns);
-            // (chunk id, stream id, stream's canonical labels JSON as the entry digest hashes
-            // it, the stream's labels)
-            let mut ids: Vec<(i64, i64, String, &Labels)> = Vec::new();
-            {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT id FROM chunks WHERE stream_id = ?1 AND day BETWEEN ?4 AND ?5
-                     AND max_ts >= ?2 AND min_ts <= ?3 ORDER BY id",
-                )?;
-                let mut key = tx.prepare_cached("SELECT labels FROM streams WHERE id = ?1")?;
-                for (sid, parsed) in &streams {
-                    let labels: String = key.query_row([sid], |r| r.get(0))?;
-                    for id in
-                        stmt.query_map(params![sid, e.start_ns, e.end_ns, d0, d1], |r| r.get(0))?
-                    {
-                        ids.push((id?, *sid, labels.clone(), parsed));
-                    }
-                }
-            }
-            // Per batch sequence: lines erased and their digest.
-            let mut removed: BTreeMap<i64, (u64, EntryDigest)> = BTreeMap::new();
-            for (id, sid, labels, parsed) in ids {
-                let Some((data, chunk_seq)) = tx
-                    .query_row("SELECT data, seq FROM chunks WHERE id = ?1", [id], |r| {
-                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-                    })
-                    .optional()?
-                else {
-                    continue;
-                };
-                // (batch seq, ts, line, stored metadata)
-                let mut keep: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
-                let mut erased = 0u64;
-                let mut gone: Vec<(i64, i64, EntryDigest)> = Vec::new();
-                chunk::decode_each(&data, chunk_seq, |r| {
-                    let hit = r.ts >= e.start_ns
-                        && r.ts <= e.end_ns
-                        && e.query.keep_line(r.line)
-                        && (!filtered
-                            || e.query.process_meta(
-                                &mut state,
-                                parsed,
-                                &r.meta.iter().collect::<Vec<_>>(),
-                                r.ts,
-                                r.line,
-                            ));
-                    if hit {
-                        erased += 1;
-                        let d = EntryDigest::of_entry(&labels, r.ts, r.line, &r.meta);
-                        gone.push((r.seq, r.ts, d));
-                    } else {
-                        keep.push((r.seq, r.ts, r.line.to_owned(), r.meta.bytes().to_vec()));
-                    }
-                })?;
-                for (seq, _, d) in &gone {
-                    let slot = removed.entry(*seq).or_default();
-                    slot.0 += 1;
-                    slot.1.add(d);
-                }
-                if erased == 0 {
-                    continue;
-                }
-                report.lines += erased;
-                report.chunks += 1;
-                if e.dry_run {
-                    continue;
-                }
-                // An erased line leaves no trace, its dedup key (a hash of it) included; the
-                // same line pushed again is stored again.
-                let mut forget = tx.prepare_cached(
-                    "DELETE FROM entry_keys WHERE stream_id = ?1 AND ts = ?2 AND h = ?3",
-                )?;
-                for (_, ts, d) in &gone {
-                    forget.execute(params![sid, ts, d.dedup_key()])?;
-                }
-                if keep.is_empty() {
-                    tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
-                } else {
-                    let c =
-                        chunk::Encoder::stored()?
-                            .encode_tagged(keep.iter().map(|(s, t, l, m)| {
-                                (*s, *t, l.as_str(), chunk::Meta::stored(m))
-                            }))?;
-                    tx.execute(
-                        "UPDATE chunks SET min_ts = ?2, max_ts = ?3, lines = ?4, raw_bytes = ?5,
-                         data = ?6 WHERE id = ?1",
-                        params![
-                            id,
-                            c.min_ts,
-                            c.max_ts,
-                            c.lines as i64,
-                            c.raw_bytes as i64,
-                            c.data
-                        ],
-                    )?;
-                }
-            }
-            if e.dry_run {
-                return Ok(report);
-            }
-            tx.execute(
-                "INSERT INTO erasures (at_ns, operator, query, start_ns, end_ns, lines, chunks)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    now_ns,
-                    e.operator,
-                    e.query_text,
-                    e.start_ns,
-                    e.end_ns,
-                    report.lines as i64,
-                    report.chunks as i64
-                ],
-            )?;
-            let log_id = tx.last_insert_rowid();
-            report.log_id = Some(log_id);
-            {
-                let mut ins = tx.prepare_cached(
-                    "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
-                     VALUES (?1, 'erasure', ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for (seq, (lines, digest)) in &removed {
-                    ins.execute(params![
-                        now_ns,
-                        log_id,
-                        e.operator,
-                        seq,
-                        *lines as i64,
-                        digest.to_string()
-                    ])?;
-                }
-            }
-            tx.commit()?;
-        }
-        // Old page images of the rewritten chunks may sit in the WAL until it is truncated.
-        self.checkpoint()?;
+            super::Db::Postgres(db) => db.erase(|tx| erase_on(tx, e, now_ns))?,
+        };
         Ok(report)
     }
 
@@ -262,4 +122,102 @@ impl Store {
         db.give_back(conn);
         Ok(res?)
     }
+}
+
+/// The erasure, over one write transaction of either backend.
+fn erase_on(tx: &mut dyn EraseTx, e: &Erasure, now_ns: i64) -> Result<EraseReport, StoreError> {
+    let filtered = e.query.has_pipeline();
+    let mut state = fjord_logql::EntryState::default();
+    let mut report = EraseReport::default();
+    let mut streams = Vec::new();
+    for (id, json) in tx.streams(e.team.as_deref())? {
+        let labels = parse_labels(&json)?;
+        if e.query.matches_stream(&labels) {
+            streams.push((id, json, labels));
+        }
+    }
+    let span = Span::new(e.start_ns, e.end_ns);
+    // Per batch sequence: lines erased and their digest.
+    let mut removed: BTreeMap<i64, (u64, EntryDigest)> = BTreeMap::new();
+    for (sid, labels, parsed) in &streams {
+        for c in tx.chunks(*sid, span)? {
+            let Some((data, chunk_seq, day)) = tx.chunk(c.id)? else {
+                continue;
+            };
+            // (batch seq, ts, line, stored metadata)
+            let mut keep: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
+            let mut gone: Vec<(i64, i64, EntryDigest)> = Vec::new();
+            chunk::decode_each(&data, chunk_seq, |r| {
+                let hit = r.ts >= e.start_ns
+                    && r.ts <= e.end_ns
+                    && e.query.keep_line(r.line)
+                    && (!filtered
+                        || e.query.process_meta(
+                            &mut state,
+                            parsed,
+                            &r.meta.iter().collect::<Vec<_>>(),
+                            r.ts,
+                            r.line,
+                        ));
+                if hit {
+                    let d = EntryDigest::of_entry(labels, r.ts, r.line, &r.meta);
+                    gone.push((r.seq, r.ts, d));
+                } else {
+                    keep.push((r.seq, r.ts, r.line.to_owned(), r.meta.bytes().to_vec()));
+                }
+            })?;
+            if gone.is_empty() {
+                continue;
+            }
+            for (seq, _, d) in &gone {
+                let slot = removed.entry(*seq).or_default();
+                slot.0 += 1;
+                slot.1.add(d);
+            }
+            report.lines += gone.len() as u64;
+            report.chunks += 1;
+            if e.dry_run {
+                continue;
+            }
+            // An erased line leaves no trace, its dedup key (a hash of it) included; the
+            // same line pushed again is stored again.
+            for (_, ts, d) in &gone {
+                tx.forget_key(*sid, *ts, d.dedup_key())?;
+            }
+            if keep.is_empty() {
+                tx.delete_chunk(c.id, day)?;
+            } else {
+                let rewritten = chunk::Encoder::stored()?.encode_tagged(
+                    keep.iter()
+                        .map(|(s, t, l, m)| (*s, *t, l.as_str(), chunk::Meta::stored(m))),
+                )?;
+                tx.update_chunk(c.id, day, &rewritten)?;
+            }
+        }
+    }
+    if e.dry_run {
+        return Ok(report);
+    }
+    let log_id = tx.insert_erasure(&ErasureRecord {
+        id: 0,
+        at_ns: now_ns,
+        operator: e.operator.clone(),
+        query: e.query_text.clone(),
+        start_ns: e.start_ns,
+        end_ns: e.end_ns,
+        lines: report.lines,
+        chunks: report.chunks,
+    })?;
+    report.log_id = Some(log_id);
+    for (seq, (lines, digest)) in &removed {
+        tx.insert_erasure_removal(
+            now_ns,
+            log_id,
+            &e.operator,
+            *seq,
+            *lines,
+            &digest.to_string(),
+        )?;
+    }
+    Ok(report)
 }

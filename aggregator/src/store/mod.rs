@@ -16,6 +16,7 @@ mod access;
 pub mod backend;
 pub mod chunk;
 mod compact;
+mod deadline;
 pub mod digest;
 mod erase;
 pub mod evidence;
@@ -28,6 +29,7 @@ mod sha256x2;
 
 pub use access::AccessRecord;
 pub use compact::CompactReport;
+pub use deadline::Deadline;
 pub use digest::{EntryDigest, StreamHasher};
 pub use erase::{EraseReport, Erasure, ErasureRecord};
 pub use retention::{ReclaimReport, RetentionReport};
@@ -96,6 +98,8 @@ pub enum StoreError {
     Eval(#[from] fjord_logql::EvalError),
     #[error("the answer holds more than {limit} bytes of log lines; narrow the range or the selector, or lower the limit")]
     TooLarge { limit: usize },
+    #[error("the query ran longer than {} (query_timeout) and was stopped; narrow the range or the selector, or add a line filter", humantime::format_duration(*.limit))]
+    DeadlineExceeded { limit: Duration },
     #[error("team {team:?} has {limit} streams, the most it may have (max_streams_per_team); this push would add another. Fewer distinct label sets, or ask the operator to raise the limit")]
     TooManyStreams { team: String, limit: usize },
 }
@@ -158,6 +162,25 @@ pub struct RangeQuery {
     /// Most bytes of lines the query may hold: the best `limit` entries found so far may
     /// total at most this, else [`StoreError::TooLarge`].
     pub max_bytes: usize,
+    /// When the query stops, with [`StoreError::DeadlineExceeded`].
+    pub deadline: Deadline,
+}
+
+/// What [`Store::scan_part`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    pub query: &'a LogQuery,
+    /// Restrict to one team (read tokens); `None` sees all.
+    pub team: Option<&'a str>,
+    /// Inclusive start, Unix epoch ns.
+    pub start_ns: i64,
+    /// Inclusive end, Unix epoch ns.
+    pub end_ns: i64,
+    /// This scan's share of the selected streams: those whose position is `part.0` modulo
+    /// `part.1`.
+    pub part: (usize, usize),
+    /// When the scan stops, with [`StoreError::DeadlineExceeded`].
+    pub deadline: Deadline,
 }
 
 /// Chunk counts of one stream in a range, for `index/stats` and `index/volume`.
@@ -644,6 +667,7 @@ impl Store {
             }
         };
         for (cid, sidx, min_ts, max_ts) in metas {
+            q.deadline.check()?;
             if hits.len() >= q.limit {
                 // The limit is reached: a chunk entirely beyond the cutoff cannot contribute,
                 // and since chunks are sorted neither can any later one.
@@ -661,7 +685,11 @@ impl Store {
             }
             let mut pos = 0u32;
             let stream_labels = &streams[sidx].1;
+            let mut watch = q.deadline.watch();
             decoder.each(0, |r| {
+                if watch.passed() {
+                    return;
+                }
                 let (ts, line) = (r.ts, r.line);
                 if ts >= q.start_ns && ts <= q.end_ns && q.query.keep_line(line) {
                     if !pipeline {
@@ -692,6 +720,7 @@ impl Store {
                 }
                 pos += 1;
             })?;
+            watch.result()?;
             // Distinct label sets (one per JSON request id, say) are bounded like the hits.
             let too_many_sets = outs.len() > q.limit.saturating_mul(2) + 64;
             if hits.len() > q.limit
@@ -785,21 +814,32 @@ impl Store {
         end_ns: i64,
         sink: &mut fjord_logql::EntrySink<'_>,
     ) -> Result<(), StoreError> {
-        self.scan_part(query, team, start_ns, end_ns, (0, 1), sink)
+        let scan = Scan {
+            query,
+            team,
+            start_ns,
+            end_ns,
+            part: (0, 1),
+            deadline: Deadline::NONE,
+        };
+        self.scan_part(&scan, sink)
     }
 
-    /// [`Store::scan`] over one share of the streams: those whose position among the
-    /// selected streams is `part.0` modulo `part.1`, so that `part.1` threads, each with its
-    /// own connection, scan disjoint streams.
+    /// [`Store::scan`] over one share of the streams (`scan.part`), so that `part.1` threads,
+    /// each with its own connection, scan disjoint streams; stopped at `scan.deadline`.
     pub fn scan_part(
         &self,
-        query: &LogQuery,
-        team: Option<&str>,
-        start_ns: i64,
-        end_ns: i64,
-        part: (usize, usize),
+        scan: &Scan<'_>,
         sink: &mut fjord_logql::EntrySink<'_>,
     ) -> Result<(), StoreError> {
+        let Scan {
+            query,
+            team,
+            start_ns,
+            end_ns,
+            part,
+            deadline,
+        } = *scan;
         self.db.read(|r| {
             let parts = part.1.max(1);
             let streams: Vec<(i64, Labels)> = Self::select_streams(r, query, team)?
@@ -812,6 +852,7 @@ impl Store {
             let span = Span::new(start_ns, end_ns);
             for (sid, labels) in &streams {
                 for c in r.chunks(*sid, span)? {
+                    deadline.check()?;
                     let Some(data) = r.chunk_data(c.id)? else {
                         continue;
                     };
@@ -819,9 +860,11 @@ impl Store {
                         continue;
                     }
                     let mut failed = None;
+                    let mut watch = deadline.watch();
                     decoder.each(0, |r| {
                         let (ts, line) = (r.ts, r.line);
                         if failed.is_none()
+                            && !watch.passed()
                             && ts >= start_ns
                             && ts <= end_ns
                             && query.keep_line(line)
@@ -835,6 +878,7 @@ impl Store {
                     if let Some(e) = failed {
                         return Err(StoreError::Eval(e));
                     }
+                    watch.result()?;
                 }
             }
             Ok(())

@@ -34,6 +34,44 @@ pub struct ReclaimReport {
     pub file_bytes: u64,
 }
 
+/// Lines and entry digest per batch sequence of expired chunks, as `removals` records them.
+#[derive(Default)]
+pub(crate) struct Removed {
+    pub by_batch: BTreeMap<i64, (i64, EntryDigest)>,
+    dec: Option<chunk::Decoder>,
+}
+
+impl Removed {
+    /// Adds the lines of chunk `id` (row `seq` `chunk_seq`) of the stream with canonical
+    /// labels JSON `labels`. A corrupt chunk still expires; its lines go unrecorded, so
+    /// `audit verify` keeps flagging its batch, which is the truth.
+    pub fn add_chunk(
+        &mut self,
+        id: i64,
+        chunk_seq: i64,
+        labels: &str,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let dec = match &mut self.dec {
+            Some(d) => d,
+            None => self.dec.insert(chunk::Decoder::new()?),
+        };
+        let hasher = StreamHasher::new(labels);
+        let by_batch = &mut self.by_batch;
+        let walked = dec.load(data).map(|_| ()).and_then(|()| {
+            dec.each(chunk_seq, |r| {
+                let slot = by_batch.entry(r.seq).or_default();
+                slot.0 += 1;
+                slot.1.add(&hasher.entry(r.ts, r.line, &r.meta));
+            })
+        });
+        if let Err(err) = walked {
+            tracing::warn!(chunk = id, %err, "expiring a corrupt chunk");
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Applies `policy` as of `now_ns` and reclaims the space.
     pub fn apply_retention(
@@ -41,7 +79,10 @@ impl Store {
         policy: &RetentionPolicy,
         now_ns: i64,
     ) -> Result<RetentionReport, StoreError> {
-        let db = self.sqlite("retention")?;
+        let db = match &self.db {
+            super::Db::Sqlite(db) => db,
+            super::Db::Postgres(db) => return db.apply_retention(policy, now_ns),
+        };
         let teams: Vec<String> = {
             let conn = db.reader()?;
             let t = conn
@@ -77,26 +118,12 @@ impl Store {
                 if n == 0 {
                     break;
                 }
-                let mut l = 0i64;
-                let mut removed: BTreeMap<i64, (i64, EntryDigest)> = BTreeMap::new();
+                let l: i64 = victims.iter().map(|v| v.2).sum();
+                let mut removed = Removed::default();
                 {
                     let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
-                    let mut dec = chunk::Decoder::new()?;
-                    for (id, chunk_seq, lines, labels, data) in &victims {
-                        l += lines;
-                        // A corrupt chunk still expires; its lines go unrecorded, so
-                        // `audit verify` keeps flagging its batch, which is the truth.
-                        let hasher = StreamHasher::new(labels);
-                        let walked = dec.load(data).map(|_| ()).and_then(|()| {
-                            dec.each(*chunk_seq, |r| {
-                                let slot = removed.entry(r.seq).or_default();
-                                slot.0 += 1;
-                                slot.1.add(&hasher.entry(r.ts, r.line, &r.meta));
-                            })
-                        });
-                        if let Err(err) = walked {
-                            tracing::warn!(chunk = id, %err, "expiring a corrupt chunk");
-                        }
+                    for (id, chunk_seq, _, labels, data) in &victims {
+                        removed.add_chunk(*id, *chunk_seq, labels, data)?;
                         del.execute([id])?;
                     }
                     let mut ins = tx.prepare_cached(
@@ -104,7 +131,7 @@ impl Store {
                          VALUES (?1, 'retention', ?2, ?3, ?4, ?5)",
                     )?;
                     let who = format!("retention ({days} d)");
-                    for (seq, (lines, digest)) in &removed {
+                    for (seq, (lines, digest)) in &removed.by_batch {
                         ins.execute(params![now_ns, who, seq, lines, digest.to_string()])?;
                     }
                 }

@@ -1,4 +1,6 @@
-//! Store tests against a real SQLite file in a temp dir.
+//! Store tests against real databases: a SQLite file in a temp dir and, for the tests of
+//! what both backends do ([`each_backend`]), a PostgreSQL server of the test's own started by
+//! the test harness (Debian's binaries; see tests/src/postgres.rs).
 
 use std::time::Duration;
 
@@ -32,6 +34,67 @@ fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
     }
 }
 
+/// A store to test and how to open it again.
+struct Backend {
+    name: &'static str,
+    open: Box<dyn Fn() -> Store>,
+    /// Runs one SQL statement and returns the first column of its first row as text.
+    sql: Box<dyn Fn(&str) -> String>,
+    /// The SQLite directory or the PostgreSQL server, kept until the test ends.
+    _db: Box<dyn std::any::Any>,
+}
+
+/// SQLite in a temp dir, and PostgreSQL on a server of its own.
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let pg = fjord_e2e::postgres::Postgres::builder()
+        .fsync(false)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dsn = pg.dsn();
+    let db_file = path.join(DB_FILE);
+    let pg = std::rc::Rc::new(pg);
+    let pg_sql = pg.clone();
+    vec![
+        Backend {
+            name: "sqlite",
+            open: Box::new(move || Store::open(&path).unwrap()),
+            sql: Box::new(move |q| {
+                Connection::open(&db_file)
+                    .unwrap()
+                    .query_row(q, [], |r| r.get::<_, rusqlite::types::Value>(0))
+                    .map(|v| match v {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap()
+            }),
+            _db: Box::new(dir),
+        },
+        Backend {
+            name: "postgres",
+            open: Box::new(move || {
+                Store::over(Db::Postgres(postgres::PgDb::connect(&dsn).unwrap())).unwrap()
+            }),
+            sql: Box::new(move |q| pg_sql.psql(q).unwrap()),
+            _db: Box::new(pg),
+        },
+    ]
+}
+
+/// Runs `test` against each backend; a failure names the backend.
+fn each_backend(test: impl Fn(&Backend)) {
+    for b in backends() {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&b)));
+        if let Err(e) = r {
+            eprintln!("failed on the {} backend", b.name);
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
 fn range(q: &str, limit: usize, direction: Direction, team: Option<&str>) -> RangeQuery {
     RangeQuery {
         query: logql::parse(q).unwrap(),
@@ -41,6 +104,7 @@ fn range(q: &str, limit: usize, direction: Direction, team: Option<&str>) -> Ran
         direction,
         team: team.map(str::to_owned),
         max_bytes: usize::MAX,
+        deadline: Deadline::NONE,
     }
 }
 
@@ -55,8 +119,11 @@ fn lines(res: &[StreamResult]) -> Vec<(i64, String)> {
 
 #[test]
 fn ingest_query_duplicate_and_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(ingest_query_duplicate_and_reopen_on);
+}
+
+fn ingest_query_duplicate_and_reopen_on(b: &Backend) {
+    let store = (b.open)();
     let req = push(
         "/a.log",
         &[
@@ -101,7 +168,7 @@ fn ingest_query_duplicate_and_reopen() {
         .is_empty());
     drop(store);
 
-    let store = Store::open(dir.path()).unwrap();
+    let store = (b.open)();
     let stats = store.stats(None).unwrap();
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].records, 3);
@@ -114,8 +181,10 @@ fn ingest_query_duplicate_and_reopen() {
 
 #[test]
 fn limit_and_direction_pick_the_right_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| limit_and_direction_on(&(b.open)()));
+}
+
+fn limit_and_direction_on(store: &Store) {
     for b in 0..10i64 {
         let entries: Vec<(i64, String)> = (0..10)
             .map(|i| (b * 10 + i, format!("line {}", b * 10 + i)))
@@ -171,8 +240,10 @@ fn limit_and_direction_pick_the_right_end() {
 
 #[test]
 fn team_scope_hides_other_teams() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| team_scope_on(&(b.open)()));
+}
+
+fn team_scope_on(store: &Store) {
     store
         .ingest(&meta(None, "payments"), &push("/a.log", &[(1, "p")]))
         .unwrap();
@@ -202,6 +273,52 @@ fn newer_schema_is_refused() {
     drop(conn);
     let err = Store::open(dir.path()).err().unwrap().to_string();
     assert!(err.contains("newer than this binary"), "{err}");
+}
+
+/// A read past its deadline stops with `DeadlineExceeded`: a range query, and a scan whose
+/// line filter drops every line (so no line reaches the sink that could notice the time).
+#[test]
+fn reads_past_their_deadline_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let req = push("/a.log", &[(10, "payment declined"), (20, "payment ok")]);
+    store.ingest(&meta(None, "payments"), &req).unwrap();
+    let passed = Deadline::after(Duration::ZERO);
+    for (q, found) in [
+        (r#"{team="payments"}"#, 2),
+        (r#"{team="payments"} |~ "no.such""#, 0),
+    ] {
+        let mut rq = range(q, 100, Direction::Forward, None);
+        assert_eq!(lines(&store.query_range(&rq).unwrap()).len(), found);
+        rq.deadline = passed;
+        let err = store.query_range(&rq).unwrap_err();
+        assert!(
+            matches!(err, StoreError::DeadlineExceeded { .. }),
+            "{q}: {err}"
+        );
+        assert!(err.to_string().contains("query_timeout"), "{err}");
+
+        let mut sunk = 0;
+        let scan = Scan {
+            query: &rq.query,
+            team: None,
+            start_ns: 0,
+            end_ns: i64::MAX,
+            part: (0, 1),
+            deadline: passed,
+        };
+        let err = store
+            .scan_part(&scan, &mut |_, _, _, _| {
+                sunk += 1;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::DeadlineExceeded { .. }),
+            "{q}: {err}"
+        );
+        assert_eq!(sunk, 0);
+    }
 }
 
 #[test]
@@ -535,8 +652,10 @@ fn erase_rewrites_chunks_and_logs_the_act() {
 
 #[test]
 fn tail_cursor_sees_every_later_chunk_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| tail_cursor_on(&(b.open)()));
+}
+
+fn tail_cursor_on(store: &Store) {
     let t = now();
     store
         .ingest(
@@ -650,8 +769,10 @@ fn team_scoped_stream_lookups_use_the_team_index() {
 
 #[test]
 fn streams_beyond_the_team_limit_refuse_the_whole_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    each_backend(|b| team_limit_on(&(b.open)()));
+}
+
+fn team_limit_on(store: &Store) {
     store.set_max_streams_per_team(1);
     let a = push("/a.log", &[(10, "a")]);
     let b = push("/b.log", &[(20, "b")]);
@@ -784,4 +905,186 @@ fn erasure_and_retention_drop_dedup_keys() {
     store.apply_retention(&policy, t).unwrap();
     assert_eq!(entry_keys(&store), 2);
     assert_eq!(all_lines(&store, r#"{file="/a.log"}"#).len(), 2);
+}
+
+/// Retention removes exactly the expired lines of each team and records them per batch. On
+/// PostgreSQL a day whose every line expired goes as a whole partition; a day that still
+/// holds lines another team keeps loses only the expired team's chunks.
+#[test]
+fn retention_removes_each_teams_expired_lines_and_records_them() {
+    each_backend(|b| {
+        let store = (b.open)();
+        let day = 20_000i64;
+        let at = |d: i64| (day + d) * NS_PER_DAY + 3_600_000_000_000;
+        let now = at(0);
+        for (i, (team, d)) in [
+            ("payments", -5),
+            ("payments", -4),
+            ("payments", 0),
+            ("search", -5),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .ingest(
+                    &meta(Some(&format!("b{i}")), team),
+                    &push("/a.log", &[(at(d), &format!("{team} {d}"))]),
+                )
+                .unwrap();
+        }
+        let payments_2d = crate::config::RetentionPolicy {
+            default_days: 0,
+            teams: [("payments".to_owned(), 2)].into(),
+        };
+        let r = store.apply_retention(&payments_2d, now).unwrap();
+        let payments = r.teams.iter().find(|t| t.0 == "payments").unwrap();
+        assert_eq!((payments.1, payments.2, payments.3), (2, 2, 2), "{r:?}");
+        assert_eq!(
+            all_lines(&store, r#"{file="/a.log"}"#),
+            [(at(-5), "search -5"), (at(0), "payments 0")].map(|(t, l)| (t, l.to_owned()))
+        );
+        assert_eq!(
+            (b.sql)("SELECT count(*) FROM removals WHERE kind = 'retention'"),
+            "2"
+        );
+        if b.name == "postgres" {
+            // Day -4 held only expired lines: its partition is gone. Day -5 still holds
+            // search's line.
+            let parts = |d: i64| {
+                (b.sql)(&format!(
+                    "SELECT count(*) FROM pg_class WHERE relname = '{}'",
+                    postgres::schema::partition(day + d)
+                ))
+            };
+            assert_eq!(
+                (parts(-4), parts(-5), parts(0)),
+                ("0".into(), "1".into(), "1".into())
+            );
+        }
+        // Now search expires after 3 days too: day -5 goes whole.
+        let all_3d = crate::config::RetentionPolicy {
+            default_days: 3,
+            teams: [("payments".to_owned(), 2)].into(),
+        };
+        store.apply_retention(&all_3d, now).unwrap();
+        assert_eq!(
+            all_lines(&store, r#"{file="/a.log"}"#),
+            [(at(0), "payments 0".to_owned())]
+        );
+        if b.name == "postgres" {
+            assert_eq!(
+                (b.sql)(&format!(
+                    "SELECT count(*) FROM pg_class WHERE relname = '{}'",
+                    postgres::schema::partition(day - 5)
+                )),
+                "0"
+            );
+        }
+        // A later push for a dropped day recreates its partition.
+        store
+            .ingest(
+                &meta(Some("late"), "search"),
+                &push("/a.log", &[(at(-4), "late")]),
+            )
+            .unwrap();
+        assert_eq!(all_lines(&store, r#"{file="/a.log"}"#).len(), 2);
+    });
+}
+
+/// Compaction merges a stream's small chunks of a day into one without losing or repeating
+/// a line, and a live tail already past them does not see their lines again.
+#[test]
+fn compaction_merges_small_chunks_and_a_tail_past_them_stays_quiet() {
+    each_backend(|b| {
+        let store = (b.open)();
+        let t0 = now() - 3_600_000_000_000;
+        let mut want = Vec::new();
+        for i in 0..30i64 {
+            let line = format!("line {i}");
+            let mut m = meta(Some(&format!("c{i}")), "payments");
+            m.received_ns = t0;
+            // Out of time order, so the merge must sort.
+            let ts = t0 + (i * 7) % 30;
+            store.ingest(&m, &push("/a.log", &[(ts, &line)])).unwrap();
+            want.push((ts, line));
+        }
+        want.sort();
+        let (_, mut cursor) = store
+            .tail_begin(&range(r#"{team="payments"}"#, 0, Direction::Backward, None))
+            .unwrap();
+        assert_eq!((b.sql)("SELECT count(*) FROM chunks"), "30");
+        let r = store.compact(Duration::from_secs(60), now()).unwrap();
+        assert_eq!((r.chunks_in, r.chunks_out), (30, 1), "{r:?}");
+        assert_eq!((b.sql)("SELECT count(*) FROM chunks"), "1");
+        assert_eq!(all_lines(&store, r#"{team="payments"}"#), want);
+        let q = logql::parse(r#"{team="payments"}"#).unwrap();
+        let again = store
+            .tail_next(&mut cursor, &q, None, 100, &mut TailStreams::new())
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    });
+}
+
+/// Erasure removes exactly the entries its filters name (by line or by metadata), keeps the
+/// others with their metadata, logs the act and records the removed lines per batch.
+#[test]
+fn erasure_removes_exactly_the_named_entries_and_logs_the_act() {
+    each_backend(|b| {
+        let store = (b.open)();
+        let t = now();
+        let req = PushRequest {
+            streams: vec![PushStream {
+                stream: [("file".to_owned(), "/e.log".to_owned())].into(),
+                values: vec![
+                    Entry::new(t, "card secret-1"),
+                    Entry::new(t + 1, "plain").with_metadata([("user", "u-42")]),
+                    Entry::new(t + 2, "kept").with_metadata([("user", "u-7")]),
+                ],
+            }],
+        };
+        store.ingest(&meta(Some("e1"), "payments"), &req).unwrap();
+        let erase = |q: &str, dry_run: bool| {
+            store.erase(
+                &Erasure {
+                    query: logql::parse(q).unwrap(),
+                    query_text: q.into(),
+                    start_ns: 0,
+                    end_ns: i64::MAX,
+                    team: Some("payments".into()),
+                    operator: "dpo".into(),
+                    dry_run,
+                },
+                t,
+            )
+        };
+        let dry = erase(r#"{file="/e.log"} |= "secret""#, true).unwrap();
+        assert_eq!((dry.lines, dry.log_id), (1, None));
+        assert_eq!(all_lines(&store, r#"{file="/e.log"}"#).len(), 3);
+        assert_eq!(
+            erase(r#"{file="/e.log"} |= "secret""#, false)
+                .unwrap()
+                .lines,
+            1
+        );
+        assert_eq!(
+            erase(r#"{file="/e.log"} | user="u-42""#, false)
+                .unwrap()
+                .lines,
+            1
+        );
+        let left = store
+            .query_range(&range(r#"{file="/e.log"}"#, 10, Direction::Forward, None))
+            .unwrap();
+        assert_eq!(lines(&left), [(t + 2, "kept".to_owned())]);
+        assert_eq!(
+            left[0].entries[0].metadata,
+            [("user".to_owned(), "u-7".to_owned())]
+        );
+        assert_eq!((b.sql)("SELECT count(*) FROM erasures"), "2");
+        assert_eq!(
+            (b.sql)("SELECT sum(lines) FROM removals WHERE kind = 'erasure'"),
+            "2"
+        );
+    });
 }

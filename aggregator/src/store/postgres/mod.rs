@@ -28,11 +28,16 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::backend::{
-    ChunkSpan, DetailRow, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
+    ChunkSpan, DetailRow, EraseTx, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
     StoredTotals,
 };
 use super::chunk::EncodedChunk;
-use super::{AccessRecord, IndexCounts, StoreError, StoreSize, TailCursor};
+use super::compact::{merge, runs, CompactReport, MAX_GROUPS_PER_PASS, SMALL_CHUNK_RAW_BYTES};
+use super::retention::{ReclaimReport, Removed, RetentionReport};
+use super::{
+    AccessRecord, ErasureRecord, IndexCounts, StoreError, StoreSize, TailCursor, NS_PER_DAY,
+};
+use crate::config::RetentionPolicy;
 
 /// Most pooled connections of one replica.
 const POOL_SIZE: usize = 16;
@@ -40,8 +45,17 @@ const POOL_SIZE: usize = 16;
 /// How long to wait for a connection (new or pooled) before the store answers unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The advisory lock key under which day partitions are created.
+/// The advisory lock key under which day partitions are created and dropped.
 const PARTITION_LOCK: i64 = 0x666a_6f72_6402; // "fjord" 2
+
+/// The advisory lock key of a retention run: one replica at a time.
+const RETENTION_LOCK: i64 = 0x666a_6f72_6403; // "fjord" 3
+
+/// The advisory lock key of a compaction pass: one replica at a time.
+const COMPACT_LOCK: i64 = 0x666a_6f72_6404; // "fjord" 4
+
+/// Expired chunks read (and deleted) per transaction of a partition that cannot be dropped.
+const DELETE_BATCH: i64 = 2_000;
 
 /// A PostgreSQL database.
 pub struct PgDb {
@@ -299,6 +313,28 @@ impl PgDb {
         })
     }
 
+    /// Runs `f` in a read-committed transaction that first waits for any compaction pass
+    /// or retention run to end and keeps new ones out until it commits (a merge of chunks
+    /// read before the erasure would bring erased lines back; a retention run would record
+    /// them removed twice). Afterwards the touched tables are vacuumed, so the old row
+    /// versions go from the tables; see docs/aggregator.md for what PostgreSQL keeps.
+    pub fn erase<R>(
+        &self,
+        f: impl FnOnce(&mut dyn EraseTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let client = self.client()?;
+        let r = self.in_tx(&client, "BEGIN", |c| {
+            self.block(c.batch_execute(&format!(
+                "SELECT pg_advisory_xact_lock({COMPACT_LOCK}); SELECT pg_advisory_xact_lock({RETENTION_LOCK});"
+            )))
+            .map_err(pg)?;
+            f(&mut Conn { db: self, client: c })
+        })?;
+        self.block(client.batch_execute("VACUUM chunks, entry_keys"))
+            .map_err(pg)?;
+        Ok(r)
+    }
+
     fn in_tx<R>(
         &self,
         client: &deadpool_postgres::Object,
@@ -317,6 +353,322 @@ impl PgDb {
                 Err(e)
             }
         }
+    }
+
+    /// Applies `policy` as of `now_ns`, on one replica at a time (others skip the run while
+    /// one holds the retention lock). A day partition whose every chunk has expired for its
+    /// team is dropped whole, after its lines are recorded per batch in `removals`; in a day
+    /// that still holds lines a team keeps, only the expired teams' chunks are deleted. The
+    /// dedup keys of whole expired days go too.
+    pub fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now_ns: i64,
+    ) -> Result<RetentionReport, StoreError> {
+        let mut lock = self.client()?;
+        let got: bool = self
+            .block(lock.query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK]))
+            .map_err(pg)?
+            .get(0);
+        if !got {
+            tracing::debug!("retention runs on another replica");
+            return Ok(RetentionReport::default());
+        }
+        let result = self.retention_locked(&mut lock, policy, now_ns);
+        let _ = self.block(lock.query_one("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK]));
+        result
+    }
+
+    fn retention_locked(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        policy: &RetentionPolicy,
+        now_ns: i64,
+    ) -> Result<RetentionReport, StoreError> {
+        let teams: Vec<String> = self
+            .block(client.query("SELECT DISTINCT team FROM streams ORDER BY team", &[]))
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // team → cutoff (lines with max_ts below it have expired); None: kept for ever.
+        let cutoffs: std::collections::BTreeMap<String, Option<i64>> = teams
+            .iter()
+            .map(|t| {
+                let days = policy.days_for(t);
+                let cutoff = (days > 0)
+                    .then(|| now_ns.saturating_sub(i64::from(days).saturating_mul(NS_PER_DAY)));
+                (t.clone(), cutoff)
+            })
+            .collect();
+        let mut per_team: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let oldest_cutoff = cutoffs.values().flatten().max().copied();
+        let Some(oldest_cutoff) = oldest_cutoff else {
+            return Ok(report(policy, &cutoffs, per_team));
+        };
+        let days: Vec<i64> = self
+            .block(client.query(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'chunks'::regclass",
+                &[],
+            ))
+            .map_err(pg)?
+            .iter()
+            .filter_map(|r| schema::day_of_partition(r.get(0)))
+            .filter(|d| d.saturating_mul(NS_PER_DAY) < oldest_cutoff)
+            .collect();
+        for day in days {
+            let name = schema::partition(day);
+            let rows = self
+                .block(client.query(
+                    &format!(
+                        "SELECT s.team, max(c.max_ts) FROM {name} c
+                         JOIN streams s ON s.id = c.stream_id GROUP BY s.team"
+                    ),
+                    &[],
+                ))
+                .map_err(pg)?;
+            let expired = |team: &str, max_ts: i64| {
+                cutoffs
+                    .get(team)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|c| max_ts < c)
+            };
+            let whole = rows.iter().all(|r| expired(r.get(0), r.get(1)));
+            if whole {
+                self.drop_day(client, day, now_ns, policy, &mut per_team)?;
+                continue;
+            }
+            for r in &rows {
+                let team: String = r.get(0);
+                if let Some(cutoff) = cutoffs.get(&team).copied().flatten() {
+                    self.delete_expired(client, day, &team, cutoff, now_ns, policy, &mut per_team)?;
+                }
+            }
+        }
+        for (team, cutoff) in &cutoffs {
+            let Some(cutoff) = cutoff else { continue };
+            let before = super::day_of(*cutoff).saturating_mul(NS_PER_DAY);
+            self.block(client.execute(
+                "DELETE FROM entry_keys WHERE ts < $2
+                 AND stream_id IN (SELECT id FROM streams WHERE team = $1)",
+                &[team, &before],
+            ))
+            .map_err(pg)?;
+        }
+        Ok(report(policy, &cutoffs, per_team))
+    }
+
+    /// Records the lines of every chunk of `day` as removed, then drops its partition, in
+    /// one transaction.
+    fn drop_day(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        day: i64,
+        now_ns: i64,
+        policy: &RetentionPolicy,
+        per_team: &mut std::collections::BTreeMap<String, (u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let name = schema::partition(day);
+        self.block(async {
+            let tx = client.transaction().await.map_err(pg)?;
+            tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+                .await
+                .map_err(pg)?;
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT c.id, c.seq, c.lines, s.labels, s.team, c.data FROM {name} c
+                         JOIN streams s ON s.id = c.stream_id"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            let mut removed: std::collections::BTreeMap<String, Removed> = Default::default();
+            for r in &rows {
+                let team: String = r.get(4);
+                let slot = per_team.entry(team.clone()).or_default();
+                slot.0 += 1;
+                slot.1 += count(r.get(2));
+                removed.entry(team).or_default().add_chunk(
+                    r.get(0),
+                    r.get(1),
+                    r.get(3),
+                    r.get(5),
+                )?;
+            }
+            for (team, r) in &removed {
+                record_removals(&tx, now_ns, &who(policy, team), r).await?;
+            }
+            tx.batch_execute(&format!("DROP TABLE {name}"))
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)
+        })?;
+        self.days
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .remove(&day);
+        tracing::info!(day, "retention dropped an expired day");
+        Ok(())
+    }
+
+    /// Deletes `team`'s chunks of `day` that expired before `cutoff`, in bounded
+    /// transactions, recording their lines as removed.
+    #[allow(clippy::too_many_arguments)]
+    fn delete_expired(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        day: i64,
+        team: &str,
+        cutoff: i64,
+        now_ns: i64,
+        policy: &RetentionPolicy,
+        per_team: &mut std::collections::BTreeMap<String, (u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let name = schema::partition(day);
+        loop {
+            let n = self.block(async {
+                let tx = client.transaction().await.map_err(pg)?;
+                let rows = tx
+                    .query(
+                        &format!(
+                            "SELECT c.id, c.seq, c.lines, s.labels, c.data FROM {name} c
+                             JOIN streams s ON s.id = c.stream_id
+                             WHERE s.team = $1 AND c.max_ts < $2 LIMIT $3"
+                        ),
+                        &[&team, &cutoff, &DELETE_BATCH],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let mut removed = Removed::default();
+                let mut ids = Vec::with_capacity(rows.len());
+                let mut lines = 0u64;
+                for r in &rows {
+                    ids.push(r.get::<_, i64>(0));
+                    lines += count(r.get(2));
+                    removed.add_chunk(r.get(0), r.get(1), r.get(3), r.get(4))?;
+                }
+                tx.execute(&format!("DELETE FROM {name} WHERE id = ANY($1)"), &[&ids])
+                    .await
+                    .map_err(pg)?;
+                record_removals(&tx, now_ns, &who(policy, team), &removed).await?;
+                tx.commit().await.map_err(pg)?;
+                Ok::<_, StoreError>((ids.len(), lines))
+            })?;
+            let slot = per_team.entry(team.to_owned()).or_default();
+            slot.0 += n.0 as u64;
+            slot.1 += n.1;
+            if n.0 == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One compaction pass over chunks of batches received up to `cutoff_ns`, on one replica
+    /// at a time (the others skip it). Each run of small chunks is merged in a transaction
+    /// of its own, so ingest (which only inserts) is never held up. The merged chunk keeps
+    /// the newest batch sequence and writing transaction of its parts, so a live tail past
+    /// them does not see their lines again.
+    pub fn compact(&self, cutoff_ns: i64) -> Result<CompactReport, StoreError> {
+        let mut client = self.client()?;
+        let got: bool = self
+            .block(client.query_one("SELECT pg_try_advisory_lock($1)", &[&COMPACT_LOCK]))
+            .map_err(pg)?
+            .get(0);
+        if !got {
+            return Ok(CompactReport::default());
+        }
+        let result = self.compact_locked(&mut client, cutoff_ns);
+        let _ = self.block(client.query_one("SELECT pg_advisory_unlock($1)", &[&COMPACT_LOCK]));
+        result
+    }
+
+    fn compact_locked(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        cutoff_ns: i64,
+    ) -> Result<CompactReport, StoreError> {
+        let small = SMALL_CHUNK_RAW_BYTES as i64;
+        let mut report = CompactReport::default();
+        self.block(async {
+            let max_seq: i64 = client
+                .query_one(
+                    "SELECT COALESCE(MAX(id), 0)::BIGINT FROM receipts WHERE received_ns <= $1",
+                    &[&cutoff_ns],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            let groups = client
+                .query(
+                    "SELECT stream_id, day FROM chunks WHERE raw_bytes < $1 AND seq <= $2
+                     GROUP BY stream_id, day HAVING COUNT(*) > 1 LIMIT $3",
+                    &[&small, &max_seq, &(MAX_GROUPS_PER_PASS as i64)],
+                )
+                .await
+                .map_err(pg)?;
+            for g in &groups {
+                let (sid, day): (i64, i64) = (g.get(0), g.get(1));
+                let tx = client.transaction().await.map_err(pg)?;
+                let rows = tx
+                    .query(
+                        "SELECT id, raw_bytes FROM chunks
+                         WHERE stream_id = $1 AND day = $2 AND raw_bytes < $3 AND seq <= $4
+                         ORDER BY min_ts, id",
+                        &[&sid, &day, &small, &max_seq],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let small: Vec<(i64, usize)> = rows
+                    .iter()
+                    .map(|r| (r.get(0), usize::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+                    .collect();
+                let mut merged_any = false;
+                for run in runs(small) {
+                    let parts = tx
+                        .query(
+                            "SELECT data, seq, xid::TEXT::BIGINT FROM chunks
+                             WHERE day = $1 AND id = ANY($2) ORDER BY min_ts, id",
+                            &[&day, &run],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    let xid = parts.iter().map(|r| r.get::<_, i64>(2)).max().unwrap_or(0);
+                    let parts: Vec<(Vec<u8>, i64)> =
+                        parts.iter().map(|r| (r.get(0), r.get(1))).collect();
+                    let (c, seq) = merge(&parts)?;
+                    tx.execute(
+                        "DELETE FROM chunks WHERE day = $1 AND id = ANY($2)",
+                        &[&day, &run],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
+                    tx.execute(
+                        "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes,
+                                             seq, xid, data)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::BIGINT::TEXT::xid8, $9)",
+                        &[
+                            &sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &xid, &c.data,
+                        ],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    report.chunks_in += run.len();
+                    report.chunks_out += 1;
+                    merged_any = true;
+                }
+                tx.commit().await.map_err(pg)?;
+                if merged_any {
+                    report.groups += 1;
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(report)
     }
 
     /// Database size and chunk count, for `/metrics`.
@@ -373,12 +725,61 @@ impl PgDb {
     }
 }
 
-/// Applies the migrations the database lacks; the caller holds the migration lock.
-async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS fjord_schema (version BIGINT NOT NULL)")
+/// Who removed lines by retention, as `removals.operator` says it.
+fn who(policy: &RetentionPolicy, team: &str) -> String {
+    format!("retention ({} d)", policy.days_for(team))
+}
+
+/// Writes one `removals` row per batch of `removed`.
+async fn record_removals(
+    tx: &deadpool_postgres::Transaction<'_>,
+    now_ns: i64,
+    who: &str,
+    removed: &Removed,
+) -> Result<(), StoreError> {
+    for (seq, (lines, digest)) in &removed.by_batch {
+        tx.execute(
+            "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
+             VALUES ($1, 'retention', $2, $3, $4, $5)",
+            &[&now_ns, &who, seq, lines, &digest.to_string()],
+        )
         .await
         .map_err(pg)?;
+    }
+    Ok(())
+}
+
+/// The report of a retention run: per team, days kept, chunks and lines removed.
+fn report(
+    policy: &RetentionPolicy,
+    cutoffs: &std::collections::BTreeMap<String, Option<i64>>,
+    per_team: std::collections::BTreeMap<String, (u64, u64)>,
+) -> RetentionReport {
+    RetentionReport {
+        teams: cutoffs
+            .keys()
+            .map(|t| {
+                let (chunks, lines) = per_team.get(t).copied().unwrap_or_default();
+                (t.clone(), policy.days_for(t), chunks, lines)
+            })
+            .collect(),
+        reclaim: ReclaimReport::default(),
+    }
+}
+
+/// Applies the migrations the database lacks; the caller holds the migration lock.
+async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('fjord_schema') IS NOT NULL", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute("CREATE TABLE fjord_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(pg)?;
+    }
     let current: i64 = client
         .query_opt("SELECT version FROM fjord_schema", &[])
         .await
@@ -713,14 +1114,35 @@ impl IngestTx for Conn<'_> {
         c: &EncodedChunk,
     ) -> Result<(), StoreError> {
         let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
-        self.execute(
-            "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes, seq, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &c.data,
-            ],
-        )?;
-        Ok(())
+        let inserted = self.db.block(async {
+            let st = self
+                .client
+                .prepare_cached(
+                    "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes, seq, data)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .await?;
+            self.client
+                .execute(
+                    &st,
+                    &[&sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &c.data],
+                )
+                .await
+        });
+        match inserted {
+            Ok(_) => Ok(()),
+            // The day's partition was dropped by retention on another replica since this one
+            // made sure of it: forget what it knew, and let the sender retry.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION) => {
+                if let Ok(mut days) = self.db.days.lock() {
+                    days.clear();
+                }
+                Err(StoreError::Unavailable(
+                    "a day partition was dropped meanwhile; retry".into(),
+                ))
+            }
+            Err(e) => Err(pg(e)),
+        }
     }
 
     fn insert_duplicates(
@@ -743,4 +1165,89 @@ impl IngestTx for Conn<'_> {
 /// Whether `url` names a PostgreSQL database.
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl EraseTx for Conn<'_> {
+    fn streams(&mut self, team: Option<&str>) -> Result<Vec<(i64, String)>, StoreError> {
+        Reader::streams(self, team)
+    }
+
+    fn chunks(&mut self, sid: i64, span: Span) -> Result<Vec<ChunkSpan>, StoreError> {
+        Reader::chunks(self, sid, span)
+    }
+
+    fn chunk(&mut self, id: i64) -> Result<Option<(Vec<u8>, i64, i64)>, StoreError> {
+        // FOR UPDATE: the row is rewritten below; nothing else changes it meanwhile.
+        Ok(self
+            .row(
+                "SELECT data, seq, day FROM chunks WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
+    fn forget_key(&mut self, sid: i64, ts: i64, key: i64) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM entry_keys WHERE stream_id = $1 AND ts = $2 AND h = $3",
+            &[&sid, &ts, &key],
+        )?;
+        Ok(())
+    }
+
+    fn delete_chunk(&mut self, id: i64, day: i64) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM chunks WHERE day = $1 AND id = $2",
+            &[&day, &id],
+        )?;
+        Ok(())
+    }
+
+    fn update_chunk(&mut self, id: i64, day: i64, c: &EncodedChunk) -> Result<(), StoreError> {
+        let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
+        self.execute(
+            "UPDATE chunks SET min_ts = $3, max_ts = $4, lines = $5, raw_bytes = $6, data = $7
+             WHERE day = $1 AND id = $2",
+            &[&day, &id, &c.min_ts, &c.max_ts, &lines, &raw, &c.data],
+        )?;
+        Ok(())
+    }
+
+    fn insert_erasure(&mut self, r: &ErasureRecord) -> Result<i64, StoreError> {
+        let lines = i64::try_from(r.lines).unwrap_or(i64::MAX);
+        let chunks = i64::try_from(r.chunks).unwrap_or(i64::MAX);
+        let row = self
+            .row(
+                "INSERT INTO erasures (at_ns, operator, query, start_ns, end_ns, lines, chunks)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &r.at_ns,
+                    &r.operator,
+                    &r.query,
+                    &r.start_ns,
+                    &r.end_ns,
+                    &lines,
+                    &chunks,
+                ],
+            )?
+            .ok_or_else(|| StoreError::Postgres("an insert returned no id".into()))?;
+        Ok(row.get(0))
+    }
+
+    fn insert_erasure_removal(
+        &mut self,
+        at_ns: i64,
+        erasure_id: i64,
+        operator: &str,
+        seq: i64,
+        lines: u64,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        let lines = i64::try_from(lines).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
+             VALUES ($1, 'erasure', $2, $3, $4, $5, $6)",
+            &[&at_ns, &erasure_id, &operator, &seq, &lines, &digest],
+        )?;
+        Ok(())
+    }
 }

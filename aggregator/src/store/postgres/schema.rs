@@ -100,6 +100,15 @@ pub const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The day of a partition named by [`partition`].
+pub fn day_of_partition(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("chunks_d")?;
+    match rest.strip_prefix('m') {
+        Some(neg) => neg.parse::<i64>().ok().map(|d| -d),
+        None => rest.parse().ok(),
+    }
+}
+
 /// The name of the partition of `day`.
 pub fn partition(day: i64) -> String {
     // Days before 1970 are negative; a name cannot hold '-'.

@@ -15,11 +15,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::backend::{
-    ChunkSpan, DetailRow, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
+    ChunkSpan, DetailRow, EraseTx, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
     StoredTotals,
 };
 use super::chunk::EncodedChunk;
-use super::{IndexCounts, StoreError, TailCursor};
+use super::{ErasureRecord, IndexCounts, StoreError, TailCursor};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -113,6 +113,18 @@ impl SqliteDb {
     pub fn ingest<R>(
         &self,
         f: impl FnOnce(&mut dyn IngestTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let r = f(&mut Write(&tx))?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Runs `f` in an immediate write transaction, committed when `f` returns `Ok`.
+    pub fn erase<R>(
+        &self,
+        f: impl FnOnce(&mut dyn EraseTx) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -482,4 +494,92 @@ pub(crate) fn insert_chunk(
         day
     ])?;
     Ok(())
+}
+
+impl EraseTx for Write<'_> {
+    fn streams(&mut self, team: Option<&str>) -> Result<Vec<(i64, String)>, StoreError> {
+        SqliteDb::streams_on(self.0, team)
+    }
+
+    fn chunks(&mut self, sid: i64, span: Span) -> Result<Vec<ChunkSpan>, StoreError> {
+        Read(self.0).chunks(sid, span)
+    }
+
+    fn chunk(&mut self, id: i64) -> Result<Option<(Vec<u8>, i64, i64)>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT data, seq, day FROM chunks WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
+    fn forget_key(&mut self, sid: i64, ts: i64, key: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("DELETE FROM entry_keys WHERE stream_id = ?1 AND ts = ?2 AND h = ?3")?
+            .execute(params![sid, ts, key])?;
+        Ok(())
+    }
+
+    fn delete_chunk(&mut self, id: i64, _day: i64) -> Result<(), StoreError> {
+        self.0.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn update_chunk(&mut self, id: i64, _day: i64, c: &EncodedChunk) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE chunks SET min_ts = ?2, max_ts = ?3, lines = ?4, raw_bytes = ?5, data = ?6
+             WHERE id = ?1",
+            params![
+                id,
+                c.min_ts,
+                c.max_ts,
+                c.lines as i64,
+                c.raw_bytes as i64,
+                c.data
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_erasure(&mut self, r: &ErasureRecord) -> Result<i64, StoreError> {
+        self.0.execute(
+            "INSERT INTO erasures (at_ns, operator, query, start_ns, end_ns, lines, chunks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                r.at_ns,
+                r.operator,
+                r.query,
+                r.start_ns,
+                r.end_ns,
+                r.lines as i64,
+                r.chunks as i64
+            ],
+        )?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn insert_erasure_removal(
+        &mut self,
+        at_ns: i64,
+        erasure_id: i64,
+        operator: &str,
+        seq: i64,
+        lines: u64,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
+                 VALUES (?1, 'erasure', ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                at_ns,
+                erasure_id,
+                operator,
+                seq,
+                lines as i64,
+                digest
+            ])?;
+        Ok(())
+    }
 }
