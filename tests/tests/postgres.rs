@@ -154,6 +154,20 @@ fn the_same_query_through_either_replica_returns_the_same_lines() {
         a.get("/loki/api/v1/labels").unwrap(),
         b.get("/loki/api/v1/labels").unwrap()
     );
+    // The audit reads the same database, read-only, and finds every batch intact.
+    let out = Command::new(bin("fjord-aggregator"))
+        .args(["audit", "verify", "--store", &pg.dsn(), "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["receipts_checked"], 20, "{report}");
+    assert_eq!(report["stored_lines_checked"], 200, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
 }
 
 #[test]

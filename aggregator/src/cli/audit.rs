@@ -59,6 +59,10 @@ pub struct CommonArgs {
     /// The aggregator's data directory (its data_dir); opened read-only.
     #[arg(long, value_name = "DIR", default_value = "./data")]
     pub data: PathBuf,
+    /// The store instead of --data: sqlite://DIR or postgres://user@host:port/db (read-only:
+    /// nothing is created or migrated).
+    #[arg(long, env = "FJORD_STORE", value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// The range of the report [default: everything].
     #[command(flatten)]
     pub range: fjord_cli::TimeRangeArgs,
@@ -191,11 +195,25 @@ impl From<AuditError> for Failure {
     }
 }
 
+/// The store an audit reads: `--store`, else `--data`.
+fn open(c: &CommonArgs) -> Result<audit::Evidence, Failure> {
+    use crate::config::StoreLocation;
+    match &c.store {
+        None => Ok(audit::open(&c.data)?),
+        Some(url) => match StoreLocation::parse(url).map_err(|e| Usage(format!("--store: {e}")))? {
+            StoreLocation::Sqlite(dir) => Ok(audit::open(&dir)?),
+            StoreLocation::Postgres(url) => {
+                Ok(audit::Evidence::open_postgres(&url).map_err(AuditError::from)?)
+            }
+        },
+    }
+}
+
 fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
     match cmd {
         AuditCommand::Receipts(a) => {
             let r = range(&a.common)?;
-            let store = audit::open(&a.common.data)?;
+            let store = open(&a.common)?;
             let report = audit::receipts(&store, r)?;
             print(a.common.output, &report, audit::render_receipts)?;
             Ok(0)
@@ -206,7 +224,7 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 Some(p) => Some((p.clone(), audit::read_ledger(p)?)),
                 None => None,
             };
-            let store = audit::open(&a.common.data)?;
+            let store = open(&a.common)?;
             let report = audit::verify(
                 &store,
                 r,
@@ -238,7 +256,7 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 .map_err(|e| Usage(format!("rules: {e}")))?;
             let redactor = fjord_rules::Redactor::new(&set, Some(SCAN_HASH_KEY))
                 .map_err(|e| Usage(format!("rules: {e}")))?;
-            let store = audit::open(&a.common.data)?;
+            let store = open(&a.common)?;
             let report = audit::scan(
                 &store,
                 &redactor,
@@ -259,7 +277,7 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
         }
         AuditCommand::Access(a) => {
             let r = range(&a.common)?;
-            let store = audit::open(&a.common.data)?;
+            let store = open(&a.common)?;
             let report = audit::access(&store, r, a.token.as_deref())?;
             print(a.common.output, &report, audit::render_access)?;
             Ok(0)

@@ -47,10 +47,18 @@ fn with_tokens(mut cfg: ServeConfig) -> ServeConfig {
 
 fn state_from(cfg: &ServeConfig) -> Arc<AppState> {
     Arc::new(AppState::new(
-        Arc::new(Store::open(&cfg.data_dir).unwrap()),
+        Arc::new(crate::store::testing::open_store(&cfg.data_dir)),
         cfg,
         CancellationToken::new(),
     ))
+}
+
+/// The store's per-team totals, read off the async runtime as the server reads them.
+async fn stats(st: &Arc<AppState>, team: Option<&str>) -> Vec<crate::store::TeamStats> {
+    let (store, team) = (st.store.clone(), team.map(str::to_owned));
+    tokio::task::spawn_blocking(move || store.stats(team.as_deref()).unwrap())
+        .await
+        .unwrap()
 }
 
 fn state(dir: &std::path::Path) -> Arc<AppState> {
@@ -509,7 +517,7 @@ async fn each_ingest_limit_refuses_the_whole_push() {
             "no content echoed"
         );
     }
-    assert!(st.store.stats(None).unwrap().is_empty(), "nothing stored");
+    assert!(stats(&st, None).await.is_empty(), "nothing stored");
     // And a push inside every limit is stored.
     let (s, _, _) = send(&app, push_req(big_json, "identity", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
@@ -525,7 +533,7 @@ async fn gzip_and_identity_pushes_are_stored() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, _) = send(&app, push_req(json, "identity", None)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(st.store.stats(None).unwrap()[0].records, 4);
+    assert_eq!(stats(&st, None).await[0].records, 4);
 }
 
 #[tokio::test]
@@ -877,17 +885,24 @@ async fn stopped(server: tokio::task::JoinHandle<std::io::Result<()>>) {
 }
 
 /// The access log's records of one endpoint, as `audit access` reads them from the data dir.
-fn access_log(dir: &std::path::Path, endpoint: &str) -> Vec<crate::store::AccessRecord> {
-    let store = crate::audit::open(dir).unwrap();
-    let all = crate::audit::Range {
-        from_ns: 0,
-        to_ns: i64::MAX,
-    };
-    let log = crate::audit::access(&store, all, None).unwrap().requests;
-    log.into_iter()
-        .map(|e| e.record)
-        .filter(|r| r.endpoint == endpoint)
-        .collect()
+/// (Read on a thread of its own: the audit's reads block, which an async test may not.)
+fn access_log(st: &Arc<AppState>, endpoint: &str) -> Vec<crate::store::AccessRecord> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let store = st.store.evidence().unwrap();
+            let all = crate::audit::Range {
+                from_ns: 0,
+                to_ns: i64::MAX,
+            };
+            let log = crate::audit::access(&store, all, None).unwrap().requests;
+            log.into_iter()
+                .map(|e| e.record)
+                .filter(|r| r.endpoint == endpoint)
+                .collect()
+        })
+        .join()
+        .unwrap()
+    })
 }
 
 /// A live tail's WebSocket to `url` (`ws://…/loki/api/v1/tail?…`) with `token`.
@@ -992,7 +1007,7 @@ async fn tail_streams_backfill_then_new_lines() {
 
     // The tail ended by the shutdown is recorded: who, which team, what, how many lines. The
     // refused upgrade without a token is not (no caller to record).
-    let tails = access_log(dir.path(), "tail");
+    let tails = access_log(&st, "tail");
     assert_eq!(tails.len(), 1, "{tails:#?}");
     let t = &tails[0];
     assert_eq!(
@@ -1049,16 +1064,13 @@ async fn shutdown_writes_the_whole_access_log() {
     st.shutdown.cancel();
     stopped(server).await;
     assert_eq!(st.access.dropped(), 0);
-    let q = access_log(dir.path(), "query_range");
+    let q = access_log(&st, "query_range");
     assert_eq!(q.len(), 1, "{q:#?}");
     assert_eq!(
         (q[0].token.as_str(), q[0].team.as_deref(), q[0].status),
         ("pay-read", Some("payments"), 200)
     );
-    assert_eq!(
-        access_log(dir.path(), "tail").len() as u64,
-        ENDED_BY_SHUTDOWN
-    );
+    assert_eq!(access_log(&st, "tail").len() as u64, ENDED_BY_SHUTDOWN);
 }
 
 fn protobuf_push(
@@ -1211,7 +1223,7 @@ async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
         assert!(j.to_string().contains(reason), "{reason}: {j} ({got})");
     }
     // Nothing of the refused pushes was stored.
-    let stats = st.store.stats(Some("payments")).unwrap();
+    let stats = stats(&st, Some("payments")).await;
     assert_eq!(stats.iter().map(|t| t.records).sum::<u64>(), 2);
 }
 
@@ -1319,6 +1331,31 @@ async fn structured_metadata_is_stored_and_answered_as_loki_does() {
     assert_eq!(
         counts,
         [("-", "1"), ("t1", "2"), ("t2", "1")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+}
+
+/// Every test of this module again, over PostgreSQL: this test binary re-run on them with
+/// `FJORD_TEST_BACKEND=postgres`, which gives each `state()` a database of its own on the
+/// test process's server (store::testing). So `cargo test` runs the server's tests on both
+/// backends without a copy of them.
+#[test]
+fn every_server_test_passes_on_postgres_too() {
+    let me = "every_server_test_passes_on_postgres_too";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["server::tests::", "--skip", me, "--test-threads", "2"])
+        .env("FJORD_TEST_BACKEND", "postgres")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "on PostgreSQL:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run did run them.
+    assert!(
+        stdout.contains("test server::tests::tail_streams_backfill_then_new_lines ... ok"),
+        "{stdout}"
     );
 }
 

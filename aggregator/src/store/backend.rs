@@ -77,6 +77,11 @@ pub trait Reader {
     fn ping(&mut self) -> Result<(), StoreError>;
     /// The newest position a live tail may start after.
     fn tail_position(&mut self) -> Result<TailCursor, StoreError>;
+    /// From now on [`Reader::chunks`] lists only chunks a live tail started at
+    /// [`Reader::tail_position`] will not send again (on PostgreSQL, those of transactions
+    /// that ended before every one still running began; the others follow on the tail's
+    /// first polls). SQLite's single writer needs nothing.
+    fn settled_only(&mut self) {}
     /// `(cursor, stream id)` of at most `limit` chunks after `after`, in the order the live
     /// tail follows: no chunk can later appear before the last one returned.
     fn chunks_after(

@@ -110,17 +110,12 @@ impl Store {
 
     /// The erasure log, newest first.
     pub fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError> {
-        let db = self.sqlite("the erasure log")?;
-        let conn = db.reader()?;
-        let res = (|| {
-            conn.prepare(&format!(
-                "SELECT {ERASURE_COLUMNS} FROM erasures ORDER BY id DESC"
-            ))?
-            .query_map([], erasure_from_row)?
-            .collect::<Result<Vec<_>, _>>()
-        })();
-        db.give_back(conn);
-        Ok(res?)
+        let mut log = self
+            .evidence()
+            .and_then(|e| e.erasures(i64::MIN, i64::MAX))
+            .map_err(|e| StoreError::Refused(format!("the erasure log: {e}")))?;
+        log.reverse();
+        Ok(log)
     }
 }
 

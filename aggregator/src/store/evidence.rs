@@ -1,11 +1,12 @@
 //! The store as evidence: a read-only view for the audit commands (`audit receipts`,
 //! `verify`, `scan`, `access`).
 //!
-//! It opens the database **read-only** (`SQLITE_OPEN_READ_ONLY`), so an audit can run next to
-//! a live aggregator, or on a copy of the data directory, and can never change what it
-//! reports on. [`Evidence::snapshot`] runs a whole report in one read transaction, so
-//! receipts, removals and chunks come from the same moment. The audit module builds its
-//! reports from these rows and never sees the schema.
+//! It opens the database **read-only** (`SQLITE_OPEN_READ_ONLY`; on PostgreSQL a connection
+//! with `default_transaction_read_only` that migrates nothing), so an audit can run next to
+//! live aggregators, or on a copy of the data directory, and can never change what it
+//! reports on. [`Evidence::snapshot`] runs a whole report in one read transaction
+//! (repeatable read on PostgreSQL), so receipts, removals and chunks come from the same
+//! moment. The audit module builds its reports from these rows and never sees the schema.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::erase::{erasure_from_row, ERASURE_COLUMNS};
+use super::postgres::PgDb;
 use super::sqlite::BUSY_TIMEOUT;
 use super::{AccessRecord, ErasureRecord, DB_FILE, SCHEMA_VERSION};
 use fjord_wire::clock::format_ns;
@@ -38,6 +40,8 @@ pub enum EvidenceError {
     },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
 }
 
 /// One receipt: what arrived in one batch.
@@ -92,10 +96,21 @@ pub struct ChunkRow<'a> {
     pub data: &'a [u8],
 }
 
-/// A read-only connection to the store in a data directory.
+/// A read-only connection to the store in a data directory, or to a PostgreSQL store.
 pub struct Evidence {
-    conn: Connection,
+    src: Source,
 }
+
+enum Source {
+    Sqlite(Connection),
+    Postgres {
+        db: Box<PgDb>,
+        client: deadpool_postgres::Object,
+    },
+}
+
+/// Chunks read per round trip from PostgreSQL.
+const PG_CHUNK_PAGE: i64 = 64;
 
 /// A count column as an unsigned number; a negative value (never written) reads as 0.
 fn count(v: i64) -> u64 {
@@ -132,7 +147,42 @@ impl Evidence {
                 },
             });
         }
-        Ok(Evidence { conn })
+        Ok(Evidence {
+            src: Source::Sqlite(conn),
+        })
+    }
+
+    /// Opens the PostgreSQL store of `url` read-only; its schema must be this binary's.
+    pub fn open_postgres(url: &str) -> Result<Evidence, EvidenceError> {
+        let db = Box::new(PgDb::connect_read_only(url)?);
+        let client = db.read_only_client()?;
+        Ok(Evidence {
+            src: Source::Postgres { db, client },
+        })
+    }
+
+    /// Rows of a PostgreSQL query.
+    fn pg_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, EvidenceError> {
+        match &self.src {
+            Source::Postgres { db, client } => Ok(db
+                .run(client.query(sql, params))
+                .map_err(super::postgres::pg)?),
+            Source::Sqlite(_) => Err(EvidenceError::Store(super::StoreError::Refused(
+                "not a PostgreSQL store".into(),
+            ))),
+        }
+    }
+
+    /// The SQLite connection, or `None` on PostgreSQL.
+    fn sqlite(&self) -> Option<&Connection> {
+        match &self.src {
+            Source::Sqlite(c) => Some(c),
+            Source::Postgres { .. } => None,
+        }
     }
 
     /// Runs `f` in one read transaction, so everything it reads is from one snapshot.
@@ -140,18 +190,62 @@ impl Evidence {
         &self,
         f: impl FnOnce(&Evidence) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.conn
-            .execute_batch("BEGIN")
-            .map_err(|e| E::from(e.into()))?;
+        let (begin, end): (&str, &str) = match &self.src {
+            Source::Sqlite(_) => ("BEGIN", "COMMIT"),
+            Source::Postgres { .. } => {
+                ("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", "COMMIT")
+            }
+        };
+        self.batch(begin).map_err(E::from)?;
         let res = f(self);
         // A read transaction has nothing to commit; ending it only releases the snapshot.
-        let _ = self.conn.execute_batch("COMMIT");
+        let _ = self.batch(end);
         res
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), EvidenceError> {
+        match &self.src {
+            Source::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Source::Postgres { db, client } => Ok(db
+                .run(client.batch_execute(sql))
+                .map_err(super::postgres::pg)?),
+        }
     }
 
     /// The receipts received in `[from_ns, to_ns]`, in ingest order.
     pub fn receipts(&self, from_ns: i64, to_ns: i64) -> Result<Vec<Receipt>, EvidenceError> {
-        let mut stmt = self.conn.prepare(
+        let Some(conn) = self.sqlite() else {
+            let rows = self.pg_rows(
+                "SELECT id, batch_id, agent, team, received_ns, records, raw_bytes,
+                        payload_sha256, rules_version, redactions, entries_digest
+                 FROM receipts WHERE received_ns BETWEEN $1 AND $2 ORDER BY id",
+                &[&from_ns, &to_ns],
+            )?;
+            return Ok(rows
+                .iter()
+                .map(|r| {
+                    let received_ns: i64 = r.get(4);
+                    let redactions: Option<String> = r.get(9);
+                    Receipt {
+                        seq: r.get(0),
+                        batch_id: r.get(1),
+                        agent: r.get(2),
+                        team: r.get(3),
+                        received_ns,
+                        received: format_ns(received_ns),
+                        records: count(r.get(5)),
+                        raw_bytes: count(r.get(6)),
+                        payload_sha256: r.get(7),
+                        rules_version: r.get(8),
+                        redactions: redactions
+                            .and_then(|j| serde_json::from_str(&j).ok())
+                            .unwrap_or_default(),
+                        entries_digest: r.get(10),
+                    }
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare(
             "SELECT id, batch_id, agent, team, received_ns, records, raw_bytes, payload_sha256,
                     rules_version, redactions, entries_digest
              FROM receipts WHERE received_ns BETWEEN ?1 AND ?2 ORDER BY id",
@@ -182,8 +276,12 @@ impl Evidence {
 
     /// Whether the store has any receipt at all (a hint for an empty report).
     pub fn has_receipts(&self) -> Result<bool, EvidenceError> {
-        Ok(self
-            .conn
+        let Some(conn) = self.sqlite() else {
+            return Ok(!self
+                .pg_rows("SELECT 1 FROM receipts LIMIT 1", &[])?
+                .is_empty());
+        };
+        Ok(conn
             .query_row("SELECT 1 FROM receipts LIMIT 1", [], |_| Ok(()))
             .optional()?
             .is_some())
@@ -191,7 +289,26 @@ impl Evidence {
 
     /// Every recorded removal, oldest first.
     pub fn removals(&self) -> Result<Vec<RemovalRow>, EvidenceError> {
-        let mut stmt = self.conn.prepare(
+        let Some(conn) = self.sqlite() else {
+            let rows = self.pg_rows(
+                "SELECT seq, kind, operator, at_ns, lines, digest, erasure_id FROM removals
+                 ORDER BY id",
+                &[],
+            )?;
+            return Ok(rows
+                .iter()
+                .map(|r| RemovalRow {
+                    seq: r.get(0),
+                    kind: r.get(1),
+                    operator: r.get(2),
+                    at_ns: r.get(3),
+                    lines: count(r.get(4)),
+                    digest: r.get(5),
+                    erasure_id: r.get(6),
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare(
             "SELECT seq, kind, operator, at_ns, lines, digest, erasure_id FROM removals ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -210,9 +327,17 @@ impl Evidence {
 
     /// Every stream, by id.
     pub fn streams(&self) -> Result<Vec<StreamRow>, EvidenceError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, labels FROM streams ORDER BY id")?;
+        let Some(conn) = self.sqlite() else {
+            let rows = self.pg_rows("SELECT id, labels FROM streams ORDER BY id", &[])?;
+            return Ok(rows
+                .iter()
+                .map(|r| StreamRow {
+                    id: r.get(0),
+                    key: r.get(1),
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare("SELECT id, labels FROM streams ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             Ok(StreamRow {
                 id: r.get(0)?,
@@ -227,6 +352,9 @@ impl Evidence {
         &self,
         f: impl FnMut(ChunkRow<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        if self.sqlite().is_none() {
+            return self.pg_chunks("TRUE", &[], f);
+        }
         self.chunks(
             "SELECT id, stream_id, seq, data FROM chunks ORDER BY id",
             [],
@@ -243,12 +371,53 @@ impl Evidence {
         to_ns: i64,
         f: impl FnMut(ChunkRow<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        if self.sqlite().is_none() {
+            return self.pg_chunks(
+                "stream_id = $2 AND max_ts >= $3 AND min_ts <= $4",
+                &[&stream_id, &from_ns, &to_ns],
+                f,
+            );
+        }
         self.chunks(
             "SELECT id, stream_id, seq, data FROM chunks WHERE stream_id = ?1 AND max_ts >= ?2
              AND min_ts <= ?3 ORDER BY min_ts, id",
             [stream_id, from_ns, to_ns],
             f,
         )
+    }
+
+    /// The chunks of PostgreSQL matching `filter` (its parameters from `$2`), in id order,
+    /// a page at a time (one snapshot: the caller's transaction).
+    fn pg_chunks<E: From<EvidenceError>>(
+        &self,
+        filter: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        mut f: impl FnMut(ChunkRow<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let sql = format!(
+            "SELECT id, stream_id, seq, data FROM chunks WHERE id > $1 AND {filter}
+             ORDER BY id LIMIT {PG_CHUNK_PAGE}"
+        );
+        let mut after = i64::MIN;
+        loop {
+            let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after];
+            all.extend_from_slice(params);
+            let rows = self.pg_rows(&sql, &all).map_err(E::from)?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            let next: i64 = last.get(0);
+            for r in &rows {
+                let data: &[u8] = r.get(3);
+                f(ChunkRow {
+                    id: r.get(0),
+                    stream_id: r.get(1),
+                    seq: r.get(2),
+                    data,
+                })?;
+            }
+            after = next;
+        }
     }
 
     /// Runs a chunk query selecting `id, stream_id, seq, data` and hands each row to `f`
@@ -262,7 +431,12 @@ impl Evidence {
         let row = |r: &rusqlite::Row<'_>| -> Result<(i64, i64, i64), EvidenceError> {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         };
-        let mut stmt = self.conn.prepare_cached(sql).map_err(EvidenceError::from)?;
+        let conn = self.sqlite().ok_or_else(|| {
+            E::from(EvidenceError::Store(super::StoreError::Refused(
+                "not a SQLite store".into(),
+            )))
+        })?;
+        let mut stmt = conn.prepare_cached(sql).map_err(EvidenceError::from)?;
         let mut rows = stmt.query(params).map_err(EvidenceError::from)?;
         while let Some(r) = rows.next().map_err(EvidenceError::from)? {
             let (id, stream_id, seq) = row(r)?;
@@ -288,7 +462,31 @@ impl Evidence {
         to_ns: i64,
         token: Option<&str>,
     ) -> Result<Vec<AccessRecord>, EvidenceError> {
-        let mut stmt = self.conn.prepare(
+        let Some(conn) = self.sqlite() else {
+            let rows = self.pg_rows(
+                "SELECT at_ns, token, team, role, endpoint, query, start_ns, end_ns, lines, status
+                 FROM access_log WHERE at_ns BETWEEN $1 AND $2
+                   AND ($3::TEXT IS NULL OR token = $3)
+                 ORDER BY id",
+                &[&from_ns, &to_ns, &token],
+            )?;
+            return Ok(rows
+                .iter()
+                .map(|r| AccessRecord {
+                    at_ns: r.get(0),
+                    token: r.get(1),
+                    team: r.get(2),
+                    role: r.get(3),
+                    endpoint: r.get(4),
+                    query: r.get(5),
+                    start_ns: r.get(6),
+                    end_ns: r.get(7),
+                    lines: count(r.get(8)),
+                    status: u16::try_from(r.get::<_, i32>(9)).unwrap_or(0),
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare(
             "SELECT at_ns, token, team, role, endpoint, query, start_ns, end_ns, lines, status
              FROM access_log WHERE at_ns BETWEEN ?1 AND ?2 AND (?3 IS NULL OR token = ?3)
              ORDER BY id",
@@ -312,7 +510,29 @@ impl Evidence {
 
     /// The erasures made in `[from_ns, to_ns]`, oldest first.
     pub fn erasures(&self, from_ns: i64, to_ns: i64) -> Result<Vec<ErasureRecord>, EvidenceError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let Some(conn) = self.sqlite() else {
+            let rows = self.pg_rows(
+                &format!(
+                    "SELECT {ERASURE_COLUMNS} FROM erasures WHERE at_ns BETWEEN $1 AND $2
+                     ORDER BY id"
+                ),
+                &[&from_ns, &to_ns],
+            )?;
+            return Ok(rows
+                .iter()
+                .map(|r| ErasureRecord {
+                    id: r.get(0),
+                    at_ns: r.get(1),
+                    operator: r.get(2),
+                    query: r.get(3),
+                    start_ns: r.get(4),
+                    end_ns: r.get(5),
+                    lines: count(r.get(6)),
+                    chunks: count(r.get(7)),
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare(&format!(
             "SELECT {ERASURE_COLUMNS} FROM erasures WHERE at_ns BETWEEN ?1 AND ?2 ORDER BY id"
         ))?;
         let rows = stmt.query_map([from_ns, to_ns], erasure_from_row)?;

@@ -23,6 +23,10 @@ pub mod evidence;
 pub mod postgres;
 mod retention;
 pub mod sqlite;
+// atexit(3) stops the tests' shared PostgreSQL server when the test process ends.
+#[cfg(test)]
+#[allow(unsafe_code)]
+pub(crate) mod testing;
 // Two SHA-256 streams interleaved with the SHA-NI instructions (tested against sha2).
 #[allow(unsafe_code)]
 mod sha256x2;
@@ -345,6 +349,17 @@ impl Store {
             Db::Postgres(_) => Err(StoreError::Refused(format!(
                 "{what} is not available on the PostgreSQL store yet"
             ))),
+        }
+    }
+
+    /// The store read-only, as the audit reads it.
+    pub fn evidence(&self) -> Result<evidence::Evidence, evidence::EvidenceError> {
+        match &self.db {
+            Db::Sqlite(d) => {
+                let dir = d.path.parent().unwrap_or(Path::new("."));
+                evidence::Evidence::open(dir)
+            }
+            Db::Postgres(d) => evidence::Evidence::open_postgres(d.url()),
         }
     }
 
@@ -994,6 +1009,7 @@ impl Store {
     ) -> Result<(Vec<StreamResult>, TailCursor), StoreError> {
         self.db.read(|r| {
             let cursor = r.tail_position()?;
+            r.settled_only();
             let backfill = Self::query_range_on(r, q)?;
             Ok((backfill, cursor))
         })

@@ -34,66 +34,7 @@ fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
     }
 }
 
-/// A store to test and how to open it again.
-struct Backend {
-    name: &'static str,
-    open: Box<dyn Fn() -> Store>,
-    /// Runs one SQL statement and returns the first column of its first row as text.
-    sql: Box<dyn Fn(&str) -> String>,
-    /// The SQLite directory or the PostgreSQL server, kept until the test ends.
-    _db: Box<dyn std::any::Any>,
-}
-
-/// SQLite in a temp dir, and PostgreSQL on a server of its own.
-fn backends() -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    let pg = fjord_e2e::postgres::Postgres::builder()
-        .fsync(false)
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dsn = pg.dsn();
-    let db_file = path.join(DB_FILE);
-    let pg = std::rc::Rc::new(pg);
-    let pg_sql = pg.clone();
-    vec![
-        Backend {
-            name: "sqlite",
-            open: Box::new(move || Store::open(&path).unwrap()),
-            sql: Box::new(move |q| {
-                Connection::open(&db_file)
-                    .unwrap()
-                    .query_row(q, [], |r| r.get::<_, rusqlite::types::Value>(0))
-                    .map(|v| match v {
-                        rusqlite::types::Value::Integer(i) => i.to_string(),
-                        rusqlite::types::Value::Text(t) => t,
-                        other => format!("{other:?}"),
-                    })
-                    .unwrap()
-            }),
-            _db: Box::new(dir),
-        },
-        Backend {
-            name: "postgres",
-            open: Box::new(move || {
-                Store::over(Db::Postgres(postgres::PgDb::connect(&dsn).unwrap())).unwrap()
-            }),
-            sql: Box::new(move |q| pg_sql.psql(q).unwrap()),
-            _db: Box::new(pg),
-        },
-    ]
-}
-
-/// Runs `test` against each backend; a failure names the backend.
-fn each_backend(test: impl Fn(&Backend)) {
-    for b in backends() {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&b)));
-        if let Err(e) = r {
-            eprintln!("failed on the {} backend", b.name);
-            std::panic::resume_unwind(e);
-        }
-    }
-}
+use super::testing::{each_backend, Backend};
 
 fn range(q: &str, limit: usize, direction: Direction, team: Option<&str>) -> RangeQuery {
     RangeQuery {

@@ -523,6 +523,11 @@ async fn queries_past_the_query_timeout_are_stopped_with_a_reason() {
 
 #[tokio::test]
 async fn ready_fails_while_the_store_is_unusable() {
+    // The damage below is SQLite's (its file deleted); a PostgreSQL store that goes away is
+    // tests/tests/postgres.rs's postgres_restarted_mid_ingest_loses_nothing_acknowledged.
+    if std::env::var("FJORD_TEST_BACKEND").as_deref() == Ok("postgres") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path());
     let app = app(st.clone());

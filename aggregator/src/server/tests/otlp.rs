@@ -243,7 +243,7 @@ async fn empty_requests_succeed() {
         let (s, _, body) = send_raw(&app, req).await;
         assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     }
-    assert!(st.store.stats(None).unwrap().iter().all(|t| t.records == 0));
+    assert!(stats(&st, None).await.iter().all(|t| t.records == 0));
 }
 
 /// Every refusal has the status a Loki push would get and a `Status` body in the request's
@@ -358,7 +358,7 @@ async fn bad_requests_are_refused_with_a_status_naming_the_problem() {
     .await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    assert!(st.store.stats(None).unwrap().iter().all(|t| t.records == 0));
+    assert!(stats(&st, None).await.iter().all(|t| t.records == 0));
 }
 
 #[tokio::test]

@@ -59,16 +59,29 @@ const DELETE_BATCH: i64 = 2_000;
 
 /// A PostgreSQL database.
 pub struct PgDb {
-    rt: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
     /// Days whose chunk partition is known to exist.
     days: Mutex<HashSet<i64>>,
     /// `host:port/dbname`, for messages (never the password).
     target: String,
+    /// The URL as given (with its password: never printed), to open the store read-only.
+    url: String,
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        // Without waiting: the store may be dropped on an async thread, where a runtime may
+        // not block. The pool's connections close with their tasks.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// A PostgreSQL error as the store reports it: the SQLSTATE and message, never parameters.
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Postgres(format!("{} ({})", db.message(), db.code().code())),
         None => StoreError::Unavailable(e.to_string()),
@@ -129,7 +142,66 @@ impl PgDb {
     /// Connects to the database of `url` (`postgres://user@host:port/db?sslmode=…`), checks
     /// that it is writable, and creates or migrates the schema.
     pub fn connect(url: &str) -> Result<PgDb, StoreError> {
-        let (url, root_cert) = take_root_cert(url);
+        let db = Self::pool_for(url)?;
+        db.start()?;
+        Ok(db)
+    }
+
+    /// Connects for reading only (the audit): nothing is created or migrated, and the schema
+    /// must be the one this binary writes.
+    pub fn connect_read_only(url: &str) -> Result<PgDb, StoreError> {
+        let db = Self::pool_for(url)?;
+        let client = db.client()?;
+        let found: Option<i64> = db.block(async {
+            let exists: bool = client
+                .query_one("SELECT to_regclass('fjord_schema') IS NOT NULL", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            if !exists {
+                return Ok(None);
+            }
+            Ok::<_, StoreError>(
+                client
+                    .query_opt("SELECT version FROM fjord_schema", &[])
+                    .await
+                    .map_err(pg)?
+                    .map(|r| r.get(0)),
+            )
+        })?;
+        match found {
+            Some(v) if v == schema::SCHEMA_VERSION => Ok(db),
+            Some(v) if v > schema::SCHEMA_VERSION => Err(StoreError::TooNew {
+                found: v,
+                known: schema::SCHEMA_VERSION,
+            }),
+            _ => Err(StoreError::Config(format!(
+                "no fjord store of this version in PostgreSQL at {}; start this version's server once to create or migrate it",
+                db.target
+            ))),
+        }
+    }
+
+    /// A pooled connection for a long read (the audit's snapshot), set read-only.
+    pub fn read_only_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self.client()?;
+        self.block(client.batch_execute("SET default_transaction_read_only = on"))
+            .map_err(pg)?;
+        Ok(client)
+    }
+
+    /// Runs a future on the backend's runtime.
+    pub fn run<F: Future>(&self, f: F) -> F::Output {
+        self.block(f)
+    }
+
+    /// The URL the store was opened with (it may hold a password: never print it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn pool_for(given: &str) -> Result<PgDb, StoreError> {
+        let (url, root_cert) = take_root_cert(given);
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             StoreError::Config(format!(
                 "the store URL is not a PostgreSQL connection URL ({e}); expected postgres://user@host:port/dbname?sslmode=require"
@@ -178,14 +250,13 @@ impl PgDb {
                 .build()
                 .map_err(|e| StoreError::Config(format!("the PostgreSQL pool: {e}")))?
         };
-        let db = PgDb {
-            rt,
+        Ok(PgDb {
+            rt: Some(rt),
             pool,
             days: Mutex::new(HashSet::new()),
             target,
-        };
-        db.start()?;
-        Ok(db)
+            url: given.to_owned(),
+        })
     }
 
     /// `host:port/dbname`.
@@ -194,7 +265,10 @@ impl PgDb {
     }
 
     fn block<F: Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        match &self.rt {
+            Some(rt) => rt.block_on(f),
+            None => unreachable!("the runtime lives until the store is dropped"),
+        }
     }
 
     fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -294,6 +368,7 @@ impl PgDb {
                 f(&mut Conn {
                     db: self,
                     client: c,
+                    settled: false,
                 })
             },
         )
@@ -309,6 +384,7 @@ impl PgDb {
             f(&mut Conn {
                 db: self,
                 client: c,
+                settled: false,
             })
         })
     }
@@ -328,7 +404,11 @@ impl PgDb {
                 "SELECT pg_advisory_xact_lock({COMPACT_LOCK}); SELECT pg_advisory_xact_lock({RETENTION_LOCK});"
             )))
             .map_err(pg)?;
-            f(&mut Conn { db: self, client: c })
+            f(&mut Conn {
+                    db: self,
+                    client: c,
+                    settled: false,
+                })
         })?;
         self.block(client.batch_execute("VACUUM chunks, entry_keys"))
             .map_err(pg)?;
@@ -810,6 +890,8 @@ async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
 struct Conn<'a> {
     db: &'a PgDb,
     client: &'a deadpool_postgres::Object,
+    /// [`Reader::settled_only`].
+    settled: bool,
 }
 
 impl Conn<'_> {
@@ -855,10 +937,18 @@ impl Reader for Conn<'_> {
     }
 
     fn chunks(&mut self, sid: i64, span: Span) -> Result<Vec<ChunkSpan>, StoreError> {
-        let rows = self.rows(
+        let sql = if self.settled {
             "SELECT id, min_ts, max_ts FROM chunks
              WHERE stream_id = $1 AND day BETWEEN $4 AND $5 AND max_ts >= $2 AND min_ts <= $3
-             ORDER BY min_ts, id",
+               AND xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY min_ts, id"
+        } else {
+            "SELECT id, min_ts, max_ts FROM chunks
+             WHERE stream_id = $1 AND day BETWEEN $4 AND $5 AND max_ts >= $2 AND min_ts <= $3
+             ORDER BY min_ts, id"
+        };
+        let rows = self.rows(
+            sql,
             &[
                 &sid,
                 &span.start_ns,
@@ -994,9 +1084,13 @@ impl Reader for Conn<'_> {
         Ok(())
     }
 
+    fn settled_only(&mut self) {
+        self.settled = true;
+    }
+
     fn tail_position(&mut self) -> Result<TailCursor, StoreError> {
-        // Everything below the snapshot's xmin is settled; a chunk at or above it that this
-        // snapshot already sees may be sent again by the first poll.
+        // Everything below the snapshot's xmin is settled: the backfill reads only that
+        // (settled_only), and the tail follows from there.
         let r = self
             .row(
                 "SELECT pg_snapshot_xmin(pg_current_snapshot())::TEXT::BIGINT",
