@@ -4,6 +4,12 @@
 //! - `ingest/push_1MiB`: the server's whole blocking ingest path for one agent batch of 1 MiB
 //!   of raw lines — zstd decompress, JSON parse, limit checks, payload SHA-256, chunk encode
 //!   and compress, one SQLite transaction with `synchronous=FULL` — in raw MB/s.
+//! - `ingest/push_protobuf_1MiB` and `ingest/otlp_protobuf_1MiB`: the same lines as Promtail
+//!   sends them (Loki's protobuf, snappy) and as an OpenTelemetry SDK sends them (OTLP
+//!   protobuf, uncompressed; each record with severity, trace and span ids, the resource
+//!   with `service.name`, two Kubernetes index attributes and `host.name`), without batch
+//!   ids as those clients send them, so every entry also gets its Loki dedup key. Each run
+//!   sends timestamps after the last run's, as a client does, so nothing is a duplicate.
 //! - `ingest_parts/*`: the pieces of that path alone, to see where the CPU goes (the entry
 //!   digest over the batch's lines, chunk encoding with a reused encoder as the store does).
 //! - `query/scan_filter`: a `|=` query whose needle never matches, so every stored line of
@@ -29,9 +35,13 @@ use fjord_aggregator::config::IngestLimits;
 use fjord_aggregator::logql;
 use fjord_aggregator::server::push::{ingest_body, BodyFormat, PushBatch};
 use fjord_aggregator::store::{
-    chunk, Deadline, Direction, EntryDigest, RangeQuery, Scan, Store, StreamHasher,
+    chunk, Deadline, Direction, EntryDigest, IngestOutcome, RangeQuery, Scan, Store, StreamHasher,
 };
 use fjord_wire::codec::{self, ContentEncoding};
+use fjord_wire::otlp::proto::common::{any_value::Value, AnyValue, KeyValue};
+use fjord_wire::otlp::proto::logs::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
+use fjord_wire::otlp::proto::resource::Resource;
+use fjord_wire::{logproto, otlp, PushRequest};
 
 use corpus::{batch, proc_status_kib, reset_peak_rss, Rng, BATCH_RAW_BYTES};
 
@@ -41,6 +51,66 @@ const DEFAULT_SCAN_MIB: u64 = 256;
 const LINE_STEP_NS: i64 = 1000;
 /// A deadline no bench query reaches: the check runs as in the server, never stops a query.
 const NO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// `req` as Loki's protobuf push, each timestamp `shift` ns later.
+fn loki_protobuf(req: &PushRequest, shift: i64) -> Bytes {
+    let mut req = req.clone();
+    for e in req.streams.iter_mut().flat_map(|s| &mut s.values) {
+        e.ts_ns += shift;
+    }
+    Bytes::from(logproto::encode(&req))
+}
+
+/// `req`'s lines as an OpenTelemetry SDK exports them (one resource, one scope), each
+/// timestamp `shift` ns later.
+fn otlp_protobuf(req: &PushRequest, shift: i64) -> Bytes {
+    let string = |s: &str| {
+        Some(AnyValue {
+            value: Some(Value::StringValue(s.to_owned())),
+        })
+    };
+    let attr = |k: &str, v: &str| KeyValue {
+        key: k.to_owned(),
+        value: string(v),
+        ..Default::default()
+    };
+    let mut r = Rng(shift as u64 | 1);
+    let records = req
+        .streams
+        .iter()
+        .flat_map(|s| &s.values)
+        .map(|e| LogRecord {
+            time_unix_nano: (e.ts_ns + shift) as u64,
+            observed_time_unix_nano: (e.ts_ns + shift + 1000) as u64,
+            severity_number: 9,
+            severity_text: "INFO".to_owned(),
+            body: string(e.line()),
+            trace_id: (0..16).map(|_| r.next() as u8).collect(),
+            span_id: (0..8).map(|_| r.next() as u8).collect(),
+            flags: 1,
+            ..Default::default()
+        })
+        .collect();
+    let msg = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    attr("service.name", "payment-service"),
+                    attr("k8s.namespace.name", "shop"),
+                    attr("k8s.pod.name", "payment-7f9c"),
+                    attr("host.name", "node-4"),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    Bytes::from(otlp::encode(&msg))
+}
 
 /// CPU time of the calling thread in ns (`/proc/thread-self/schedstat`), so the figures are
 /// per CPU-second as the targets are stated, not per wall second (commits wait on fsync).
@@ -123,6 +193,54 @@ fn ingest(c: &mut Criterion) {
         )
         .expect("ingest");
     });
+
+    // Promtail's and the OpenTelemetry SDKs' bodies: no batch ids, and each run's timestamps
+    // after the last run's, as a client's are (the dedup keys are ordered by timestamp, so
+    // interleaved runs would rewrite the whole key index each time).
+    let span =
+        req.streams[0].values.last().map_or(0, |e| e.ts_ns) - req.streams[0].values[0].ts_ns + 1;
+    let mut run = 0;
+    let otlp_format = BodyFormat::Otlp {
+        encoding: otlp::Encoding::Protobuf,
+        compression: ContentEncoding::Identity,
+    };
+    for (name, format, encode) in [
+        (
+            "push_protobuf_1MiB",
+            BodyFormat::ProtobufSnappy,
+            loki_protobuf as fn(&PushRequest, i64) -> Bytes,
+        ),
+        ("otlp_protobuf_1MiB", otlp_format, otlp_protobuf),
+    ] {
+        let mut g = c.benchmark_group("ingest");
+        g.throughput(Throughput::Bytes(raw));
+        g.sample_size(30);
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    run += 1;
+                    encode(&req, run * span)
+                },
+                |body| ingest_body(&store, body, format, &limits, PushBatch::default()),
+                BatchSize::SmallInput,
+            )
+        });
+        g.finish();
+        let bodies: Vec<Bytes> = (1..=64).map(|i| encode(&req, (run + i) * span)).collect();
+        run += 64;
+        eprintln!("ingest {name}: {} body bytes per batch", bodies[0].len());
+        per_cpu_second(&format!("ingest {name}"), raw, 64, |i| {
+            let outcome = ingest_body(
+                &store,
+                bodies[i as usize].clone(),
+                format,
+                &limits,
+                PushBatch::default(),
+            )
+            .expect("ingest");
+            assert!(matches!(outcome, IngestOutcome::Stored { .. }));
+        });
+    }
 
     let json = serde_json::to_vec(&req).expect("json");
     let mut g = c.benchmark_group("ingest_parts");

@@ -7,6 +7,11 @@
 //! under `~/.cache`) the first time, then copies the directory's scripts next to the
 //! installed `node_modules`, so that Node resolves the packages from there. A test run that
 //! finds the installation done needs no network.
+//!
+//! The Python clients (`clients/python/`: the OpenTelemetry SDK and its OTLP/HTTP exporter)
+//! are pinned by a requirements file with hashes; [`python_clients`] makes a venv of them in
+//! `fjord-ci/py-clients-<hash of the file>` the same way, and [`run_python`] runs a script of
+//! that directory with the venv's interpreter.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,6 +86,83 @@ pub fn run_node(script: &str, args: &[&str]) -> (Option<i32>, String) {
         .current_dir(dir)
         .output()
         .expect("run node");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The venv of the Python clients of `tests/clients/python`, installed if need be. Panics
+/// with what to do when Python's venv module is missing or the installation fails.
+pub fn python_clients() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+        let reqs = src.join("requirements.txt");
+        let pinned = std::fs::read(&reqs)
+            .unwrap_or_else(|e| panic!("tests/clients/python/requirements.txt: {e}"));
+        let hash = hex::encode(&Sha256::digest(&pinned)[..6]);
+        let venv = cache_root().join(format!("py-clients-{hash}"));
+        let done = venv.join(".fjord-installed");
+        if !done.exists() {
+            // What an interrupted installation left is not trusted.
+            let _ = std::fs::remove_dir_all(&venv);
+            std::fs::create_dir_all(cache_root()).expect("create the clients cache directory");
+            run_ok(
+                Command::new("python3").arg("-m").arg("venv").arg(&venv),
+                "python3 -m venv (the OpenTelemetry client tests need Python 3.10+ with venv: apt-get install python3 python3-venv)",
+            );
+            run_ok(
+                Command::new(venv.join("bin/python"))
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "--no-input",
+                        "--require-hashes",
+                        "--only-binary=:all:",
+                        "--no-deps",
+                        "-r",
+                    ])
+                    .arg(&reqs),
+                "pip install -r tests/clients/python/requirements.txt",
+            );
+            std::fs::write(&done, b"").expect("mark the Python clients installed");
+        }
+        venv
+    })
+}
+
+/// Runs `cmd`, panicking with `what` and its stderr unless it succeeds.
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `python tests/clients/python/<script> <args>` with the clients' venv, in an
+/// environment of its own (no `OTEL_*` or proxy settings of the caller's); returns its exit
+/// status and its stderr.
+pub fn run_python(script: &str, args: &[&str]) -> (Option<i32>, String) {
+    let venv = python_clients();
+    let out = Command::new(venv.join("bin/python"))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("clients/python")
+                .join(script),
+        )
+        .args(args)
+        .env_clear()
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run python");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -9,6 +9,8 @@
 //! - the protobuf push decoder: for any body, or any protobuf message compressed as it
 //!   should be, it refuses or gives a request within the limits that encodes and decodes
 //!   back to itself;
+//! - the OTLP/HTTP logs decoders, protobuf and JSON: for any body, they refuse or give a
+//!   request that maps to a push within the limits, every stream with a `service_name`;
 //! - the LogQL parser: answers `Ok` or an error with a position inside the query, for any
 //!   text;
 //! - the rule-file loader: loads or refuses any TOML text with an error naming
@@ -149,6 +151,76 @@ fn fuzz_protobuf_push_decodes_or_refuses_any_body() {
         let again = logproto::decompress_snappy(&logproto::encode(&req), usize::MAX).unwrap();
         let msg2 = logproto::decode_message(&again).unwrap();
         prop_assert_eq!(logproto::to_push(&msg2).unwrap(), req);
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_otlp_logs_decode_or_refuse_any_body() {
+    use fjord_wire::otlp::proto::common::{any_value::Value, AnyValue, KeyValue, KeyValueList};
+    use fjord_wire::otlp::proto::logs::{
+        ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs,
+    };
+    use fjord_wire::otlp::proto::resource::Resource;
+    use fjord_wire::otlp::{self, Encoding};
+    let value = |v| Some(AnyValue { value: Some(v) });
+    let kv = |key: &str, v| KeyValue {
+        key: key.into(),
+        value: value(v),
+        ..Default::default()
+    };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", Value::StringValue("checkout".into())),
+                    kv("host.name", Value::StringValue("node-1".into())),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: 1_764_151_200_123_000_000,
+                    severity_number: 9,
+                    body: value(Value::StringValue("payment ok".into())),
+                    attributes: vec![
+                        kv("order.id", Value::IntValue(17)),
+                        kv(
+                            "http",
+                            Value::KvlistValue(KeyValueList {
+                                values: vec![kv("method", Value::StringValue("GET".into()))],
+                            }),
+                        ),
+                    ],
+                    trace_id: vec![7; 16],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let json = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},"scopeLogs":[{"scope":{"name":"s"},"logRecords":[{"timeUnixNano":"1764151200123000000","body":{"kvlistValue":{"values":[{"key":"a","value":{"doubleValue":1.5}}]}},"attributes":[{"key":"n","value":{"intValue":"3"}}],"traceId":"0707070707070707070707070707070a"}]}]}]}"#;
+    let body = prop_oneof![
+        mutated(
+            vec![otlp::encode(&request)],
+            b"\x00\x01\x08\x0a\x12\x1a\x22\xff"
+        )
+        .prop_map(|b| (Encoding::Protobuf, b)),
+        inputs(&[json], b"\"\\{}[],:0123456789 ").prop_map(|b| (Encoding::Json, b)),
+        proptest::collection::vec(any::<u8>(), 0..256).prop_map(|b| (Encoding::Protobuf, b)),
+    ];
+    fuzz("OTLP logs", body, |(encoding, body)| {
+        let Ok(msg) = otlp::decode(&body, encoding) else {
+            return Ok(());
+        };
+        let Ok(req) = otlp::to_push(&msg, 1) else {
+            return Ok(());
+        };
+        prop_assert!(req.validate().is_ok());
+        for s in &req.streams {
+            prop_assert!(s.stream.contains_key("service_name"));
+        }
         Ok(())
     });
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fjord_aggregator::server::auth::hash_token;
-use fjord_e2e::{http_request, test_dir, Aggregator};
+use fjord_e2e::{http_request, percent_encode as enc, test_dir, Aggregator};
 
 const PAY_INGEST: &str = "tok-payments-ingest";
 const SEARCH_INGEST: &str = "tok-search-ingest";
@@ -74,19 +74,6 @@ fn push(
     let (status, text) = http_request(addr, "POST", "/loki/api/v1/push", &headers, body.as_bytes())
         .expect("push request");
     (status, serde_json::from_str(&text).unwrap_or_default())
-}
-
-/// Percent-encodes a query-string value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `GET path` with `token`; returns (status, parsed JSON body, time taken).

@@ -228,7 +228,7 @@ fn parse_with<'a, R: serde_json::de::Read<'a>>(
     Ok(req)
 }
 
-fn json_error(e: serde_json::Error) -> CodecError {
+pub(crate) fn json_error(e: serde_json::Error) -> CodecError {
     CodecError::Json {
         line: e.line(),
         column: e.column(),

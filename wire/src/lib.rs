@@ -2,8 +2,9 @@
 //!
 //! The push body is Grafana Loki's push format, so any Loki-speaking agent can ship to the
 //! aggregator and the agent can ship to a real Loki. This crate holds the types, the `Fjord-*`
-//! header names, the batch codec (JSON + zstd/gzip/identity) and the limits. It performs no I/O
-//! and depends on neither tokio nor an HTTP stack, so both sides and the tests share it.
+//! header names, the batch codec (JSON + zstd/gzip/identity), Loki's protobuf push
+//! (`logproto`), OTLP/HTTP logs mapped as Loki maps them (`otlp`) and the limits. It performs
+//! no I/O and depends on neither tokio nor an HTTP stack, so both sides and the tests share it.
 
 // Unsafe code is fenced: only the modules marked `allow(unsafe_code)` below may use it, and
 // every unsafe block says why it is sound (`// SAFETY:`).
@@ -23,6 +24,7 @@ pub mod info;
 pub mod ledger;
 pub mod limits;
 pub mod logproto;
+pub mod otlp;
 pub mod push;
 mod scan;
 

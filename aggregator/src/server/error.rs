@@ -55,9 +55,11 @@ impl AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(ErrorBody::new(self.reason))).into_response();
+impl AppError {
+    /// The answer with `body` for the JSON `ErrorBody` (OTLP's `Status`, for one): the same
+    /// status, `Retry-After` and `/metrics` reason.
+    pub fn respond_with(self, body: impl IntoResponse) -> Response {
+        let mut resp = (self.status, body).into_response();
         if let Some(r) = self.reason_label {
             resp.extensions_mut().insert(r);
         }
@@ -67,5 +69,12 @@ impl IntoResponse for AppError {
             }
         }
         resp
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(mut self) -> Response {
+        let body = Json(ErrorBody::new(std::mem::take(&mut self.reason)));
+        self.respond_with(body)
     }
 }

@@ -59,6 +59,8 @@ pub const QUERY_DURATION_BUCKETS: [f64; 13] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Push,
+    /// `POST /otlp/v1/logs`, counted with the pushes.
+    OtlpLogs,
     QueryRange,
     Query,
     Labels,
@@ -75,6 +77,7 @@ impl Endpoint {
     pub fn of(path: &str) -> Option<Endpoint> {
         Some(match path {
             "/loki/api/v1/push" => Endpoint::Push,
+            "/otlp/v1/logs" => Endpoint::OtlpLogs,
             "/loki/api/v1/query_range" => Endpoint::QueryRange,
             "/loki/api/v1/query" => Endpoint::Query,
             "/loki/api/v1/labels" | "/loki/api/v1/label" => Endpoint::Labels,
@@ -100,6 +103,7 @@ impl Endpoint {
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::Push => "push",
+            Endpoint::OtlpLogs => "otlp_logs",
             Endpoint::QueryRange => "query_range",
             Endpoint::Query => "query",
             Endpoint::Labels => "labels",
@@ -165,6 +169,8 @@ impl Reason {
         match status.as_u16() {
             204 => Reason::Stored,
             200 if endpoint == Endpoint::Push => Reason::Duplicate,
+            // OTLP's success is a 200 (there are no batch ids to be duplicates of).
+            200 if endpoint == Endpoint::OtlpLogs => Reason::Stored,
             200..=299 | 101 => Reason::Ok,
             400 => Reason::BadRequest,
             401 => Reason::Unauthorized,
@@ -429,7 +435,7 @@ impl Metrics {
         let mut r = Registry::with_prefix("fjord_aggregator");
         r.register(
             "pushes",
-            "Push requests by HTTP status and reason",
+            "Push requests (Loki push and OTLP logs) by HTTP status and reason",
             m.pushes.clone(),
         );
         r.register(
@@ -541,7 +547,7 @@ impl Metrics {
                 .inc();
         }
         match endpoint {
-            Endpoint::Push => {
+            Endpoint::Push | Endpoint::OtlpLogs => {
                 self.pushes
                     .get_or_create(&PushLabels {
                         status: status.as_u16(),
@@ -639,6 +645,7 @@ mod tests {
     #[test]
     fn endpoints_are_a_fixed_set() {
         assert_eq!(Endpoint::of("/loki/api/v1/push"), Some(Endpoint::Push));
+        assert_eq!(Endpoint::of("/otlp/v1/logs"), Some(Endpoint::OtlpLogs));
         assert_eq!(
             Endpoint::of("/loki/api/v1/label/pod/values"),
             Some(Endpoint::LabelValues)
@@ -671,6 +678,10 @@ mod tests {
         assert_eq!(
             Reason::from_status(Endpoint::Query, StatusCode::OK),
             Reason::Ok
+        );
+        assert_eq!(
+            Reason::from_status(Endpoint::OtlpLogs, StatusCode::OK),
+            Reason::Stored
         );
         let m = Metrics::new([], Arc::new(Semaphore::new(1)), 1, Arc::default());
         m.observe(

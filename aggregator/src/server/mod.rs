@@ -1,5 +1,5 @@
-//! The HTTP API: Loki push, query and tail endpoints, fjord's own `/v1/info`, stats and
-//! erasure, and the background maintenance tasks of a running server.
+//! The HTTP API: Loki push, OTLP/HTTP logs, query and tail endpoints, fjord's own
+//! `/v1/info`, stats and erasure, and the background maintenance tasks of a running server.
 //!
 //! `app(state)` builds the router so tests drive it in-process; `run(listener, state)` serves
 //! it until `state.shutdown` is cancelled, then drains in-flight requests, live tails and the
@@ -19,6 +19,7 @@ mod index;
 mod listener;
 mod maintenance;
 pub mod metrics;
+mod otlp;
 pub mod push;
 mod query;
 mod tail;
@@ -180,6 +181,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/loki/api/v1/push",
             post(push::push).layer(DefaultBodyLimit::disable()),
+        )
+        // OTLP/HTTP logs, Loki's path for them (`/otlp` + the OTLP default `/v1/logs`).
+        .route(
+            "/otlp/v1/logs",
+            post(otlp::logs).layer(DefaultBodyLimit::disable()),
         )
         // Loki takes GET or a form POST for every read endpoint.
         .route(

@@ -1,7 +1,8 @@
 //! `POST /loki/api/v1/push`: auth, admission, limits, decompression, idempotency, durable
 //! commit, then ack. Bodies are Loki's JSON (zstd, gzip or identity) or Loki's protobuf
 //! (`application/x-protobuf`, snappy; `fjord_wire::logproto`); both become the same
-//! `PushRequest` and are stored alike.
+//! `PushRequest` and are stored alike. [`ingest_request`] is everything after the headers,
+//! shared with OTLP's endpoint (`server/otlp.rs`), whose bodies become the same request.
 //!
 //! Invariants: a push is admitted to the bounded ingest queue before its body is read (else
 //! 429 + `Retry-After`); the body is read with a hard limit and decompressed with another
@@ -18,8 +19,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fjord_wire::codec::{self, ContentEncoding};
-use fjord_wire::logproto;
 use fjord_wire::{headers as fh, PushRequest, StatusBody};
+use fjord_wire::{logproto, otlp};
 use futures_util::StreamExt;
 
 use super::auth::Caller;
@@ -92,10 +93,69 @@ pub async fn push(
         None => None,
     };
 
+    let batch = PushBatch {
+        batch_id: batch_id.clone(),
+        agent,
+        rules_version,
+        redactions,
+        token_team: caller.team.clone(),
+    };
+    match ingest_request(&st, &caller, &headers, body, format, batch).await? {
+        IngestOutcome::Stored { records } => {
+            tracing::debug!(
+                batch_id = batch_id.as_deref().unwrap_or("-"),
+                records,
+                "stored batch"
+            );
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        IngestOutcome::Conflict => {
+            let n = st
+                .counters
+                .batch_id_conflicts
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            let batch_id = batch_id.as_deref().unwrap_or("-");
+            tracing::warn!(
+                batch_id,
+                team = caller.team.as_deref().unwrap_or("-"),
+                conflicts_total = n,
+                "batch id reused with different lines; refused"
+            );
+            Err(AppError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "batch id {batch_id:?} was stored before with different lines; nothing of this push was stored and it is not acknowledged (a batch id must name one payload)"
+                ),
+            ))
+        }
+        IngestOutcome::Duplicate => {
+            tracing::debug!(
+                batch_id = batch_id.as_deref().unwrap_or("-"),
+                "duplicate batch"
+            );
+            Ok((StatusCode::OK, Json(StatusBody::duplicate())).into_response())
+        }
+    }
+}
+
+/// The part of a push every ingest endpoint shares (`/loki/api/v1/push`, `/otlp/v1/logs`):
+/// the body's memory reserved within the team's share, the body read under the size and rate
+/// limits, a slot in the bounded ingest queue, then decoding, the limits and the commit on
+/// the blocking pool, counted in `/metrics`. Every refusal is an [`AppError`] with its status,
+/// reason and `Retry-After`.
+pub(super) async fn ingest_request(
+    st: &Arc<AppState>,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Body,
+    format: BodyFormat,
+    batch: PushBatch,
+) -> Result<IngestOutcome, AppError> {
     let limits = st.limits.clone();
     // Memory for bodies is reserved before reading, within a per-team share, so one team's
     // slow or large pushes cannot take every other team's room.
-    let declared = declared_length(&headers);
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return Err(body_too_large(limits.max_body_bytes));
     }
@@ -131,13 +191,6 @@ pub async fn push(
         .await
         .map_err(|e| AppError::internal("ingest admission", &e))?;
     let store = st.store.clone();
-    let batch = PushBatch {
-        batch_id: batch_id.clone(),
-        agent,
-        rules_version,
-        redactions,
-        token_team: caller.team.clone(),
-    };
     let outcome = tokio::task::spawn_blocking(move || {
         let _held = (slot, permit, reservation);
         ingest_counted(&store, body, format, &limits, batch)
@@ -158,45 +211,7 @@ pub async fn push(
         }
         IngestOutcome::Conflict => {}
     }
-    let outcome = (outcome, batch_id);
-
-    match outcome {
-        (IngestOutcome::Stored { records }, batch_id) => {
-            tracing::debug!(
-                batch_id = batch_id.as_deref().unwrap_or("-"),
-                records,
-                "stored batch"
-            );
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        (IngestOutcome::Conflict, batch_id) => {
-            let n = st
-                .counters
-                .batch_id_conflicts
-                .fetch_add(1, Ordering::Relaxed)
-                + 1;
-            let batch_id = batch_id.as_deref().unwrap_or("-");
-            tracing::warn!(
-                batch_id,
-                team = caller.team.as_deref().unwrap_or("-"),
-                conflicts_total = n,
-                "batch id reused with different lines; refused"
-            );
-            Err(AppError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "batch id {batch_id:?} was stored before with different lines; nothing of this push was stored and it is not acknowledged (a batch id must name one payload)"
-                ),
-            ))
-        }
-        (IngestOutcome::Duplicate, batch_id) => {
-            tracing::debug!(
-                batch_id = batch_id.as_deref().unwrap_or("-"),
-                "duplicate batch"
-            );
-            Ok((StatusCode::OK, Json(StatusBody::duplicate())).into_response())
-        }
-    }
+    Ok(outcome)
 }
 
 /// The metadata of one push that travels in headers and the token.
@@ -231,6 +246,12 @@ pub enum BodyFormat {
     Json(ContentEncoding),
     /// Loki's protobuf (`application/x-protobuf`), always in snappy's block format.
     ProtobufSnappy,
+    /// OTLP/HTTP logs (`POST /otlp/v1/logs`) in `encoding`, compressed as `compression`
+    /// says.
+    Otlp {
+        encoding: otlp::Encoding,
+        compression: ContentEncoding,
+    },
 }
 
 /// The body format of a push, or a 415 naming what is not supported. The media type is
@@ -291,11 +312,15 @@ fn ingest_counted(
         other => AppError::bad_request(other.to_string()),
     };
     // `payload` is the decompressed body, which the receipt's payload hash covers. Lines
-    // borrow from it (JSON without escapes) or from what it decodes to (protobuf); JSON lines
-    // with escapes are unescaped into one buffer for the batch instead of a `String` each.
+    // borrow from it (JSON without escapes) or from what it decodes to (protobuf, OTLP's
+    // string bodies); JSON lines with escapes are unescaped into one buffer for the batch
+    // instead of a `String` each.
     let payload: Vec<u8>;
     let message: logproto::proto::PushRequest;
+    let otlp_message: otlp::ExportLogsServiceRequest;
     let mut unescaped = String::new();
+    // Also the timestamp of OTLP records that carry none.
+    let received_ns = Store::now_ns();
     let req = match format {
         BodyFormat::Json(encoding) => {
             payload =
@@ -310,8 +335,17 @@ fn ingest_counted(
             message = logproto::decode_message(&payload).map_err(codec_error)?;
             logproto::to_push(&message).map_err(codec_error)?
         }
+        BodyFormat::Otlp {
+            encoding,
+            compression,
+        } => {
+            payload = decompress(&body, compression, limits.max_decompressed_bytes)
+                .map_err(codec_error)?;
+            drop(body);
+            otlp_message = otlp::decode(&payload, encoding).map_err(codec_error)?;
+            otlp::to_push(&otlp_message, received_ns).map_err(codec_error)?
+        }
     };
-    let received_ns = Store::now_ns();
     check_limits(&req, limits, received_ns)?;
     // The token's team wins; only team-less callers (admin, open mode) use the label.
     let team = match batch.token_team {
@@ -339,8 +373,8 @@ fn ingest_counted(
         payload_sha256,
         received_ns,
     };
-    // `req` borrows its lines from `payload`, `message` and `unescaped`, which live until it
-    // is stored.
+    // `req` borrows its lines from `payload`, `message`, `otlp_message` and `unescaped`,
+    // which live until it is stored.
     store
         .ingest_digested(&meta, &req, &entries_digest)
         .map(|outcome| (outcome, ingested))

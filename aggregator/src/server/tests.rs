@@ -1354,3 +1354,6 @@ fn every_server_test_passes_on_postgres_too() {
         "{stdout}"
     );
 }
+
+/// OTLP/HTTP logs.
+mod otlp;
