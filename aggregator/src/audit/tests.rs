@@ -63,7 +63,7 @@ fn ledger(batch: &str, records: u64) -> LedgerEntry {
 /// Three small batches of one stream, and a store ready to audit.
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = crate::store::testing::open_store(dir.path());
     let day = 20_000 * NS_PER_DAY;
     for (i, b) in ["b1", "b2", "b3"].iter().enumerate() {
         let t = day + i as i64 * 10;
@@ -98,28 +98,35 @@ fn erase_as_dpo(
     )
 }
 
-fn ro(dir: &tempfile::TempDir) -> Evidence {
-    open(dir.path()).unwrap()
+/// The store read-only, as the audit opens it (either backend).
+fn ro(store: &Store) -> Evidence {
+    store.evidence().unwrap()
+}
+
+/// Whether the tests run on PostgreSQL (`FJORD_TEST_BACKEND`): the ones that damage the
+/// SQLite file directly say so and stop; `the_audit_reads_both_backends_alike` damages both.
+fn on_postgres() -> bool {
+    std::env::var("FJORD_TEST_BACKEND").as_deref() == Ok("postgres")
 }
 
 #[test]
 fn verify_is_clean_across_compaction_and_erasure() {
-    let (dir, store) = store();
+    let (_dir, store) = store();
     let rows = [ledger("b1", 2), ledger("b2", 2), ledger("b3", 2)];
-    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows))).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!((r.receipts_checked, r.stored_lines_checked), (3, 6));
 
     // The compactor merges the three chunks into one; every line keeps its batch.
     let c = store.compact(Duration::ZERO, i64::MAX).unwrap();
     assert_eq!((c.chunks_in, c.chunks_out), (3, 1));
-    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows))).unwrap();
     assert!(r.ok, "{r:#?}");
 
     // An erasure is reported with who and when, not as tampering.
     let e = erase_as_dpo(&store, r#"{file="/a.log"} |= "b2 second""#).unwrap();
     assert_eq!(e.lines, 1);
-    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows))).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!(r.removals.len(), 1);
     assert_eq!(
@@ -132,14 +139,14 @@ fn verify_is_clean_across_compaction_and_erasure() {
 
 #[test]
 fn retention_is_recorded_not_missing() {
-    let (dir, store) = store();
+    let (_dir, store) = store();
     let policy = RetentionPolicy {
         default_days: 1,
         teams: BTreeMap::new(),
     };
     let rep = store.apply_retention(&policy, 20_010 * NS_PER_DAY).unwrap();
     assert_eq!(rep.teams[0].3, 6);
-    let r = verify(&ro(&dir), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!(r.removals.len(), 3);
     assert!(r
@@ -150,7 +157,10 @@ fn retention_is_recorded_not_missing() {
 
 #[test]
 fn verify_finds_altered_missing_extra_and_unreceipted() {
-    let (dir, _store) = store();
+    if on_postgres() {
+        return; // the damage is done to the SQLite file; see the_audit_reads_both_backends_alike
+    }
+    let (dir, store) = store();
     let rw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     // Rewrite b2's chunk with a changed line (a valid chunk: only the digest can tell).
     let data: Vec<u8> = rw
@@ -189,7 +199,7 @@ fn verify_finds_altered_missing_extra_and_unreceipted() {
         },
     ];
     // b1 is gone; b3 is not in this ledger, and must come out as extra.
-    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows[..2]))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows[..2]))).unwrap();
     assert!(!r.ok);
     assert_eq!(r.missing.len(), 1);
     assert_eq!(r.missing[0].batch_id, "b1");
@@ -205,7 +215,7 @@ fn verify_finds_altered_missing_extra_and_unreceipted() {
     assert_eq!(altered, [("b2", "stored lines"), ("b3", "stored lines")]);
     assert!(r.altered[0].found.contains("different content"));
     // Ledger disagreements with the receipt.
-    let r = verify(&ro(&dir), ALL, Some((Path::new("l"), &rows[2..]))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows[2..]))).unwrap();
     let what: Vec<&str> = r.altered.iter().map(|a| a.what.as_str()).collect();
     assert!(
         what.contains(&"records") && what.contains(&"payload_sha256"),
@@ -215,10 +225,10 @@ fn verify_finds_altered_missing_extra_and_unreceipted() {
 
 #[test]
 fn scan_counts_per_rule_and_masks() {
-    let (dir, _store) = store();
+    let (_dir, store) = store();
     let set = fjord_rules::load_rule_set(None).unwrap();
     let red = Redactor::new(&set, Some(b"0123456789abcdef0123")).unwrap();
-    let r = scan(&ro(&dir), &red, None, ALL, 10).unwrap();
+    let r = scan(&ro(&store), &red, None, ALL, 10).unwrap();
     assert_eq!((r.lines_scanned, r.lines_matching), (6, 3));
     assert_eq!(
         r.rules,
@@ -236,7 +246,7 @@ fn scan_counts_per_rule_and_masks() {
     assert!(!text.contains("@example"), "{text}");
     // A line filter narrows it.
     let q = crate::logql::parse(r#"{file="/a.log"} |= "b1""#).unwrap();
-    let r = scan(&ro(&dir), &red, Some(("q", &q)), ALL, 0).unwrap();
+    let r = scan(&ro(&store), &red, Some(("q", &q)), ALL, 0).unwrap();
     assert_eq!((r.lines_scanned, r.lines_matching), (2, 1));
     assert!(r.examples.is_empty());
 }
@@ -248,7 +258,7 @@ fn default_redactor() -> Redactor {
 
 #[test]
 fn scan_covers_only_the_time_range() {
-    let (dir, store) = store();
+    let (_dir, store) = store();
     let red = default_redactor();
     let day = 20_000 * NS_PER_DAY;
     // Stored: b1 at day+0 (second) and +1 (mail), b2 at +10 and +11, b3 at +20 and +21. The
@@ -277,22 +287,25 @@ fn scan_covers_only_the_time_range() {
         );
         assert!(!text.contains("example.no"), "{text}");
     };
-    check(&scan(&ro(&dir), &red, None, range, 10).unwrap());
+    check(&scan(&ro(&store), &red, None, range, 10).unwrap());
     // The same once the compactor has merged every line into one chunk.
     store.compact(Duration::ZERO, i64::MAX).unwrap();
-    check(&scan(&ro(&dir), &red, None, range, 10).unwrap());
+    check(&scan(&ro(&store), &red, None, range, 10).unwrap());
     // A range with nothing in it scans nothing.
     let before = Range {
         from_ns: 0,
         to_ns: day - 1,
     };
-    let r = scan(&ro(&dir), &red, None, before, 10).unwrap();
+    let r = scan(&ro(&store), &red, None, before, 10).unwrap();
     assert_eq!((r.lines_scanned, r.lines_matching), (0, 0));
 }
 
 #[test]
 fn scan_reports_chunks_it_could_not_read() {
-    let (dir, _store) = store();
+    if on_postgres() {
+        return; // the damage is done to the SQLite file; see the_audit_reads_both_backends_alike
+    }
+    let (dir, store) = store();
     let rw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     let bad: i64 = rw
         .query_row("SELECT id FROM chunks WHERE seq = 3", [], |r| r.get(0))
@@ -300,7 +313,7 @@ fn scan_reports_chunks_it_could_not_read() {
     rw.execute("UPDATE chunks SET data = x'00' WHERE id = ?1", [bad])
         .unwrap();
     drop(rw);
-    let r = scan(&ro(&dir), &default_redactor(), None, ALL, 10).unwrap();
+    let r = scan(&ro(&store), &default_redactor(), None, ALL, 10).unwrap();
     assert!(!r.complete());
     assert_eq!(r.corrupt_chunks, [bad]);
     assert_eq!(r.corrupt_chunk_count, 1);
@@ -395,7 +408,7 @@ fn ledger_errors_name_the_line() {
 /// One batch whose entries carry structured metadata (an email in one value), and its store.
 fn metadata_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = crate::store::testing::open_store(dir.path());
     let t = 20_000 * NS_PER_DAY;
     let req = PushRequest {
         streams: vec![PushStream {
@@ -494,7 +507,7 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
     assert_eq!(seen, [None, Some("t1".into()), Some("t2".into())]);
     // The receipt's digest covers metadata: verify is clean, and stays clean across
     // compaction.
-    let r = verify(&ro(&dir), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None).unwrap();
     assert!(r.ok, "{r:#?}");
     let t = 20_000 * NS_PER_DAY;
     store
@@ -506,11 +519,11 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
         entries_of(&store, r#"{file="/m.log"} | trace_id="t1""#).len(),
         1
     );
-    let r = verify(&ro(&dir), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None).unwrap();
     assert!(r.ok, "{r:#?}");
 
     // The PII re-scan reads metadata values too, and masks them.
-    let r = scan(&ro(&dir), &default_redactor(), None, ALL, 10).unwrap();
+    let r = scan(&ro(&store), &default_redactor(), None, ALL, 10).unwrap();
     assert_eq!((r.lines_scanned, r.lines_matching), (4, 1));
     let ex = &r.examples[0];
     assert_eq!(ex.masked, "charge ok");
@@ -541,10 +554,12 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
         ["charge failed", "plain line", "late"]
     );
     assert_eq!(got[0].1, pairs(&[("trace_id", "t2")]));
-    let r = verify(&ro(&dir), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!((r.removals.len(), r.removals[0].lines), (1, 1));
-    drop(store);
+    if on_postgres() {
+        return; // the damage below is done to the SQLite file
+    }
 
     // Changing only an entry's metadata in its chunk is caught.
     let rw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
@@ -576,7 +591,7 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
     )
     .unwrap();
     drop(rw);
-    let r = verify(&ro(&dir), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None).unwrap();
     assert!(!r.ok);
     assert_eq!(r.altered.len(), 1, "{r:#?}");
     assert_eq!(r.altered[0].batch, "m1");
@@ -647,4 +662,20 @@ fn the_audit_reads_both_backends_alike() {
         assert!(!r.ok);
         assert_eq!(r.corrupt_chunks.len(), 1, "{}: {r:#?}", b.name);
     });
+}
+
+/// Every test of this module again with the store on PostgreSQL (the test binary re-run
+/// with `FJORD_TEST_BACKEND=postgres`); those that damage the SQLite file directly stop
+/// early there.
+#[test]
+fn every_audit_test_passes_on_postgres_too() {
+    let stdout = fjord_e2e::postgres::rerun_tests_on_postgres(&[
+        "audit::tests::",
+        "--skip",
+        "every_audit_test_passes_on_postgres_too",
+    ]);
+    assert!(
+        stdout.contains("test audit::tests::verify_is_clean_across_compaction_and_erasure ... ok"),
+        "{stdout}"
+    );
 }
