@@ -124,11 +124,19 @@ fn merge_run(
         }
     }
     let (c, seq) = merge(&parts)?;
+    // The merged chunk takes the live tail's position of its newest part, (seq, id): a tail
+    // that has passed every part has passed it too.
+    let keep_id = ids
+        .iter()
+        .zip(&parts)
+        .map(|(id, (_, s))| (*s, *id))
+        .max()
+        .map_or(0, |(_, id)| id);
     let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
     for id in ids {
         del.execute([id])?;
     }
-    insert_chunk(tx, sid, seq, day, &c)
+    insert_chunk(tx, Some(keep_id), sid, seq, day, &c)
 }
 
 /// One chunk of the lines of `parts` (stored bytes and row `seq` each), sorted by time

@@ -951,17 +951,37 @@ fn compaction_merges_small_chunks_and_a_tail_past_them_stays_quiet() {
             want.push((ts, line));
         }
         want.sort();
-        let (_, mut cursor) = store
-            .tail_begin(&range(r#"{team="payments"}"#, 0, Direction::Backward, None))
+        // A tail that has sent every line (in as many polls as it takes to see them all).
+        let (backfill, mut cursor) = store
+            .tail_begin(&range(
+                r#"{team="payments"}"#,
+                100,
+                Direction::Backward,
+                None,
+            ))
             .unwrap();
+        let q = logql::parse(r#"{team="payments"}"#).unwrap();
+        let mut cache = TailStreams::new();
+        let mut sent: usize = backfill.iter().map(|s| s.entries.len()).sum();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while sent < 30 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tail saw {sent} lines"
+            );
+            let got = store
+                .tail_next(&mut cursor, &q, None, 100, &mut cache)
+                .unwrap();
+            sent += got.iter().map(|s| s.entries.len()).sum::<usize>();
+        }
+        assert_eq!(sent, 30);
         assert_eq!((b.sql)("SELECT count(*) FROM chunks"), "30");
         let r = store.compact(Duration::from_secs(60), now()).unwrap();
         assert_eq!((r.chunks_in, r.chunks_out), (30, 1), "{r:?}");
         assert_eq!((b.sql)("SELECT count(*) FROM chunks"), "1");
         assert_eq!(all_lines(&store, r#"{team="payments"}"#), want);
-        let q = logql::parse(r#"{team="payments"}"#).unwrap();
         let again = store
-            .tail_next(&mut cursor, &q, None, 100, &mut TailStreams::new())
+            .tail_next(&mut cursor, &q, None, 100, &mut cache)
             .unwrap();
         assert!(again.is_empty(), "{again:?}");
     });

@@ -710,13 +710,19 @@ impl PgDb {
                 for run in runs(small) {
                     let parts = tx
                         .query(
-                            "SELECT data, seq, xid::TEXT::BIGINT FROM chunks
+                            "SELECT data, seq, xid::TEXT::BIGINT, id FROM chunks
                              WHERE day = $1 AND id = ANY($2) ORDER BY min_ts, id",
                             &[&day, &run],
                         )
                         .await
                         .map_err(pg)?;
-                    let xid = parts.iter().map(|r| r.get::<_, i64>(2)).max().unwrap_or(0);
+                    // The merged chunk takes the live tail's position of its newest part,
+                    // (xid, id): a tail that has passed every part has passed it too.
+                    let (xid, keep_id) = parts
+                        .iter()
+                        .map(|r| (r.get::<_, i64>(2), r.get::<_, i64>(3)))
+                        .max()
+                        .unwrap_or((0, 0));
                     let parts: Vec<(Vec<u8>, i64)> =
                         parts.iter().map(|r| (r.get(0), r.get(1))).collect();
                     let (c, seq) = merge(&parts)?;
@@ -728,11 +734,12 @@ impl PgDb {
                     .map_err(pg)?;
                     let (lines, raw) = (c.lines as i64, c.raw_bytes as i64);
                     tx.execute(
-                        "INSERT INTO chunks (stream_id, day, min_ts, max_ts, lines, raw_bytes,
+                        "INSERT INTO chunks (id, stream_id, day, min_ts, max_ts, lines, raw_bytes,
                                              seq, xid, data)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::BIGINT::TEXT::xid8, $9)",
+                         VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8::BIGINT::TEXT::xid8, $9)",
                         &[
                             &sid, &day, &c.min_ts, &c.max_ts, &lines, &raw, &seq, &xid, &c.data,
+                            &keep_id,
                         ],
                     )
                     .await

@@ -451,7 +451,7 @@ impl IngestTx for Write<'_> {
         day: i64,
         c: &EncodedChunk,
     ) -> Result<(), StoreError> {
-        insert_chunk(self.0, sid, seq, day, c)
+        insert_chunk(self.0, None, sid, seq, day, c)
     }
 
     fn insert_duplicates(
@@ -474,14 +474,15 @@ impl IngestTx for Write<'_> {
 /// Inserts one encoded chunk of stream `sid`.
 pub(crate) fn insert_chunk(
     conn: &Connection,
+    id: Option<i64>,
     sid: i64,
     seq: i64,
     day: i64,
     c: &EncodedChunk,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO chunks (stream_id, min_ts, max_ts, lines, raw_bytes, data, seq, day)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO chunks (id, stream_id, min_ts, max_ts, lines, raw_bytes, data, seq, day)
+         VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         sid,
@@ -491,7 +492,8 @@ pub(crate) fn insert_chunk(
         c.raw_bytes as i64,
         c.data,
         seq,
-        day
+        day,
+        id
     ])?;
     Ok(())
 }
