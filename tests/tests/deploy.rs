@@ -735,12 +735,14 @@ fn ha_overlay_runs_the_base_aggregator_without_state() {
     assert!(ha_cfg.deprecations.is_empty(), "{:?}", ha_cfg.deprecations);
     let listen = i64::from(ha_cfg.listen.port());
     let metrics = i64::from(ha_cfg.metrics_listen.expect("metrics_listen").port());
+    // The store comes from FJORD_STORE in the pod (a Secret), not from the file.
     ha_cfg.data_dir = base.data_dir.clone();
+    ha_cfg.store = base.store.clone();
     assert_eq!(
         format!("{ha_cfg:?}"),
         format!("{base:?}"),
         "overlays/ha/aggregator.toml must say what aggregator/aggregator.toml says, but for \
-         data_dir"
+         data_dir (and so the store)"
     );
 
     let objs = Objects::load();
