@@ -47,12 +47,16 @@ impl RoundRobin {
                     continue;
                 };
                 let _ = client.set_nonblocking(false);
+                // Forwarded as they come: Nagle's algorithm would hold a response's last
+                // segment back until the previous one is acknowledged.
+                let _ = client.set_nodelay(true);
                 let start = next;
                 next = next.wrapping_add(1);
                 let upstream = (0..upstreams.len())
                     .map(|i| upstreams[(start + i) % upstreams.len()])
                     .find_map(|u| TcpStream::connect_timeout(&u, CONNECT_TIMEOUT).ok());
                 let Some(server) = upstream else { continue };
+                let _ = server.set_nodelay(true);
                 splice(client, server);
             }
         });
