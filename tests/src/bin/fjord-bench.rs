@@ -91,6 +91,10 @@ struct Args {
     /// (`--store postgres` only).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
     replicas: u64,
+    /// Put the round-robin front before the aggregator even when there is one, so that one
+    /// replica and `--replicas N` are compared on the same path (always on with N > 1).
+    #[arg(long)]
+    round_robin: bool,
 }
 
 /// Current RSS (VmRSS) of a process in KiB.
@@ -353,7 +357,7 @@ fn main() -> anyhow::Result<()> {
             None => Aggregator::start_on(&home, fjord_e2e::free_port(), &replica_args),
         });
     }
-    let front = if replicas.len() > 1 {
+    let front = if replicas.len() > 1 || args.round_robin {
         Some(RoundRobin::start(
             replicas.iter().map(|a| a.addr).collect(),
         )?)
@@ -411,6 +415,8 @@ fn main() -> anyhow::Result<()> {
         fjord_e2e::agent_metric(&cfg, "fjord_agent_compressed_bytes_acked_total").unwrap_or(0.0);
     let raw_acked =
         fjord_e2e::agent_metric(&cfg, "fjord_agent_raw_bytes_acked_total").unwrap_or(0.0);
+    // Retries (429, 503, a dropped connection) lengthen the wall time, not the CPU.
+    let retried = fjord_e2e::agent_metric(&cfg, "fjord_agent_batches_retried_total").unwrap_or(0.0);
     drop(agent);
     drop(front);
 
@@ -496,5 +502,6 @@ fn main() -> anyhow::Result<()> {
     );
     println!("stored_bytes_per_raw   {:.3}", stored as f64 / bytes as f64);
     println!("wire_bytes_per_raw     {:.3}", sent / raw_acked.max(1.0));
+    println!("batches_retried        {retried}");
     Ok(())
 }
