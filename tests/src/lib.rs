@@ -8,6 +8,7 @@ pub mod clients;
 pub mod gen;
 pub mod postgres;
 pub mod proxy;
+pub mod round_robin;
 pub mod tls;
 pub mod writer;
 
@@ -486,14 +487,30 @@ pub fn logrotate(dir: &Path, directives: &str) {
 
 /// Reads `/proc/<pid>/stat` utime+stime in seconds.
 pub fn cpu_seconds(pid: i32) -> Option<f64> {
+    proc_cpu_seconds(pid).map(|t| t.own)
+}
+
+/// CPU seconds (user + system) of one process, from `/proc/<pid>/stat`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcCpu {
+    /// The process's own (utime + stime).
+    pub own: f64,
+    /// Its children that have exited and been waited for (cutime + cstime).
+    pub reaped_children: f64,
+}
+
+/// The CPU seconds of `pid` and of its reaped children.
+pub fn proc_cpu_seconds(pid: i32) -> Option<ProcCpu> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
+    let field = |i: usize| f.get(i)?.parse::<f64>().ok();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / hz)
+    Some(ProcCpu {
+        own: (field(11)? + field(12)?) / hz,
+        reaped_children: (field(13)? + field(14)?) / hz,
+    })
 }
 
 /// Peak RSS (VmHWM) of a process in KiB.

@@ -279,6 +279,27 @@ impl Postgres {
         run_psql(cmd, sql)
     }
 
+    /// The postmaster's pid while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// CPU seconds (user + system) the server has used since it was last started: the
+    /// postmaster, its live children (backends, walwriter, checkpointer …) and the children
+    /// it has reaped (backends of closed connections). `None` when it is not running. A
+    /// child exiting between the two reads of `/proc` may be missed; the difference of two
+    /// samples around a run of seconds is what a benchmark reads.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.pid()?;
+        let postmaster = crate::proc_cpu_seconds(pid)?;
+        let children: f64 = children_of(pid)
+            .into_iter()
+            .filter_map(crate::proc_cpu_seconds)
+            .map(|c| c.own + c.reaped_children)
+            .sum();
+        Some(postmaster.own + postmaster.reaped_children + children)
+    }
+
     /// Whether the postmaster is still running (it may have been killed from outside).
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {

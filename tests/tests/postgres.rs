@@ -3,15 +3,16 @@
 //! database or a replica going away.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_e2e::postgres::Postgres;
+use fjord_e2e::round_robin::RoundRobin;
 use fjord_e2e::writer::Writer;
 use fjord_e2e::{
     agent_config, bin, free_port, http_request, start_agent, test_dir, wait_for, Aggregator,
@@ -241,84 +242,13 @@ fn a_tail_on_one_replica_shows_lines_pushed_to_the_other_within_2s() {
     let _ = tail.wait();
 }
 
-/// A TCP front that hands each new connection to the next live upstream in turn, as a
-/// Kubernetes Service does: an upstream that refuses connections is skipped.
-struct RoundRobin {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl RoundRobin {
-    fn start(upstreams: Vec<SocketAddr>) -> RoundRobin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let next = Arc::new(AtomicUsize::new(0));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let Ok((client, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let _ = client.set_nonblocking(false);
-                let start = next.fetch_add(1, Ordering::Relaxed);
-                let upstream = (0..upstreams.len())
-                    .map(|i| upstreams[(start + i) % upstreams.len()])
-                    .find_map(|u| TcpStream::connect_timeout(&u, Duration::from_millis(200)).ok());
-                let Some(server) = upstream else { continue };
-                splice(client, server);
-            }
-        });
-        RoundRobin { addr, stop }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for RoundRobin {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Copies bytes both ways until either side closes.
-fn splice(client: TcpStream, server: TcpStream) {
-    let pairs = [
-        (client.try_clone(), server.try_clone()),
-        (server.try_clone(), client.try_clone()),
-    ];
-    for (from, to) in pairs {
-        let (Ok(mut from), Ok(mut to)) = (from, to) else {
-            return;
-        };
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                match from.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = to.shutdown(std::net::Shutdown::Both);
-        });
-    }
-}
-
 #[test]
 fn an_agent_through_a_round_robin_front_loses_nothing_when_a_replica_is_killed() {
     let pg = postgres();
     let dir = test_dir();
     let a = replica(dir.path(), "a", &pg.dsn());
     let b = replica(dir.path(), "b", &pg.dsn());
-    let front = RoundRobin::start(vec![a.addr, b.addr]);
+    let front = RoundRobin::start(vec![a.addr, b.addr]).unwrap();
     let cfg = agent_config(dir.path(), &front.url(), "max_batch_lines = 200");
     let writer = Writer::start(&dir.path().join("logs/app.log"), 2000);
     let _agent = start_agent(dir.path(), &cfg);

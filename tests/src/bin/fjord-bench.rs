@@ -1,10 +1,16 @@
 //! End-to-end benchmark: a realistic payment log of N MB is read from its start by the real
 //! agent (default rule packs) and shipped to the real aggregator, until the last batch is
 //! acknowledged. Prints agent CPU seconds, MB per agent CPU-second, peak RSS of both
-//! processes and stored bytes per raw byte.
+//! processes, the aggregator's ingest MB per CPU-second, a `|=` scan over everything stored
+//! through the query API, and stored bytes per raw byte.
 //!
 //! Run: `cargo build --release --workspace && target/release/fjord-bench --mb 256`
 //! (`--tls`: over the aggregator's TLS listener, the agent verifying it with `ca_file`).
+//!
+//! With `--store postgres`, the aggregator stores into a PostgreSQL the harness starts
+//! (Debian's `postgresql`, fsync on), and `--replicas N` runs N aggregator replicas over it
+//! behind a round-robin TCP front; PostgreSQL's CPU (postmaster and every child) is counted
+//! beside the replicas'.
 //!
 //! With `--outage-s N`, it measures backpressure instead: the agent starts with no
 //! aggregator listening, the app writes `--write-mb-per-s` for N seconds, the agent's RSS is
@@ -14,8 +20,39 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use fjord_e2e::postgres::Postgres;
+use fjord_e2e::round_robin::RoundRobin;
 use fjord_e2e::{agent_config, cpu_seconds, gen, peak_rss_kib, start_agent, wait_for, Aggregator};
+
+/// Declared by every aggregator the bench starts.
+const EEA: [&str; 4] = ["--region", "eu-north-1", "--jurisdiction", "EEA"];
+/// The scan's line filter: it matches no generated line, so every stored chunk is read.
+const SCAN_QUERY: &str = r#"{team="payments"} |= "no-such-needle""#;
+/// Scans run after ingest: wall time is their median, CPU their mean (a scan of 128 MB
+/// takes a few of `/proc`'s 10 ms clock ticks).
+const SCAN_RUNS: usize = 5;
+/// The scan's range reaches this far back: everything the aggregator accepts (it refuses
+/// entries older than 7 days by default).
+const SCAN_SINCE: Duration = Duration::from_secs(8 * 86_400);
+/// The scan's range reaches this far ahead, past any clock skew the aggregator accepts.
+const SCAN_AHEAD: Duration = Duration::from_secs(3600);
+/// Bytes of every table, partition, TOAST table and index of the aggregator's schema (not
+/// the WAL): the plain tables, day partitions included, each with its TOAST table and
+/// indexes (`pg_total_relation_size`). A partitioned table or index has no storage of its
+/// own (its size is 0), so summing the leaves counts everything once.
+const PG_STORED_BYTES_SQL: &str = "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = 'public' AND c.relkind = 'r'";
+
+/// Where the aggregator keeps what it stores.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Store {
+    /// One SQLite file in the aggregator's data directory (the default).
+    Sqlite,
+    /// A PostgreSQL the bench starts (fsync on), shared by `--replicas` aggregators.
+    Postgres,
+}
 
 #[derive(Parser)]
 #[command(about = "fjord end-to-end throughput benchmark")]
@@ -47,6 +84,17 @@ struct Args {
     /// Extra agent config lines (TOML), e.g. 'zstd_level = 1'.
     #[arg(long, default_value = "")]
     agent_config: String,
+    /// The aggregator's store.
+    #[arg(long, value_enum, default_value_t = Store::Sqlite)]
+    store: Store,
+    /// Aggregator replicas over the one PostgreSQL, behind a round-robin TCP front
+    /// (`--store postgres` only).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
+    replicas: u64,
+    /// Put the round-robin front before the aggregator even when there is one, so that one
+    /// replica and `--replicas N` are compared on the same path (always on with N > 1).
+    #[arg(long)]
+    round_robin: bool,
 }
 
 /// Current RSS (VmRSS) of a process in KiB.
@@ -162,8 +210,88 @@ fn cpu() -> String {
     format!("{model} ({})", have.join(" "))
 }
 
+/// The CPU seconds of every store process: the replicas and, on PostgreSQL, the server.
+#[derive(Clone, Copy, Default)]
+struct StoreCpu {
+    replicas: f64,
+    postgres: f64,
+}
+
+impl StoreCpu {
+    fn sample(replicas: &[Aggregator], pg: Option<&Postgres>) -> StoreCpu {
+        StoreCpu {
+            replicas: replicas
+                .iter()
+                .filter_map(|a| cpu_seconds(a.proc.pid()))
+                .sum(),
+            postgres: pg.and_then(Postgres::cpu_seconds).unwrap_or(0.0),
+        }
+    }
+
+    fn since(self, before: StoreCpu) -> StoreCpu {
+        StoreCpu {
+            replicas: self.replicas - before.replicas,
+            postgres: self.postgres - before.postgres,
+        }
+    }
+
+    fn total(self) -> f64 {
+        self.replicas + self.postgres
+    }
+}
+
+/// One `|=` scan through the query API.
+struct Scan {
+    wall_s: f64,
+    cpu: StoreCpu,
+}
+
+/// `query_range` with [`SCAN_QUERY`] over everything stored, through `agg`'s HTTP API.
+fn scan(agg: &Aggregator, replicas: &[Aggregator], pg: Option<&Postgres>) -> anyhow::Result<Scan> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let end = (now + SCAN_AHEAD).as_nanos();
+    let start = (now.saturating_sub(SCAN_SINCE)).as_nanos();
+    let path = format!(
+        "/loki/api/v1/query_range?query={}&start={start}&end={end}&limit=5000&direction=forward",
+        url_encode(SCAN_QUERY)
+    );
+    let before = StoreCpu::sample(replicas, pg);
+    let started = Instant::now();
+    let (status, body) = agg.get(&path)?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let cpu = StoreCpu::sample(replicas, pg).since(before);
+    anyhow::ensure!(status == 200, "scan answered {status}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    anyhow::ensure!(
+        v["data"]["result"].as_array().is_some_and(|r| r.is_empty()),
+        "the scan's needle matched stored lines: {body}"
+    );
+    Ok(Scan { wall_s, cpu })
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.replicas > 1 && args.store != Store::Postgres {
+        eprintln!("fjord-bench: --replicas needs --store postgres");
+        std::process::exit(64);
+    }
     if args.outage_s > 0 {
         return outage(&args);
     }
@@ -183,24 +311,62 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("generated {lines} lines, {bytes} bytes in {files} file(s)");
 
+    let pg = match args.store {
+        Store::Sqlite => None,
+        Store::Postgres => Some(
+            Postgres::builder()
+                .fsync(true)
+                .start()
+                .map_err(anyhow::Error::msg)?,
+        ),
+    };
     let mut extra = args.agent_config.clone();
-    let agg = if args.tls {
+    let mut replica_args: Vec<String> = EEA.iter().map(|a| a.to_string()).collect();
+    if let Some(pg) = &pg {
+        replica_args.extend(["--store".to_owned(), pg.dsn()]);
+    }
+    let tls = if args.tls {
         let ca = fjord_e2e::certs::Ca::new("fjord bench CA");
         let ca_file = ca.write(&dir.path().join("ca.pem"));
         let (cert, key) = ca.server().write(dir.path(), "server");
         extra.push_str(&format!("\nca_file = \"{}\"\n", ca_file.display()));
-        Aggregator::start_tls(
-            dir.path(),
-            &[
-                "--tls-cert",
-                &cert.display().to_string(),
-                "--tls-key",
-                &key.display().to_string(),
-            ],
-            fjord_e2e::tls::ClientTls::ca(ca_file),
-        )
+        replica_args.extend([
+            "--tls-cert".to_owned(),
+            cert.display().to_string(),
+            "--tls-key".to_owned(),
+            key.display().to_string(),
+        ]);
+        Some(fjord_e2e::tls::ClientTls::ca(ca_file))
     } else {
-        Aggregator::start(dir.path())
+        None
+    };
+    let replica_args: Vec<&str> = replica_args.iter().map(String::as_str).collect();
+    let mut replicas = Vec::new();
+    for r in 0..args.replicas {
+        let home = if args.replicas == 1 {
+            dir.path().to_owned()
+        } else {
+            dir.path().join(format!("replica-{r}"))
+        };
+        std::fs::create_dir_all(&home)?;
+        replicas.push(match &tls {
+            // `start_tls` declares EEA itself; the TLS flags are in `replica_args`.
+            Some(client) => {
+                Aggregator::start_tls(&home, &replica_args[EEA.len()..], client.clone())
+            }
+            None => Aggregator::start_on(&home, fjord_e2e::free_port(), &replica_args),
+        });
+    }
+    let front = if replicas.len() > 1 || args.round_robin {
+        Some(RoundRobin::start(
+            replicas.iter().map(|a| a.addr).collect(),
+        )?)
+    } else {
+        None
+    };
+    let url = match &front {
+        Some(f) => format!("{}://{}", if args.tls { "https" } else { "http" }, f.addr),
+        None => replicas[0].url(),
     };
     if args.no_rules {
         let rules = dir.path().join("rules");
@@ -211,43 +377,131 @@ fn main() -> anyhow::Result<()> {
         )?;
         extra.push_str(&format!("\nrules_dir = \"{}\"\n", rules.display()));
     }
-    let cfg = agent_config(dir.path(), &agg.url(), &extra);
+    let cfg = agent_config(dir.path(), &url, &extra);
+    let store_before = StoreCpu::sample(&replicas, pg.as_ref());
+    let bench_pid = std::process::id() as i32;
+    let bench_before = cpu_seconds(bench_pid).unwrap_or(0.0);
     let started = Instant::now();
     let mut agent = start_agent(dir.path(), &cfg);
-    let (mut agent_cpu, mut agent_rss, mut agg_rss) = (0.0, 0, 0);
+    let (mut agent_cpu, mut agent_rss) = (0.0, 0);
+    let mut agg_rss = vec![0; replicas.len()];
+    // Done when the agent has every record acknowledged: its own counter, so that the wait
+    // costs the store nothing. The stored count is checked once after.
     wait_for("every line acknowledged", Duration::from_secs(3600), || {
         // Sample before checking, so the figures include the whole run.
         agent_cpu = cpu_seconds(agent.pid()).unwrap_or(agent_cpu);
         agent_rss = peak_rss_kib(agent.pid()).unwrap_or(agent_rss);
-        agg_rss = peak_rss_kib(agg.proc.pid()).unwrap_or(agg_rss);
+        for (rss, a) in agg_rss.iter_mut().zip(&replicas) {
+            *rss = peak_rss_kib(a.proc.pid()).unwrap_or(*rss);
+        }
         if let Ok(Some(st)) = agent.child.try_wait() {
             panic!("the agent exited early ({st}); see its log in the temp dir");
         }
-        agg.stored_records() >= lines
+        fjord_e2e::agent_metric(&cfg, "fjord_agent_records_acked_total")
+            .is_some_and(|n| n >= lines as f64)
     });
     let wall = started.elapsed().as_secs_f64();
+    let ingest = StoreCpu::sample(&replicas, pg.as_ref()).since(store_before);
+    // The bench's own CPU while it waits: its polling, and with replicas the round-robin
+    // front copying every byte the agent sends.
+    let bench_cpu = cpu_seconds(bench_pid).unwrap_or(0.0) - bench_before;
     agent_cpu = cpu_seconds(agent.pid()).unwrap_or(agent_cpu);
-    let agg_cpu = cpu_seconds(agg.proc.pid()).unwrap_or(0.0);
-    let stored = dir_bytes(&agg.data);
+    let stored_records = replicas[0].stored_records();
+    anyhow::ensure!(
+        stored_records == lines,
+        "{stored_records} records stored of {lines}"
+    );
     let sent =
         fjord_e2e::agent_metric(&cfg, "fjord_agent_compressed_bytes_acked_total").unwrap_or(0.0);
     let raw_acked =
         fjord_e2e::agent_metric(&cfg, "fjord_agent_raw_bytes_acked_total").unwrap_or(0.0);
+    // Retries (429, 503, a dropped connection) lengthen the wall time, not the CPU.
+    let retried = fjord_e2e::agent_metric(&cfg, "fjord_agent_batches_retried_total").unwrap_or(0.0);
+    drop(agent);
+    drop(front);
+
+    let mut scans = Vec::new();
+    for _ in 0..SCAN_RUNS {
+        scans.push(scan(&replicas[0], &replicas, pg.as_ref())?);
+    }
+
+    let stored = match &pg {
+        Some(pg) => {
+            let number = |sql: &str| -> anyhow::Result<u64> {
+                let out = pg.psql(sql).map_err(anyhow::Error::msg)?;
+                Ok(out.trim().parse()?)
+            };
+            let tables = number(PG_STORED_BYTES_SQL)?;
+            let database = number("SELECT pg_database_size(current_database())")?;
+            let empty = number("SELECT pg_database_size('template1')")?;
+            eprintln!(
+                "postgres: tables, TOAST and indexes {tables} bytes; the database {database} \
+                 bytes, an empty one {empty}"
+            );
+            tables
+        }
+        None => {
+            // Stopped, the aggregator checkpoints and removes its WAL: what is left is what
+            // the data takes.
+            let agg = replicas.remove(0);
+            let data = agg.data.clone();
+            agg.proc.terminate();
+            dir_bytes(&data)
+        }
+    };
+
     let mb = bytes as f64 / 1e6;
     println!("cpu                    {}", cpu());
     println!(
         "transport              {}",
         if args.tls { "https" } else { "http" }
     );
+    println!(
+        "store                  {}",
+        match args.store {
+            Store::Sqlite => "sqlite",
+            Store::Postgres => "postgres",
+        }
+    );
+    println!("replicas               {}", args.replicas);
     println!("raw_mb                 {mb:.1}");
     println!("lines                  {lines}");
     println!("wall_s                 {wall:.2}");
     println!("agent_cpu_s            {agent_cpu:.2}");
     println!("agent_mb_per_cpu_s     {:.1}", mb / agent_cpu.max(0.01));
     println!("agent_peak_rss_mib     {:.1}", agent_rss as f64 / 1024.0);
-    println!("aggregator_cpu_s       {agg_cpu:.2}");
-    println!("aggregator_peak_rss_mib {:.1}", agg_rss as f64 / 1024.0);
+    println!("aggregator_cpu_s       {:.2}", ingest.replicas);
+    println!("postgres_cpu_s         {:.2}", ingest.postgres);
+    println!("bench_cpu_s            {bench_cpu:.2}");
+    println!(
+        "ingest_mb_per_replica_cpu_s {:.1}",
+        mb / ingest.replicas.max(0.01)
+    );
+    println!(
+        "ingest_mb_per_store_cpu_s   {:.1}",
+        mb / ingest.total().max(0.01)
+    );
+    for (r, rss) in agg_rss.iter().enumerate() {
+        println!(
+            "aggregator_peak_rss_mib {:.1} (replica {r})",
+            *rss as f64 / 1024.0
+        );
+    }
+    let scan_wall = median(scans.iter().map(|s| s.wall_s).collect());
+    println!("scan_wall_s            {scan_wall:.3}");
+    println!("scan_mb_per_s          {:.1}", mb / scan_wall.max(0.001));
+    let scan_cpu = scans.iter().fold(StoreCpu::default(), |t, s| StoreCpu {
+        replicas: t.replicas + s.cpu.replicas / SCAN_RUNS as f64,
+        postgres: t.postgres + s.cpu.postgres / SCAN_RUNS as f64,
+    });
+    println!("scan_replica_cpu_s     {:.3}", scan_cpu.replicas);
+    println!("scan_postgres_cpu_s    {:.3}", scan_cpu.postgres);
+    println!(
+        "scan_mb_per_store_cpu_s {:.1}",
+        mb / scan_cpu.total().max(0.001)
+    );
     println!("stored_bytes_per_raw   {:.3}", stored as f64 / bytes as f64);
     println!("wire_bytes_per_raw     {:.3}", sent / raw_acked.max(1.0));
+    println!("batches_retried        {retried}");
     Ok(())
 }
