@@ -80,8 +80,18 @@ fn stored_lines(agg: &Aggregator) -> Vec<String> {
 fn two_replicas_sixteen_pushes_of_one_batch_store_it_once() {
     let pg = postgres();
     let dir = test_dir();
-    let a = replica(dir.path(), "a", &pg.dsn());
-    let b = replica(dir.path(), "b", &pg.dsn());
+    // Both start at once on an empty database: the schema is created once, under the
+    // migration lock, and both serve.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| replica(dir.path(), "a", &pg.dsn()));
+        let b = s.spawn(|| replica(dir.path(), "b", &pg.dsn()));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(
+        pg.psql("SELECT version FROM fjord_schema").unwrap(),
+        "1",
+        "one row, the version this binary writes"
+    );
     let t = now_ns();
     let batch: Vec<(i64, String)> = (0..200).map(|i| (t + i, format!("line {i}"))).collect();
     let payload = Arc::new(body(&batch));

@@ -486,6 +486,9 @@ impl PgDb {
         let Some(oldest_cutoff) = oldest_cutoff else {
             return Ok(report(policy, &cutoffs, per_team));
         };
+        for day in self.detached_days(client)? {
+            self.finish_detached(client, day, now_ns, policy, &mut per_team)?;
+        }
         let days: Vec<i64> = self
             .block(client.query(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -543,6 +546,44 @@ impl PgDb {
     /// Records the lines of every chunk of `day` as removed, then drops its partition, in
     /// one transaction.
     fn drop_day(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        day: i64,
+        now_ns: i64,
+        policy: &RetentionPolicy,
+        per_team: &mut std::collections::BTreeMap<String, (u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let name = schema::partition(day);
+        // Detached first, without a lock that would hold up ingest or wait behind a long
+        // query (DETACH … CONCURRENTLY takes only a share-update lock on `chunks`); its
+        // lines then leave the queries. A run that stops between the detach and the drop is
+        // finished by the next one ([`PgDb::detached_days`]).
+        self.block(client.batch_execute(&format!(
+            "ALTER TABLE chunks DETACH PARTITION {name} CONCURRENTLY"
+        )))
+        .map_err(pg)?;
+        self.finish_detached(client, day, now_ns, policy, per_team)
+    }
+
+    /// Days whose partition was detached by a retention run that stopped before dropping it.
+    fn detached_days(&self, client: &deadpool_postgres::Object) -> Result<Vec<i64>, StoreError> {
+        Ok(self
+            .block(client.query(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'
+                   AND c.relname LIKE 'chunks\\_d%'
+                   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)",
+                &[],
+            ))
+            .map_err(pg)?
+            .iter()
+            .filter_map(|r| schema::day_of_partition(r.get(0)))
+            .collect())
+    }
+
+    /// Records the lines of the detached partition of `day` as removed, then drops it, in
+    /// one transaction.
+    fn finish_detached(
         &self,
         client: &mut deadpool_postgres::Object,
         day: i64,
