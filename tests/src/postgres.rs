@@ -398,7 +398,15 @@ impl Postgres {
             .arg(self.dir.path().join("sock"))
             .arg("-p")
             .arg(self.port.to_string())
-            .args(["-U", SERVER_USER, "-R", "--no-sync", "-w"]);
+            // A fast checkpoint: the default spreads it over minutes.
+            .args([
+                "-U",
+                SERVER_USER,
+                "-R",
+                "--no-sync",
+                "--checkpoint=fast",
+                "-w",
+            ]);
         let out = backup
             .output()
             .map_err(|e| format!("run pg_basebackup: {e}"))?;
