@@ -339,6 +339,7 @@ mod tests {
             version: "1".into(),
             region: "eu-north-1".into(),
             jurisdiction: "EEA".into(),
+            audit_keys: Vec::new(),
         };
         let allowed = vec!["EEA".to_owned()];
         assert!(residency_refusal(&info, &allowed).is_none());

@@ -73,6 +73,7 @@ pub const DEFAULT_TAIL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `query_timeout`); past it the query stops and is answered 400.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
+use crate::keys::{PublicKey, PublishedKey, Signer};
 use fjord_cli::config::{invalid, ranged, DurationKey, DurationValue, Unit};
 pub use fjord_cli::config::{ConfigError, Deprecation};
 
@@ -134,9 +135,78 @@ pub struct FileConfig {
     /// Background storage maintenance.
     #[serde(default)]
     pub storage: FileStorage,
+    /// Signing of the audit chain.
+    #[serde(default)]
+    pub audit: FileAudit,
     /// Access tokens. Without any, the server only listens on loopback and needs no token.
     #[serde(default, rename = "token")]
     pub tokens: Vec<FileToken>,
+}
+
+/// `[audit]`: who signs the audit chain (store/chain.rs), and how often.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAudit {
+    /// Ed25519 private key (PKCS#8 PEM, mode 0600) that signs the chain's head, e.g. a
+    /// mounted Secret; `fjord-aggregator audit keygen` makes one. Unset: the chain is kept
+    /// but not signed.
+    pub signing_key_file: Option<PathBuf>,
+    /// How often the chain's head is signed, e.g. `"1h"`.
+    pub sign_interval: Option<String>,
+    /// Public keys (PEM) of earlier signing keys: still published at `/v1/info`, so roots
+    /// they signed before a rotation stay verifiable.
+    #[serde(default)]
+    pub previous_public_key_files: Vec<PathBuf>,
+}
+
+/// Default time between signatures of the audit chain's head.
+pub const DEFAULT_SIGN_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The checked `[audit]` section.
+#[derive(Clone)]
+pub struct AuditSigning {
+    /// `None`: the chain is not signed.
+    pub signer: Option<std::sync::Arc<Signer>>,
+    pub sign_interval: Duration,
+    /// The current key first, then the previous ones.
+    pub public_keys: Vec<PublishedKey>,
+}
+
+impl std::fmt::Debug for AuditSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSigning")
+            .field("key_id", &self.signer.as_ref().map(|s| s.key_id()))
+            .field("sign_interval", &self.sign_interval)
+            .field("public_keys", &self.public_keys.len())
+            .finish()
+    }
+}
+
+fn check_audit(f: &FileAudit) -> Result<AuditSigning, ConfigError> {
+    let sign_interval = interval(
+        "audit.sign_interval",
+        f.sign_interval.as_deref(),
+        DEFAULT_SIGN_INTERVAL,
+    )?;
+    let signer = f
+        .signing_key_file
+        .as_deref()
+        .map(|p| Signer::load(p).map_err(|e| invalid("audit.signing_key_file", e.to_string())))
+        .transpose()?;
+    let mut public_keys: Vec<PublishedKey> =
+        signer.iter().map(|s| s.public().published(true)).collect();
+    for p in &f.previous_public_key_files {
+        let k = PublicKey::load(p)
+            .map_err(|e| invalid("audit.previous_public_key_files", e.to_string()))?;
+        if !public_keys.iter().any(|known| known.key_id == k.key_id()) {
+            public_keys.push(k.published(false));
+        }
+    }
+    Ok(AuditSigning {
+        signer: signer.map(std::sync::Arc::new),
+        sign_interval,
+        public_keys,
+    })
 }
 
 /// `[limits]`: each may only tighten the wire limit of the same name.
@@ -466,6 +536,8 @@ pub struct ServeConfig {
     pub limits: IngestLimits,
     pub retention: RetentionPolicy,
     pub maintenance: Maintenance,
+    /// Signing of the audit chain.
+    pub audit: AuditSigning,
     /// Empty: no auth (loopback only).
     pub tokens: Vec<Token>,
     /// Deprecated keys the file used; logged at start, printed by `check-config`.
@@ -643,6 +715,7 @@ fn check(
         ));
     }
     let tokens = check_tokens(&file.tokens)?;
+    let audit = check_audit(&file.audit)?;
     let tls = check_tls(FileTls {
         cert_file: o.tls_cert.or(file.tls.cert_file),
         key_file: o.tls_key.or(file.tls.key_file),
@@ -675,6 +748,7 @@ fn check(
             version: env!("CARGO_PKG_VERSION").to_owned(),
             region,
             jurisdiction,
+            audit_keys: audit.public_keys.clone(),
         },
         max_query_lines,
         ingest_concurrency,
@@ -687,6 +761,7 @@ fn check(
         limits,
         retention,
         maintenance,
+        audit,
         tokens,
         deprecations: Vec::new(),
     })

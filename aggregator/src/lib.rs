@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod keys;
 pub mod server;
 pub mod store;
 pub mod tls;

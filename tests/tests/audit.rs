@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fjord_e2e::{agent_config, bin, start_agent, test_dir, wait_for, Aggregator};
+use fjord_e2e::{agent_config, bin, http_request, start_agent, test_dir, wait_for, Aggregator};
 
 const TOTAL: usize = 300;
 /// Lines with an e-mail address (i % 10 == 3), a card number (i % 10 == 7) and an order id
@@ -304,4 +304,140 @@ fn audit_end_to_end() {
     assert_eq!(out.status.code(), Some(64));
     let out = audit(&data, &["verify", "--bogus"]);
     assert_eq!(out.status.code(), Some(64));
+}
+
+/// The audit chain signed by a running aggregator, checked offline with only the public key
+/// it publishes: `audit keygen` makes the key, `[audit] signing_key_file` signs with it,
+/// `/v1/info` publishes it, `audit verify --public-key` passes on the untouched store and
+/// names a receipt changed behind the server's back, and a root checked with another key is
+/// reported as signed by an unknown key. A private key others can read is refused at start.
+#[test]
+fn signed_chain_verifies_offline_with_the_published_key() {
+    let dir = test_dir();
+    let key = dir.path().join("audit.key");
+    let out = Command::new(bin("fjord-aggregator"))
+        .args(["audit", "keygen", "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let config = format!(
+        "[audit]\nsigning_key_file = \"{}\"\nsign_interval = \"1s\"\n",
+        key.display()
+    );
+    let agg = Aggregator::start_with_config(dir.path(), &config);
+    let (status, body) = agg.get("/v1/info").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let published = &info["audit_keys"][0];
+    assert_eq!(published["current"], true, "{info:#}");
+    assert_eq!(published["algorithm"], "ed25519");
+    // The auditor's copy of the public key, taken from /v1/info.
+    let public = dir.path().join("from-info.pub");
+    std::fs::write(&public, published["public_key"].as_str().unwrap()).unwrap();
+    let public_arg = public.to_str().unwrap();
+
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for i in 0..3 {
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"app":"pay"}},"values":[["{}","line {i}"]]}}]}}"#,
+            now_ns + i
+        );
+        let batch = format!("batch-{i}");
+        let (status, text) = http_request(
+            agg.addr,
+            "POST",
+            "/loki/api/v1/push",
+            &[
+                ("Content-Type", "application/json"),
+                ("Fjord-Batch-Id", &batch),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 204, "{text}");
+    }
+    let data = agg.data.clone();
+    // Signed within a second or two of the last push.
+    wait_for("the chain's head signed", Duration::from_secs(20), || {
+        let v: serde_json::Value = serde_json::from_slice(
+            &audit(
+                &data,
+                &["verify", "--public-key", public_arg, "--output", "json"],
+            )
+            .stdout,
+        )
+        .unwrap_or_default();
+        v["chain"]["signed_through"].as_i64().is_some()
+            && v["chain"]["signed_through"] == v["chain"]["links"]
+    });
+    assert_eq!(agg.proc.terminate(), Some(0));
+
+    let out = audit(
+        &data,
+        &["verify", "--public-key", public_arg, "--output", "json"],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    // genesis and three receipts
+    assert_eq!(v["chain"]["links"], 4, "{v:#}");
+    assert!(v["chain"]["roots_verified"].as_u64() >= Some(1), "{v:#}");
+
+    // Another key: the roots are not signed by any key the auditor holds.
+    let other = dir.path().join("other.key");
+    let out = Command::new(bin("fjord-aggregator"))
+        .args(["audit", "keygen", "--key"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let other_pub = format!("{}.pub", other.display());
+    let out = audit(&data, &["verify", "--public-key", &other_pub]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("UNKNOWN KEY"), "{}", text(&out));
+
+    // A receipt changed directly in the database is named.
+    let conn = rusqlite::Connection::open(data.join("fjord.db")).unwrap();
+    conn.execute(
+        "UPDATE receipts SET team = 'someone-else' WHERE batch_id = 'batch-1'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = audit(&data, &["verify", "--public-key", public_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("ROW ALTERED"), "{t}");
+    assert!(t.contains("columns differ from the link: team"), "{t}");
+    assert!(
+        !t.contains("someone-else"),
+        "a changed value was printed:\n{t}"
+    );
+
+    // A private key others can read is refused before the server starts, at its config key.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = dir.path().join("aggregator.toml");
+        let out = Command::new(bin("fjord-aggregator"))
+            .arg("check-config")
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+        let t = text(&out);
+        assert!(t.contains("aggregator.toml:2:"), "{t}");
+        assert!(t.contains("chmod 600"), "{t}");
+    }
 }

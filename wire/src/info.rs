@@ -18,6 +18,25 @@ pub struct Info {
     pub region: String,
     /// Declared legal jurisdiction, e.g. `EEA`; [`UNSET`] when not declared.
     pub jurisdiction: String,
+    /// The public keys the aggregator's audit chain is signed with: the current one and
+    /// those of earlier rotations. Empty when the chain is not signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit_keys: Vec<AuditKey>,
+}
+
+/// A public key of the audit chain, as `/v1/info` publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditKey {
+    /// The first 16 hex digits of the SHA-256 of the key's 32 bytes; each signed root names it.
+    pub key_id: String,
+    /// `ed25519`.
+    pub algorithm: String,
+    /// The 32 key bytes, base64.
+    pub public_key: String,
+    /// The same key in PEM (SPKI), for openssl.
+    pub pem: String,
+    /// Whether the aggregator signs with it now (else it signed roots before a rotation).
+    pub current: bool,
 }
 
 /// `200 {"status":"duplicate"}` and similar status-only bodies.

@@ -13,6 +13,7 @@
 //! How verify's evidence is built (entry digests, removals) is in docs/compliance.md.
 
 mod access;
+mod chain;
 mod receipts;
 mod report;
 mod scan;
@@ -25,6 +26,7 @@ use thiserror::Error;
 
 pub use crate::store::evidence::{Evidence, EvidenceError, Receipt};
 pub use access::{access, AccessEntry, AccessReport, ErasureEntry};
+pub use chain::{ChainFinding, ChainReport};
 pub use receipts::{receipts, ReceiptsReport};
 pub use report::{render_access, render_receipts, render_scan, render_verify};
 pub use scan::{mask, scan, RuleMatches, ScanExample, ScanReport};
@@ -79,5 +81,7 @@ impl Range {
     }
 }
 
+#[cfg(test)]
+mod chain_tests;
 #[cfg(test)]
 mod tests;

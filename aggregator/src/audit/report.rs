@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{AccessReport, Range, ReceiptsReport, ScanReport, VerifyReport};
+use super::{AccessReport, ChainReport, Range, ReceiptsReport, ScanReport, VerifyReport};
 use fjord_wire::clock::format_ns;
 
 fn range_text(r: Range) -> String {
@@ -139,6 +139,9 @@ pub fn render_verify(r: &VerifyReport) -> String {
             ),
         };
     }
+    if let Some(c) = &r.chain {
+        render_chain(&mut s, c);
+    }
     let _ = writeln!(
         s,
         "{}",
@@ -149,6 +152,50 @@ pub fn render_verify(r: &VerifyReport) -> String {
         }
     );
     s
+}
+
+/// The audit chain's part of `audit verify` as text.
+fn render_chain(s: &mut String, c: &ChainReport) {
+    let _ = writeln!(
+        s,
+        "chain: {} links, {} rows checked against them, {} rows from before the chain began",
+        c.links, c.rows_checked, c.rows_before_chain
+    );
+    let signed = match (&c.signed_through, &c.signed_through_at) {
+        (Some(pos), Some(at)) => format!(
+            "signed through link {pos} at {at}; {} links since",
+            c.unsigned_links
+        ),
+        _ => format!("no valid signed root; {} links unsigned", c.unsigned_links),
+    };
+    if c.keys.is_empty() {
+        let _ = writeln!(
+            s,
+            "roots: {}; {signed}; signatures NOT checked: pass --public-key",
+            c.roots
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "roots: {}, {} verified with key(s) {}; {signed}",
+            c.roots,
+            c.roots_verified,
+            c.keys.join(", ")
+        );
+    }
+    for f in &c.findings {
+        let mut at = String::new();
+        if let Some(pos) = f.pos {
+            let _ = write!(at, " at link {pos}");
+        }
+        if let Some((kind, id)) = &f.row {
+            let _ = write!(at, " ({kind} {id})");
+        }
+        let _ = writeln!(s, "CHAIN     {}{at}: {}", f.what.to_uppercase(), f.detail);
+    }
+    if c.findings_omitted > 0 {
+        let _ = writeln!(s, "CHAIN     … and {} more findings", c.findings_omitted);
+    }
 }
 
 /// `audit scan` as text.

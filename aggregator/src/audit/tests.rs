@@ -80,7 +80,7 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 /// Erases what `q` names over all time, as operator `dpo` at time 99.
-fn erase_as_dpo(
+pub(super) fn erase_as_dpo(
     store: &Store,
     q: &str,
 ) -> Result<crate::store::EraseReport, crate::store::StoreError> {
@@ -113,20 +113,20 @@ fn on_postgres() -> bool {
 fn verify_is_clean_across_compaction_and_erasure() {
     let (_dir, store) = store();
     let rows = [ledger("b1", 2), ledger("b2", 2), ledger("b3", 2)];
-    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows)), &[]).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!((r.receipts_checked, r.stored_lines_checked), (3, 6));
 
     // The compactor merges the three chunks into one; every line keeps its batch.
     let c = store.compact(Duration::ZERO, i64::MAX).unwrap();
     assert_eq!((c.chunks_in, c.chunks_out), (3, 1));
-    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows)), &[]).unwrap();
     assert!(r.ok, "{r:#?}");
 
     // An erasure is reported with who and when, not as tampering.
     let e = erase_as_dpo(&store, r#"{file="/a.log"} |= "b2 second""#).unwrap();
     assert_eq!(e.lines, 1);
-    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows)), &[]).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!(r.removals.len(), 1);
     assert_eq!(
@@ -146,7 +146,7 @@ fn retention_is_recorded_not_missing() {
     };
     let rep = store.apply_retention(&policy, 20_010 * NS_PER_DAY).unwrap();
     assert_eq!(rep.teams[0].3, 6);
-    let r = verify(&ro(&store), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None, &[]).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!(r.removals.len(), 3);
     assert!(r
@@ -199,7 +199,7 @@ fn verify_finds_altered_missing_extra_and_unreceipted() {
         },
     ];
     // b1 is gone; b3 is not in this ledger, and must come out as extra.
-    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows[..2]))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows[..2])), &[]).unwrap();
     assert!(!r.ok);
     assert_eq!(r.missing.len(), 1);
     assert_eq!(r.missing[0].batch_id, "b1");
@@ -215,7 +215,7 @@ fn verify_finds_altered_missing_extra_and_unreceipted() {
     assert_eq!(altered, [("b2", "stored lines"), ("b3", "stored lines")]);
     assert!(r.altered[0].found.contains("different content"));
     // Ledger disagreements with the receipt.
-    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows[2..]))).unwrap();
+    let r = verify(&ro(&store), ALL, Some((Path::new("l"), &rows[2..])), &[]).unwrap();
     let what: Vec<&str> = r.altered.iter().map(|a| a.what.as_str()).collect();
     assert!(
         what.contains(&"records") && what.contains(&"payload_sha256"),
@@ -507,7 +507,7 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
     assert_eq!(seen, [None, Some("t1".into()), Some("t2".into())]);
     // The receipt's digest covers metadata: verify is clean, and stays clean across
     // compaction.
-    let r = verify(&ro(&store), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None, &[]).unwrap();
     assert!(r.ok, "{r:#?}");
     let t = 20_000 * NS_PER_DAY;
     store
@@ -519,7 +519,7 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
         entries_of(&store, r#"{file="/m.log"} | trace_id="t1""#).len(),
         1
     );
-    let r = verify(&ro(&store), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None, &[]).unwrap();
     assert!(r.ok, "{r:#?}");
 
     // The PII re-scan reads metadata values too, and masks them.
@@ -554,7 +554,7 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
         ["charge failed", "plain line", "late"]
     );
     assert_eq!(got[0].1, pairs(&[("trace_id", "t2")]));
-    let r = verify(&ro(&store), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None, &[]).unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!((r.removals.len(), r.removals[0].lines), (1, 1));
     if on_postgres() {
@@ -591,7 +591,7 @@ fn structured_metadata_is_stored_filtered_compacted_erased_and_verified() {
     )
     .unwrap();
     drop(rw);
-    let r = verify(&ro(&store), ALL, None).unwrap();
+    let r = verify(&ro(&store), ALL, None, &[]).unwrap();
     assert!(!r.ok);
     assert_eq!(r.altered.len(), 1, "{r:#?}");
     assert_eq!(r.altered[0].batch, "m1");
@@ -639,7 +639,7 @@ fn the_audit_reads_both_backends_alike() {
             }])
             .unwrap();
         let ev = (b.evidence)();
-        let r = verify(&ev, ALL, None).unwrap();
+        let r = verify(&ev, ALL, None, &[]).unwrap();
         assert!(r.ok, "{}: {r:#?}", b.name);
         assert_eq!((r.receipts_checked, r.stored_lines_checked), (3, 5));
         assert_eq!(r.removals.len(), 1);
@@ -658,7 +658,7 @@ fn the_audit_reads_both_backends_alike() {
         };
         (b.sql)(corrupt);
         (b.sql)("DELETE FROM receipts WHERE batch_id = 'b1'");
-        let r = verify(&(b.evidence)(), ALL, None).unwrap();
+        let r = verify(&(b.evidence)(), ALL, None, &[]).unwrap();
         assert!(!r.ok);
         assert_eq!(r.corrupt_chunks.len(), 1, "{}: {r:#?}", b.name);
     });

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::chain::ChainReport;
 use super::{AuditError, Range};
+use crate::keys::PublicKey;
 use crate::store::evidence::{Evidence, Receipt};
 use crate::store::{chunk, EntryDigest, Labels, StreamHasher};
 use fjord_wire::clock::format_ns;
@@ -128,7 +130,11 @@ pub struct VerifyReport {
     pub corrupt_chunks: Vec<CorruptChunk>,
     /// Not findings: what erasure and retention removed, with who and when.
     pub removals: Vec<Removal>,
-    /// Whether nothing is missing, extra, altered, unreceipted or corrupt.
+    /// The audit chain over receipts, removals and erasures, and its signed roots.
+    #[serde(default)]
+    pub chain: Option<ChainReport>,
+    /// Whether nothing is missing, extra, altered, unreceipted or corrupt, and the chain has
+    /// no finding.
     pub ok: bool,
 }
 
@@ -186,14 +192,23 @@ fn stored_by_batch(
 }
 
 /// Builds the `audit verify` report: the stored lines of every receipt in `range` against its
-/// digest (less recorded removals), and, with a ledger, the ledger against the receipts.
+/// digest (less recorded removals); the audit chain and its signed roots, checked with `keys`
+/// (signatures unchecked when none are given); and, with a ledger, the ledger against the
+/// receipts.
 pub fn verify(
     store: &Evidence,
     range: Range,
     ledger: Option<(&Path, &[LedgerEntry])>,
+    keys: &[PublicKey],
 ) -> Result<VerifyReport, AuditError> {
-    // One read transaction: receipts, removals and chunks from the same snapshot.
-    store.snapshot(|store| verify_in_snapshot(store, range, ledger))
+    // One read transaction: receipts, removals, chunks and the chain from the same snapshot.
+    store.snapshot(|store| {
+        let mut report = verify_in_snapshot(store, range, ledger)?;
+        let chain = super::chain::check(store, keys)?;
+        report.ok = report.ok && chain.ok();
+        report.chain = Some(chain);
+        Ok(report)
+    })
 }
 
 fn verify_in_snapshot(
@@ -244,6 +259,7 @@ fn verify_in_snapshot(
         unreceipted: Vec::new(),
         corrupt_chunks,
         removals: Vec::new(),
+        chain: None,
         ok: false,
     };
     for (seq, mut rm) in removal_rows {

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::EXIT_USAGE;
 use crate::audit::{self, AuditError, EvidenceError, Range};
+use crate::keys::{PublicKey, Signer};
 use crate::logql;
 use fjord_wire::clock::now_ns;
 
@@ -51,6 +52,9 @@ pub enum AuditCommand {
     Scan(ScanArgs),
     /// Who read what: every query, tail, label and series lookup and erasure.
     Access(AccessArgs),
+    /// Create an Ed25519 key to sign the audit chain with (the config's
+    /// `[audit] signing_key_file`), and its public key for auditors.
+    Keygen(KeygenArgs),
 }
 
 /// Flags every audit command takes.
@@ -87,6 +91,22 @@ pub struct VerifyArgs {
     /// cross-check against the receipts.
     #[arg(long, value_name = "FILE")]
     pub ledger: Option<PathBuf>,
+    /// A public key the audit chain's roots may be signed with (PEM, or the base64 key of
+    /// `/v1/info`); repeat it for keys of earlier rotations. Without one the chain's hashes
+    /// are checked but not its signatures.
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+}
+
+/// `audit keygen` flags.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (PKCS#8 PEM, mode 0600); never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Where to write the public key (PEM) [default: the key's path with `.pub` appended].
+    #[arg(long, value_name = "FILE")]
+    pub public: Option<PathBuf>,
 }
 
 /// `audit scan` flags.
@@ -211,6 +231,32 @@ fn open(c: &CommonArgs) -> Result<audit::Evidence, Failure> {
 
 fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
     match cmd {
+        AuditCommand::Keygen(a) => {
+            let public_path = a.public.clone().unwrap_or_else(|| {
+                let mut p = a.key.clone().into_os_string();
+                p.push(".pub");
+                PathBuf::from(p)
+            });
+            let signer = Signer::generate().map_err(|e| Usage(e.to_string()))?;
+            let public = signer.public();
+            if public_path.exists() {
+                return Err(Usage(format!(
+                    "{} exists; refusing to overwrite a key",
+                    public_path.display()
+                ))
+                .into());
+            }
+            signer.save(&a.key).map_err(|e| Usage(e.to_string()))?;
+            std::fs::write(&public_path, public.pem())
+                .map_err(|e| Usage(format!("{}: {e}", public_path.display())))?;
+            println!(
+                "key {} written to {} (private) and {} (public)",
+                signer.key_id(),
+                a.key.display(),
+                public_path.display()
+            );
+            Ok(0)
+        }
         AuditCommand::Receipts(a) => {
             let r = range(&a.common)?;
             let store = open(&a.common)?;
@@ -224,6 +270,12 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 Some(p) => Some((p.clone(), audit::read_ledger(p)?)),
                 None => None,
             };
+            let keys = a
+                .public_keys
+                .iter()
+                .map(|p| PublicKey::load(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Usage(e.to_string()))?;
             let store = open(&a.common)?;
             let report = audit::verify(
                 &store,
@@ -231,6 +283,7 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 ledger
                     .as_ref()
                     .map(|(p, rows)| (p.as_path(), rows.as_slice())),
+                &keys,
             )?;
             print(a.common.output, &report, audit::render_verify)?;
             Ok(if report.ok { 0 } else { EXIT_FINDINGS })

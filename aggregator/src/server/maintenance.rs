@@ -44,6 +44,27 @@ pub(super) fn spawn(state: &Arc<AppState>, cfg: &ServeConfig) {
     every(state, Task::Retention, m.retention_interval, move |store| {
         store.apply_retention(&policy, now_ns()).map(drop)
     });
+    if let Some(signer) = cfg.audit.signer.clone() {
+        let sign = move |store: &Store| {
+            if let Some(root) = store.sign_chain(&signer, now_ns())? {
+                tracing::info!(pos = root.pos, key_id = %root.key_id, "signed the audit chain");
+            }
+            Ok(())
+        };
+        // Once at start, so a restarted server does not leave the last run's tail unsigned
+        // for a whole interval; then on the interval.
+        let st = state.clone();
+        let first = sign.clone();
+        state.tasks.spawn(async move {
+            let store = st.store.clone();
+            let ok = matches!(
+                tokio::task::spawn_blocking(move || first(&store)).await,
+                Ok(Ok(()))
+            );
+            st.metrics.maintenance(Task::Sign, ok);
+        });
+        every(state, Task::Sign, cfg.audit.sign_interval, sign);
+    }
 }
 
 fn every<F>(state: &Arc<AppState>, task: Task, period: Duration, job: F)

@@ -222,6 +222,8 @@ pub enum Task {
     Compact,
     Checkpoint,
     Retention,
+    /// Signing the audit chain's head.
+    Sign,
 }
 
 impl Task {
@@ -231,6 +233,7 @@ impl Task {
             Task::Compact => "compact",
             Task::Checkpoint => "checkpoint",
             Task::Retention => "retention",
+            Task::Sign => "sign",
         }
     }
 }

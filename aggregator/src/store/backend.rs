@@ -7,6 +7,7 @@
 //! queries, [`IngestTx`] for storing one batch. Every call blocks; the server runs them on
 //! the blocking pool.
 
+use super::chain::ChainTx;
 use super::chunk::EncodedChunk;
 use super::{ErasureRecord, IndexCounts, StoreError, TailCursor};
 
@@ -95,22 +96,11 @@ pub trait Reader {
 /// schema 3 have none) and payload SHA-256.
 pub type SeenBatch = (Option<String>, String);
 
-/// A receipt row to insert.
-pub struct ReceiptRow<'a> {
-    pub batch_id: Option<&'a str>,
-    pub agent: Option<&'a str>,
-    pub team: &'a str,
-    pub received_ns: i64,
-    pub records: i64,
-    pub raw_bytes: i64,
-    pub payload_sha256: &'a str,
-    pub rules_version: Option<&'a str>,
-    pub redactions: Option<&'a str>,
-    pub entries_digest: &'a str,
-}
+pub use super::ReceiptRow;
 
 /// The writes of one ingest, in one transaction that commits when the closure returns `Ok`.
-pub trait IngestTx {
+/// Its links are appended to the audit chain last ([`super::chain::append`]).
+pub trait IngestTx: ChainTx {
     /// The receipt of `team`'s batch `batch_id`, if stored.
     fn seen(&mut self, team: &str, batch_id: &str) -> Result<Option<SeenBatch>, StoreError>;
     /// Inserts the receipt and returns its id (the batch's ingest sequence), or `None` when
@@ -132,19 +122,20 @@ pub trait IngestTx {
         day: i64,
         c: &EncodedChunk,
     ) -> Result<(), StoreError>;
-    /// Records entries not stored again because they were stored already.
+    /// Records entries not stored again because they were stored already; returns the
+    /// removal's id.
     fn insert_duplicates(
         &mut self,
         at_ns: i64,
         seq: i64,
         lines: u64,
         digest: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<i64, StoreError>;
 }
 
 /// The writes of one erasure, in one transaction that commits when the closure returns `Ok`.
-/// No compaction or retention runs meanwhile.
-pub trait EraseTx {
+/// No compaction or retention runs meanwhile. Its links are appended to the audit chain last.
+pub trait EraseTx: ChainTx {
     /// Streams `(id, canonical labels JSON)` of `team` (all when `None`), by id.
     fn streams(&mut self, team: Option<&str>) -> Result<Vec<(i64, String)>, StoreError>;
     /// Chunks of stream `sid` that overlap `span`.
@@ -159,7 +150,7 @@ pub trait EraseTx {
     fn update_chunk(&mut self, id: i64, day: i64, c: &EncodedChunk) -> Result<(), StoreError>;
     /// Writes the erasure log row (its `id` is ignored) and returns its id.
     fn insert_erasure(&mut self, r: &ErasureRecord) -> Result<i64, StoreError>;
-    /// Records lines of batch `seq` removed by erasure `erasure_id`.
+    /// Records lines of batch `seq` removed by erasure `erasure_id`; returns the removal's id.
     fn insert_erasure_removal(
         &mut self,
         at_ns: i64,
@@ -168,5 +159,5 @@ pub trait EraseTx {
         seq: i64,
         lines: u64,
         digest: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<i64, StoreError>;
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::backend::{EraseTx, Span};
-use super::{chunk, parse_labels, EntryDigest, Store, StoreError};
+use super::{chain, chunk, parse_labels, EntryDigest, Store, StoreError};
 use crate::logql::{LineFilter, LogQuery};
 
 /// What to erase.
@@ -193,7 +193,7 @@ fn erase_on(tx: &mut dyn EraseTx, e: &Erasure, now_ns: i64) -> Result<EraseRepor
     if e.dry_run {
         return Ok(report);
     }
-    let log_id = tx.insert_erasure(&ErasureRecord {
+    let mut record = ErasureRecord {
         id: 0,
         at_ns: now_ns,
         operator: e.operator.clone(),
@@ -202,17 +202,25 @@ fn erase_on(tx: &mut dyn EraseTx, e: &Erasure, now_ns: i64) -> Result<EraseRepor
         end_ns: e.end_ns,
         lines: report.lines,
         chunks: report.chunks,
-    })?;
+    };
+    let log_id = tx.insert_erasure(&record)?;
+    record.id = log_id;
     report.log_id = Some(log_id);
+    let mut links = vec![chain::erasure_link(&record)];
     for (seq, (lines, digest)) in &removed {
-        tx.insert_erasure_removal(
-            now_ns,
-            log_id,
-            &e.operator,
-            *seq,
-            *lines,
-            &digest.to_string(),
-        )?;
+        let digest = digest.to_string();
+        let id = tx.insert_erasure_removal(now_ns, log_id, &e.operator, *seq, *lines, &digest)?;
+        links.push(chain::removal_link(&chain::RemovalRecord {
+            id,
+            at_ns: now_ns,
+            kind: "erasure",
+            erasure_id: Some(log_id),
+            operator: &e.operator,
+            seq: *seq,
+            lines: *lines as i64,
+            digest: &digest,
+        }));
     }
+    chain::append(tx, &links)?;
     Ok(report)
 }

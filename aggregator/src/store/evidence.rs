@@ -14,10 +14,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::backend::ReceiptRow;
+use super::chain::{self, StoredLink};
 use super::erase::{erasure_from_row, ERASURE_COLUMNS};
 use super::postgres::PgDb;
 use super::sqlite::BUSY_TIMEOUT;
 use super::{AccessRecord, ErasureRecord, DB_FILE, SCHEMA_VERSION};
+use crate::keys::Root;
 use fjord_wire::clock::format_ns;
 
 /// Why the store could not be read as evidence.
@@ -108,6 +111,24 @@ enum Source {
         client: deadpool_postgres::Object,
     },
 }
+
+/// A receipt's columns in table order (store/chain.rs, `receipt_body`).
+type ReceiptColumns = (
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A removal's columns in table order (store/chain.rs, `removal_body`).
+type RemovalColumns = (i64, i64, String, Option<i64>, String, i64, i64, String);
 
 /// Chunks read per round trip from PostgreSQL.
 const PG_CHUNK_PAGE: i64 = 64;
@@ -506,6 +527,192 @@ impl Evidence {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every link of the audit chain, by position.
+    pub fn chain_links(&self) -> Result<Vec<StoredLink>, EvidenceError> {
+        const SQL: &str =
+            "SELECT pos, kind, ref_id, at_ns, body, prev, hash FROM chain ORDER BY pos";
+        let Some(conn) = self.sqlite() else {
+            return Ok(self
+                .pg_rows(SQL, &[])?
+                .iter()
+                .map(|r| StoredLink {
+                    pos: r.get(0),
+                    kind: r.get(1),
+                    ref_id: r.get(2),
+                    at_ns: r.get(3),
+                    body: r.get(4),
+                    prev: r.get(5),
+                    hash: r.get(6),
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare(SQL)?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredLink {
+                pos: r.get(0)?,
+                kind: r.get(1)?,
+                ref_id: r.get(2)?,
+                at_ns: r.get(3)?,
+                body: r.get(4)?,
+                prev: r.get(5)?,
+                hash: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every signed root of the audit chain, by position.
+    pub fn chain_roots(&self) -> Result<Vec<Root>, EvidenceError> {
+        const SQL: &str =
+            "SELECT pos, hash, signed_ns, key_id, signature FROM chain_roots ORDER BY pos";
+        let Some(conn) = self.sqlite() else {
+            return Ok(self
+                .pg_rows(SQL, &[])?
+                .iter()
+                .map(|r| Root {
+                    pos: r.get(0),
+                    hash: r.get(1),
+                    signed_ns: r.get(2),
+                    key_id: r.get(3),
+                    signature: r.get(4),
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare(SQL)?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Root {
+                pos: r.get(0)?,
+                hash: r.get(1)?,
+                signed_ns: r.get(2)?,
+                key_id: r.get(3)?,
+                signature: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every row the audit chain covers, as `(kind, id, body)` with the body its link would
+    /// hold for the row as it is now (store/chain.rs).
+    pub fn covered_rows(&self) -> Result<Vec<(&'static str, i64, String)>, EvidenceError> {
+        let mut out = Vec::new();
+        let receipt = |out: &mut Vec<_>, v: ReceiptColumns| {
+            let r = ReceiptRow {
+                batch_id: v.1.as_deref(),
+                agent: v.2.as_deref(),
+                team: &v.3,
+                received_ns: v.4,
+                records: v.5,
+                raw_bytes: v.6,
+                payload_sha256: &v.7,
+                rules_version: v.8.as_deref(),
+                redactions: v.9.as_deref(),
+                entries_digest: v.10.as_deref().unwrap_or_default(),
+            };
+            let body = if v.10.is_some() {
+                chain::receipt_body(v.0, &r)
+            } else {
+                // Never written by a version that keeps the chain: no body can match.
+                String::new()
+            };
+            out.push((chain::kind::RECEIPT, v.0, body));
+        };
+        let removal = |out: &mut Vec<_>, v: RemovalColumns| {
+            let body = chain::removal_body(&chain::RemovalRecord {
+                id: v.0,
+                at_ns: v.1,
+                kind: &v.2,
+                erasure_id: v.3,
+                operator: &v.4,
+                seq: v.5,
+                lines: v.6,
+                digest: &v.7,
+            });
+            out.push((chain::kind::REMOVAL, v.0, body));
+        };
+        const RECEIPTS: &str = "SELECT id, batch_id, agent, team, received_ns, records, raw_bytes,
+                payload_sha256, rules_version, redactions, entries_digest FROM receipts ORDER BY id";
+        const REMOVALS: &str =
+            "SELECT id, at_ns, kind, erasure_id, operator, seq, lines, digest FROM removals ORDER BY id";
+        let Some(conn) = self.sqlite() else {
+            for r in self.pg_rows(RECEIPTS, &[])? {
+                receipt(
+                    &mut out,
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        r.get(7),
+                        r.get(8),
+                        r.get(9),
+                        r.get(10),
+                    ),
+                );
+            }
+            for r in self.pg_rows(REMOVALS, &[])? {
+                removal(
+                    &mut out,
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        r.get(7),
+                    ),
+                );
+            }
+            for e in self.erasures(i64::MIN, i64::MAX)? {
+                out.push((chain::kind::ERASURE, e.id, chain::erasure_body(&e)));
+            }
+            return Ok(out);
+        };
+        let mut stmt = conn.prepare(RECEIPTS)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+            ))
+        })?;
+        for v in rows {
+            receipt(&mut out, v?);
+        }
+        let mut stmt = conn.prepare(REMOVALS)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?;
+        for v in rows {
+            removal(&mut out, v?);
+        }
+        for e in self.erasures(i64::MIN, i64::MAX)? {
+            out.push((chain::kind::ERASURE, e.id, chain::erasure_body(&e)));
+        }
+        Ok(out)
     }
 
     /// The erasures made in `[from_ns, to_ns]`, oldest first.

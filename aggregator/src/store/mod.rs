@@ -14,6 +14,7 @@
 
 mod access;
 pub mod backend;
+pub mod chain;
 pub mod chunk;
 mod compact;
 mod deadline;
@@ -49,7 +50,7 @@ use std::time::Duration;
 use fjord_wire::{Entry, PushRequest};
 use serde::Serialize;
 
-use backend::{IngestTx, Reader, ReceiptRow, Span};
+use backend::{IngestTx, Reader, Span};
 use postgres::PgDb;
 use sqlite::SqliteDb;
 use thiserror::Error;
@@ -274,6 +275,20 @@ struct Writer {
     /// PostgreSQL replicas each counts its own creations on top of what it read, so the
     /// limit holds per replica to within the streams the others created since.
     team_streams: HashMap<String, usize>,
+}
+
+/// A receipt row to insert.
+pub struct ReceiptRow<'a> {
+    pub batch_id: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub team: &'a str,
+    pub received_ns: i64,
+    pub records: i64,
+    pub raw_bytes: i64,
+    pub payload_sha256: &'a str,
+    pub rules_version: Option<&'a str>,
+    pub redactions: Option<&'a str>,
+    pub entries_digest: &'a str,
 }
 
 /// The database behind the store.
@@ -540,14 +555,22 @@ impl Store {
                     }
                 }
             }
+            let mut links = vec![chain::receipt_link(seq, &receipt)];
             if duplicates.0 > 0 {
-                tx.insert_duplicates(
-                    meta.received_ns,
+                let digest = duplicates.1.to_string();
+                let id = tx.insert_duplicates(meta.received_ns, seq, duplicates.0, &digest)?;
+                links.push(chain::removal_link(&chain::RemovalRecord {
+                    id,
+                    at_ns: meta.received_ns,
+                    kind: "duplicate",
+                    erasure_id: None,
+                    operator: chain::DEDUP_OPERATOR,
                     seq,
-                    duplicates.0,
-                    &duplicates.1.to_string(),
-                )?;
+                    lines: duplicates.0 as i64,
+                    digest: &digest,
+                }));
             }
+            chain::append(tx, &links)?;
             team_count = Some(have + created);
             Ok(IngestOutcome::Stored {
                 records: records.saturating_sub(duplicates.0 as usize),
@@ -562,6 +585,19 @@ impl Store {
             team_streams.insert(meta.team.clone(), n);
         }
         Ok(outcome)
+    }
+
+    /// Signs the audit chain's head with `signer`, unless it is signed already; returns the
+    /// new root. On PostgreSQL any replica may sign; a position is signed once.
+    pub fn sign_chain(
+        &self,
+        signer: &crate::keys::Signer,
+        now_ns: i64,
+    ) -> Result<Option<crate::keys::Root>, StoreError> {
+        match &self.db {
+            Db::Sqlite(d) => d.sign_chain(signer, now_ns),
+            Db::Postgres(d) => d.sign_chain(signer, now_ns),
+        }
     }
 
     /// Checkpoints the WAL into the database and truncates it, so the WAL file stays bounded

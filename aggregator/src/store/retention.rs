@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, TransactionBehavior};
 
-use super::{chunk, day_of, EntryDigest, Store, StoreError, StreamHasher, NS_PER_DAY};
+use super::{chain, chunk, day_of, EntryDigest, Store, StoreError, StreamHasher, NS_PER_DAY};
 use crate::config::RetentionPolicy;
 
 /// Most chunks deleted per transaction.
@@ -131,9 +131,22 @@ impl Store {
                          VALUES (?1, 'retention', ?2, ?3, ?4, ?5)",
                     )?;
                     let who = format!("retention ({days} d)");
+                    let mut links = Vec::with_capacity(removed.by_batch.len());
                     for (seq, (lines, digest)) in &removed.by_batch {
-                        ins.execute(params![now_ns, who, seq, lines, digest.to_string()])?;
+                        let digest = digest.to_string();
+                        ins.execute(params![now_ns, who, seq, lines, digest])?;
+                        links.push(chain::removal_link(&chain::RemovalRecord {
+                            id: tx.last_insert_rowid(),
+                            at_ns: now_ns,
+                            kind: "retention",
+                            erasure_id: None,
+                            operator: &who,
+                            seq: *seq,
+                            lines: *lines,
+                            digest: &digest,
+                        }));
                     }
+                    super::sqlite::append_chain(&tx, &links)?;
                 }
                 tx.commit()?;
                 chunks += n as u64;

@@ -795,7 +795,7 @@ fn pushes_without_batch_ids_are_deduplicated() {
         from_ns: i64::MIN,
         to_ns: i64::MAX,
     };
-    let report = crate::audit::verify(&evidence, all, None).unwrap();
+    let report = crate::audit::verify(&evidence, all, None, &[]).unwrap();
     assert!(report.ok, "{report:#?}");
     let dups: u64 = report
         .removals

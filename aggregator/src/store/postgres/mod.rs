@@ -31,6 +31,7 @@ use super::backend::{
     ChunkSpan, DetailRow, EraseTx, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
     StoredTotals,
 };
+use super::chain::{self, ChainTx, Link, SignTx, StoredLink};
 use super::chunk::EncodedChunk;
 use super::compact::{merge, runs, CompactReport, MAX_GROUPS_PER_PASS, SMALL_CHUNK_RAW_BYTES};
 use super::retention::{ReclaimReport, Removed, RetentionReport};
@@ -38,6 +39,7 @@ use super::{
     AccessRecord, ErasureRecord, IndexCounts, StoreError, StoreSize, TailCursor, NS_PER_DAY,
 };
 use crate::config::RetentionPolicy;
+use crate::keys::{Root, Signer};
 
 /// Most pooled connections of one replica.
 const POOL_SIZE: usize = 16;
@@ -306,7 +308,10 @@ impl PgDb {
                 .query_one("SELECT pg_advisory_lock($1)", &[&schema::MIGRATION_LOCK])
                 .await
                 .map_err(pg)?;
-            let migrated = migrate(&client).await;
+            let migrated = match migrate(&client).await {
+                Ok(()) => genesis(&client).await,
+                Err(e) => Err(e),
+            };
             let unlocked = client
                 .query_one("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
                 .await
@@ -386,6 +391,22 @@ impl PgDb {
                 client: c,
                 settled: false,
             })
+        })
+    }
+
+    /// Signs the audit chain's head unless it is signed already (by this replica or another).
+    pub fn sign_chain(&self, signer: &Signer, now_ns: i64) -> Result<Option<Root>, StoreError> {
+        let client = self.client()?;
+        self.in_tx(&client, "BEGIN", |c| {
+            chain::sign_head(
+                &mut Conn {
+                    db: self,
+                    client: c,
+                    settled: false,
+                },
+                signer,
+                now_ns,
+            )
         })
     }
 
@@ -865,16 +886,30 @@ async fn record_removals(
     who: &str,
     removed: &Removed,
 ) -> Result<(), StoreError> {
+    let mut links = Vec::with_capacity(removed.by_batch.len());
     for (seq, (lines, digest)) in &removed.by_batch {
-        tx.execute(
-            "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
-             VALUES ($1, 'retention', $2, $3, $4, $5)",
-            &[&now_ns, &who, seq, lines, &digest.to_string()],
-        )
-        .await
-        .map_err(pg)?;
+        let digest = digest.to_string();
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
+                 VALUES ($1, 'retention', $2, $3, $4, $5) RETURNING id",
+                &[&now_ns, &who, seq, lines, &digest],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        links.push(chain::removal_link(&chain::RemovalRecord {
+            id,
+            at_ns: now_ns,
+            kind: "retention",
+            erasure_id: None,
+            operator: who,
+            seq: *seq,
+            lines: *lines,
+            digest: &digest,
+        }));
     }
-    Ok(())
+    append_chain(tx, &links).await
 }
 
 /// The report of a retention run: per team, days kept, chunks and lines removed.
@@ -893,6 +928,36 @@ fn report(
             .collect(),
         reclaim: ReclaimReport::default(),
     }
+}
+
+/// Writes the audit chain's genesis link unless the chain has begun: the last id of each
+/// covered table, so rows from before the chain are told from rows added behind its back.
+async fn genesis(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    client.batch_execute("BEGIN").await.map_err(pg)?;
+    let result = async {
+        if chain_head(client).await?.is_none() {
+            let row = client
+                .query_one(
+                    "SELECT (SELECT coalesce(max(id), 0) FROM receipts),
+                            (SELECT coalesce(max(id), 0) FROM removals),
+                            (SELECT coalesce(max(id), 0) FROM erasures)",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            let g = chain::Genesis {
+                receipts_before: row.get(0),
+                removals_before: row.get(1),
+                erasures_before: row.get(2),
+            };
+            append_chain(client, &[chain::genesis_link(&g, super::Store::now_ns())]).await?;
+        }
+        Ok(())
+    }
+    .await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client.batch_execute(end).await.map_err(pg)?;
+    result
 }
 
 /// Applies the migrations the database lacks; the caller holds the migration lock.
@@ -1293,15 +1358,91 @@ impl IngestTx for Conn<'_> {
         seq: i64,
         lines: u64,
         digest: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         let lines = i64::try_from(lines).unwrap_or(i64::MAX);
+        let row = self
+            .row(
+                "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
+                 VALUES ($1, 'duplicate', $2, $3, $4, $5) RETURNING id",
+                &[&at_ns, &chain::DEDUP_OPERATOR, &seq, &lines, &digest],
+            )?
+            .ok_or_else(|| StoreError::Postgres("an insert returned no id".into()))?;
+        Ok(row.get(0))
+    }
+}
+
+impl ChainTx for Conn<'_> {
+    fn chain_head(&mut self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        self.db.block(chain_head(self.client))
+    }
+
+    fn insert_link(&mut self, l: &StoredLink) -> Result<(), StoreError> {
+        self.db.block(insert_link(self.client, l))
+    }
+}
+
+impl SignTx for Conn<'_> {
+    fn last_root(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .row("SELECT max(pos) FROM chain_roots", &[])?
+            .and_then(|r| r.get(0)))
+    }
+
+    fn insert_root(&mut self, r: &Root) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
-             VALUES ($1, 'duplicate', 'dedup', $2, $3, $4)",
-            &[&at_ns, &seq, &lines, &digest],
+            "INSERT INTO chain_roots (pos, hash, signed_ns, key_id, signature)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pos) DO NOTHING",
+            &[&r.pos, &r.hash, &r.signed_ns, &r.key_id, &r.signature],
         )?;
         Ok(())
     }
+}
+
+/// Takes the chain's lock for the rest of the transaction, then reads its head. Every
+/// writer of a covered row takes it last, just before appending its links, so it is held
+/// only for the appends and the commit.
+async fn chain_head(
+    c: &impl deadpool_postgres::GenericClient,
+) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+    c.query_one("SELECT pg_advisory_xact_lock($1)", &[&schema::CHAIN_LOCK])
+        .await
+        .map_err(pg)?;
+    let row = c
+        .query_opt("SELECT pos, hash FROM chain ORDER BY pos DESC LIMIT 1", &[])
+        .await
+        .map_err(pg)?;
+    chain::head_of(row.map(|r| (r.get(0), r.get(1))))
+}
+
+async fn insert_link(
+    c: &impl deadpool_postgres::GenericClient,
+    l: &StoredLink,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO chain (pos, kind, ref_id, at_ns, body, prev, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &l.pos, &l.kind, &l.ref_id, &l.at_ns, &l.body, &l.prev, &l.hash,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// [`chain::append`] inside an async transaction.
+async fn append_chain(
+    c: &impl deadpool_postgres::GenericClient,
+    links: &[Link],
+) -> Result<(), StoreError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let head = chain_head(c).await?;
+    for l in chain::seal(head, links) {
+        insert_link(c, &l).await?;
+    }
+    Ok(())
 }
 
 impl EraseTx for Conn<'_> {
@@ -1378,13 +1519,15 @@ impl EraseTx for Conn<'_> {
         seq: i64,
         lines: u64,
         digest: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         let lines = i64::try_from(lines).unwrap_or(i64::MAX);
-        self.execute(
-            "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
-             VALUES ($1, 'erasure', $2, $3, $4, $5, $6)",
-            &[&at_ns, &erasure_id, &operator, &seq, &lines, &digest],
-        )?;
-        Ok(())
+        let row = self
+            .row(
+                "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
+                 VALUES ($1, 'erasure', $2, $3, $4, $5, $6) RETURNING id",
+                &[&at_ns, &erasure_id, &operator, &seq, &lines, &digest],
+            )?
+            .ok_or_else(|| StoreError::Postgres("an insert returned no id".into()))?;
+        Ok(row.get(0))
     }
 }

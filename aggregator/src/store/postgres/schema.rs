@@ -10,6 +10,10 @@
 /// The advisory lock key of migrations (and of nothing else).
 pub const MIGRATION_LOCK: i64 = 0x666a_6f72_6401; // "fjord" 1
 
+/// The advisory lock key of the audit chain's head, taken per transaction by every writer of
+/// a covered row just before it appends their links, and by the signer.
+pub const CHAIN_LOCK: i64 = 0x666a_6f72_6406; // "fjord" 6
+
 pub const MIGRATIONS: &[&str] = &[
     // 1: everything the SQLite store has at its version 5, in PostgreSQL's types.
     "CREATE TABLE streams (
@@ -94,6 +98,23 @@ pub const MIGRATIONS: &[&str] = &[
         ts        BIGINT NOT NULL,
         h         BIGINT NOT NULL,
         PRIMARY KEY (stream_id, ts, h)
+     );",
+    // 2: the audit chain (store/chain.rs), as SQLite's version 6.
+    "CREATE TABLE chain (
+        pos    BIGINT PRIMARY KEY,         -- 1, 2, 3, … in commit order
+        kind   TEXT NOT NULL,              -- genesis, receipt, removal, erasure
+        ref_id BIGINT NOT NULL,
+        at_ns  BIGINT NOT NULL,
+        body   TEXT NOT NULL,
+        prev   TEXT NOT NULL,
+        hash   TEXT NOT NULL
+     );
+     CREATE TABLE chain_roots (
+        pos       BIGINT PRIMARY KEY,
+        hash      TEXT NOT NULL,
+        signed_ns BIGINT NOT NULL,
+        key_id    TEXT NOT NULL,
+        signature TEXT NOT NULL
      );",
 ];
 

@@ -18,8 +18,10 @@ use super::backend::{
     ChunkSpan, DetailRow, EraseTx, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
     StoredTotals,
 };
+use super::chain::{self, ChainTx, Link, SignTx, StoredLink};
 use super::chunk::EncodedChunk;
 use super::{ErasureRecord, IndexCounts, StoreError, TailCursor};
+use crate::keys::{Root, Signer};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -69,6 +71,7 @@ impl SqliteDb {
         let path = data_dir.join(DB_FILE);
         let mut conn = open_conn(&path)?;
         schema::migrate(&mut conn)?;
+        ensure_genesis(&mut conn)?;
         conn.pragma_update(None, "secure_delete", "ON")?;
         Ok(SqliteDb {
             path,
@@ -119,6 +122,15 @@ impl SqliteDb {
         let r = f(&mut Write(&tx))?;
         tx.commit()?;
         Ok(r)
+    }
+
+    /// Signs the audit chain's head unless it is signed already.
+    pub fn sign_chain(&self, signer: &Signer, now_ns: i64) -> Result<Option<Root>, StoreError> {
+        let mut w = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let root = chain::sign_head(&mut Write(&tx), signer, now_ns)?;
+        tx.commit()?;
+        Ok(root)
     }
 
     /// Runs `f` in an immediate write transaction, committed when `f` returns `Ok`.
@@ -460,15 +472,92 @@ impl IngestTx for Write<'_> {
         seq: i64,
         lines: u64,
         digest: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO removals (at_ns, kind, operator, seq, lines, digest)
-                 VALUES (?1, 'duplicate', 'dedup', ?2, ?3, ?4)",
+                 VALUES (?1, 'duplicate', ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![at_ns, seq, lines as i64, digest])?;
+            .execute(params![
+                at_ns,
+                chain::DEDUP_OPERATOR,
+                seq,
+                lines as i64,
+                digest
+            ])?;
+        Ok(self.0.last_insert_rowid())
+    }
+}
+
+impl ChainTx for Write<'_> {
+    fn chain_head(&mut self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        // The writer's immediate transaction is the chain's lock.
+        let row = self
+            .0
+            .prepare_cached("SELECT pos, hash FROM chain ORDER BY pos DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        chain::head_of(row)
+    }
+
+    fn insert_link(&mut self, l: &StoredLink) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO chain (pos, kind, ref_id, at_ns, body, prev, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                l.pos, l.kind, l.ref_id, l.at_ns, l.body, l.prev, l.hash
+            ])?;
         Ok(())
     }
+}
+
+impl SignTx for Write<'_> {
+    fn last_root(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT max(pos) FROM chain_roots")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    fn insert_root(&mut self, r: &Root) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO chain_roots (pos, hash, signed_ns, key_id, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![r.pos, r.hash, r.signed_ns, r.key_id, r.signature])?;
+        Ok(())
+    }
+}
+
+/// Appends `links` to the audit chain in the writer's open transaction `conn`.
+pub(crate) fn append_chain(conn: &Connection, links: &[Link]) -> Result<(), StoreError> {
+    chain::append(&mut Write(conn), links)
+}
+
+/// The genesis link, unless the chain has begun: the last id of each covered table.
+fn ensure_genesis(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut w = Write(&tx);
+    if w.chain_head()?.is_none() {
+        let max = |table: &str| -> Result<i64, StoreError> {
+            Ok(tx.query_row(
+                &format!("SELECT coalesce(max(id), 0) FROM {table}"),
+                [],
+                |r| r.get(0),
+            )?)
+        };
+        let g = chain::Genesis {
+            receipts_before: max("receipts")?,
+            removals_before: max("removals")?,
+            erasures_before: max("erasures")?,
+        };
+        chain::append(&mut w, &[chain::genesis_link(&g, super::Store::now_ns())])?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Inserts one encoded chunk of stream `sid`.
@@ -568,7 +657,7 @@ impl EraseTx for Write<'_> {
         seq: i64,
         lines: u64,
         digest: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO removals (at_ns, kind, erasure_id, operator, seq, lines, digest)
@@ -582,6 +671,6 @@ impl EraseTx for Write<'_> {
                 lines as i64,
                 digest
             ])?;
-        Ok(())
+        Ok(self.0.last_insert_rowid())
     }
 }

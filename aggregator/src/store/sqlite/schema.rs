@@ -124,6 +124,24 @@ const MIGRATIONS: &[&str] = &[
         h         INTEGER NOT NULL,
         PRIMARY KEY (stream_id, ts, h)
      ) WITHOUT ROWID;",
+    // 6: the audit chain (store/chain.rs): one link per receipt, removal and erasure record,
+    // each hashing the one before; and the roots signed with the aggregator's key.
+    "CREATE TABLE chain (
+        pos    INTEGER PRIMARY KEY,        -- 1, 2, 3, … in commit order
+        kind   TEXT NOT NULL,              -- genesis, receipt, removal, erasure
+        ref_id INTEGER NOT NULL,           -- the row's id in its table
+        at_ns  INTEGER NOT NULL,
+        body   TEXT NOT NULL,              -- the row's columns as written, a JSON array
+        prev   TEXT NOT NULL,              -- hex hash of link pos - 1
+        hash   TEXT NOT NULL               -- hex SHA-256 over prev, kind, ref_id, at_ns, body
+     );
+     CREATE TABLE chain_roots (
+        pos       INTEGER PRIMARY KEY,     -- the chain position signed
+        hash      TEXT NOT NULL,
+        signed_ns INTEGER NOT NULL,
+        key_id    TEXT NOT NULL,
+        signature TEXT NOT NULL            -- hex Ed25519 over pos, hash and signed_ns
+     );",
 ];
 
 /// The schema version this binary writes.
