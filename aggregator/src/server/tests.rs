@@ -917,11 +917,13 @@ async fn ws_connect(url: &str, token: &str) -> TailSocket {
 type TailSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The next tail message, as JSON; fails the test after 10 s without one.
+/// The next tail message, as JSON; fails the test after 30 s without one (generous: on
+/// PostgreSQL a live line waits for every transaction older than it, on a server the whole
+/// test binary shares, with two cores busy).
 async fn ws_next(ws: &mut TailSocket) -> serde_json::Value {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
-    let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+    let m = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
         .await
         .expect("a tail message")
         .unwrap()
