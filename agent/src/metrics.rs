@@ -76,6 +76,10 @@ pub struct Metrics {
     pub open_errors: Family<ReasonLabel, Counter>,
     pub lag_bytes: Family<FileLabel, Gauge>,
     pub files_failed: Counter,
+    /// Ledger rows the aggregator took (`POST /v1/ledger`).
+    pub ledger_rows_shipped: Counter,
+    /// Ledger pushes that failed and are retried.
+    pub ledger_ship_failures: Counter,
     pub files_refused: Family<ReasonLabel, Counter>,
     pub lost: Family<LossLabel, Counter>,
     /// Unix seconds when each file's oldest unacknowledged byte was first seen.
@@ -136,6 +140,8 @@ impl Metrics {
             open_errors: Family::default(),
             lag_bytes: Family::default(),
             files_failed: Counter::default(),
+            ledger_rows_shipped: Counter::default(),
+            ledger_ship_failures: Counter::default(),
             files_refused: Family::default(),
             lost: Family::default(),
             oldest_unacked: Family::default(),
@@ -309,6 +315,16 @@ impl Metrics {
             "files_failed",
             "Files whose reading stopped because a batch of them could not be formed (read again after restart)",
             m.files_failed.clone(),
+        );
+        r.register(
+            "ledger_rows_shipped",
+            "Ledger rows the aggregator took, so the pod's ledger outlives it",
+            m.ledger_rows_shipped.clone(),
+        );
+        r.register(
+            "ledger_ship_failures",
+            "Ledger pushes that failed and are retried",
+            m.ledger_ship_failures.clone(),
         );
         r.register(
             "files_refused",

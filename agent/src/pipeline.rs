@@ -136,6 +136,7 @@ pub async fn run(
         });
     }
     let mut shipper_task = tokio::spawn(ship_loop(ship.clone(), rx));
+    helpers.spawn(ledger_loop(ship.clone(), helpers_stop.clone()));
 
     let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
     let wake = Wake::default();
@@ -220,6 +221,128 @@ pub async fn run(
     drop(ship);
     let _ = tokio::task::spawn_blocking(move || state_owner.join()).await;
     Ok(())
+}
+
+/// Most ledger rows per `POST /v1/ledger`.
+const LEDGER_ROWS_PER_PUSH: usize = 500;
+
+/// How often the ledger is looked at for new rows when everything was shipped.
+const LEDGER_POLL: Duration = Duration::from_secs(2);
+
+/// How long to wait before asking an aggregator without a ledger endpoint again.
+const LEDGER_UNSUPPORTED_RETRY: Duration = Duration::from_secs(300);
+
+/// How long the last ledger push may take after the pipeline has drained.
+const LEDGER_LAST_PUSH: Duration = Duration::from_secs(3);
+
+/// Ships the ledger to the aggregator (`POST /v1/ledger`) in order, from the newest row it
+/// acknowledged, one push at a time, once the destination passed the residency guard: so
+/// what this pod sent, had refused and lost is on the aggregator after the pod is gone. A refused push is retried with backoff (or after
+/// `Retry-After`), and the rows stay in the state DB (they are not pruned) until shipped. On
+/// stop, one last push takes what the drain added.
+async fn ledger_loop(ship: Arc<ShipCtx>, stop: CancellationToken) {
+    let dest = ship.shipper.url().to_owned();
+    let mut failures = 0u32;
+    let mut seed = ledger_seed();
+    let mut warned_unsupported = false;
+    loop {
+        let wait = match ship_ledger_once(&ship, &dest).await {
+            Ok(Some(n)) => {
+                failures = 0;
+                ship.metrics.ledger_rows_shipped.inc_by(n);
+                if n as usize == LEDGER_ROWS_PER_PUSH {
+                    continue;
+                }
+                LEDGER_POLL
+            }
+            Ok(None) => LEDGER_POLL,
+            Err(e) => {
+                ship.metrics.ledger_ship_failures.inc();
+                failures = failures.saturating_add(1);
+                if e.unsupported {
+                    if !warned_unsupported {
+                        tracing::warn!(reason = %e.reason, "the aggregator takes no ledger (an older version?); the ledger stays on the pod and is offered again later");
+                        warned_unsupported = true;
+                    }
+                    LEDGER_UNSUPPORTED_RETRY
+                } else {
+                    if failures == 1 || failures % 20 == 0 {
+                        tracing::warn!(reason = %e.reason, failures, "shipping the ledger failed; retrying");
+                    }
+                    e.retry_after
+                        .unwrap_or_else(|| ship::backoff(failures, &mut seed))
+                }
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    // What the drain wrote since: one bounded last push.
+    let _ = tokio::time::timeout(LEDGER_LAST_PUSH, async {
+        while let Ok(Some(n)) = ship_ledger_once(&ship, &dest).await {
+            ship.metrics.ledger_rows_shipped.inc_by(n);
+            if (n as usize) < LEDGER_ROWS_PER_PUSH {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// One ledger push of the rows after the aggregator's cursor; `None` when there were none.
+async fn ship_ledger_once(
+    ship: &ShipCtx,
+    dest: &str,
+) -> Result<Option<u64>, crate::ship::LedgerRefused> {
+    let gone = |_| crate::ship::LedgerRefused {
+        reason: "the state DB is closed".into(),
+        retry_after: None,
+        unsupported: false,
+    };
+    let d = dest.to_owned();
+    let rows = ship
+        .state
+        .run(move |s| {
+            let after = s.ledger_shipped(&d)?;
+            s.ledger_after(after, LEDGER_ROWS_PER_PUSH)
+        })
+        .await
+        .map_err(gone)?
+        .map_err(|e| crate::ship::LedgerRefused {
+            reason: format!("reading the ledger: {e}"),
+            retry_after: None,
+            unsupported: false,
+        })?;
+    let Some(&(last, _)) = rows.last() else {
+        return Ok(None);
+    };
+    // The ledger names files and batches, not log content; still, it goes only where the
+    // logs may go: after the destination passed the residency guard.
+    if ship.residency.read().ok().and_then(|r| r.clone()).is_none() {
+        return Ok(None);
+    }
+    let team = ship.cfg.labels.get("team").map(String::as_str);
+    ship.shipper.send_ledger(team, &rows).await?;
+    let d = dest.to_owned();
+    ship.state
+        .run(move |s| s.set_ledger_shipped(&d, last))
+        .await
+        .map_err(gone)?
+        .map_err(|e| crate::ship::LedgerRefused {
+            reason: format!("recording the ledger shipped: {e}"),
+            retry_after: None,
+            unsupported: false,
+        })?;
+    Ok(Some(rows.len() as u64))
+}
+
+/// A seed for the ledger loop's backoff jitter.
+fn ledger_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64 | 1)
 }
 
 /// What every send task needs.

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use fjord_wire::ledger::{LedgerAck, LedgerPush, LedgerPushRow, LedgerRecord, LEDGER_PATH};
 use fjord_wire::{headers as fh, Info};
 use reqwest::StatusCode;
 
@@ -313,6 +314,78 @@ impl Shipper {
             }
             _ => Err(transient(format!("aggregator answered {status}"))),
         }
+    }
+}
+
+/// Why a ledger push was not taken; retry after `retry_after` (or a backoff).
+#[derive(Debug)]
+pub struct LedgerRefused {
+    pub reason: String,
+    pub retry_after: Option<Duration>,
+    /// The aggregator has no ledger endpoint (an older version): try again much later.
+    pub unsupported: bool,
+}
+
+impl Shipper {
+    /// `POST /v1/ledger` with `rows` (id, row) of this agent's ledger, in order, and the
+    /// agent's `team` label.
+    pub async fn send_ledger(
+        &self,
+        team: Option<&str>,
+        rows: &[(i64, LedgerRecord)],
+    ) -> Result<LedgerAck, LedgerRefused> {
+        let push = LedgerPush {
+            team: team.map(str::to_owned),
+            rows: rows
+                .iter()
+                .map(|(seq, record)| LedgerPushRow {
+                    seq: *seq,
+                    record: record.clone(),
+                })
+                .collect(),
+        };
+        let refused = |reason: String, retry_after, unsupported| LedgerRefused {
+            reason,
+            retry_after,
+            unsupported,
+        };
+        let mut req = self
+            .client
+            .post(format!("{}{LEDGER_PATH}", self.url))
+            .header(fh::AGENT, &self.agent_id)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&push).unwrap_or_default());
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| refused(format!("send failed: {}", error_chain(&e)), None, false))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        if status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return serde_json::from_slice::<LedgerAck>(&body)
+                .map_err(|e| refused(format!("the answer is not a ledger ack: {e}"), None, false));
+        }
+        let unsupported = matches!(
+            status,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+        );
+        let body = resp.bytes().await.unwrap_or_default();
+        let reason = serde_json::from_slice::<fjord_wire::ErrorBody>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| "no reason given".to_owned());
+        Err(refused(
+            format!("aggregator answered {status}: {reason}"),
+            retry_after,
+            unsupported,
+        ))
     }
 }
 

@@ -79,7 +79,52 @@ const MIGRATIONS: &[&str] = &[
     // 4: the first record's timestamp of a pending batch, so that the batch re-formed after
     // a restart carries the same timestamps, and so the same payload, as the batch sent.
     "ALTER TABLE pending ADD COLUMN first_ts INTEGER;",
+    // 5: how far the ledger has been shipped to each aggregator (`POST /v1/ledger`): the
+    // newest ledger row id it acknowledged. Rows not yet shipped are not pruned.
+    "CREATE TABLE ledger_shipped (
+        destination TEXT PRIMARY KEY,
+        last_id     INTEGER NOT NULL
+     );",
 ];
+
+/// The ledger's columns as [`ledger_row`] reads them.
+const LEDGER_COLUMNS: &str = "id, batch_id, sent_ns, destination, region, jurisdiction, path,
+    start_off, end_off, records, raw_bytes, compressed_bytes, payload_sha256, rules_version,
+    redactions, outcome, reason";
+
+/// A ledger row of [`LEDGER_COLUMNS`], with its id.
+fn ledger_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, LedgerRecord)> {
+    let redactions: String = r.get(14)?;
+    let outcome: String = r.get(15)?;
+    let outcome = Outcome::parse(&outcome).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            15,
+            rusqlite::types::Type::Text,
+            format!("unknown ledger outcome {outcome:?}").into(),
+        )
+    })?;
+    Ok((
+        r.get(0)?,
+        LedgerRecord {
+            batch_id: r.get(1)?,
+            sent_ns: r.get(2)?,
+            destination: r.get(3)?,
+            region: r.get(4)?,
+            jurisdiction: r.get(5)?,
+            path: r.get(6)?,
+            start_off: r.get::<_, i64>(7)? as u64,
+            end_off: r.get::<_, i64>(8)? as u64,
+            records: r.get::<_, i64>(9)? as u64,
+            raw_bytes: r.get::<_, i64>(10)? as u64,
+            compressed_bytes: r.get::<_, i64>(11)? as u64,
+            payload_sha256: r.get(12)?,
+            rules_version: r.get(13)?,
+            redactions: fjord_wire::headers::parse_redactions(&redactions).unwrap_or_default(),
+            outcome,
+            reason: r.get(16)?,
+        },
+    ))
+}
 
 /// A checkpoint row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,42 +238,53 @@ impl State {
 
     /// Ledger rows committed in `[from_ns, to_ns)`, oldest first.
     pub fn ledger(&self, from_ns: i64, to_ns: i64) -> Result<Vec<LedgerRecord>, rusqlite::Error> {
-        let mut st = self.conn.prepare(
-            "SELECT batch_id, sent_ns, destination, region, jurisdiction, path, start_off, end_off,
-                    records, raw_bytes, compressed_bytes, payload_sha256, rules_version, redactions, outcome,
-                    reason
-             FROM ledger WHERE sent_ns >= ?1 AND sent_ns < ?2 ORDER BY sent_ns, id",
-        )?;
-        let rows = st.query_map(params![from_ns, to_ns], |r| {
-            let redactions: String = r.get(13)?;
-            let outcome: String = r.get(14)?;
-            let outcome = Outcome::parse(&outcome).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    14,
-                    rusqlite::types::Type::Text,
-                    format!("unknown ledger outcome {outcome:?}").into(),
-                )
-            })?;
-            Ok(LedgerRecord {
-                batch_id: r.get(0)?,
-                sent_ns: r.get(1)?,
-                destination: r.get(2)?,
-                region: r.get(3)?,
-                jurisdiction: r.get(4)?,
-                path: r.get(5)?,
-                start_off: r.get::<_, i64>(6)? as u64,
-                end_off: r.get::<_, i64>(7)? as u64,
-                records: r.get::<_, i64>(8)? as u64,
-                raw_bytes: r.get::<_, i64>(9)? as u64,
-                compressed_bytes: r.get::<_, i64>(10)? as u64,
-                payload_sha256: r.get(11)?,
-                rules_version: r.get(12)?,
-                redactions: fjord_wire::headers::parse_redactions(&redactions).unwrap_or_default(),
-                outcome,
-                reason: r.get(15)?,
-            })
-        })?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE sent_ns >= ?1 AND sent_ns < ?2
+             ORDER BY sent_ns, id"
+        ))?;
+        let rows = st.query_map(params![from_ns, to_ns], |r| ledger_row(r).map(|(_, l)| l))?;
         rows.collect()
+    }
+
+    /// At most `limit` ledger rows with an id above `after`, by id, with their ids: what is
+    /// still to ship to an aggregator.
+    pub fn ledger_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, LedgerRecord)>, rusqlite::Error> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![after, limit as i64], ledger_row)?;
+        rows.collect()
+    }
+
+    /// The newest ledger row id `destination` acknowledged (0: none).
+    pub fn ledger_shipped(&self, destination: &str) -> Result<i64, rusqlite::Error> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_id FROM ledger_shipped WHERE destination = ?1",
+                [destination],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Records that `destination` holds the ledger up to row `last_id`.
+    pub fn set_ledger_shipped(
+        &self,
+        destination: &str,
+        last_id: i64,
+    ) -> Result<(), rusqlite::Error> {
+        self.conn.execute(
+            "INSERT INTO ledger_shipped (destination, last_id) VALUES (?1, ?2)
+             ON CONFLICT (destination) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+            params![destination, last_id],
+        )?;
+        Ok(())
     }
 
     /// Every batch recorded as pending (sent or about to be, no final answer yet).
@@ -323,10 +379,14 @@ impl State {
         Ok(n)
     }
 
-    /// Removes ledger rows older than `retention`.
+    /// Removes ledger rows older than `retention`, except rows not yet shipped to every
+    /// aggregator that took the ledger before, and the newest row (so that row ids, which
+    /// aggregators follow, never start again from 1).
     pub fn prune_ledger(&self, retention: Duration) -> Result<usize, rusqlite::Error> {
         self.conn.execute(
-            "DELETE FROM ledger WHERE sent_ns < ?1",
+            "DELETE FROM ledger WHERE sent_ns < ?1
+               AND id < (SELECT max(id) FROM ledger)
+               AND id <= coalesce((SELECT min(last_id) FROM ledger_shipped), id)",
             [age_cutoff(retention)],
         )
     }
@@ -607,6 +667,37 @@ mod tests {
     }
 
     #[test]
+    fn ledger_rows_ship_in_order_and_unshipped_ones_are_not_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            let end = 10 * (i as u64 + 1);
+            s.commit_batch("id-1", id, end, Some(&row(id, end)))
+                .unwrap();
+        }
+        let all = s.ledger_after(0, 10).unwrap();
+        let ids: Vec<i64> = all.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids.len(), 4);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s.ledger_after(ids[1], 1).unwrap()[0].1.batch_id, "c");
+        // Never shipped anywhere: pruned as before, but for the newest row.
+        assert_eq!(s.ledger_shipped("http://agg").unwrap(), 0);
+        s.set_ledger_shipped("http://agg", ids[1]).unwrap();
+        // The cursor never moves back.
+        s.set_ledger_shipped("http://agg", ids[0]).unwrap();
+        assert_eq!(s.ledger_shipped("http://agg").unwrap(), ids[1]);
+        // Rows up to the cursor go; the unshipped ones stay.
+        assert_eq!(s.prune_ledger(Duration::ZERO).unwrap(), 2);
+        assert_eq!(s.ledger_after(0, 10).unwrap().len(), 2);
+        s.set_ledger_shipped("http://agg", ids[3]).unwrap();
+        assert_eq!(s.prune_ledger(Duration::ZERO).unwrap(), 1);
+        // A new row after pruning still gets a higher id.
+        s.commit_batch("id-1", "e", 50, Some(&row("e", 50)))
+            .unwrap();
+        assert!(s.ledger_after(ids[3], 10).unwrap()[0].0 > ids[3]);
+    }
+
+    #[test]
     fn checkpoint_advances_with_ledger_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(dir.path()).unwrap();
@@ -646,7 +737,8 @@ mod tests {
         );
         assert_eq!(s.touch_and_forget(&[], Duration::ZERO).unwrap(), 1);
         assert_eq!(s.offset("id-1").unwrap(), None);
-        assert_eq!(s.prune_ledger(Duration::ZERO).unwrap(), 1);
+        // The only ledger row is the newest: it stays, so row ids never restart.
+        assert_eq!(s.prune_ledger(Duration::ZERO).unwrap(), 0);
     }
 
     #[test]

@@ -351,6 +351,17 @@ impl Aggregator {
             .expect("run fjord-aggregator cli")
     }
 
+    /// `fjord-aggregator audit agents` over this server's data directory (read-only, next to
+    /// the running server): the agents' ledgers it holds, as JSON (null if it fails).
+    pub fn audit_agents(&self) -> serde_json::Value {
+        let out = Command::new(bin("fjord-aggregator"))
+            .args(["audit", "agents", "--output", "json", "--data"])
+            .arg(&self.data)
+            .output()
+            .expect("run fjord-aggregator audit agents");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
     /// Total records stored, from `/fjord/v1/stats`.
     pub fn stored_records(&self) -> u64 {
         let Ok((200, body)) = self.get("/fjord/v1/stats") else {

@@ -441,3 +441,73 @@ fn signed_chain_verifies_offline_with_the_published_key() {
         assert!(t.contains("chmod 600"), "{t}");
     }
 }
+
+/// The agent ships its ledger to the aggregator, so what a pod sent outlives it: after the
+/// pod is killed and its state volume deleted, `audit agents` still shows its batches and
+/// destination, and `audit verify` reconciles the shipped ledger against the receipts
+/// without any file from the pod, and names a receipt deleted afterwards as missing.
+#[test]
+fn a_pods_ledger_outlives_the_pod() {
+    const LINES: usize = 200;
+    let dir = test_dir();
+    let agg = Aggregator::start(dir.path());
+    let cfg = agent_config(dir.path(), &agg.url(), "max_batch_lines = 40");
+    {
+        let mut f = std::fs::File::create(dir.path().join("logs/app.log")).unwrap();
+        for i in 0..LINES {
+            writeln!(f, "{}", line(i)).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let agent = start_agent(dir.path(), &cfg);
+    wait_for("every line stored", Duration::from_secs(60), || {
+        agg.stored_records() == LINES as u64
+    });
+    let (data, url) = (agg.data.clone(), agg.url());
+    let agents = |data: &Path| json(&audit(data, &["agents", "--output", "json"]));
+    wait_for("the ledger shipped", Duration::from_secs(30), || {
+        agents(&data)["agents"][0]["delivered_records"] == LINES as u64
+    });
+    // The pod is deleted: the agent killed, its state volume gone.
+    agent.kill();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    assert_eq!(agg.proc.terminate(), Some(0));
+
+    let a = agents(&data);
+    let pod = &a["agents"][0];
+    assert_eq!(pod["team"], "payments", "{a:#}");
+    assert_eq!(pod["delivered_batches"], (LINES / 40) as u64, "{a:#}");
+    assert_eq!(pod["dead_letter_batches"], 0);
+    assert_eq!(pod["losses"], 0);
+    assert_eq!(pod["destinations"][url.as_str()], "EEA", "{a:#}");
+    let out = audit(&data, &["agents"]);
+    assert!(
+        text(&out).contains("delivered    5 batches, 200 records"),
+        "{}",
+        text(&out)
+    );
+
+    let out = audit(&data, &["verify", "--output", "json"]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["ledger"], "the agents' ledgers shipped to the aggregator");
+    assert_eq!(v["ledger_acked"], (LINES / 40) as u64, "{v:#}");
+
+    // A receipt deleted behind the aggregator's back: the shipped ledger names it missing.
+    let conn = rusqlite::Connection::open(data.join("fjord.db")).unwrap();
+    let batch: String = conn
+        .query_row(
+            "SELECT batch_id FROM receipts ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute("DELETE FROM receipts WHERE batch_id = ?1", [&batch])
+        .unwrap();
+    drop(conn);
+    let out = audit(&data, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&format!("MISSING   batch {batch}")), "{t}");
+    assert!(t.contains("ROW DELETED"), "{t}");
+}

@@ -372,4 +372,13 @@ fn rejected_batch_is_dead_lettered_and_the_rest_flows() {
         agent_metric(&cfg, "fjord_agent_batches_dead_lettered_total"),
         Some(1.0)
     );
+    // The refusal reaches the aggregator in the agent's shipped ledger.
+    wait_for(
+        "the dead letter in the shipped ledger",
+        Duration::from_secs(30),
+        || {
+            let a = agg.audit_agents();
+            a["agents"][0]["dead_letter_batches"] == 1 && a["agents"][0]["delivered_records"] == 800
+        },
+    );
 }

@@ -89,8 +89,14 @@ fn two_replicas_sixteen_pushes_of_one_batch_store_it_once() {
     });
     assert_eq!(
         pg.psql("SELECT version FROM fjord_schema").unwrap(),
-        "1",
+        fjord_aggregator::store::postgres::schema::SCHEMA_VERSION.to_string(),
         "one row, the version this binary writes"
+    );
+    // The audit chain began once, though both replicas found it empty at start.
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM chain WHERE kind = 'genesis'")
+            .unwrap(),
+        "1"
     );
     let t = now_ns();
     let batch: Vec<(i64, String)> = (0..200).map(|i| (t + i, format!("line {i}"))).collect();
@@ -178,6 +184,8 @@ fn the_same_query_through_either_replica_returns_the_same_lines() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["receipts_checked"], 20, "{report}");
     assert_eq!(report["stored_lines_checked"], 200, "{report}");
+    // Both replicas appended to one audit chain: its genesis and a link per receipt.
+    assert_eq!(report["chain"]["links"], 21, "{report}");
     assert_eq!(report["ok"], true, "{report}");
 }
 
@@ -269,6 +277,28 @@ fn an_agent_through_a_round_robin_front_loses_nothing_when_a_replica_is_killed()
     std::thread::sleep(Duration::from_secs(3));
     let written = writer.stop();
     a.expect_exactly_once(&(0..written).collect(), Duration::from_secs(90));
+    // The agent's ledger reached the surviving replica, and the audit chain both replicas
+    // appended to (one of them killed mid-stream) is sound and matches it.
+    let audit = |args: &[&str]| {
+        let out = Command::new(bin("fjord-aggregator"))
+            .arg("audit")
+            .args(args)
+            .args(["--store", &pg.dsn(), "--output", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    wait_for(
+        "the agent's ledger shipped",
+        Duration::from_secs(60),
+        || audit(&["agents"])["agents"][0]["delivered_records"] == written,
+    );
+    let report = audit(&["verify"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["ledger"], "the agents' ledgers shipped to the aggregator",
+        "{report}"
+    );
 }
 
 #[test]

@@ -222,4 +222,13 @@ fn bytes_a_rotation_destroyed_unread_are_counted_and_in_the_ledger() {
     assert_eq!(ranges[0]["end_off"], size, "{report}");
     assert_eq!(ranges[0]["reason"], "truncated", "{report}");
     assert_eq!(report["outcomes"]["lost"], 1, "{report}");
+    // The loss reaches the aggregator in the agent's shipped ledger, bytes and all.
+    wait_for(
+        "the loss in the shipped ledger",
+        Duration::from_secs(30),
+        || {
+            let a = agg.audit_agents();
+            a["agents"][0]["losses"] == 1 && a["agents"][0]["lost_bytes"] == lost
+        },
+    );
 }

@@ -106,6 +106,41 @@ pub struct LedgerRecord {
     pub reason: String,
 }
 
+/// The path agents ship their ledger rows to.
+pub const LEDGER_PATH: &str = "/v1/ledger";
+
+/// Most rows one `POST /v1/ledger` may carry.
+pub const MAX_LEDGER_ROWS_PER_PUSH: usize = 1_000;
+
+/// `POST /v1/ledger`: rows of one agent's ledger (the agent named by `Fjord-Agent`), in the
+/// order the agent wrote them. Rows the aggregator holds already (by `seq`) are skipped, so a
+/// retry stores nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerPush {
+    /// The agent's `team` label. Like a push's team label, it counts only for a caller
+    /// whose token names no team; a team token's team wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    pub rows: Vec<LedgerPushRow>,
+}
+
+/// One ledger row with its place in the agent's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerPushRow {
+    /// The row's id in the agent's ledger: increasing, never reused.
+    pub seq: i64,
+    #[serde(flatten)]
+    pub record: LedgerRecord,
+}
+
+/// The answer to a ledger push: how many rows were new, and the newest `seq` the aggregator
+/// holds for the agent (the agent ships from there on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerAck {
+    pub stored: u64,
+    pub last_seq: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,17 @@ fn columns(kind: &str) -> &'static [&'static str] {
         kind::ERASURE => &[
             "id", "at_ns", "operator", "query", "start_ns", "end_ns", "lines", "chunks",
         ],
+        kind::LEDGER => &[
+            "id",
+            "team",
+            "agent",
+            "seq",
+            "received_ns",
+            "batch_id",
+            "sent_ns",
+            "outcome",
+            "record",
+        ],
         _ => &[],
     }
 }

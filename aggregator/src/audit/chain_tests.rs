@@ -72,6 +72,38 @@ fn signed_store(b: &Backend, key: &Signer) -> Store {
     };
     let rep = store.apply_retention(&policy, DAY).unwrap();
     assert_eq!(rep.teams[0].3, 1, "{}: the old line expires", b.name);
+    // The pod's own ledger, shipped: one batch acknowledged, one byte range lost.
+    let shipped: Vec<fjord_wire::ledger::LedgerPushRow> = [
+        (1, fjord_wire::ledger::Outcome::Acked),
+        (2, fjord_wire::ledger::Outcome::Lost),
+    ]
+    .into_iter()
+    .map(|(seq, outcome)| fjord_wire::ledger::LedgerPushRow {
+        seq,
+        record: fjord_wire::ledger::LedgerRecord {
+            batch_id: format!("b{seq}"),
+            sent_ns: seq,
+            destination: String::new(),
+            region: String::new(),
+            jurisdiction: String::new(),
+            path: "/a.log".into(),
+            start_off: 0,
+            end_off: 0,
+            records: 2,
+            raw_bytes: 20,
+            compressed_bytes: 0,
+            payload_sha256: "sha-b1".into(),
+            rules_version: String::new(),
+            redactions: Default::default(),
+            outcome,
+            reason: String::new(),
+        },
+    })
+    .collect();
+    let ack = store
+        .ingest_ledger("payments", "pod-1", 6, &shipped)
+        .unwrap();
+    assert_eq!(ack.stored, 2);
     assert!(store.sign_chain(key, 1_000).unwrap().is_some());
     // Signed already: nothing new to sign.
     assert!(store.sign_chain(key, 1_001).unwrap().is_none());
@@ -99,11 +131,11 @@ fn legitimate_work_leaves_a_signed_chain_clean() {
         assert!(r.ok, "{}: {r:#?}", b.name);
         let c = r.chain.as_ref().unwrap();
         // genesis, 5 receipts, 1 duplicate removal, 1 erasure + 1 erasure removal,
-        // 1 retention removal.
-        assert_eq!(c.links, 10, "{}: {c:#?}", b.name);
-        assert_eq!(c.rows_checked, 9);
+        // 1 retention removal, 2 rows of the agent's ledger.
+        assert_eq!(c.links, 12, "{}: {c:#?}", b.name);
+        assert_eq!(c.rows_checked, 11);
         assert_eq!((c.roots, c.roots_verified), (1, 1));
-        assert_eq!((c.signed_through, c.unsigned_links), (Some(10), 0));
+        assert_eq!((c.signed_through, c.unsigned_links), (Some(12), 0));
         // More arrives: covered by the chain, unsigned until the next root.
         store
             .ingest(&meta(Some("b4"), 6), &push(&[(DAY + 50, "b4")]))
@@ -241,6 +273,17 @@ fn an_inserted_receipt_is_named() {
 fn a_deleted_removal_hiding_an_erasure_is_named() {
     detects(&["row deleted"], &["stored lines"], |b, _| {
         (b.sql)("DELETE FROM removals WHERE kind = 'erasure'");
+    });
+}
+
+#[test]
+fn a_pods_ledger_altered_or_deleted_is_named() {
+    // Hiding a loss: the row rewritten as delivered, or deleted.
+    detects(&["row altered"], &[], |b, _| {
+        (b.sql)("UPDATE agent_ledger SET outcome = 'acked' WHERE outcome = 'lost'");
+    });
+    detects(&["row deleted"], &[], |b, _| {
+        (b.sql)("DELETE FROM agent_ledger WHERE outcome = 'lost'");
     });
 }
 

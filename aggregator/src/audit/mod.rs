@@ -13,6 +13,7 @@
 //! How verify's evidence is built (entry digests, removals) is in docs/compliance.md.
 
 mod access;
+mod agents;
 mod chain;
 mod receipts;
 mod report;
@@ -26,9 +27,10 @@ use thiserror::Error;
 
 pub use crate::store::evidence::{Evidence, EvidenceError, Receipt};
 pub use access::{access, AccessEntry, AccessReport, ErasureEntry};
+pub use agents::{agents, stored_ledger, AgentSummary, AgentsReport};
 pub use chain::{ChainFinding, ChainReport};
 pub use receipts::{receipts, ReceiptsReport};
-pub use report::{render_access, render_receipts, render_scan, render_verify};
+pub use report::{render_access, render_agents, render_receipts, render_scan, render_verify};
 pub use scan::{mask, scan, RuleMatches, ScanExample, ScanReport};
 pub use verify::{
     read_ledger, verify, AlteredBatch, CorruptChunk, ExtraBatch, LedgerEntry, MissingBatch,
@@ -76,6 +78,12 @@ pub struct Range {
 }
 
 impl Range {
+    /// Every time.
+    pub const ALL: Range = Range {
+        from_ns: i64::MIN,
+        to_ns: i64::MAX,
+    };
+
     pub(crate) fn contains(&self, ns: i64) -> bool {
         ns >= self.from_ns && ns <= self.to_ns
     }

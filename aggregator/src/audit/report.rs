@@ -4,7 +4,9 @@
 
 use std::fmt::Write;
 
-use super::{AccessReport, ChainReport, Range, ReceiptsReport, ScanReport, VerifyReport};
+use super::{
+    AccessReport, AgentsReport, ChainReport, Range, ReceiptsReport, ScanReport, VerifyReport,
+};
 use fjord_wire::clock::format_ns;
 
 fn range_text(r: Range) -> String {
@@ -314,6 +316,54 @@ pub fn render_access(r: &AccessReport) -> String {
             format_ns(e.start_ns),
             format_ns(e.end_ns)
         );
+    }
+    s
+}
+
+/// `audit agents` as text.
+pub fn render_agents(r: &AgentsReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "agents' ledgers, rows sent {}: {} agents",
+        range_text(r.range),
+        r.agents.len()
+    );
+    for a in &r.agents {
+        let _ = writeln!(
+            s,
+            "{} (team {}): {} rows, {} .. {}",
+            a.agent,
+            a.team,
+            a.rows,
+            a.first_sent.as_deref().unwrap_or("-"),
+            a.last_sent.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(
+            s,
+            "  delivered    {} batches, {} records, {} bytes",
+            a.delivered_batches, a.delivered_records, a.delivered_bytes
+        );
+        let _ = writeln!(
+            s,
+            "  dead-letter  {} batches, {} records (refused by the aggregator, kept on the pod)",
+            a.dead_letter_batches, a.dead_letter_records
+        );
+        let _ = writeln!(
+            s,
+            "  lost         {} ranges, {} bytes (rotated away or truncated before they were read)",
+            a.losses, a.lost_bytes
+        );
+        for (d, j) in &a.destinations {
+            let _ = writeln!(
+                s,
+                "  destination  {d} ({})",
+                if j.is_empty() { "-" } else { j }
+            );
+        }
+        if a.unreadable_rows > 0 {
+            let _ = writeln!(s, "  UNREADABLE   {} rows", a.unreadable_rows);
+        }
     }
     s
 }

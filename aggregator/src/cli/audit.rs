@@ -24,6 +24,9 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code when the store could not be read to the end.
 pub const EXIT_INCOMPLETE: u8 = 2;
 
+/// How `audit verify` names the agents' ledgers stored on the aggregator.
+const STORED_LEDGERS: &str = "the agents' ledgers shipped to the aggregator";
+
 /// Key handed to the redactor so that rule sets with `hash` rules compile; the scan only
 /// looks at where rules match, never at their output, so the key's value does not matter.
 const SCAN_HASH_KEY: &[u8] = b"fjord-audit-scan: matching only, output unused";
@@ -52,6 +55,9 @@ pub enum AuditCommand {
     Scan(ScanArgs),
     /// Who read what: every query, tail, label and series lookup and erasure.
     Access(AccessArgs),
+    /// What each agent's own ledger, shipped to the aggregator, says it sent, had refused
+    /// (dead letters) and lost: it outlives the pod.
+    Agents(AgentsArgs),
     /// Create an Ed25519 key to sign the audit chain with (the config's
     /// `[audit] signing_key_file`), and its public key for auditors.
     Keygen(KeygenArgs),
@@ -88,7 +94,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// An agent's exported ledger (`fjord-agent audit --export FILE`, JSON lines) to
-    /// cross-check against the receipts.
+    /// cross-check against the receipts [default: the ledgers agents shipped to the
+    /// aggregator, if any].
     #[arg(long, value_name = "FILE")]
     pub ledger: Option<PathBuf>,
     /// A public key the audit chain's roots may be signed with (PEM, or the base64 key of
@@ -96,6 +103,16 @@ pub struct VerifyArgs {
     /// are checked but not its signatures.
     #[arg(long = "public-key", value_name = "FILE")]
     pub public_keys: Vec<PathBuf>,
+}
+
+/// `audit agents` flags.
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Only this team's agents.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
 }
 
 /// `audit keygen` flags.
@@ -257,6 +274,13 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
             );
             Ok(0)
         }
+        AuditCommand::Agents(a) => {
+            let r = range(&a.common)?;
+            let store = open(&a.common)?;
+            let report = audit::agents(&store, r, a.team.as_deref())?;
+            print(a.common.output, &report, audit::render_agents)?;
+            Ok(0)
+        }
         AuditCommand::Receipts(a) => {
             let r = range(&a.common)?;
             let store = open(&a.common)?;
@@ -277,14 +301,17 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Usage(e.to_string()))?;
             let store = open(&a.common)?;
-            let report = audit::verify(
-                &store,
-                r,
-                ledger
-                    .as_ref()
-                    .map(|(p, rows)| (p.as_path(), rows.as_slice())),
-                &keys,
-            )?;
+            // Without a ledger file, the ledgers agents shipped to the aggregator.
+            let stored = match &ledger {
+                Some(_) => Vec::new(),
+                None => audit::stored_ledger(&store, Range::ALL)?.0,
+            };
+            let ledger = match &ledger {
+                Some((p, rows)) => Some((p.as_path(), rows.as_slice())),
+                None if stored.is_empty() => None,
+                None => Some((std::path::Path::new(STORED_LEDGERS), stored.as_slice())),
+            };
+            let report = audit::verify(&store, r, ledger, &keys)?;
             print(a.common.output, &report, audit::render_verify)?;
             Ok(if report.ok { 0 } else { EXIT_FINDINGS })
         }

@@ -16,6 +16,7 @@ pub mod auth;
 mod budget;
 mod error;
 mod index;
+mod ledger;
 mod listener;
 mod maintenance;
 pub mod metrics;
@@ -230,6 +231,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/loki/api/v1/detected_fields", get(index::detected_fields))
         .route("/loki/api/v1/tail", get(tail::tail))
         .route("/v1/info", get(info))
+        .route(fjord_wire::ledger::LEDGER_PATH, post(ledger::ledger))
         .route("/ready", get(index::ready))
         .route("/fjord/v1/stats", get(admin::stats))
         .route("/fjord/v1/erase", post(admin::erase))

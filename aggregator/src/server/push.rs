@@ -176,14 +176,7 @@ pub(super) async fn ingest_request(
     // hold only complete bodies, so a slow sender cannot keep other teams out of the queue.
     let body = read_body(body, &limits).await?;
     // Shed load rather than queue without bound.
-    let slot = st.ingest_slots.clone().try_acquire_owned().map_err(|_| {
-        AppError::overloaded(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ingest queue is full; retry later",
-            RETRY_AFTER_SECS,
-        )
-        .with_reason(Reason::QueueFull)
-    })?;
+    let slot = ingest_slot(st)?;
     let permit = st
         .ingest_workers
         .clone()
@@ -212,6 +205,18 @@ pub(super) async fn ingest_request(
         IngestOutcome::Conflict => {}
     }
     Ok(outcome)
+}
+
+/// A slot in the bounded ingest queue, or `429` with `Retry-After` when it is full.
+pub(super) fn ingest_slot(st: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+    st.ingest_slots.clone().try_acquire_owned().map_err(|_| {
+        AppError::overloaded(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ingest queue is full; retry later",
+            RETRY_AFTER_SECS,
+        )
+        .with_reason(Reason::QueueFull)
+    })
 }
 
 /// The metadata of one push that travels in headers and the token.

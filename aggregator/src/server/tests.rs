@@ -1229,6 +1229,8 @@ async fn protobuf_snappy_pushes_are_stored_and_bad_ones_refused() {
     assert_eq!(stats.iter().map(|t| t.records).sum::<u64>(), 2);
 }
 
+/// Agents' ledgers, `POST /v1/ledger`.
+mod ledger;
 /// The Loki query API as Grafana uses it.
 mod loki;
 mod scoping;

@@ -7,7 +7,7 @@
 //! queries, [`IngestTx`] for storing one batch. Every call blocks; the server runs them on
 //! the blocking pool.
 
-use super::chain::ChainTx;
+use super::chain::{ChainTx, LedgerRow};
 use super::chunk::EncodedChunk;
 use super::{ErasureRecord, IndexCounts, StoreError, TailCursor};
 
@@ -122,6 +122,11 @@ pub trait IngestTx: ChainTx {
         day: i64,
         c: &EncodedChunk,
     ) -> Result<(), StoreError>;
+    /// The newest `seq` stored of `agent`'s ledger in `team`.
+    fn last_ledger_seq(&mut self, team: &str, agent: &str) -> Result<Option<i64>, StoreError>;
+    /// Inserts a row of an agent's ledger (its `id` is ignored) and returns its id, or `None`
+    /// when the row (team, agent, seq) was stored meanwhile.
+    fn insert_ledger_row(&mut self, r: &LedgerRow<'_>) -> Result<Option<i64>, StoreError>;
     /// Records entries not stored again because they were stored already; returns the
     /// removal's id.
     fn insert_duplicates(

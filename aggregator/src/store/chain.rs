@@ -1,7 +1,8 @@
 //! The audit chain: an append-only hash chain over every row that says what happened to log
 //! data — each receipt (what arrived), each removal (lines erased, expired by retention, or
-//! not stored again as duplicates) and each erasure record — with its roots signed from time
-//! to time by the aggregator's Ed25519 key ([`crate::keys`]).
+//! not stored again as duplicates), each erasure record and each row of an agent's ledger
+//! (what a pod sent, had refused, or lost) — with its roots signed from time to time by the
+//! aggregator's Ed25519 key ([`crate::keys`]).
 //!
 //! A link holds the row as it was written (`body`, the row's columns as a JSON array), the
 //! hash of the link before it (`prev`) and its own hash, SHA-256 over a domain tag, `prev`,
@@ -38,6 +39,7 @@ pub mod kind {
     pub const RECEIPT: &str = "receipt";
     pub const REMOVAL: &str = "removal";
     pub const ERASURE: &str = "erasure";
+    pub const LEDGER: &str = "ledger";
 }
 
 /// The operator of a removal of kind `duplicate` (entries Loki's dedup did not store again).
@@ -230,6 +232,46 @@ pub fn erasure_body(r: &ErasureRecord) -> String {
         r.end_ns,
         r.lines,
         r.chunks,
+    ))
+}
+
+/// An `agent_ledger` row, as the chain covers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow<'a> {
+    pub id: i64,
+    pub team: &'a str,
+    pub agent: &'a str,
+    pub seq: i64,
+    pub received_ns: i64,
+    pub batch_id: &'a str,
+    pub sent_ns: i64,
+    pub outcome: &'a str,
+    /// The agent's row as JSON.
+    pub record: &'a str,
+}
+
+/// The link of an agent's ledger row.
+pub fn ledger_link(r: &LedgerRow<'_>) -> Link {
+    Link {
+        kind: kind::LEDGER,
+        ref_id: r.id,
+        at_ns: r.received_ns,
+        body: ledger_body(r),
+    }
+}
+
+/// The body of an agent's ledger row: its columns in table order.
+pub fn ledger_body(r: &LedgerRow<'_>) -> String {
+    json(&(
+        r.id,
+        r.team,
+        r.agent,
+        r.seq,
+        r.received_ns,
+        r.batch_id,
+        r.sent_ns,
+        r.outcome,
+        r.record,
     ))
 }
 

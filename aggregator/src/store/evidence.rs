@@ -82,6 +82,39 @@ pub struct RemovalRow {
     pub erasure_id: Option<i64>,
 }
 
+/// A row of an agent's ledger as the aggregator stores it (`POST /v1/ledger`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLedgerRow {
+    pub id: i64,
+    pub team: String,
+    pub agent: String,
+    /// The row's id in the agent's ledger.
+    pub seq: i64,
+    pub received_ns: i64,
+    pub batch_id: String,
+    pub sent_ns: i64,
+    pub outcome: String,
+    /// The agent's row as JSON (`fjord_wire::ledger::LedgerRecord`).
+    pub record: String,
+}
+
+impl AgentLedgerRow {
+    /// The row as the audit chain covers it.
+    pub fn as_chained(&self) -> chain::LedgerRow<'_> {
+        chain::LedgerRow {
+            id: self.id,
+            team: &self.team,
+            agent: &self.agent,
+            seq: self.seq,
+            received_ns: self.received_ns,
+            batch_id: &self.batch_id,
+            sent_ns: self.sent_ns,
+            outcome: &self.outcome,
+            record: &self.record,
+        }
+    }
+}
+
 /// A stream: its id and its label key, the canonical JSON the entry digests are keyed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRow {
@@ -669,10 +702,7 @@ impl Evidence {
                     ),
                 );
             }
-            for e in self.erasures(i64::MIN, i64::MAX)? {
-                out.push((chain::kind::ERASURE, e.id, chain::erasure_body(&e)));
-            }
-            return Ok(out);
+            return self.covered_rows_of_every_backend(out);
         };
         let mut stmt = conn.prepare(RECEIPTS)?;
         let rows = stmt.query_map([], |r| {
@@ -709,10 +739,68 @@ impl Evidence {
         for v in rows {
             removal(&mut out, v?);
         }
+        self.covered_rows_of_every_backend(out)
+    }
+
+    /// The covered rows read the same way on every backend: erasures and agents' ledgers.
+    fn covered_rows_of_every_backend(
+        &self,
+        mut out: Vec<(&'static str, i64, String)>,
+    ) -> Result<Vec<(&'static str, i64, String)>, EvidenceError> {
         for e in self.erasures(i64::MIN, i64::MAX)? {
             out.push((chain::kind::ERASURE, e.id, chain::erasure_body(&e)));
         }
+        for r in self.agent_ledger(i64::MIN, i64::MAX)? {
+            out.push((
+                chain::kind::LEDGER,
+                r.id,
+                chain::ledger_body(&r.as_chained()),
+            ));
+        }
         Ok(out)
+    }
+
+    /// Rows of agents' ledgers sent in `[from_ns, to_ns]`, per team and agent in the agent's
+    /// order.
+    pub fn agent_ledger(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<AgentLedgerRow>, EvidenceError> {
+        const SQL: &str = "SELECT id, team, agent, seq, received_ns, batch_id, sent_ns, outcome,
+                record FROM agent_ledger WHERE sent_ns BETWEEN $1 AND $2 ORDER BY team, agent, seq";
+        let Some(conn) = self.sqlite() else {
+            return Ok(self
+                .pg_rows(SQL, &[&from_ns, &to_ns])?
+                .iter()
+                .map(|r| AgentLedgerRow {
+                    id: r.get(0),
+                    team: r.get(1),
+                    agent: r.get(2),
+                    seq: r.get(3),
+                    received_ns: r.get(4),
+                    batch_id: r.get(5),
+                    sent_ns: r.get(6),
+                    outcome: r.get(7),
+                    record: r.get(8),
+                })
+                .collect());
+        };
+        let mut stmt = conn.prepare(&SQL.replace('$', "?"))?;
+        let rows = stmt.query_map([from_ns, to_ns], |r| {
+            Ok(AgentLedgerRow {
+                id: r.get(0)?,
+                team: r.get(1)?,
+                agent: r.get(2)?,
+                seq: r.get(3)?,
+                received_ns: r.get(4)?,
+                batch_id: r.get(5)?,
+                sent_ns: r.get(6)?,
+                outcome: r.get(7)?,
+                record: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The erasures made in `[from_ns, to_ns]`, oldest first.

@@ -587,6 +587,54 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Stores rows of `agent`'s ledger for `team`, in one transaction with their chain links.
+    /// Rows at or below the newest `seq` stored for the agent are skipped (a retry stores
+    /// nothing twice); the rest must come in increasing `seq` order.
+    pub fn ingest_ledger(
+        &self,
+        team: &str,
+        agent: &str,
+        received_ns: i64,
+        rows: &[fjord_wire::ledger::LedgerPushRow],
+    ) -> Result<fjord_wire::ledger::LedgerAck, StoreError> {
+        if let Some(w) = rows.windows(2).find(|w| w[1].seq <= w[0].seq) {
+            return Err(StoreError::Refused(format!(
+                "ledger rows must come in increasing seq order; {} follows {}",
+                w[1].seq, w[0].seq
+            )));
+        }
+        self.db.ingest(|tx| {
+            let last = tx.last_ledger_seq(team, agent)?;
+            let mut links = Vec::new();
+            let mut newest = last.unwrap_or(0);
+            for r in rows.iter().filter(|r| last.is_none_or(|l| r.seq > l)) {
+                let record = serde_json::to_string(&r.record)
+                    .map_err(|e| StoreError::Refused(format!("ledger row {}: {e}", r.seq)))?;
+                let mut row = chain::LedgerRow {
+                    id: 0,
+                    team,
+                    agent,
+                    seq: r.seq,
+                    received_ns,
+                    batch_id: &r.record.batch_id,
+                    sent_ns: r.record.sent_ns,
+                    outcome: r.record.outcome.as_str(),
+                    record: &record,
+                };
+                if let Some(id) = tx.insert_ledger_row(&row)? {
+                    row.id = id;
+                    links.push(chain::ledger_link(&row));
+                }
+                newest = newest.max(r.seq);
+            }
+            chain::append(tx, &links)?;
+            Ok(fjord_wire::ledger::LedgerAck {
+                stored: links.len() as u64,
+                last_seq: newest,
+            })
+        })
+    }
+
     /// Signs the audit chain's head with `signer`, unless it is signed already; returns the
     /// new root. On PostgreSQL any replica may sign; a position is signed once.
     pub fn sign_chain(

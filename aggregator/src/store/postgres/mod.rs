@@ -31,7 +31,7 @@ use super::backend::{
     ChunkSpan, DetailRow, EraseTx, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
     StoredTotals,
 };
-use super::chain::{self, ChainTx, Link, SignTx, StoredLink};
+use super::chain::{self, ChainTx, LedgerRow, Link, SignTx, StoredLink};
 use super::chunk::EncodedChunk;
 use super::compact::{merge, runs, CompactReport, MAX_GROUPS_PER_PASS, SMALL_CHUNK_RAW_BYTES};
 use super::retention::{ReclaimReport, Removed, RetentionReport};
@@ -1350,6 +1350,38 @@ impl IngestTx for Conn<'_> {
             }
             Err(e) => Err(pg(e)),
         }
+    }
+
+    fn last_ledger_seq(&mut self, team: &str, agent: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .row(
+                "SELECT max(seq) FROM agent_ledger WHERE team = $1 AND agent = $2",
+                &[&team, &agent],
+            )?
+            .and_then(|r| r.get(0)))
+    }
+
+    fn insert_ledger_row(&mut self, r: &LedgerRow<'_>) -> Result<Option<i64>, StoreError> {
+        // A retry on another replica may be storing the same rows: the unique key decides,
+        // waiting for that transaction, and the loser skips the row.
+        Ok(self
+            .row(
+                "INSERT INTO agent_ledger (team, agent, seq, received_ns, batch_id, sent_ns,
+                                           outcome, record)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (team, agent, seq) DO NOTHING RETURNING id",
+                &[
+                    &r.team,
+                    &r.agent,
+                    &r.seq,
+                    &r.received_ns,
+                    &r.batch_id,
+                    &r.sent_ns,
+                    &r.outcome,
+                    &r.record,
+                ],
+            )?
+            .map(|row| row.get(0)))
     }
 
     fn insert_duplicates(

@@ -99,7 +99,7 @@ pub const MIGRATIONS: &[&str] = &[
         h         BIGINT NOT NULL,
         PRIMARY KEY (stream_id, ts, h)
      );",
-    // 2: the audit chain (store/chain.rs), as SQLite's version 6.
+    // 2: the audit chain (store/chain.rs) and the agents' ledgers, as SQLite's version 6.
     "CREATE TABLE chain (
         pos    BIGINT PRIMARY KEY,         -- 1, 2, 3, … in commit order
         kind   TEXT NOT NULL,              -- genesis, receipt, removal, erasure
@@ -115,7 +115,20 @@ pub const MIGRATIONS: &[&str] = &[
         signed_ns BIGINT NOT NULL,
         key_id    TEXT NOT NULL,
         signature TEXT NOT NULL
-     );",
+     );
+     CREATE TABLE agent_ledger (
+        id          BIGSERIAL PRIMARY KEY,
+        team        TEXT NOT NULL,
+        agent       TEXT NOT NULL,
+        seq         BIGINT NOT NULL,
+        received_ns BIGINT NOT NULL,
+        batch_id    TEXT NOT NULL,
+        sent_ns     BIGINT NOT NULL,
+        outcome     TEXT NOT NULL,
+        record      TEXT NOT NULL,
+        UNIQUE (team, agent, seq)
+     );
+     CREATE INDEX agent_ledger_sent ON agent_ledger(sent_ns);",
 ];
 
 /// The schema version this binary writes.

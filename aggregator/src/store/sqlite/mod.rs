@@ -18,7 +18,7 @@ use super::backend::{
     ChunkSpan, DetailRow, EraseTx, IngestTx, Reader, ReceiptRow, ReceiptTotals, SeenBatch, Span,
     StoredTotals,
 };
-use super::chain::{self, ChainTx, Link, SignTx, StoredLink};
+use super::chain::{self, ChainTx, LedgerRow, Link, SignTx, StoredLink};
 use super::chunk::EncodedChunk;
 use super::{ErasureRecord, IndexCounts, StoreError, TailCursor};
 use crate::keys::{Root, Signer};
@@ -464,6 +464,34 @@ impl IngestTx for Write<'_> {
         c: &EncodedChunk,
     ) -> Result<(), StoreError> {
         insert_chunk(self.0, None, sid, seq, day, c)
+    }
+
+    fn last_ledger_seq(&mut self, team: &str, agent: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT max(seq) FROM agent_ledger WHERE team = ?1 AND agent = ?2")?
+            .query_row([team, agent], |r| r.get(0))?)
+    }
+
+    fn insert_ledger_row(&mut self, r: &LedgerRow<'_>) -> Result<Option<i64>, StoreError> {
+        // The writer lock serialises ingests: `last_ledger_seq` had the last word.
+        self.0
+            .prepare_cached(
+                "INSERT INTO agent_ledger (team, agent, seq, received_ns, batch_id, sent_ns,
+                                           outcome, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                r.team,
+                r.agent,
+                r.seq,
+                r.received_ns,
+                r.batch_id,
+                r.sent_ns,
+                r.outcome,
+                r.record
+            ])?;
+        Ok(Some(self.0.last_insert_rowid()))
     }
 
     fn insert_duplicates(

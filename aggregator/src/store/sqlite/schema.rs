@@ -124,8 +124,9 @@ const MIGRATIONS: &[&str] = &[
         h         INTEGER NOT NULL,
         PRIMARY KEY (stream_id, ts, h)
      ) WITHOUT ROWID;",
-    // 6: the audit chain (store/chain.rs): one link per receipt, removal and erasure record,
-    // each hashing the one before; and the roots signed with the aggregator's key.
+    // 6: the audit chain (store/chain.rs): one link per receipt, removal, erasure record and
+    // agent ledger row, each hashing the one before; the roots signed with the aggregator's
+    // key; and the agents' ledgers.
     "CREATE TABLE chain (
         pos    INTEGER PRIMARY KEY,        -- 1, 2, 3, … in commit order
         kind   TEXT NOT NULL,              -- genesis, receipt, removal, erasure
@@ -141,7 +142,21 @@ const MIGRATIONS: &[&str] = &[
         signed_ns INTEGER NOT NULL,
         key_id    TEXT NOT NULL,
         signature TEXT NOT NULL            -- hex Ed25519 over pos, hash and signed_ns
-     );",
+     );
+     -- Agents' ledgers (POST /v1/ledger), so what a pod sent, had refused and lost outlives it.
+     CREATE TABLE agent_ledger (
+        id          INTEGER PRIMARY KEY,
+        team        TEXT NOT NULL,
+        agent       TEXT NOT NULL,
+        seq         INTEGER NOT NULL,      -- the row's id in the agent's ledger
+        received_ns INTEGER NOT NULL,
+        batch_id    TEXT NOT NULL,
+        sent_ns     INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,         -- acked | duplicate | dead_letter | lost
+        record      TEXT NOT NULL,         -- the agent's row as JSON (fjord_wire::ledger)
+        UNIQUE (team, agent, seq)
+     );
+     CREATE INDEX agent_ledger_sent ON agent_ledger(sent_ns);",
 ];
 
 /// The schema version this binary writes.
