@@ -15,6 +15,8 @@
 mod access;
 mod agents;
 mod chain;
+mod compliance;
+mod html;
 mod receipts;
 mod report;
 mod scan;
@@ -29,6 +31,8 @@ pub use crate::store::evidence::{Evidence, EvidenceError, Receipt};
 pub use access::{access, AccessEntry, AccessReport, ErasureEntry};
 pub use agents::{agents, stored_ledger, AgentSummary, AgentsReport};
 pub use chain::{ChainFinding, ChainReport};
+pub use compliance::{report as compliance_report, ComplianceReport, ReportInput};
+pub use html::{render_html, render_md};
 pub use receipts::{receipts, ReceiptsReport};
 pub use report::{render_access, render_agents, render_receipts, render_scan, render_verify};
 pub use scan::{mask, scan, RuleMatches, ScanExample, ScanReport};
@@ -91,5 +95,7 @@ impl Range {
 
 #[cfg(test)]
 mod chain_tests;
+#[cfg(test)]
+mod report_tests;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ const ALL: Range = Range {
     to_ns: i64::MAX,
 };
 
-fn meta(batch: &str, received_ns: i64) -> IngestMeta {
+pub(super) fn meta(batch: &str, received_ns: i64) -> IngestMeta {
     IngestMeta {
         batch_id: Some(batch.to_owned()),
         agent: Some("pod-1".into()),
@@ -30,7 +30,7 @@ fn meta(batch: &str, received_ns: i64) -> IngestMeta {
     }
 }
 
-fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
+pub(super) fn push(file: &str, lines: &[(i64, &str)]) -> PushRequest<'static> {
     PushRequest {
         streams: vec![PushStream {
             stream: [("file".to_owned(), file.to_owned())].into(),
@@ -77,6 +77,22 @@ fn store() -> (tempfile::TempDir, Store) {
             .unwrap();
     }
     (dir, store)
+}
+
+/// Grafana's token reading payments' `/a.log`, 5 lines, at `at_ns`.
+pub(super) fn grafana_read(at_ns: i64) -> crate::store::AccessRecord {
+    crate::store::AccessRecord {
+        at_ns,
+        token: "grafana".into(),
+        team: Some("payments".into()),
+        role: "read".into(),
+        endpoint: "query_range".into(),
+        query: Some(r#"{file="/a.log"}"#.into()),
+        start_ns: Some(0),
+        end_ns: Some(9),
+        lines: 5,
+        status: 200,
+    }
 }
 
 /// Erases what `q` names over all time, as operator `dpo` at time 99.
@@ -624,20 +640,7 @@ fn the_audit_reads_both_backends_alike() {
                 .lines,
             1
         );
-        store
-            .record_access(&[crate::store::AccessRecord {
-                at_ns: 5,
-                token: "grafana".into(),
-                team: Some("payments".into()),
-                role: "read".into(),
-                endpoint: "query_range".into(),
-                query: Some(r#"{file="/a.log"}"#.into()),
-                start_ns: Some(0),
-                end_ns: Some(9),
-                lines: 5,
-                status: 200,
-            }])
-            .unwrap();
+        store.record_access(&[grafana_read(5)]).unwrap();
         let ev = (b.evidence)();
         let r = verify(&ev, ALL, None, &[]).unwrap();
         assert!(r.ok, "{}: {r:#?}", b.name);

@@ -55,6 +55,11 @@ pub enum AuditCommand {
     Scan(ScanArgs),
     /// Who read what: every query, tail, label and series lookup and erasure.
     Access(AccessArgs),
+    /// One report to file: what left which pod and where it went, what arrived and was
+    /// redacted, whether the data and the signed audit chain verify, the PII re-scan, who read
+    /// which team's logs, erasures, dead letters and losses. HTML (charts, prints to PDF),
+    /// Markdown or JSON.
+    Report(ReportArgs),
     /// What each agent's own ledger, shipped to the aggregator, says it sent, had refused
     /// (dead letters) and lost: it outlives the pod.
     Agents(AgentsArgs),
@@ -103,6 +108,47 @@ pub struct VerifyArgs {
     /// are checked but not its signatures.
     #[arg(long = "public-key", value_name = "FILE")]
     pub public_keys: Vec<PathBuf>,
+}
+
+/// Format of `audit report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportDocFormat {
+    /// One self-contained page with charts and print CSS.
+    Html,
+    /// The same sections and tables in Markdown.
+    Md,
+    /// The archival form: every figure with the command that reproduces it.
+    Json,
+}
+
+/// `audit report` flags.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The aggregator's data directory (its data_dir); opened read-only.
+    #[arg(long, value_name = "DIR", default_value = "./data")]
+    pub data: PathBuf,
+    /// The store instead of --data: sqlite://DIR or postgres://… (read-only).
+    #[arg(long, env = "FJORD_STORE", value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
+    /// The range of the report [default: everything].
+    #[command(flatten)]
+    pub range: fjord_cli::TimeRangeArgs,
+    /// Only this team.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportDocFormat::Html)]
+    pub format: ReportDocFormat,
+    /// Public keys of the audit chain's signatures (repeatable); without one they are not
+    /// checked, and the report says so.
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+    /// Rule directory for the PII re-scan [default: the built-in packs].
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `audit agents` flags.
@@ -273,6 +319,77 @@ fn run_inner(cmd: AuditCommand) -> Result<u8, Failure> {
                 public_path.display()
             );
             Ok(0)
+        }
+        AuditCommand::Report(a) => {
+            let common = CommonArgs {
+                data: a.data.clone(),
+                store: a.store.clone(),
+                range: a.range.clone(),
+                output: ReportFormat::Json,
+            };
+            let r = range(&common)?;
+            let keys = a
+                .public_keys
+                .iter()
+                .map(|p| PublicKey::load(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Usage(e.to_string()))?;
+            let set = fjord_rules::load_rule_set(a.rules.as_deref())
+                .map_err(|e| Usage(format!("rules: {e}")))?;
+            let redactor = fjord_rules::Redactor::new(&set, Some(SCAN_HASH_KEY))
+                .map_err(|e| Usage(format!("rules: {e}")))?;
+            let store = open(&common)?;
+            let mut flags = match &a.store {
+                Some(_) => " --store URL".to_owned(),
+                None => format!(" --data {}", a.data.display()),
+            };
+            if r.from_ns > 0 {
+                flags.push_str(&format!(
+                    " --from {}",
+                    fjord_wire::clock::format_ns(r.from_ns)
+                ));
+            }
+            if r.to_ns < i64::MAX {
+                flags.push_str(&format!(" --to {}", fjord_wire::clock::format_ns(r.to_ns)));
+            }
+            let report = audit::compliance_report(
+                &store,
+                &audit::ReportInput {
+                    range: r,
+                    team: a.team.as_deref(),
+                    keys: &keys,
+                    redactor: &redactor,
+                    flags,
+                    now_ns: now_ns(),
+                },
+            )?;
+            let text = match a.format {
+                ReportDocFormat::Html => audit::render_html(&report),
+                ReportDocFormat::Md => audit::render_md(&report),
+                ReportDocFormat::Json => {
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| Usage(format!("cannot serialise the report: {e}")))?
+                        + "\n"
+                }
+            };
+            match &a.out {
+                Some(path) => std::fs::write(path, text)
+                    .map_err(|e| Usage(format!("{}: {e}", path.display())))?,
+                None => {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = stdout.write_all(text.as_bytes());
+                    let _ = stdout.flush();
+                }
+            }
+            // Like verify: findings (integrity, PII still stored) exit 1.
+            Ok(
+                if report.integrity.data.ok && report.pii_scan.data.lines_matching == 0 {
+                    0
+                } else {
+                    EXIT_FINDINGS
+                },
+            )
         }
         AuditCommand::Agents(a) => {
             let r = range(&a.common)?;

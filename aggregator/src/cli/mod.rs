@@ -68,8 +68,10 @@ pub enum Command {
     /// Retention: delete expired lines and reclaim disk space.
     #[command(subcommand)]
     Retention(RetentionCommand),
-    /// Compliance audit, offline on the data directory: receipts, verify (against an agent's
-    /// ledger), scan (stored lines against PII rules), access (who read what).
+    /// Compliance audit, offline on the data directory or a read-only connection: receipts,
+    /// verify (digests, agents' ledgers, the signed audit chain), scan (stored lines against
+    /// PII rules), access (who read what), agents (their shipped ledgers), report (all of it
+    /// in one document), keygen (the audit chain's signing key).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Token helpers: hash a token for the config, or make a new one.
