@@ -85,8 +85,9 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// Reads a PKCS#8 PEM private key. On Unix the file must not be readable by group or
-    /// others, as ssh insists for its keys.
+    /// Reads a PKCS#8 PEM private key. On Unix the file must not be accessible to others nor
+    /// writable by its group; group read is allowed, as Kubernetes mounts a Secret with an
+    /// `fsGroup` (`defaultMode: 0440`).
     pub fn load(path: &Path) -> Result<Signer, KeyError> {
         let io = |source| KeyError::Io {
             path: path.to_owned(),
@@ -97,7 +98,7 @@ impl Signer {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
+            if mode & 0o027 != 0 {
                 return Err(KeyError::Exposed {
                     path: path.to_owned(),
                     mode,
@@ -324,7 +325,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_private_key_others_can_read_is_refused() {
+    fn a_private_key_others_can_read_is_refused_and_group_read_is_not() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.key");
@@ -334,5 +335,9 @@ mod tests {
             Signer::load(&path),
             Err(KeyError::Exposed { mode: 0o644, .. })
         ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+        assert!(matches!(Signer::load(&path), Err(KeyError::Exposed { .. })));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(Signer::load(&path).is_ok());
     }
 }
