@@ -98,9 +98,10 @@ pub struct PiiScan {
     pub corrupt_chunks: u64,
 }
 
-/// Reads per token, team and endpoint.
+/// Reads per UTC day, token, team and endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessRow {
+    pub day: String,
     pub token: String,
     pub role: String,
     /// The team whose logs were read (the token's; `*` for a team-less admin).
@@ -113,10 +114,11 @@ pub struct AccessRow {
     pub lines: u64,
 }
 
-/// Dead letters and losses per team and pod.
+/// Dead letters and losses per team, UTC day and pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LossRow {
     pub team: String,
+    pub day: String,
     pub agent: String,
     pub dead_letter_batches: u64,
     pub dead_letter_records: u64,
@@ -162,7 +164,7 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
 
     // What left the pods: the agents' shipped ledgers.
     let mut shipped: BTreeMap<(String, String, String, String), ShippedRow> = BTreeMap::new();
-    let mut losses: BTreeMap<(String, String), LossRow> = BTreeMap::new();
+    let mut losses: BTreeMap<(String, String, String), LossRow> = BTreeMap::new();
     for r in store.agent_ledger(range.from_ns, range.to_ns)? {
         if !in_team(&r.team) {
             continue;
@@ -171,9 +173,10 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
             continue;
         };
         let loss = losses
-            .entry((r.team.clone(), r.agent.clone()))
+            .entry((r.team.clone(), day(e.sent_ns), r.agent.clone()))
             .or_insert_with(|| LossRow {
                 team: r.team.clone(),
+                day: day(e.sent_ns),
                 agent: r.agent.clone(),
                 ..LossRow::default()
             });
@@ -299,7 +302,7 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
 
     // Who read which team's logs, and what was erased.
     let a = access::access(store, range, None)?;
-    let mut reads: BTreeMap<(String, String, String), AccessRow> = BTreeMap::new();
+    let mut reads: BTreeMap<(String, String, String, String), AccessRow> = BTreeMap::new();
     for e in &a.requests {
         let r = &e.record;
         let read_team = r.team.clone().unwrap_or_else(|| "*".to_owned());
@@ -307,8 +310,14 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
             continue;
         }
         let row = reads
-            .entry((r.token.clone(), read_team.clone(), r.endpoint.clone()))
+            .entry((
+                day(r.at_ns),
+                r.token.clone(),
+                read_team.clone(),
+                r.endpoint.clone(),
+            ))
             .or_insert_with(|| AccessRow {
+                day: day(r.at_ns),
                 token: r.token.clone(),
                 role: r.role.clone(),
                 team: read_team,
@@ -386,7 +395,7 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
         access: Figure {
             command: format!("fjord-aggregator audit access{flags} --output json"),
             basis: format!(
-                "access_log rows {window}, counted per token, the team it reads and endpoint"
+                "access_log rows {window}, counted per UTC day, token, the team it reads and endpoint"
             ),
             data: reads.into_values().collect(),
         },
@@ -398,7 +407,7 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
         losses: Figure {
             command: format!("fjord-aggregator audit agents{flags}{team_flag} --output json"),
             basis: format!(
-                "agent_ledger rows with outcome dead_letter or lost sent {window}, summed per team and agent"
+                "agent_ledger rows with outcome dead_letter or lost sent {window}, summed per team, UTC day of sent_ns and agent"
             ),
             data: losses
                 .into_values()

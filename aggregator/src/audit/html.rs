@@ -239,12 +239,12 @@ fn sections(r: &ComplianceReport) -> Vec<Section> {
         (
             "access",
             "Who read which team's logs",
-            "Every query, tail, label and series lookup, per token, the team it reads and endpoint.",
-            vec!["token", "role", "team read", "endpoint", "requests", "refused", "lines returned"],
+            "Every query, tail, label and series lookup, per day, token, the team it reads and endpoint.",
+            vec!["day", "token", "role", "team read", "endpoint", "requests", "refused", "lines returned"],
             r.access
                 .data
                 .iter()
-                .map(|a| vec![a.token.clone(), a.role.clone(), a.team.clone(), a.endpoint.clone(), n(a.requests), n(a.refused), n(a.lines)])
+                .map(|a| vec![a.day.clone(), a.token.clone(), a.role.clone(), a.team.clone(), a.endpoint.clone(), n(a.requests), n(a.refused), n(a.lines)])
                 .collect(),
         ),
         (
@@ -262,11 +262,11 @@ fn sections(r: &ComplianceReport) -> Vec<Section> {
             "losses",
             "What was refused or lost",
             "Batches the aggregator refused for good (kept in the pod's dead-letter directory) and byte ranges a rotation or truncation destroyed before they were read, from the pods' ledgers.",
-            vec!["team", "pod", "dead-letter batches", "dead-letter records", "lost ranges", "lost bytes"],
+            vec!["team", "day", "pod", "dead-letter batches", "dead-letter records", "lost ranges", "lost bytes"],
             r.losses
                 .data
                 .iter()
-                .map(|l| vec![l.team.clone(), l.agent.clone(), n(l.dead_letter_batches), n(l.dead_letter_records), n(l.lost_ranges), n(l.lost_bytes)])
+                .map(|l| vec![l.team.clone(), l.day.clone(), l.agent.clone(), n(l.dead_letter_batches), n(l.dead_letter_records), n(l.lost_ranges), n(l.lost_bytes)])
                 .collect(),
         ),
     ]

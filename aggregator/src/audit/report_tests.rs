@@ -127,7 +127,8 @@ fn the_report_holds_every_figure_with_its_query() {
     assert_eq!(
         json["access"]["data"],
         serde_json::json!([{
-            "token": "grafana", "role": "read", "team": "payments", "endpoint": "query_range",
+            "day": "2024-10-04", "token": "grafana", "role": "read", "team": "payments",
+            "endpoint": "query_range",
             "requests": 1, "refused": 0, "lines": 5
         }])
     );
@@ -135,7 +136,7 @@ fn the_report_holds_every_figure_with_its_query() {
     assert_eq!(
         json["losses"]["data"],
         serde_json::json!([{
-            "team": "payments", "agent": "pod-1", "dead_letter_batches": 1,
+            "team": "payments", "day": "2024-10-04", "agent": "pod-1", "dead_letter_batches": 1,
             "dead_letter_records": 7, "lost_ranges": 1, "lost_bytes": 100
         }])
     );
