@@ -370,8 +370,14 @@ impl Shipper {
             .and_then(parse_retry_after);
         if status.is_success() {
             let body = resp.bytes().await.unwrap_or_default();
-            return serde_json::from_slice::<LedgerAck>(&body)
-                .map_err(|e| refused(format!("the answer is not a ledger ack: {e}"), None, false));
+            return serde_json::from_slice::<LedgerAck>(&body).map_err(|e| {
+                let reason = fjord_wire::codec::json_reason(&e);
+                refused(
+                    format!("the answer is not a ledger ack: {reason}"),
+                    None,
+                    false,
+                )
+            });
         }
         let unsupported = matches!(
             status,

@@ -228,7 +228,9 @@ fn parse_with<'a, R: serde_json::de::Read<'a>>(
     Ok(req)
 }
 
-pub(crate) fn json_error(e: serde_json::Error) -> CodecError {
+/// A serde_json error as [`CodecError::Json`]: its line and column, and its message without
+/// any input it quotes.
+pub fn json_error(e: serde_json::Error) -> CodecError {
     CodecError::Json {
         line: e.line(),
         column: e.column(),
@@ -240,7 +242,7 @@ pub(crate) fn json_error(e: serde_json::Error) -> CodecError {
 /// and without the input it quotes: `invalid type: string "…", expected …` would otherwise
 /// echo a piece of a log line (or a label value) back to the client and into logs. Every
 /// `"…"` or `` `…` `` span of the message is replaced by `"…"`.
-fn json_reason(e: &serde_json::Error) -> String {
+pub fn json_reason(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     let msg = match msg.rfind(" at line ") {
         Some(i) => &msg[..i],

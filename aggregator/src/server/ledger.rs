@@ -51,8 +51,13 @@ pub async fn ledger(
         )
     })?;
     let push: LedgerPush = serde_json::from_slice(&bytes).map_err(|e| {
-        // serde's message names the field and position, never a value.
-        AppError::bad_request(format!("not a ledger push: {e}"))
+        // Line, column and what was expected; never the input serde would quote.
+        AppError::bad_request(format!(
+            "not a ledger push at line {} column {}: {}",
+            e.line(),
+            e.column(),
+            fjord_wire::codec::json_reason(&e)
+        ))
     })?;
     if push.rows.len() > MAX_LEDGER_ROWS_PER_PUSH {
         return Err(AppError::new(

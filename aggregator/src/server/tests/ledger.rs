@@ -117,6 +117,16 @@ async fn agent_ledgers_are_stored_once_in_order_per_team_and_agent() {
             "not a ledger push",
         ),
         (
+            // A value of the wrong type is named by its place, never echoed.
+            raw_ledger_req(
+                b"{\"rows\":[{\"seq\":\"user@example.no\"}]}".to_vec(),
+                Some("pod-2"),
+                Some(INGEST_PAY),
+            ),
+            StatusCode::BAD_REQUEST,
+            "not a ledger push at line 1 column",
+        ),
+        (
             ledger_req(
                 &(1..=1001)
                     .map(|i| row(i, Outcome::Acked))
@@ -131,6 +141,7 @@ async fn agent_ledgers_are_stored_once_in_order_per_team_and_agent() {
     for (req, want, reason) in cases {
         let (s, _, b) = send(&app, req).await;
         assert_eq!(s, want, "{b}");
+        assert!(!b.to_string().contains("example.no"), "input echoed: {b}");
         assert!(
             b["error"].as_str().unwrap_or_default().contains(reason),
             "{b}"
