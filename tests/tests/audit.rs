@@ -575,7 +575,6 @@ fn compliance_report_renders_and_prints_in_a_real_browser() {
     );
     assert_eq!(agent.terminate(), Some(0));
     let data = agg.data.clone();
-    std::thread::sleep(Duration::from_millis(1500)); // one more signature of the head
     assert_eq!(agg.proc.terminate(), Some(0));
     let public = format!("{}.pub", key.display());
     let report = |format: &str, out: &Path| {
