@@ -49,8 +49,11 @@ pub struct Batcher {
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
     rules: Arc<RulesHandle>,
-    /// The rule set new batches are redacted with, refreshed on every tick.
+    /// The rule set new batches are redacted with, taken again whenever the handle's
+    /// generation moves (checked per record: one atomic load).
     redactor: Arc<Redactor>,
+    /// The handle's generation `redactor` was taken at.
+    rules_generation: u64,
     state: StateHandle,
     /// Why a channel: it is the backpressure point between reading and shipping.
     tx: mpsc::Sender<Formed>,
@@ -84,9 +87,12 @@ impl Batcher {
         stop_sending: CancellationToken,
         heartbeat: Arc<AtomicU64>,
     ) -> Batcher {
+        // The generation first: a swap in between only makes the first record look again.
+        let rules_generation = rules.generation();
         Batcher {
             enc: batch::Encoding::new(cfg.zstd_level),
             redactor: rules.current(),
+            rules_generation,
             cfg,
             metrics,
             rules,
@@ -96,6 +102,15 @@ impl Batcher {
             heartbeat,
             scrubbed: String::new(),
             records: Vec::new(),
+        }
+    }
+
+    /// Takes the rule set in force again if it was swapped since it was last taken.
+    fn refresh_rules(&mut self) {
+        let g = self.rules.generation();
+        if g != self.rules_generation {
+            self.rules_generation = g;
+            self.redactor = self.rules.current();
         }
     }
 
@@ -110,6 +125,7 @@ impl Batcher {
         rec: Line<'_>,
         read_ns: i64,
     ) -> Result<(), Stop> {
+        self.refresh_rules();
         // One rule-set version per batch.
         if s.batch.as_ref().is_some_and(|b| {
             !Arc::ptr_eq(&b.redactor, &self.redactor)
@@ -302,7 +318,7 @@ impl Sink for Batcher {
         read_ns: i64,
         end: bool,
     ) -> Result<(), Stop> {
-        self.redactor = self.rules.current();
+        self.refresh_rules();
         if let Some(rec) = s.joiner.as_mut().and_then(|j| j.tick(now, end)) {
             self.add_record(s, f, rec, read_ns)?;
         }
