@@ -85,6 +85,20 @@ pub struct Integrity {
     pub keys: Vec<String>,
     pub signed_through_at: Option<String>,
     pub unsigned_links: u64,
+    /// The data checks per UTC day of the receipts (the chain is one for the whole store).
+    pub days: Vec<IntegrityDay>,
+}
+
+/// `audit verify`'s data checks for the receipts of one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityDay {
+    pub day: String,
+    pub receipts_checked: u64,
+    /// Batches a shipped ledger lists as delivered on that day with no receipt.
+    pub missing: u64,
+    pub extra: u64,
+    /// Batches of that day whose stored lines or receipt differ from what arrived.
+    pub altered: u64,
 }
 
 /// `audit scan`, summed up (no examples: the report holds no stored content).
@@ -96,6 +110,17 @@ pub struct PiiScan {
     /// Lines matching, per rule.
     pub rules: BTreeMap<String, u64>,
     pub corrupt_chunks: u64,
+    /// The same per UTC day of the lines' timestamps.
+    pub days: Vec<PiiDay>,
+}
+
+/// The re-scan of the lines of one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiiDay {
+    pub day: String,
+    pub lines_scanned: u64,
+    pub lines_matching: u64,
+    pub rules: BTreeMap<String, u64>,
 }
 
 /// Reads per UTC day, token, team and endpoint.
@@ -251,6 +276,38 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
         input.keys,
     )?;
     let chain = v.chain.clone().unwrap_or_default();
+    // The data checks per day of the receipts in range (of the team, with --team).
+    let mut days: BTreeMap<String, IntegrityDay> = BTreeMap::new();
+    let mut day_of_seq: BTreeMap<i64, String> = BTreeMap::new();
+    for r in store.receipts(range.from_ns, range.to_ns)? {
+        let d = day(r.received_ns);
+        day_of_seq.insert(r.seq, d.clone());
+        if in_team(&r.team) && r.entries_digest.is_some() {
+            let slot = days.entry(d.clone()).or_insert_with(|| IntegrityDay {
+                day: d,
+                ..IntegrityDay::default()
+            });
+            slot.receipts_checked += 1;
+        }
+    }
+    let mut count = |d: Option<String>, f: fn(&mut IntegrityDay)| {
+        let d = d.unwrap_or_else(|| "-".to_owned());
+        f(days.entry(d.clone()).or_insert_with(|| IntegrityDay {
+            day: d,
+            ..IntegrityDay::default()
+        }));
+    };
+    for m in &v.missing {
+        count(Some(day(m.sent_ns)), |d| d.missing += 1);
+    }
+    for x in &v.extra {
+        count(day_of_seq.get(&x.seq).cloned(), |d| d.extra += 1);
+    }
+    for a in &v.altered {
+        count(a.seq.and_then(|s| day_of_seq.get(&s).cloned()), |d| {
+            d.altered += 1
+        });
+    }
     let integrity = Integrity {
         ok: v.ok,
         receipts_checked: v.receipts_checked,
@@ -274,6 +331,7 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
         keys: chain.keys.clone(),
         signed_through_at: chain.signed_through_at.clone(),
         unsigned_links: chain.unsigned_links,
+        days: days.into_values().collect(),
     };
 
     // PII still stored: a scan of the team's streams (or all) with the rule set.
@@ -298,6 +356,16 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
         lines_matching: s.lines_matching,
         rules: s.rules.iter().map(|r| (r.rule.clone(), r.lines)).collect(),
         corrupt_chunks: s.corrupt_chunk_count,
+        days: s
+            .days
+            .iter()
+            .map(|(d, x)| PiiDay {
+                day: d.clone(),
+                lines_scanned: x.lines_scanned,
+                lines_matching: x.lines_matching,
+                rules: x.rules.clone(),
+            })
+            .collect(),
     };
 
     // Who read which team's logs, and what was erased.
@@ -377,7 +445,7 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
         integrity: Figure {
             command: format!("fjord-aggregator audit verify{flags} --public-key KEY --output json"),
             basis: format!(
-                "every chunk's entry digests against the receipts received {window}, the shipped ledgers against the receipts, and the whole audit chain with its signed roots"
+                "every chunk's entry digests against the receipts received {window}, the shipped ledgers against the receipts (per UTC day of the receipt, or of the ledger row for a missing batch), and the whole audit chain with its signed roots"
             ),
             data: integrity,
         },
@@ -387,7 +455,7 @@ pub fn report(store: &Evidence, input: &ReportInput<'_>) -> Result<ComplianceRep
                 selector.as_deref().map(|s| format!(" '{s}'")).unwrap_or_default()
             ),
             basis: format!(
-                "every stored line {window} re-scanned with rule set {}",
+                "every stored line {window} re-scanned with rule set {}, also per UTC day of the line's timestamp",
                 pii.rules_version
             ),
             data: pii,

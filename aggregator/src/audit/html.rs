@@ -178,6 +178,15 @@ fn sections(r: &ComplianceReport) -> Vec<Section> {
     for f in &i.chain_findings {
         integrity.push(vec!["CHAIN FINDING".into(), f.to_uppercase()]);
     }
+    for d in &i.days {
+        integrity.push(vec![
+            format!("day {}", d.day),
+            format!(
+                "{} receipts checked; missing / extra / altered {} / {} / {}",
+                d.receipts_checked, d.missing, d.extra, d.altered
+            ),
+        ]);
+    }
     let p = &r.pii_scan.data;
     let mut pii = vec![
         vec!["rule set".into(), p.rules_version.clone()],
@@ -187,6 +196,22 @@ fn sections(r: &ComplianceReport) -> Vec<Section> {
     ];
     for (rule, lines) in &p.rules {
         pii.push(vec![format!("rule {rule}"), format!("{lines} lines")]);
+    }
+    for d in &p.days {
+        let rules: Vec<String> = d.rules.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        pii.push(vec![
+            format!("day {}", d.day),
+            format!(
+                "{} lines scanned, {} matching{}",
+                d.lines_scanned,
+                d.lines_matching,
+                if rules.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", rules.join(", "))
+                }
+            ),
+        ]);
     }
     vec![
         (

@@ -124,6 +124,15 @@ fn the_report_holds_every_figure_with_its_query() {
     assert_eq!(json["pii_scan"]["data"]["lines_scanned"], 5);
     assert_eq!(json["pii_scan"]["data"]["lines_matching"], 3);
     assert_eq!(json["pii_scan"]["data"]["rules"]["email"], 3);
+    // Per day too: every line is of one day here.
+    assert_eq!(
+        json["pii_scan"]["data"]["days"],
+        serde_json::json!([{"day": "2024-10-04", "lines_scanned": 5, "lines_matching": 3, "rules": {"email": 3}}])
+    );
+    assert_eq!(
+        i["days"],
+        serde_json::json!([{"day": "2024-10-04", "receipts_checked": 3, "missing": 0, "extra": 0, "altered": 0}])
+    );
     assert_eq!(
         json["access"]["data"],
         serde_json::json!([{

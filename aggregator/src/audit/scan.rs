@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{AuditError, Range};
 use crate::logql::LogQuery;
 use crate::store::evidence::Evidence;
-use crate::store::{chunk, Labels};
+use crate::store::{chunk, format_day, Labels, NS_PER_DAY};
 use fjord_wire::clock::format_ns;
 
 /// Lines per rule that still match.
@@ -22,6 +22,15 @@ pub struct RuleMatches {
     pub lines: u64,
     /// Matches in all (a line may hold several).
     pub matches: u64,
+}
+
+/// What a scan found among the lines of one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayScan {
+    pub lines_scanned: u64,
+    pub lines_matching: u64,
+    /// Lines in which each rule matched.
+    pub rules: BTreeMap<String, u64>,
 }
 
 /// One example: where a match is, with the match masked.
@@ -56,6 +65,9 @@ pub struct ScanReport {
     pub corrupt_chunks: Vec<i64>,
     /// How many chunks did not decode (the length of `corrupt_chunks`).
     pub corrupt_chunk_count: u64,
+    /// The same counts per UTC day of the lines' timestamps.
+    #[serde(default)]
+    pub days: BTreeMap<String, DayScan>,
 }
 
 impl ScanReport {
@@ -144,7 +156,10 @@ fn scan_in_snapshot(
         examples: Vec::new(),
         corrupt_chunks: Vec::new(),
         corrupt_chunk_count: 0,
+        days: BTreeMap::new(),
     };
+    // Per UTC day number; named when the scan is done.
+    let mut days: BTreeMap<i64, DayScan> = BTreeMap::new();
     let mut per_rule: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut dec = chunk::Decoder::new().map_err(|e| AuditError::Labels {
         stream: 0,
@@ -162,6 +177,8 @@ fn scan_in_snapshot(
                     return;
                 }
                 report.lines_scanned += 1;
+                let day = days.entry(ts.div_euclid(NS_PER_DAY)).or_default();
+                day.lines_scanned += 1;
                 // The line and each structured metadata value are scanned alike.
                 let e = redactor.explain(line);
                 let in_meta: Vec<(&str, &str, _)> = r
@@ -174,6 +191,7 @@ fn scan_in_snapshot(
                     return;
                 }
                 report.lines_matching += 1;
+                day.lines_matching += 1;
                 let mut rules: Vec<String> = Vec::new();
                 let hits = e
                     .hits
@@ -184,6 +202,7 @@ fn scan_in_snapshot(
                     slot.1 += 1;
                     if !rules.contains(&h.rule) {
                         slot.0 += 1;
+                        *day.rules.entry(h.rule.clone()).or_default() += 1;
                         rules.push(h.rule.clone());
                     }
                 }
@@ -216,5 +235,9 @@ fn scan_in_snapshot(
         })
         .collect();
     report.corrupt_chunk_count = report.corrupt_chunks.len() as u64;
+    report.days = days
+        .into_iter()
+        .map(|(d, scan)| (format_day(d), scan))
+        .collect();
     Ok(report)
 }
